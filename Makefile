@@ -1,0 +1,64 @@
+# kcguard — `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+include local/stack.env
+export AWS_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_ENDPOINT_URL KCGUARD_CONFIG
+
+GO        ?= go
+BIN       := bin
+GOTESTFLAGS ?= -count=1 -timeout 30m
+# Integration tests share one moto and one Keycloak; two packages at a time
+# matches the machine (2 cores) and keeps Keycloak's latency honest.
+GOTESTP   ?= 2
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: install
+install: ## Install the local stack's components into .cache/ (Keycloak, moto, toxiproxy, RIE)
+	local/stack.sh install
+
+.PHONY: up
+up: kcguard ## Start the local stack and create the tables, queues and KMS key in it
+	local/stack.sh up
+	$(BIN)/kcguard config fix
+
+.PHONY: down
+down: ## Stop everything `make up` started
+	local/stack.sh down
+
+.PHONY: status
+status: ## Show which local services are running
+	local/stack.sh status
+
+.PHONY: kcguard
+kcguard: ## Build the kcguard CLI into bin/
+	$(GO) build -o $(BIN)/kcguard ./cmd/kcguard
+
+.PHONY: build
+build: kcguard ## Build everything
+	$(GO) build ./...
+
+.PHONY: test-short
+test-short: ## Unit tests only (no services needed)
+	$(GO) test -short $(GOTESTFLAGS) ./...
+
+.PHONY: test
+test: ## All tests: starts the local stack if needed, runs every test, stops what it started
+	$(GO) vet ./...
+	local/with-stack.sh $(GO) test -p $(GOTESTP) $(GOTESTFLAGS) ./...
+
+.PHONY: bench
+bench: ## Benchmarks against the local stack (see BENCHMARKS.md)
+	local/with-stack.sh $(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 60m ./...
+
+.PHONY: fmt
+fmt: ## gofmt the tree
+	gofmt -w $$(git ls-files '*.go')
+
+.PHONY: vet
+vet: ## go vet and a gofmt check
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs a command with the local stack up. If the stack was not already running,
+# it is started first and stopped afterwards (only what this script started);
+# a stack started by `make up` is used and left running.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+started=""
+if ! "$root/local/stack.sh" status | grep -q '^keycloak: running'; then
+  started=yes
+fi
+cleanup() { [ -n "$started" ] && "$root/local/stack.sh" down; }
+trap cleanup EXIT
+"$root/local/stack.sh" up || exit 1
+"$@"

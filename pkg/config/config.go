@@ -1,0 +1,347 @@
+// Package config loads kcguard's one Config: defaults, then a YAML file
+// (local runs and the CLI), then environment variables (Lambda). Validate
+// reports every problem at once so an operator fixes a config in one pass.
+//
+// AWS endpoints are not configured here: the SDK's standard variables
+// (AWS_REGION, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_DYNAMODB, ...) point the
+// same binaries at moto locally and at AWS in production.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is everything a kcguard function or command needs to know.
+type Config struct {
+	Keycloak Keycloak `yaml:"keycloak"`
+	Tables   Tables   `yaml:"tables"`
+	Sync     Sync     `yaml:"sync"`
+	// KMSKeyID encrypts cached Keycloak tokens at rest (key id, ARN or alias).
+	KMSKeyID string   `yaml:"kms_key_id" env:"KCGUARD_KMS_KEY_ID"`
+	Lockout  Lockout  `yaml:"lockout"`
+	Password Password `yaml:"password"`
+	Sessions Sessions `yaml:"sessions"`
+	API      API      `yaml:"api"`
+	Log      Log      `yaml:"log"`
+}
+
+// Keycloak is where the second authentication tier lives.
+type Keycloak struct {
+	// URL is the Keycloak base URL (no /realms suffix).
+	URL string `yaml:"url" env:"KCGUARD_KEYCLOAK_URL"`
+	// Timeout bounds one password grant or refresh: a login never waits
+	// longer than this on Keycloak.
+	Timeout time.Duration `yaml:"timeout" env:"KCGUARD_KEYCLOAK_TIMEOUT"`
+	// AdminTimeout bounds admin API calls (sync, migration).
+	AdminTimeout time.Duration `yaml:"admin_timeout" env:"KCGUARD_KEYCLOAK_ADMIN_TIMEOUT"`
+	// Packages maps a package (tenant) to its realm and client. In Lambda it
+	// comes as JSON in KCGUARD_PACKAGES.
+	Packages map[string]Package `yaml:"packages" env:"KCGUARD_PACKAGES"`
+	// SecretsID names a Secrets Manager secret holding a JSON object
+	// {"<package>": "<client secret>"}; empty means secrets come from
+	// KCGUARD_KEYCLOAK_SECRET_<PACKAGE> or the YAML file (local only).
+	SecretsID  string     `yaml:"secrets_id" env:"KCGUARD_KEYCLOAK_SECRETS_ID"`
+	Resilience Resilience `yaml:"resilience"`
+}
+
+// Package is one tenant: a Keycloak realm and the confidential client
+// kcguard uses in it (password grant and service account).
+type Package struct {
+	Realm        string `yaml:"realm"`
+	ClientID     string `yaml:"client_id"`
+	ClientSecret string `yaml:"client_secret"`
+}
+
+// Resilience keeps the setting names operators know from the original system.
+type Resilience struct {
+	Enabled                 bool `yaml:"enabled" env:"KCGUARD_RESILIENCE_ENABLED"`
+	FailureThreshold        int  `yaml:"failure_threshold" env:"KCGUARD_RESILIENCE_FAILURE_THRESHOLD"`
+	CooldownSeconds         int  `yaml:"cooldown_seconds" env:"KCGUARD_RESILIENCE_COOLDOWN_SECONDS"`
+	TokenGracePeriodHours   int  `yaml:"token_grace_period_hours" env:"KCGUARD_RESILIENCE_TOKEN_GRACE_PERIOD_HOURS"`
+	AllowOfflineMode        bool `yaml:"allow_offline_mode" env:"KCGUARD_RESILIENCE_ALLOW_OFFLINE_MODE"`
+	HealthCheckCacheSeconds int  `yaml:"health_check_cache_seconds" env:"KCGUARD_RESILIENCE_HEALTH_CHECK_CACHE_SECONDS"`
+}
+
+// Cooldown is CooldownSeconds as a duration.
+func (r Resilience) Cooldown() time.Duration { return time.Duration(r.CooldownSeconds) * time.Second }
+
+// GracePeriod is how long a cached Keycloak token may stand in for Keycloak.
+func (r Resilience) GracePeriod() time.Duration {
+	return time.Duration(r.TokenGracePeriodHours) * time.Hour
+}
+
+// StateCacheTTL is how long an instance trusts its copy of the breaker state.
+func (r Resilience) StateCacheTTL() time.Duration {
+	return time.Duration(r.HealthCheckCacheSeconds) * time.Second
+}
+
+// Tables are the physical DynamoDB table names.
+type Tables struct {
+	Users    string `yaml:"users" env:"KCGUARD_TABLE_USERS"`
+	Sessions string `yaml:"sessions" env:"KCGUARD_TABLE_SESSIONS"`
+	Tokens   string `yaml:"tokens" env:"KCGUARD_TABLE_TOKENS"`
+	Breaker  string `yaml:"breaker" env:"KCGUARD_TABLE_BREAKER"`
+	Audit    string `yaml:"audit" env:"KCGUARD_TABLE_AUDIT"`
+}
+
+// Sync is the queue that carries changes to Keycloak.
+type Sync struct {
+	Queue string `yaml:"queue" env:"KCGUARD_SYNC_QUEUE"`
+	DLQ   string `yaml:"dlq" env:"KCGUARD_SYNC_DLQ"`
+	// MaxReceiveCount is how many failed deliveries move a job to the DLQ.
+	MaxReceiveCount int `yaml:"max_receive_count" env:"KCGUARD_SYNC_MAX_RECEIVE_COUNT"`
+	// VisibilityTimeoutSeconds must exceed the worker's own timeout.
+	VisibilityTimeoutSeconds int `yaml:"visibility_timeout_seconds" env:"KCGUARD_SYNC_VISIBILITY_TIMEOUT_SECONDS"`
+}
+
+// Lockout is the offline brute-force protection of the local tier.
+type Lockout struct {
+	// MaxFailures is how many failed local checks are free before delays start.
+	MaxFailures int `yaml:"max_failures" env:"KCGUARD_LOCKOUT_MAX_FAILURES"`
+	// Delay is the first delay; each further failure adds another Delay
+	// (Keycloak's wait increment), up to MaxDelay.
+	Delay    time.Duration `yaml:"delay" env:"KCGUARD_LOCKOUT_DELAY"`
+	MaxDelay time.Duration `yaml:"max_delay" env:"KCGUARD_LOCKOUT_MAX_DELAY"`
+}
+
+// Password is the policy for new passwords.
+type Password struct {
+	MinLength int `yaml:"min_length" env:"KCGUARD_PASSWORD_MIN_LENGTH"`
+	// Algorithm is the local hash: "argon2" or "pbkdf2-sha512" (both importable into Keycloak).
+	Algorithm string `yaml:"algorithm" env:"KCGUARD_PASSWORD_ALGORITHM"`
+	// RevokeOtherSessions ends the user's other sessions after a change.
+	RevokeOtherSessions bool `yaml:"revoke_other_sessions" env:"KCGUARD_PASSWORD_REVOKE_OTHER_SESSIONS"`
+}
+
+// Sessions are kcguard's own login sessions.
+type Sessions struct {
+	IdleTimeout time.Duration `yaml:"idle_timeout" env:"KCGUARD_SESSIONS_IDLE_TIMEOUT"`
+	MaxLifetime time.Duration `yaml:"max_lifetime" env:"KCGUARD_SESSIONS_MAX_LIFETIME"`
+}
+
+// API is the local HTTP server (`kcguard serve`) and request limits.
+type API struct {
+	Addr         string `yaml:"addr" env:"KCGUARD_API_ADDR"`
+	MaxBodyBytes int    `yaml:"max_body_bytes" env:"KCGUARD_API_MAX_BODY_BYTES"`
+	// AdminKey guards /admin routes locally; in AWS they use IAM auth.
+	AdminKey string `yaml:"admin_key" env:"KCGUARD_ADMIN_KEY"`
+}
+
+// Log configures slog.
+type Log struct {
+	Level  string `yaml:"level" env:"KCGUARD_LOG_LEVEL"`
+	Format string `yaml:"format" env:"KCGUARD_LOG_FORMAT"` // json or text
+}
+
+// Default is the configuration with every default filled in.
+func Default() Config {
+	return Config{
+		Keycloak: Keycloak{
+			URL:          "http://127.0.0.1:8180",
+			Timeout:      2 * time.Second,
+			AdminTimeout: 10 * time.Second,
+			Packages:     map[string]Package{},
+			Resilience: Resilience{
+				Enabled:                 true,
+				FailureThreshold:        3,
+				CooldownSeconds:         60,
+				TokenGracePeriodHours:   24,
+				AllowOfflineMode:        true,
+				HealthCheckCacheSeconds: 30,
+			},
+		},
+		Tables: Tables{
+			Users:    "kcguard-users",
+			Sessions: "kcguard-sessions",
+			Tokens:   "kcguard-tokens",
+			Breaker:  "kcguard-breaker",
+			Audit:    "kcguard-audit",
+		},
+		Sync: Sync{
+			Queue:                    "kcguard-sync.fifo",
+			DLQ:                      "kcguard-sync-dlq.fifo",
+			MaxReceiveCount:          5,
+			VisibilityTimeoutSeconds: 120,
+		},
+		KMSKeyID: "alias/kcguard-tokens",
+		Lockout:  Lockout{MaxFailures: 5, Delay: 30 * time.Second, MaxDelay: 15 * time.Minute},
+		Password: Password{MinLength: 12, Algorithm: "argon2", RevokeOtherSessions: true},
+		Sessions: Sessions{IdleTimeout: 30 * time.Minute, MaxLifetime: 12 * time.Hour},
+		API:      API{Addr: "127.0.0.1:3000", MaxBodyBytes: 8 << 10},
+		Log:      Log{Level: "info", Format: "json"},
+	}
+}
+
+// Load builds the Config: defaults, then the YAML file at path (skipped when
+// path is empty), then the environment. It does not validate.
+func Load(path string) (Config, error) {
+	return load(path, os.LookupEnv)
+}
+
+func load(path string, lookup func(string) (string, bool)) (Config, error) {
+	cfg := Default()
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, fmt.Errorf("read config: %w", err)
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(data)))
+		dec.KnownFields(true) // a misspelt setting is an error, not a silent default
+		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, errIOEOF) {
+			return cfg, fmt.Errorf("parse %s: %w", path, err)
+		}
+	}
+	if err := applyEnv(&cfg, lookup); err != nil {
+		return cfg, err
+	}
+	applySecretEnv(&cfg, lookup)
+	return cfg, nil
+}
+
+// SecretEnvName is the variable that carries a package's client secret locally.
+func SecretEnvName(pkg string) string {
+	return "KCGUARD_KEYCLOAK_SECRET_" + strings.ToUpper(nonWord.ReplaceAllString(pkg, "_"))
+}
+
+var nonWord = regexp.MustCompile(`[^A-Za-z0-9]`)
+
+func applySecretEnv(cfg *Config, lookup func(string) (string, bool)) {
+	for name, p := range cfg.Keycloak.Packages {
+		if v, ok := lookup(SecretEnvName(name)); ok {
+			p.ClientSecret = v
+			cfg.Keycloak.Packages[name] = p
+		}
+	}
+}
+
+// PackageNames lists the configured packages in order.
+func (c Config) PackageNames() []string {
+	names := make([]string, 0, len(c.Keycloak.Packages))
+	for n := range c.Keycloak.Packages {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Validate reports every problem with the configuration at once.
+func (c Config) Validate() error {
+	var p []string
+	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
+
+	if u, err := url.Parse(c.Keycloak.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		add("keycloak.url %q is not an http(s) URL", c.Keycloak.URL)
+	}
+	if c.Keycloak.Timeout <= 0 || c.Keycloak.Timeout > 30*time.Second {
+		add("keycloak.timeout %s must be in (0, 30s]", c.Keycloak.Timeout)
+	}
+	if c.Keycloak.AdminTimeout <= 0 || c.Keycloak.AdminTimeout > 5*time.Minute {
+		add("keycloak.admin_timeout %s must be in (0, 5m]", c.Keycloak.AdminTimeout)
+	}
+	if len(c.Keycloak.Packages) == 0 {
+		add("keycloak.packages: at least one package is needed")
+	}
+	for _, name := range c.PackageNames() {
+		pk := c.Keycloak.Packages[name]
+		if !packageName.MatchString(name) {
+			add("keycloak.packages.%s: package names are lower-case letters, digits, '-' and '_'", name)
+		}
+		if pk.Realm == "" {
+			add("keycloak.packages.%s.realm is empty", name)
+		}
+		if pk.ClientID == "" {
+			add("keycloak.packages.%s.client_id is empty", name)
+		}
+	}
+	r := c.Keycloak.Resilience
+	between := func(name string, v, lo, hi int) {
+		if v < lo || v > hi {
+			add("keycloak.resilience.%s = %d, must be between %d and %d", name, v, lo, hi)
+		}
+	}
+	between("failure_threshold", r.FailureThreshold, 1, 100)
+	between("cooldown_seconds", r.CooldownSeconds, 1, 3600)
+	between("token_grace_period_hours", r.TokenGracePeriodHours, 0, 168)
+	between("health_check_cache_seconds", r.HealthCheckCacheSeconds, 0, 300)
+	if r.HealthCheckCacheSeconds > r.CooldownSeconds && r.CooldownSeconds > 0 {
+		add("keycloak.resilience.health_check_cache_seconds (%d) must not exceed cooldown_seconds (%d)",
+			r.HealthCheckCacheSeconds, r.CooldownSeconds)
+	}
+	for name, v := range map[string]string{
+		"tables.users": c.Tables.Users, "tables.sessions": c.Tables.Sessions, "tables.tokens": c.Tables.Tokens,
+		"tables.breaker": c.Tables.Breaker, "tables.audit": c.Tables.Audit,
+	} {
+		if !tableName.MatchString(v) {
+			add("%s %q is not a valid DynamoDB table name", name, v)
+		}
+	}
+	for name, v := range map[string]string{"sync.queue": c.Sync.Queue, "sync.dlq": c.Sync.DLQ} {
+		if !strings.HasSuffix(v, ".fifo") || len(v) > 80 {
+			add("%s %q must be a FIFO queue name (ending in .fifo, at most 80 characters)", name, v)
+		}
+	}
+	if c.Sync.Queue == c.Sync.DLQ {
+		add("sync.dlq must differ from sync.queue")
+	}
+	if c.Sync.MaxReceiveCount < 1 || c.Sync.MaxReceiveCount > 1000 {
+		add("sync.max_receive_count = %d, must be between 1 and 1000", c.Sync.MaxReceiveCount)
+	}
+	if c.Sync.VisibilityTimeoutSeconds < 1 || c.Sync.VisibilityTimeoutSeconds > 43200 {
+		add("sync.visibility_timeout_seconds = %d, must be between 1 and 43200", c.Sync.VisibilityTimeoutSeconds)
+	}
+	if c.KMSKeyID == "" {
+		add("kms_key_id is empty: cached Keycloak tokens must be encrypted")
+	}
+	if c.Lockout.MaxFailures < 1 {
+		add("lockout.max_failures = %d, must be at least 1", c.Lockout.MaxFailures)
+	}
+	if c.Lockout.Delay <= 0 || c.Lockout.MaxDelay < c.Lockout.Delay {
+		add("lockout.delay (%s) must be positive and not above lockout.max_delay (%s)", c.Lockout.Delay, c.Lockout.MaxDelay)
+	}
+	if c.Password.MinLength < 8 || c.Password.MinLength > 1024 {
+		add("password.min_length = %d, must be between 8 and 1024", c.Password.MinLength)
+	}
+	if c.Password.Algorithm != "argon2" && c.Password.Algorithm != "pbkdf2-sha512" {
+		add("password.algorithm %q must be argon2 or pbkdf2-sha512", c.Password.Algorithm)
+	}
+	if c.Sessions.IdleTimeout <= 0 || c.Sessions.MaxLifetime < c.Sessions.IdleTimeout {
+		add("sessions.idle_timeout (%s) must be positive and not above sessions.max_lifetime (%s)",
+			c.Sessions.IdleTimeout, c.Sessions.MaxLifetime)
+	}
+	if c.API.MaxBodyBytes < 256 || c.API.MaxBodyBytes > 1<<20 {
+		add("api.max_body_bytes = %d, must be between 256 and 1048576", c.API.MaxBodyBytes)
+	}
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level %q must be debug, info, warn or error", c.Log.Level)
+	}
+	if c.Log.Format != "json" && c.Log.Format != "text" {
+		add("log.format %q must be json or text", c.Log.Format)
+	}
+	if len(p) == 0 {
+		return nil
+	}
+	return &ValidationError{Problems: p}
+}
+
+var (
+	packageName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	tableName   = regexp.MustCompile(`^[A-Za-z0-9_.-]{3,255}$`)
+)
+
+// ValidationError lists every problem Validate found.
+type ValidationError struct{ Problems []string }
+
+func (e *ValidationError) Error() string {
+	return fmt.Sprintf("invalid configuration (%d problems):\n  - %s", len(e.Problems), strings.Join(e.Problems, "\n  - "))
+}
