@@ -1,0 +1,421 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/kcguard/kcguard/pkg/credential"
+	"github.com/kcguard/kcguard/pkg/keycloak"
+	"github.com/kcguard/kcguard/pkg/sessions"
+	"github.com/kcguard/kcguard/pkg/syncjob"
+	"github.com/kcguard/kcguard/pkg/users"
+)
+
+// Settings tune the flows. Zero values take the documented defaults.
+type Settings struct {
+	// AllowOfflineMode permits local-only logins while Keycloak is down and
+	// no cached token is left (the original allow_offline_mode).
+	AllowOfflineMode bool
+	// GracePeriod is how long a cached Keycloak token may stand in for
+	// Keycloak (token_grace_period_hours). Zero means 24h.
+	GracePeriod time.Duration
+	// MaxFailures failed local checks are free; from then on each failure
+	// locks the key for FailureDelay × (failures − MaxFailures + 1), at most
+	// MaxFailureDelay (Keycloak's wait increment, SSSD's
+	// offline_failed_login_delay). Zero values mean 5, 30s and 15m.
+	MaxFailures     int
+	FailureDelay    time.Duration
+	MaxFailureDelay time.Duration
+	// SessionIdle and SessionLifetime bound a session. Zero means 30m and 12h.
+	SessionIdle     time.Duration
+	SessionLifetime time.Duration
+	// RevokeOtherSessions ends the user's sessions after a password change.
+	RevokeOtherSessions bool
+	// Now is the clock. Nil means time.Now.
+	Now func() time.Time
+}
+
+func (s Settings) withDefaults() Settings {
+	if s.GracePeriod == 0 {
+		s.GracePeriod = 24 * time.Hour
+	}
+	if s.MaxFailures == 0 {
+		s.MaxFailures = 5
+	}
+	if s.FailureDelay == 0 {
+		s.FailureDelay = 30 * time.Second
+	}
+	if s.MaxFailureDelay == 0 {
+		s.MaxFailureDelay = 15 * time.Minute
+	}
+	if s.SessionIdle == 0 {
+		s.SessionIdle = 30 * time.Minute
+	}
+	if s.SessionLifetime == 0 {
+		s.SessionLifetime = 12 * time.Hour
+	}
+	if s.Now == nil {
+		s.Now = time.Now
+	}
+	return s
+}
+
+// lockedUntil is the lockout deadline after the n-th consecutive failure.
+func (s Settings) lockedUntil(n int, now time.Time) time.Time {
+	if n < s.MaxFailures {
+		return time.Time{}
+	}
+	d := s.FailureDelay * time.Duration(n-s.MaxFailures+1)
+	if d > s.MaxFailureDelay || d <= 0 {
+		d = s.MaxFailureDelay
+	}
+	return now.Add(d)
+}
+
+// Service runs the login and password-change flows.
+type Service struct {
+	users    Users
+	hasher   *credential.Hasher
+	policy   credential.Policy
+	keycloak PasswordGranter // nil: the Keycloak tier is disabled
+	breaker  Breaker
+	tokens   TokenCache
+	ledger   Ledger
+	sessions SessionRevoker
+	sync     Sync
+	packages map[string]bool
+	s        Settings
+	log      *slog.Logger
+}
+
+// Deps are the Service's collaborators.
+type Deps struct {
+	Users    Users
+	Hasher   *credential.Hasher
+	Policy   credential.Policy
+	Keycloak PasswordGranter // nil disables the Keycloak tier
+	Breaker  Breaker
+	Tokens   TokenCache
+	Ledger   Ledger
+	Sessions SessionRevoker
+	Sync     Sync
+	// Packages are the known packages (tenants).
+	Packages []string
+	Log      *slog.Logger
+}
+
+// New builds the Service; it reports missing collaborators instead of
+// failing later on a nil.
+func New(d Deps, s Settings) (*Service, error) {
+	var missing []string
+	for name, ok := range map[string]bool{
+		"Users": d.Users != nil, "Hasher": d.Hasher != nil, "Breaker": d.Breaker != nil || d.Keycloak == nil,
+		"Tokens": d.Tokens != nil, "Ledger": d.Ledger != nil, "Sessions": d.Sessions != nil, "Sync": d.Sync != nil,
+	} {
+		if !ok {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("auth: missing %v", missing)
+	}
+	svc := &Service{
+		users: d.Users, hasher: d.Hasher, policy: d.Policy, keycloak: d.Keycloak, breaker: d.Breaker,
+		tokens: d.Tokens, ledger: d.Ledger, sessions: d.Sessions, sync: d.Sync,
+		packages: map[string]bool{}, s: s.withDefaults(), log: d.Log,
+	}
+	if svc.log == nil {
+		svc.log = slog.New(slog.DiscardHandler)
+	}
+	for _, p := range d.Packages {
+		svc.packages[p] = true
+	}
+	return svc, nil
+}
+
+// Login authenticates locally first, then asks Keycloak.
+//
+// The two tiers run one after the other, not in parallel: a Keycloak grant
+// started before the local check would send every wrong password to
+// Keycloak too, so an attacker would drive Keycloak's brute-force lockout at
+// full speed past our own lockout, and unknown usernames would reach
+// Keycloak at all. The price is latency (local hash + grant instead of the
+// larger of the two), measured in BENCHMARKS.md.
+func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error) {
+	now := s.s.Now()
+	key, entry, err := s.lookup(ctx, in.Package, in.Username, now)
+	if err != nil {
+		return LoginResult{}, err
+	}
+	event := AuditEvent{Key: key, Action: "login", SourceIP: in.SourceIP, UserAgent: in.UserAgent, RequestID: in.RequestID, At: now}
+	if entry.Lockout.Locked(now) {
+		return LoginResult{}, s.refuseLocked(ctx, entry, event, now)
+	}
+	hash, ok := s.verify(entry, in.Password)
+	if !ok {
+		return LoginResult{}, s.countFailure(ctx, key, entry, event, now)
+	}
+
+	tier, err := s.keycloakTier(ctx, key, in.Password, now)
+	if err != nil {
+		event.Outcome = outcomeOf(err)
+		s.auditAlone(ctx, event)
+		return LoginResult{}, err
+	}
+	event.Mode, event.Outcome = tier.mode, "success"
+	success := Success{Event: event, ResetLockout: entry.Lockout.FailedAttempts > 0, Session: sessions.Record{
+		Package: key.Package, Username: key.Username, AuthMode: sessions.AuthMode(tier.mode),
+		CreatedAt: now, IdleExpiresAt: now.Add(s.s.SessionIdle), ExpiresAt: now.Add(s.s.SessionLifetime),
+		SourceIP: in.SourceIP, UserAgent: in.UserAgent,
+	}}
+	if tier.mode == ModeKeycloak {
+		success.Token, success.GraceUntil = tier.token, now.Add(s.s.GracePeriod)
+	}
+	token, sess, err := s.ledger.LoginSucceeded(ctx, success)
+	if err != nil {
+		return LoginResult{}, fmt.Errorf("%w: store session: %v", ErrUnavailable, err)
+	}
+	if tier.drift {
+		s.markDrift(ctx, entry.User, now)
+	}
+	if s.hasher.NeedsRehash(hash) {
+		s.rehash(ctx, entry.User, in.Password, now)
+	}
+	return LoginResult{
+		SessionToken: token, ExpiresAt: sess.ExpiresAt, Mode: tier.mode,
+		KeycloakStatus: tier.status, Keycloak: tier.token,
+	}, nil
+}
+
+// lookup checks the package and reads the user with its lockout state.
+func (s *Service) lookup(ctx context.Context, pkg, username string, now time.Time) (users.Key, users.Entry, error) {
+	if !s.packages[pkg] {
+		return users.Key{}, users.Entry{}, ErrUnknownPackage
+	}
+	key, err := users.NewKey(pkg, username)
+	if err != nil {
+		return key, users.Entry{}, ErrInvalidCredentials
+	}
+	entry, err := s.users.Lookup(ctx, key, now)
+	if err != nil {
+		return key, entry, fmt.Errorf("%w: lookup: %v", ErrUnavailable, err)
+	}
+	return key, entry, nil
+}
+
+// verify checks password against the stored hash in constant time. Unknown,
+// disabled and hash-less users cost one dummy verification of the same price
+// and fail the same way, so neither timing nor answer tells them apart.
+func (s *Service) verify(entry users.Entry, password string) (credential.Hash, bool) {
+	if !entry.Found || !entry.User.Enabled {
+		return credential.Hash{}, s.hasher.VerifyDummy(password)
+	}
+	h, err := credential.ParseHash(entry.User.Hash.SecretData, entry.User.Hash.CredentialData)
+	if err != nil {
+		s.log.Error("stored hash unreadable", "package", entry.User.Package, "username", entry.User.Username, "err", err)
+		return h, s.hasher.VerifyDummy(password)
+	}
+	ok, err := s.hasher.Verify(h, password)
+	return h, ok && err == nil
+}
+
+func (s *Service) refuseLocked(ctx context.Context, entry users.Entry, event AuditEvent, now time.Time) error {
+	event.Outcome = "locked"
+	s.auditAlone(ctx, event)
+	return &LockedError{RetryAfter: entry.Lockout.LockedUntil.Sub(now)}
+}
+
+// countFailure records a failed check. The new count is derived from the
+// state Lookup read, so the counter update and the audit record go out in
+// one transaction; concurrent failures can make the lock deadline one step
+// short, never the count wrong (the store adds atomically).
+func (s *Service) countFailure(ctx context.Context, key users.Key, entry users.Entry, event AuditEvent, now time.Time) error {
+	n := entry.Lockout.FailedAttempts + 1
+	event.Outcome = "invalid_credentials"
+	f := Failure{Key: key, Event: event,
+		Lockout: users.Lockout{FailedAttempts: n, LastFailureAt: now, LockedUntil: s.s.lockedUntil(n, now)}}
+	if err := s.ledger.LoginFailed(ctx, f); err != nil {
+		s.log.ErrorContext(ctx, "failed login not recorded", "package", key.Package, "username", key.Username, "err", err)
+	}
+	return ErrInvalidCredentials
+}
+
+type tierResult struct {
+	mode   Mode
+	status KeycloakStatus
+	token  *keycloak.Token
+	drift  bool
+}
+
+// keycloakTier asks Keycloak after the local check passed, and falls back
+// to a cached token or local mode when it cannot answer.
+func (s *Service) keycloakTier(ctx context.Context, key users.Key, password string, now time.Time) (tierResult, error) {
+	if s.keycloak == nil {
+		return s.fallback(ctx, key, KeycloakDisabled, now)
+	}
+	done, err := s.breaker.Allow(ctx)
+	if err != nil {
+		return s.fallback(ctx, key, KeycloakCircuitOpen, now)
+	}
+	tok, err := s.keycloak.PasswordGrant(ctx, key.Package, key.Username, password)
+	done(err)
+	switch {
+	case err == nil:
+		return tierResult{mode: ModeKeycloak, status: KeycloakAvailable, token: &tok}, nil
+	case ctx.Err() != nil:
+		return tierResult{}, ctx.Err()
+	case errors.Is(err, keycloak.ErrInvalidCredentials):
+		// Keycloak answered and disagrees with the local store, which stays
+		// authoritative: credential drift. Keycloak gets the local hash again.
+		s.log.WarnContext(ctx, "credential drift: keycloak refused a password the local store accepted",
+			"event", "credential_drift", "package", key.Package, "username", key.Username)
+		return tierResult{mode: ModeLocal, status: KeycloakAvailable, drift: true}, nil
+	default:
+		s.log.WarnContext(ctx, "keycloak tier failed", "package", key.Package, "err", err)
+		return s.fallback(ctx, key, KeycloakUnavailable, now)
+	}
+}
+
+func (s *Service) fallback(ctx context.Context, key users.Key, status KeycloakStatus, now time.Time) (tierResult, error) {
+	tok, ok, err := s.tokens.Get(ctx, key, now)
+	if err != nil {
+		s.log.WarnContext(ctx, "token cache read failed", "package", key.Package, "err", err)
+	}
+	if ok {
+		return tierResult{mode: ModeCached, status: status, token: &tok}, nil
+	}
+	if !s.s.AllowOfflineMode {
+		return tierResult{}, ErrOfflineDisabled
+	}
+	return tierResult{mode: ModeLocal, status: status}, nil
+}
+
+// markDrift raises the user's version (same hash) so Keycloak is sent the
+// local hash: now through the queue, and by reconciliation if that send is lost.
+func (s *Service) markDrift(ctx context.Context, u users.User, now time.Time) {
+	nu, err := s.users.UpdatePassword(ctx, u.Key(), u.Version, u.Hash, now)
+	if err != nil {
+		s.log.WarnContext(ctx, "credential drift not recorded", "package", u.Package, "username", u.Username, "err", err)
+		return
+	}
+	s.enqueue(ctx, nu, now)
+}
+
+// rehash replaces a hash made with outdated parameters after a successful
+// login, the one moment the plaintext is at hand. Best effort.
+func (s *Service) rehash(ctx context.Context, u users.User, password string, now time.Time) {
+	h, err := s.hasher.Hash(password)
+	if err != nil {
+		return
+	}
+	nu, err := s.users.UpdatePassword(ctx, u.Key(), u.Version, storedHash(h), now)
+	if err != nil {
+		s.log.InfoContext(ctx, "rehash skipped", "package", u.Package, "username", u.Username, "err", err)
+		return
+	}
+	s.enqueue(ctx, nu, now)
+}
+
+func (s *Service) enqueue(ctx context.Context, u users.User, now time.Time) {
+	j := syncjob.New(syncjob.SetPassword, u.Package, u.Username, u.Version, now)
+	if h, err := credential.ParseHash(u.Hash.SecretData, u.Hash.CredentialData); err == nil {
+		j.Hash = &h
+	}
+	if err := s.sync.Enqueue(ctx, j); err != nil {
+		s.log.WarnContext(ctx, "sync job not queued; reconciliation will re-queue it", "package", u.Package,
+			"username", u.Username, "err", err)
+	}
+}
+
+// ChangePassword verifies the old password locally, stores the new hash and
+// syncs it to Keycloak now or through the queue.
+func (s *Service) ChangePassword(ctx context.Context, in PasswordChangeInput) (PasswordChangeResult, error) {
+	now := s.s.Now()
+	key, entry, err := s.lookup(ctx, in.Package, in.Username, now)
+	if err != nil {
+		return PasswordChangeResult{}, err
+	}
+	event := AuditEvent{Key: key, Action: "password_change", Mode: ModeLocal, SourceIP: in.SourceIP,
+		UserAgent: in.UserAgent, RequestID: in.RequestID, At: now}
+	if entry.Lockout.Locked(now) {
+		return PasswordChangeResult{}, s.refuseLocked(ctx, entry, event, now)
+	}
+	if _, ok := s.verify(entry, in.OldPassword); !ok {
+		return PasswordChangeResult{}, s.countFailure(ctx, key, entry, event, now)
+	}
+	if err := s.policy.Check(key.Username, in.NewPassword); err != nil {
+		event.Outcome = "weak_password"
+		s.auditAlone(ctx, event)
+		return PasswordChangeResult{}, &WeakPasswordError{Reason: policyReason(err)}
+	}
+	if in.NewPassword == in.OldPassword {
+		event.Outcome = "weak_password"
+		s.auditAlone(ctx, event)
+		return PasswordChangeResult{}, &WeakPasswordError{Reason: "must differ from the current password"}
+	}
+	h, err := s.hasher.Hash(in.NewPassword)
+	if err != nil {
+		return PasswordChangeResult{}, fmt.Errorf("hash new password: %w", err)
+	}
+	u, err := s.users.UpdatePassword(ctx, key, entry.User.Version, storedHash(h), now)
+	switch {
+	case errors.Is(err, users.ErrVersionConflict):
+		event.Outcome = "conflict"
+		s.auditAlone(ctx, event)
+		return PasswordChangeResult{}, ErrConflict
+	case err != nil:
+		return PasswordChangeResult{}, fmt.Errorf("%w: store new password: %v", ErrUnavailable, err)
+	}
+	event.Outcome = "success"
+	s.auditAlone(ctx, event)
+	if s.s.RevokeOtherSessions {
+		if n, err := s.sessions.RevokeAllForUser(ctx, key.Package, key.Username, "", now); err != nil {
+			s.log.WarnContext(ctx, "sessions not revoked after password change", "package", key.Package, "err", err)
+		} else if n > 0 {
+			s.log.InfoContext(ctx, "sessions revoked after password change", "package", key.Package, "count", n)
+		}
+	}
+	j := syncjob.New(syncjob.SetPassword, key.Package, key.Username, u.Version, now)
+	j.Hash = &h
+	res := s.sync.Dispatch(ctx, j)
+	return PasswordChangeResult{Synced: res == syncjob.Applied, Sync: string(res)}, nil
+}
+
+func (s *Service) auditAlone(ctx context.Context, e AuditEvent) {
+	if err := s.ledger.Audit(ctx, e); err != nil {
+		s.log.ErrorContext(ctx, "audit record lost", "action", e.Action, "outcome", e.Outcome, "err", err)
+	}
+}
+
+func outcomeOf(err error) string {
+	if errors.Is(err, ErrOfflineDisabled) {
+		return "offline_disabled"
+	}
+	return "error"
+}
+
+func policyReason(err error) string {
+	var pe *credential.PolicyError
+	if errors.As(err, &pe) {
+		switch pe.Reason {
+		case credential.ReasonTooShort:
+			return fmt.Sprintf("must be at least %d characters", pe.Limit)
+		case credential.ReasonTooLong:
+			return fmt.Sprintf("must be at most %d bytes", pe.Limit)
+		case credential.ReasonEqualsUsername:
+			return "must not equal the username"
+		}
+	}
+	return "does not meet the password policy"
+}
+
+// storedHash is the store's opaque form of a credential hash.
+func storedHash(h credential.Hash) users.Hash {
+	return users.Hash{Algorithm: string(h.Algorithm), SecretData: h.SecretData(), CredentialData: h.CredentialData()}
+}
+
+// StoredHash converts a credential hash for the local store (CLI seeding).
+func StoredHash(h credential.Hash) users.Hash { return storedHash(h) }

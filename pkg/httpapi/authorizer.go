@@ -1,0 +1,84 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/kcguard/kcguard/pkg/sessions"
+)
+
+// AuthorizerStore is what the authorizer needs from the session store.
+type AuthorizerStore interface {
+	GetByToken(ctx context.Context, token string, now time.Time) (sessions.Record, error)
+	Touch(ctx context.Context, id string, now time.Time) (bool, error)
+}
+
+// Authorizer is an API Gateway HTTP API Lambda authorizer (payload 2.0,
+// simple responses) that accepts kcguard session tokens, so the company's
+// other APIs stay protected, and usable, while Keycloak is down.
+//
+// Cost: one GetItem per uncached call, plus at most one conditional write a
+// minute per session to slide its idle expiry. API Gateway can cache the
+// answer per token (authorizer result TTL): every cached second is a second
+// a revoked session still passes, so keep the TTL short (0–60 s) and size it
+// against that revocation delay.
+type Authorizer struct {
+	Store AuthorizerStore
+	Now   func() time.Time
+	Log   *slog.Logger
+}
+
+// Handle authorises one request.
+func (a *Authorizer) Handle(ctx context.Context, req events.APIGatewayV2CustomAuthorizerV2Request) (events.APIGatewayV2CustomAuthorizerSimpleResponse, error) {
+	deny := events.APIGatewayV2CustomAuthorizerSimpleResponse{IsAuthorized: false}
+	token := BearerToken(authorization(req))
+	if token == "" {
+		return deny, nil
+	}
+	now := time.Now()
+	if a.Now != nil {
+		now = a.Now()
+	}
+	rec, err := a.Store.GetByToken(ctx, token, now)
+	switch {
+	case errors.Is(err, sessions.ErrNotFound), errors.Is(err, sessions.ErrExpired), errors.Is(err, sessions.ErrRevoked):
+		return deny, nil
+	case err != nil:
+		// Unknown is not "no": answering an error makes API Gateway return
+		// 500 (retryable, never cached) instead of telling a valid user
+		// their session is gone.
+		a.log().ErrorContext(ctx, "authorizer: session store unavailable", "err", err)
+		return deny, fmt.Errorf("session store unavailable")
+	}
+	if _, err := a.Store.Touch(ctx, rec.ID, now); err != nil {
+		a.log().WarnContext(ctx, "authorizer: last-seen not updated", "session", rec.ID, "err", err)
+	}
+	return events.APIGatewayV2CustomAuthorizerSimpleResponse{
+		IsAuthorized: true,
+		Context: map[string]any{
+			"username": rec.Username, "package": rec.Package, "auth_mode": string(rec.AuthMode), "session_id": rec.ID,
+		},
+	}, nil
+}
+
+func authorization(req events.APIGatewayV2CustomAuthorizerV2Request) string {
+	for k, v := range req.Headers {
+		if strings.EqualFold(k, "authorization") {
+			return v
+		}
+	}
+	return ""
+}
+
+func (a *Authorizer) log() *slog.Logger {
+	if a.Log == nil {
+		return slog.Default()
+	}
+	return a.Log
+}

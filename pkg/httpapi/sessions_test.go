@@ -1,0 +1,188 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/kcguard/kcguard/pkg/sessions"
+)
+
+type fakeLogout struct{ users []string }
+
+func (f *fakeLogout) LogoutEverywhere(_ context.Context, pkg, username string) string {
+	f.users = append(f.users, pkg+"#"+username)
+	return "queued"
+}
+
+type sessionFixture struct {
+	store  *sessions.Memory
+	h      *SessionHandlers
+	logout *fakeLogout
+	now    time.Time
+}
+
+func newSessionFixture(t *testing.T) *sessionFixture {
+	f := &sessionFixture{store: sessions.NewMemory(sessions.WithIdleTimeout(30 * time.Minute)), logout: &fakeLogout{},
+		now: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
+	f.h = &SessionHandlers{Store: f.store, Keycloak: f.logout, AdminKey: "admin-key", Now: func() time.Time { return f.now }}
+	return f
+}
+
+func (f *sessionFixture) login(t *testing.T, user, mode string) (string, sessions.Record) {
+	t.Helper()
+	tok, rec, err := f.store.Create(context.Background(), sessions.Record{Package: "homechoice", Username: user,
+		AuthMode: sessions.AuthMode(mode), CreatedAt: f.now, ExpiresAt: f.now.Add(12 * time.Hour), SourceIP: "192.0.2.7", UserAgent: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok, rec
+}
+
+func bearer(tok string) func(*Request) {
+	return func(r *Request) { r.Headers["authorization"] = "Bearer " + tok }
+}
+
+func TestSessionRoutes(t *testing.T) {
+	f := newSessionFixture(t)
+	tokA1, a1 := f.login(t, "alice", "local")
+	_, a2 := f.login(t, "alice", "keycloak")
+	tokB, b1 := f.login(t, "bob", "keycloak")
+
+	resp, _ := call(t, f.h.List, "", bearer(tokA1))
+	var list struct{ Sessions []map[string]any }
+	json.Unmarshal([]byte(resp.Body), &list)
+	if resp.StatusCode != 200 || len(list.Sessions) != 2 {
+		t.Fatalf("%d %s", resp.StatusCode, resp.Body)
+	}
+	if strings.Contains(resp.Body, tokA1) || strings.Contains(resp.Body, "hash") {
+		t.Fatal("the list must never show a token or its hash")
+	}
+	for _, s := range list.Sessions {
+		if (s["id"] == a1.ID) != (s["current"] == true) {
+			t.Fatalf("current flag wrong: %v", s)
+		}
+	}
+
+	// Bob's id from Alice's session: 404, like an id that does not exist.
+	resp, out := call(t, f.h.Delete, "", bearer(tokA1), func(r *Request) { r.PathParameters = map[string]string{"id": b1.ID} })
+	if resp.StatusCode != 404 || out["error"]["code"] != CodeNotFound {
+		t.Fatalf("other user's id: %d %s", resp.StatusCode, resp.Body)
+	}
+	resp, _ = call(t, f.h.Delete, "", bearer(tokA1), func(r *Request) { r.PathParameters = map[string]string{"id": "no-such-id"} })
+	if resp.StatusCode != 404 {
+		t.Fatalf("unknown id: %d", resp.StatusCode)
+	}
+	if _, err := f.store.GetByToken(context.Background(), tokB, f.now); err != nil {
+		t.Fatal("bob's session must survive alice's attempt")
+	}
+	resp, _ = call(t, f.h.Delete, "", bearer(tokA1), func(r *Request) { r.PathParameters = map[string]string{"id": a2.ID} })
+	if resp.StatusCode != 200 {
+		t.Fatalf("own session: %d %s", resp.StatusCode, resp.Body)
+	}
+
+	resp, _ = call(t, f.h.LogoutAll, "", bearer(tokA1))
+	if resp.StatusCode != 200 || len(f.logout.users) != 1 || f.logout.users[0] != "homechoice#alice" {
+		t.Fatalf("logout-all: %d %s %v", resp.StatusCode, resp.Body, f.logout.users)
+	}
+	if _, err := f.store.GetByToken(context.Background(), tokA1, f.now); !errors.Is(err, sessions.ErrRevoked) {
+		t.Fatalf("logout-all must end the current session too: %v", err)
+	}
+	resp, out = call(t, f.h.List, "", bearer(tokA1))
+	if resp.StatusCode != 401 || out["error"]["code"] != CodeUnauthorized {
+		t.Fatalf("a revoked token must be refused: %d", resp.StatusCode)
+	}
+}
+
+func TestIdleSessionExpires(t *testing.T) {
+	f := newSessionFixture(t)
+	tok, _ := f.login(t, "alice", "local")
+	f.now = f.now.Add(31 * time.Minute)
+	if resp, _ := call(t, f.h.List, "", bearer(tok)); resp.StatusCode != 401 {
+		t.Fatalf("idle session still accepted: %d", resp.StatusCode)
+	}
+}
+
+func TestAdminGuard(t *testing.T) {
+	f := newSessionFixture(t)
+	_, rec := f.login(t, "alice", "local")
+	q := func(r *Request) { r.QueryStringParameters = map[string]string{"package": "homechoice", "username": "alice"} }
+	if resp, _ := call(t, f.h.AdminList, "", q); resp.StatusCode != 403 {
+		t.Fatalf("no key: %d", resp.StatusCode)
+	}
+	if resp, _ := call(t, f.h.AdminList, "", q, func(r *Request) { r.Headers["x-admin-key"] = "wrong" }); resp.StatusCode != 403 {
+		t.Fatalf("wrong key: %d", resp.StatusCode)
+	}
+	resp, _ := call(t, f.h.AdminList, "", q, func(r *Request) { r.Headers["x-admin-key"] = "admin-key" })
+	if resp.StatusCode != 200 || !strings.Contains(resp.Body, rec.ID) || !strings.Contains(resp.Body, `"username":"alice"`) {
+		t.Fatalf("admin list: %d %s", resp.StatusCode, resp.Body)
+	}
+	iam := func(r *Request) {
+		r.RequestContext.Authorizer = &events.APIGatewayV2HTTPRequestContextAuthorizerDescription{
+			IAM: &events.APIGatewayV2HTTPRequestContextAuthorizerIAMDescription{UserARN: "arn:aws:iam::123456789012:role/ops"}}
+	}
+	resp, _ = call(t, f.h.AdminDelete, "", iam, func(r *Request) { r.PathParameters = map[string]string{"id": rec.ID} })
+	if resp.StatusCode != 200 {
+		t.Fatalf("IAM caller: %d %s", resp.StatusCode, resp.Body)
+	}
+}
+
+func TestAuthorizer(t *testing.T) {
+	f := newSessionFixture(t)
+	a := &Authorizer{Store: f.store, Now: func() time.Time { return f.now }}
+	good, _ := f.login(t, "alice", "local")
+	revoked, rrec := f.login(t, "alice", "local")
+	f.store.Revoke(context.Background(), rrec.ID, f.now)
+	expired, _ := f.login(t, "bob", "cached")
+	cases := []struct {
+		name   string
+		header map[string]string
+		want   bool
+	}{
+		{"valid", map[string]string{"authorization": "Bearer " + good}, true},
+		{"scheme case-insensitive", map[string]string{"Authorization": "bearer " + good}, true},
+		{"missing header", map[string]string{}, false},
+		{"not bearer", map[string]string{"authorization": "Basic " + good}, false},
+		{"empty token", map[string]string{"authorization": "Bearer "}, false},
+		{"malformed token", map[string]string{"authorization": "Bearer not-a-token"}, false},
+		{"two tokens", map[string]string{"authorization": "Bearer " + good + " " + good}, false},
+		{"revoked", map[string]string{"authorization": "Bearer " + revoked}, false},
+		{"oversize", map[string]string{"authorization": "Bearer " + strings.Repeat("a", 600)}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := a.Handle(context.Background(), events.APIGatewayV2CustomAuthorizerV2Request{Headers: tc.header})
+			if err != nil || resp.IsAuthorized != tc.want {
+				t.Fatalf("authorized=%v err=%v", resp.IsAuthorized, err)
+			}
+			if tc.want && (resp.Context["username"] != "alice" || resp.Context["package"] != "homechoice" || resp.Context["auth_mode"] != "local") {
+				t.Fatalf("context %v", resp.Context)
+			}
+		})
+	}
+	f.now = f.now.Add(13 * time.Hour)
+	resp, _ := a.Handle(context.Background(), events.APIGatewayV2CustomAuthorizerV2Request{Headers: map[string]string{"authorization": "Bearer " + expired}})
+	if resp.IsAuthorized {
+		t.Fatal("expired session authorised")
+	}
+}
+
+func FuzzBearerToken(f *testing.F) {
+	for _, s := range []string{"Bearer abc", "bearer  abc", "Basic x", "", "Bearer", "Bearer a b", "BEARER\tx"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, h string) {
+		tok := BearerToken(h)
+		if tok == "" {
+			return
+		}
+		if len(h) > MaxAuthorizationLen || strings.ContainsAny(tok, " \t\r\n") || !strings.Contains(h, tok) {
+			t.Fatalf("BearerToken(%q) = %q", h, tok)
+		}
+	})
+}

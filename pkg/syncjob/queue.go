@@ -1,0 +1,78 @@
+package syncjob
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+)
+
+// Queue accepts jobs for later delivery to Keycloak.
+type Queue interface {
+	Enqueue(ctx context.Context, j Job) error
+}
+
+// SQSAPI is the part of the SQS client the queue uses.
+type SQSAPI interface {
+	SendMessage(context.Context, *sqs.SendMessageInput, ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
+	GetQueueUrl(context.Context, *sqs.GetQueueUrlInput, ...func(*sqs.Options)) (*sqs.GetQueueUrlOutput, error)
+}
+
+// SQSQueue sends jobs to an SQS FIFO queue, one message group per user.
+type SQSQueue struct {
+	client SQSAPI
+	name   string
+
+	mu  sync.Mutex
+	url string
+}
+
+var _ Queue = (*SQSQueue)(nil)
+
+// NewSQSQueue sends to the queue called name. Its URL is looked up on the
+// first send, not at start-up: most logins never queue anything, so a cold
+// start should not pay for the lookup.
+func NewSQSQueue(client SQSAPI, name string) *SQSQueue { return &SQSQueue{client: client, name: name} }
+
+// URL resolves (once) and returns the queue URL.
+func (q *SQSQueue) URL(ctx context.Context) (string, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.url != "" {
+		return q.url, nil
+	}
+	out, err := q.client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: &q.name})
+	if err != nil {
+		return "", fmt.Errorf("sync queue %s: %w", q.name, err)
+	}
+	q.url = aws.ToString(out.QueueUrl)
+	return q.url, nil
+}
+
+// Enqueue implements Queue.
+func (q *SQSQueue) Enqueue(ctx context.Context, j Job) error {
+	if err := j.Validate(); err != nil {
+		return err
+	}
+	body, err := json.Marshal(j)
+	if err != nil {
+		return fmt.Errorf("encode sync job: %w", err)
+	}
+	url, err := q.URL(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = q.client.SendMessage(ctx, &sqs.SendMessageInput{
+		QueueUrl:               &url,
+		MessageBody:            aws.String(string(body)),
+		MessageGroupId:         aws.String(j.GroupID()),
+		MessageDeduplicationId: aws.String(j.DeduplicationID()),
+	})
+	if err != nil {
+		return fmt.Errorf("send sync job %s: %w", j.ID, err)
+	}
+	return nil
+}
