@@ -1,0 +1,137 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/kcguard/kcguard/pkg/schema"
+)
+
+// TTLAttribute holds the epoch second an event's retention ends.
+const TTLAttribute = "ttl"
+
+// Table describes the audit table: pk "package#username", sk "<time>#<id>"
+// (fixed-width UTC time, so a user's trail reads in time order).
+func Table(name string) schema.Table {
+	return schema.Table{
+		Name:         name,
+		PartitionKey: schema.Key{Name: "pk", Type: schema.String},
+		SortKey:      &schema.Key{Name: "sk", Type: schema.String},
+		TTLAttribute: TTLAttribute,
+	}
+}
+
+// DynamoDB is the part of *dynamodb.Client the store uses.
+type DynamoDB interface {
+	PutItem(context.Context, *dynamodb.PutItemInput, ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
+	Query(context.Context, *dynamodb.QueryInput, ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
+}
+
+// Dynamo is the DynamoDB Store.
+type Dynamo struct {
+	db    DynamoDB
+	table string
+	opts  options
+}
+
+var _ Store = (*Dynamo)(nil)
+
+// NewDynamo returns a store over table (shaped by Table).
+func NewDynamo(db DynamoDB, table string, opts ...Option) *Dynamo {
+	return &Dynamo{db: db, table: table, opts: buildOptions(opts)}
+}
+
+type item struct {
+	PK        string `dynamodbav:"pk"`
+	SK        string `dynamodbav:"sk"`
+	ID        string `dynamodbav:"id"`
+	Package   string `dynamodbav:"pkg"`
+	Username  string `dynamodbav:"username"`
+	Action    string `dynamodbav:"action"`
+	AuthMode  string `dynamodbav:"auth_mode,omitempty"`
+	Outcome   string `dynamodbav:"outcome"`
+	SourceIP  string `dynamodbav:"source_ip,omitempty"`
+	UserAgent string `dynamodbav:"user_agent,omitempty"`
+	At        string `dynamodbav:"at"`
+	RequestID string `dynamodbav:"request_id,omitempty"`
+	TTL       int64  `dynamodbav:"ttl"`
+}
+
+// Record costs one PutItem.
+func (d *Dynamo) Record(ctx context.Context, e Event) error {
+	av, err := d.item(e)
+	if err != nil {
+		return err
+	}
+	if _, err := d.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: &d.table, Item: av}); err != nil {
+		return fmt.Errorf("record audit event %s: %w", e.Action, err)
+	}
+	return nil
+}
+
+// RecordTx builds the put Record would send, for a caller that writes all
+// of a login's changes in one TransactWriteItems.
+func (d *Dynamo) RecordTx(e Event) (types.TransactWriteItem, error) {
+	av, err := d.item(e)
+	if err != nil {
+		return types.TransactWriteItem{}, err
+	}
+	return types.TransactWriteItem{Put: &types.Put{TableName: aws.String(d.table), Item: av}}, nil
+}
+
+func (d *Dynamo) item(e Event) (map[string]types.AttributeValue, error) {
+	e, pk, err := prepare(e)
+	if err != nil {
+		return nil, err
+	}
+	av, err := attributevalue.MarshalMap(item{
+		PK: pk, SK: sortKey(e), ID: e.ID, Package: e.Package, Username: e.Username,
+		Action: string(e.Action), AuthMode: e.AuthMode, Outcome: string(e.Outcome),
+		SourceIP: e.SourceIP, UserAgent: e.UserAgent, At: e.At.Format(sortableTime), RequestID: e.RequestID,
+		TTL: e.At.Add(d.opts.retention).Unix(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("encode audit event: %w", err)
+	}
+	return av, nil
+}
+
+// ListByUser costs one Query (newest first, Limit pushed down).
+func (d *Dynamo) ListByUser(ctx context.Context, pkg, username string, limit int) ([]Event, error) {
+	pk, err := userKey(pkg, username)
+	if err != nil {
+		return nil, err
+	}
+	out, err := d.db.Query(ctx, &dynamodb.QueryInput{
+		TableName:                 &d.table,
+		KeyConditionExpression:    aws.String("pk = :pk"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": &types.AttributeValueMemberS{Value: pk}},
+		ScanIndexForward:          aws.Bool(false),
+		Limit:                     aws.Int32(int32(limitOrDefault(limit))),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list audit events of %s: %w", pk, err)
+	}
+	events := []Event{}
+	for _, av := range out.Items {
+		var it item
+		if err := attributevalue.UnmarshalMap(av, &it); err != nil {
+			return nil, fmt.Errorf("decode audit event: %w", err)
+		}
+		at, err := time.Parse(sortableTime, it.At)
+		if err != nil {
+			return nil, fmt.Errorf("decode audit event %s: %w", it.ID, err)
+		}
+		events = append(events, Event{
+			ID: it.ID, Package: it.Package, Username: it.Username, Action: Action(it.Action), AuthMode: it.AuthMode,
+			Outcome: Outcome(it.Outcome), SourceIP: it.SourceIP, UserAgent: it.UserAgent, At: at, RequestID: it.RequestID,
+		})
+	}
+	return events, nil
+}

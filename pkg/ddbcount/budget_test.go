@@ -1,0 +1,124 @@
+package ddbcount_test
+
+import (
+	"context"
+	"crypto/rand"
+	"maps"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/kcguard/kcguard/internal/testenv"
+	"github.com/kcguard/kcguard/pkg/audit"
+	"github.com/kcguard/kcguard/pkg/ddbcount"
+	"github.com/kcguard/kcguard/pkg/sessions"
+	"github.com/kcguard/kcguard/pkg/tokencache"
+	"github.com/kcguard/kcguard/pkg/users"
+)
+
+// TestLoginBudget shows how a login fits its budget of three DynamoDB round
+// trips with these stores (pkg/ledger does this for real): one Query reads
+// the user and its lockout state, then every write of the outcome goes out
+// in one TransactWriteItems built from the stores' *Tx methods — session,
+// cached token, audit and lockout reset on success; counter and audit on
+// failure.
+func TestLoginBudget(t *testing.T) {
+	cfg := testenv.AWS(t)
+	calls := ddbcount.New()
+	db := dynamodb.NewFromConfig(cfg, calls.Option())
+	master := make([]byte, 32)
+	_, _ = rand.Read(master)
+	cipher, err := tokencache.NewLocalCipher(master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	userStore := users.NewDynamo(db, testenv.Table(t, cfg, users.Table("users")))
+	sessionStore := sessions.NewDynamo(db, testenv.Table(t, cfg, sessions.Table("sessions")))
+	tokenStore := tokencache.NewDynamo(db, testenv.Table(t, cfg, tokencache.Table("tokens")), cipher)
+	auditStore := audit.NewDynamo(db, testenv.Table(t, cfg, audit.Table("audit")))
+
+	ctx := context.Background()
+	now := time.Now().UTC()
+	key, _ := users.NewKey("homechoice", "alice.hc")
+	if _, err := userStore.Create(ctx, users.User{Package: key.Package, Username: key.Username, Enabled: true}, now); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("failure", func(t *testing.T) {
+		calls.Reset()
+		e, err := userStore.Lookup(ctx, key, now)
+		if err != nil || !e.Found {
+			t.Fatalf("lookup: %+v %v", e, err)
+		}
+		// ... hash check fails; the delay policy locks for a minute ...
+		lock := users.Lockout{FailedAttempts: e.Lockout.FailedAttempts + 1, LastFailureAt: now, LockedUntil: now.Add(time.Minute)}
+		a, err := auditStore.RecordTx(audit.Event{Package: key.Package, Username: key.Username, Action: audit.ActionLogin,
+			Outcome: audit.OutcomeInvalidCredentials, At: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{
+			TransactItems: []types.TransactWriteItem{userStore.RecordFailureTx(key, lock), a},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := calls.Snapshot(), map[string]int{"Query": 1, "TransactWriteItems": 1}; !maps.Equal(got, want) {
+			t.Errorf("failed login calls %v, want %v", got, want)
+		}
+		if l, _ := userStore.Lockout(ctx, key, now); l.FailedAttempts != 1 || !l.LockedUntil.Equal(lock.LockedUntil) {
+			t.Errorf("lockout after failure: %+v", l)
+		}
+	})
+
+	t.Run("success", func(t *testing.T) {
+		now := now.Add(2 * time.Minute)
+		calls.Reset()
+		e, err := userStore.Lookup(ctx, key, now)
+		if err != nil || e.Lockout.FailedAttempts != 1 {
+			t.Fatalf("lookup: %+v %v", e, err)
+		}
+		// ... hash check and Keycloak succeed ...
+		token, _, sess, err := sessionStore.CreateTx(sessions.Record{Package: key.Package, Username: key.Username,
+			AuthMode: sessions.AuthKeycloak, CreatedAt: now, ExpiresAt: now.Add(8 * time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		items := []types.TransactWriteItem{sess}
+		add := func(item types.TransactWriteItem, err error) {
+			t.Helper()
+			if err != nil {
+				t.Fatal(err)
+			}
+			items = append(items, item)
+		}
+		add(tokenStore.PutTx(ctx, tokencache.Record{Package: key.Package, Username: key.Username,
+			AccessToken: "at", RefreshToken: "rt", AccessExpiresAt: now.Add(5 * time.Minute), CachedAt: now}))
+		add(auditStore.RecordTx(audit.Event{Package: key.Package, Username: key.Username, Action: audit.ActionLogin,
+			AuthMode: string(sessions.AuthKeycloak), Outcome: audit.OutcomeSuccess, At: now}))
+		if e.Lockout.FailedAttempts > 0 {
+			add(userStore.ResetFailuresTx(key), nil)
+		}
+		if _, err := db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items}); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := calls.Snapshot(), map[string]int{"Query": 1, "TransactWriteItems": 1}; !maps.Equal(got, want) {
+			t.Errorf("successful login calls %v, want %v", got, want)
+		}
+
+		// Everything landed as the stores' own writes would have.
+		if _, err := sessionStore.GetByToken(ctx, token, now); err != nil {
+			t.Errorf("session: %v", err)
+		}
+		if tok, err := tokenStore.Get(ctx, key.Package, key.Username, now); err != nil || tok.RefreshToken != "rt" {
+			t.Errorf("cached token: %+v %v", tok, err)
+		}
+		if l, _ := userStore.Lockout(ctx, key, now); l.FailedAttempts != 0 {
+			t.Errorf("lockout not reset: %+v", l)
+		}
+		if ev, _ := auditStore.ListByUser(ctx, key.Package, key.Username, 10); len(ev) != 2 || ev[0].Outcome != audit.OutcomeSuccess {
+			t.Errorf("audit trail: %+v", ev)
+		}
+	})
+}

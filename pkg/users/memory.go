@@ -1,0 +1,268 @@
+package users
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Memory is an in-memory Store for unit tests and `kcguard serve` demos.
+type Memory struct {
+	opts     options
+	mu       sync.Mutex
+	users    map[string]User
+	lockouts map[string]memLockout
+}
+
+type memLockout struct {
+	Lockout
+	expires time.Time // like the DynamoDB TTL attribute
+}
+
+var _ Store = (*Memory)(nil)
+
+// NewMemory returns an empty in-memory store.
+func NewMemory(opts ...Option) *Memory {
+	return &Memory{opts: buildOptions(opts), users: map[string]User{}, lockouts: map[string]memLockout{}}
+}
+
+func clone(u User) User {
+	u.Attributes = maps.Clone(u.Attributes)
+	return u
+}
+
+func (m *Memory) Get(_ context.Context, key Key) (User, error) {
+	key, err := key.normalize()
+	if err != nil {
+		return User{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u, ok := m.users[key.String()]
+	if !ok {
+		return User{}, fmt.Errorf("get user %s: %w", key, ErrNotFound)
+	}
+	return clone(u), nil
+}
+
+func (m *Memory) Lookup(ctx context.Context, key Key, now time.Time) (Entry, error) {
+	key, err := key.normalize()
+	if err != nil {
+		return Entry{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u, ok := m.users[key.String()]
+	return Entry{User: clone(u), Found: ok, Lockout: m.lockoutLocked(key, now)}, nil
+}
+
+func (m *Memory) Create(_ context.Context, u User, now time.Time) (User, error) {
+	u, err := prepareNew(u, now)
+	if err != nil {
+		return User{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := u.Key().String()
+	if cur, ok := m.users[k]; ok {
+		if sameWrite(cur, u) {
+			return clone(u), nil
+		}
+		return User{}, fmt.Errorf("create user %s: %w", k, ErrAlreadyExists)
+	}
+	m.users[k] = clone(u)
+	return clone(u), nil
+}
+
+// change applies fn under the version check all updates share.
+func (m *Memory) change(key Key, expected int64, fn func(*User), mine func(User) bool) (User, error) {
+	key, err := key.normalize()
+	if err != nil {
+		return User{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u, ok := m.users[key.String()]
+	switch {
+	case !ok:
+		return User{}, fmt.Errorf("update user %s: %w", key, ErrNotFound)
+	case u.Version == expected+1 && mine(u):
+		return clone(u), nil
+	case u.Version != expected:
+		return User{}, fmt.Errorf("update user %s: have version %d, expected %d: %w", key, u.Version, expected, ErrVersionConflict)
+	}
+	u = clone(u)
+	fn(&u)
+	u.Version++
+	m.users[key.String()] = u
+	return clone(u), nil
+}
+
+func (m *Memory) UpdatePassword(_ context.Context, key Key, expected int64, h Hash, now time.Time) (User, error) {
+	return m.change(key, expected, func(u *User) {
+		u.Hash = h
+		u.UpdatedAt, u.PasswordChangedAt = utc(now), utc(now)
+	}, samePassword(h, now))
+}
+
+func (m *Memory) UpdateProfile(_ context.Context, key Key, expected int64, p Profile, now time.Time) (User, error) {
+	return m.change(key, expected, func(u *User) {
+		u.Email, u.Attributes, u.Enabled = p.Email, maps.Clone(p.Attributes), p.Enabled
+		if len(u.Attributes) == 0 {
+			u.Attributes = nil
+		}
+		u.UpdatedAt = utc(now)
+	}, sameProfile(p, now))
+}
+
+func (m *Memory) MarkSynced(_ context.Context, key Key, version int64) (bool, error) {
+	key, err := key.normalize()
+	if err != nil {
+		return false, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u, ok := m.users[key.String()]
+	switch {
+	case !ok:
+		return false, fmt.Errorf("mark synced %s: %w", key, ErrNotFound)
+	case u.KeycloakSyncedVersion >= version:
+		return false, nil
+	case version > u.Version:
+		return false, fmt.Errorf("mark synced %s: version %d above current %d: %w", key, version, u.Version, ErrVersionConflict)
+	}
+	u.KeycloakSyncedVersion = version
+	m.users[key.String()] = u
+	return true, nil
+}
+
+func (m *Memory) SetKeycloakID(_ context.Context, key Key, id string) error {
+	key, err := key.normalize()
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u, ok := m.users[key.String()]
+	if !ok {
+		return fmt.Errorf("set keycloak id %s: %w", key, ErrNotFound)
+	}
+	u.KeycloakID = id
+	m.users[key.String()] = u
+	return nil
+}
+
+func (m *Memory) Delete(_ context.Context, key Key) error {
+	key, err := key.normalize()
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.users[key.String()]; !ok {
+		return fmt.Errorf("delete user %s: %w", key, ErrNotFound)
+	}
+	delete(m.users, key.String())
+	return nil
+}
+
+func (m *Memory) lockoutLocked(key Key, now time.Time) Lockout {
+	l, ok := m.lockouts[key.String()]
+	if !ok || !now.Before(l.expires) {
+		return Lockout{}
+	}
+	return l.Lockout
+}
+
+func (m *Memory) Lockout(_ context.Context, key Key, now time.Time) (Lockout, error) {
+	key, err := key.normalize()
+	if err != nil {
+		return Lockout{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lockoutLocked(key, now), nil
+}
+
+func (m *Memory) RecordFailure(_ context.Context, key Key, now time.Time) (int, error) {
+	key, err := key.normalize()
+	if err != nil {
+		return 0, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l := m.lockoutLocked(key, now)
+	l.FailedAttempts++
+	l.LastFailureAt = utc(now)
+	m.lockouts[key.String()] = memLockout{Lockout: l, expires: now.Add(m.opts.failureWindow)}
+	return l.FailedAttempts, nil
+}
+
+func (m *Memory) SetLockedUntil(_ context.Context, key Key, until, now time.Time) error {
+	key, err := key.normalize()
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l := m.lockoutLocked(key, now)
+	l.LockedUntil = utc(until)
+	m.lockouts[key.String()] = memLockout{Lockout: l, expires: lockExpiry(until, now, m.opts.failureWindow)}
+	return nil
+}
+
+// lockExpiry keeps a lock item alive for the window after the later of now
+// and the lock's end, so a long lock is never forgotten early.
+func lockExpiry(until, now time.Time, window time.Duration) time.Time {
+	if until.After(now) {
+		return until.Add(window)
+	}
+	return now.Add(window)
+}
+
+func (m *Memory) ResetFailures(_ context.Context, key Key) error {
+	key, err := key.normalize()
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.lockouts, key.String())
+	return nil
+}
+
+func (m *Memory) ListUnsynced(_ context.Context, pkg string, limit int, cursor string) ([]User, string, error) {
+	return m.list(pkg, limit, cursor, User.Unsynced)
+}
+
+func (m *Memory) List(_ context.Context, pkg string, f Filter, limit int, cursor string) ([]User, string, error) {
+	return m.list(pkg, limit, cursor, f.Match)
+}
+
+func (m *Memory) list(pkg string, limit int, cursor string, keep func(User) bool) ([]User, string, error) {
+	if err := checkPackage(pkg); err != nil {
+		return nil, "", err
+	}
+	after, err := decodeCursor(cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	limit = limitOrDefault(limit)
+	m.mu.Lock()
+	var all []User
+	for _, u := range m.users {
+		if u.Package == pkg && u.Username > after && keep(u) {
+			all = append(all, clone(u))
+		}
+	}
+	m.mu.Unlock()
+	sort.Slice(all, func(i, j int) bool { return all[i].Username < all[j].Username })
+	if len(all) <= limit {
+		return all, "", nil
+	}
+	all = all[:limit]
+	return all, encodeCursor(all[limit-1].Username), nil
+}

@@ -1,0 +1,325 @@
+// Package users is the local credential store: the primary password check
+// while Keycloak is down, and the source of truth the sync replays into
+// Keycloak.
+//
+// Every user item carries Version (raised on every credential or profile
+// change) and KeycloakSyncedVersion (raised, never lowered, once Keycloak has
+// that version). While Version > KeycloakSyncedVersion the user is "unsynced"
+// and sits in a sparse index that reconciliation queries, so a change whose
+// sync job was lost is found again without scanning the table.
+//
+// Usernames are case-normalised (trimmed, lower-cased) because Keycloak
+// lower-cases usernames itself: "Alice" and "alice" are one Keycloak user, so
+// they must be one local user too, or a login could check the wrong hash.
+// Package names are used as-is and must not contain '#', the key separator.
+//
+// Failed-login counters live in a separate lockout item under the same
+// partition key, whether or not the user exists. Counting unknown usernames
+// the same way as known ones means a lockout (429) never reveals which
+// usernames exist, and one Query reads the user and its lockout together.
+package users
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"maps"
+	"reflect"
+	"strings"
+	"time"
+)
+
+// Sentinel errors; stores wrap them, so test with errors.Is.
+var (
+	ErrNotFound        = errors.New("users: not found")
+	ErrAlreadyExists   = errors.New("users: already exists")
+	ErrVersionConflict = errors.New("users: version conflict")
+	ErrInvalidKey      = errors.New("users: invalid key")
+)
+
+// DefaultFailureWindow is how long a failure counter lives after the last
+// failure (Keycloak's brute-force failureResetTime default is 12 hours).
+const DefaultFailureWindow = 12 * time.Hour
+
+// Key identifies a user: a package (tenant) and a normalised username.
+type Key struct {
+	Package  string
+	Username string
+}
+
+// NewKey normalises username and checks both parts.
+func NewKey(pkg, username string) (Key, error) {
+	return Key{Package: pkg, Username: username}.normalize()
+}
+
+// NormalizeUsername applies the case rule every store and caller shares.
+func NormalizeUsername(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+
+// String is the storage key "package#username". The package cannot contain
+// '#', so the first '#' always separates the two parts.
+func (k Key) String() string { return k.Package + "#" + k.Username }
+
+// MaxNameLength bounds package names and usernames: Keycloak keeps
+// usernames in a 255-character column, and it keeps keys far below
+// DynamoDB's 2048-byte partition key limit whatever a client sends.
+const MaxNameLength = 255
+
+func (k Key) normalize() (Key, error) {
+	k.Username = NormalizeUsername(k.Username)
+	if err := checkPackage(k.Package); err != nil {
+		return k, err
+	}
+	if k.Username == "" || len(k.Username) > MaxNameLength {
+		return k, fmt.Errorf("%w: username %.64q", ErrInvalidKey, k.Username)
+	}
+	return k, nil
+}
+
+func checkPackage(pkg string) error {
+	if pkg == "" || strings.Contains(pkg, "#") || len(pkg) > MaxNameLength {
+		return fmt.Errorf("%w: package %.64q", ErrInvalidKey, pkg)
+	}
+	return nil
+}
+
+// Hash is a Keycloak-compatible password hash kept as the two JSON strings
+// Keycloak's credential API takes, so the sync can import it without ever
+// seeing a plaintext password. The store treats both as opaque.
+type Hash struct {
+	Algorithm      string // "argon2", "pbkdf2-sha512", ...
+	SecretData     string
+	CredentialData string
+}
+
+// User is one local account.
+type User struct {
+	Package  string
+	Username string
+	Email    string
+	// Attributes carry profile data migration filters work on
+	// (e.g. "group" containing "ADMIN").
+	Attributes map[string]string
+	Enabled    bool
+	Hash       Hash
+
+	// Version is raised by one on every credential or profile change.
+	Version int64
+	// KeycloakSyncedVersion is the highest Version Keycloak is known to have.
+	KeycloakSyncedVersion int64
+	// KeycloakID is Keycloak's user id once known.
+	KeycloakID string
+
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
+	PasswordChangedAt time.Time
+}
+
+// Key returns the user's key.
+func (u User) Key() Key { return Key{Package: u.Package, Username: u.Username} }
+
+// Unsynced reports whether Keycloak lags behind the local record.
+func (u User) Unsynced() bool { return u.Version > u.KeycloakSyncedVersion }
+
+// Lockout is the failed-login state of a key, known user or not.
+type Lockout struct {
+	FailedAttempts int
+	LastFailureAt  time.Time
+	// LockedUntil is set by the caller from its delay policy.
+	LockedUntil time.Time
+}
+
+// Locked reports whether logins must be refused at now.
+func (l Lockout) Locked(now time.Time) bool { return now.Before(l.LockedUntil) }
+
+// Entry is what a login needs in one read: the user, if there is one, and
+// the lockout state, which exists for unknown usernames as well.
+type Entry struct {
+	User    User
+	Found   bool
+	Lockout Lockout
+}
+
+// Profile is the non-credential part of a user a change may replace.
+type Profile struct {
+	Email      string
+	Attributes map[string]string
+	Enabled    bool
+}
+
+// Filter selects users in List. The zero Filter matches every user.
+type Filter struct {
+	// Attributes maps an attribute name to a substring its value must
+	// contain, compared case-insensitively; every entry must match.
+	Attributes map[string]string
+	// EnabledOnly drops disabled users.
+	EnabledOnly bool
+}
+
+// Match reports whether u passes the filter. Both stores filter with it, so
+// they cannot disagree about what a filter means.
+func (f Filter) Match(u User) bool {
+	if f.EnabledOnly && !u.Enabled {
+		return false
+	}
+	for name, want := range f.Attributes {
+		got, ok := u.Attributes[name]
+		if !ok || !strings.Contains(strings.ToLower(got), strings.ToLower(want)) {
+			return false
+		}
+	}
+	return true
+}
+
+// DefaultPageSize is used when a list call passes limit <= 0.
+const DefaultPageSize = 100
+
+// Store is the local credential store.
+//
+// List calls return at most limit users in username order and a cursor for
+// the next page ("" when done). Cursors are opaque and interchangeable
+// between stores.
+type Store interface {
+	// Get returns the user or ErrNotFound.
+	Get(ctx context.Context, key Key) (User, error)
+	// Lookup reads the user and the key's lockout state together (one round
+	// trip). A missing user is not an error: Found is false.
+	Lookup(ctx context.Context, key Key, now time.Time) (Entry, error)
+	// Create stores a new user (ErrAlreadyExists if the key is taken).
+	// Version 0 becomes 1; zero CreatedAt/UpdatedAt become now.
+	//
+	// Create, UpdatePassword and UpdateProfile treat an exact replay of a
+	// write that already landed as success: that is what an SDK retry after
+	// a lost response looks like, and it must not read as a conflict.
+	Create(ctx context.Context, u User, now time.Time) (User, error)
+	// UpdatePassword replaces the hash if the stored Version is still
+	// expectedVersion (else ErrVersionConflict) and raises Version.
+	UpdatePassword(ctx context.Context, key Key, expectedVersion int64, h Hash, now time.Time) (User, error)
+	// UpdateProfile replaces the profile under the same version check.
+	UpdateProfile(ctx context.Context, key Key, expectedVersion int64, p Profile, now time.Time) (User, error)
+	// MarkSynced records that Keycloak has version. It only ever raises
+	// KeycloakSyncedVersion: an older or duplicate sync returns false, nil.
+	// A version newer than the user's is ErrVersionConflict.
+	MarkSynced(ctx context.Context, key Key, version int64) (bool, error)
+	// SetKeycloakID records Keycloak's id; it is bookkeeping, not a change,
+	// so Version stays.
+	SetKeycloakID(ctx context.Context, key Key, id string) error
+	// Delete removes the user (ErrNotFound if absent). Its lockout state stays.
+	Delete(ctx context.Context, key Key) error
+
+	// Lockout returns the key's lockout state; counters older than the
+	// failure window read as zero.
+	Lockout(ctx context.Context, key Key, now time.Time) (Lockout, error)
+	// RecordFailure atomically adds one failed attempt and returns the new
+	// count; the caller derives the delay and calls SetLockedUntil.
+	RecordFailure(ctx context.Context, key Key, now time.Time) (int, error)
+	// SetLockedUntil refuses logins for the key until until.
+	SetLockedUntil(ctx context.Context, key Key, until, now time.Time) error
+	// ResetFailures clears the lockout state (after a successful login).
+	ResetFailures(ctx context.Context, key Key) error
+
+	// ListUnsynced lists the package's users with Version > KeycloakSyncedVersion.
+	ListUnsynced(ctx context.Context, pkg string, limit int, cursor string) ([]User, string, error)
+	// List lists the package's users that match f (for migration).
+	List(ctx context.Context, pkg string, f Filter, limit int, cursor string) ([]User, string, error)
+}
+
+// Option configures a store.
+type Option func(*options)
+
+type options struct {
+	failureWindow time.Duration
+}
+
+// WithFailureWindow sets how long failure counters live after the last
+// failure or lock (default DefaultFailureWindow). Lock delays must be
+// shorter than the window.
+func WithFailureWindow(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.failureWindow = d
+		}
+	}
+}
+
+func buildOptions(opts []Option) options {
+	o := options{failureWindow: DefaultFailureWindow}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// prepareNew fills the defaults of a user being created.
+func prepareNew(u User, now time.Time) (User, error) {
+	k, err := u.Key().normalize()
+	if err != nil {
+		return u, err
+	}
+	u.Package, u.Username = k.Package, k.Username
+	if u.Version == 0 {
+		u.Version = 1
+	}
+	if u.KeycloakSyncedVersion > u.Version || u.KeycloakSyncedVersion < 0 {
+		return u, fmt.Errorf("users: create %s: synced version %d above version %d", k, u.KeycloakSyncedVersion, u.Version)
+	}
+	if u.CreatedAt.IsZero() {
+		u.CreatedAt = now
+	}
+	if u.UpdatedAt.IsZero() {
+		u.UpdatedAt = now
+	}
+	if u.PasswordChangedAt.IsZero() && u.Hash.Algorithm != "" {
+		u.PasswordChangedAt = now
+	}
+	u.CreatedAt, u.UpdatedAt, u.PasswordChangedAt = utc(u.CreatedAt), utc(u.UpdatedAt), utc(u.PasswordChangedAt)
+	u.Attributes = maps.Clone(u.Attributes)
+	return u, nil
+}
+
+func utc(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+func limitOrDefault(limit int) int {
+	if limit <= 0 {
+		return DefaultPageSize
+	}
+	return limit
+}
+
+// Cursors are the last username returned, base64url-encoded so callers treat
+// them as opaque; both stores resume strictly after it.
+func encodeCursor(username string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(username))
+}
+
+func decodeCursor(c string) (string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return "", fmt.Errorf("users: bad cursor: %w", err)
+	}
+	return string(b), nil
+}
+
+// A write whose response is lost is retried by the SDK; the retry then finds
+// its own first attempt and fails its condition. These recognise that case
+// so a replay of exactly the same change succeeds instead of reporting a
+// conflict. A real conflict never matches: it carries another hash, another
+// profile or another timestamp.
+func sameWrite(cur, u User) bool {
+	return reflect.DeepEqual(toItem(cur), toItem(u))
+}
+
+func samePassword(h Hash, now time.Time) func(User) bool {
+	return func(cur User) bool { return cur.Hash == h && cur.PasswordChangedAt.Equal(now) }
+}
+
+func sameProfile(p Profile, now time.Time) func(User) bool {
+	return func(cur User) bool {
+		return cur.Email == p.Email && cur.Enabled == p.Enabled && maps.Equal(cur.Attributes, p.Attributes) && cur.UpdatedAt.Equal(now)
+	}
+}
