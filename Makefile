@@ -21,9 +21,18 @@ install: ## Install the local stack's components into .cache/ (Keycloak, moto, t
 	local/stack.sh install
 
 .PHONY: up
-up: kcguard ## Start the local stack and create the tables, queues and KMS key in it
+up: kcguard ## Start the local stack, create tables/queues/keys, seed users, serve the API on 127.0.0.1:3000
 	local/stack.sh up
 	$(BIN)/kcguard config fix
+	$(BIN)/kcguard users seed local/realms/*.json
+	local/stack.sh start api $(CURDIR)/$(BIN)/kcguard serve
+	local/stack.sh wait api http://127.0.0.1:3000/login 30 499
+	@echo "kcguard API on http://127.0.0.1:3000 (try: make try-login); stop with: make down"
+
+.PHONY: try-login
+try-login: ## Log in as a seeded user through the local API
+	curl -sS -XPOST http://127.0.0.1:3000/login -H 'content-type: application/json' \
+	  -d '{"username":"alice.hc","password":"alice-Homechoice-1","package":"homechoice"}'; echo
 
 .PHONY: down
 down: ## Stop everything `make up` started

@@ -98,10 +98,11 @@ start() { # name command...
   echo $! >"$run/$name.pid"
 }
 
-wait_for() { # name url seconds
-  local name=$1 url=$2 secs=$3 i
+wait_for() { # name url seconds [highest-ready-status]: ready once url answers 2xx (or up to the given status)
+  local name=$1 url=$2 secs=$3 top=${4:-299} i code
   for ((i = 0; i < secs * 4; i++)); do
-    if curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; then return; fi
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" 2>/dev/null) || true
+    if [ "${code:-0}" -ge 200 ] 2>/dev/null && [ "$code" -le "$top" ]; then return; fi
     alive "$name" || die "$name exited during start-up; see $logs/$name.log:
 $(tail -n 20 "$logs/$name.log")"
     sleep 0.25
@@ -171,6 +172,7 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   status) status ;;
-  start) shift; start "$@" ;; # used by the Makefile for kcguard's own processes
+  start) shift; start "$@" ;;            # kcguard's own processes (make up)
+  wait) shift; wait_for "$@" ;;
   *) say "usage: local/stack.sh install|up|down|status"; exit 2 ;;
 esac

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/kcguard/kcguard/pkg/audit"
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/sessions"
 	"github.com/kcguard/kcguard/pkg/syncjob"
@@ -58,14 +59,14 @@ type Ledger interface {
 	// derived) and stores the audit event.
 	LoginFailed(ctx context.Context, f Failure) error
 	// Audit stores an audit event on its own.
-	Audit(ctx context.Context, e AuditEvent) error
+	Audit(ctx context.Context, e audit.Event) error
 }
 
 // Success is everything a successful login writes.
 type Success struct {
 	// Session is the session to create; the ledger makes its token and id.
 	Session sessions.Record
-	Event   AuditEvent
+	Event   audit.Event
 	// Token, when set, is a fresh Keycloak token to cache until GraceUntil.
 	Token      *keycloak.Token
 	GraceUntil time.Time
@@ -77,17 +78,5 @@ type Success struct {
 type Failure struct {
 	Key     users.Key
 	Lockout users.Lockout // the new state: count, last failure, lock deadline
-	Event   AuditEvent
-}
-
-// AuditEvent is one audit record (the original sys_user_history with AuthMode).
-type AuditEvent struct {
-	Key       users.Key
-	Action    string // login, password_change
-	Mode      Mode   // empty when no authentication happened
-	Outcome   string // success, invalid_credentials, locked, ...
-	SourceIP  string
-	UserAgent string
-	RequestID string
-	At        time.Time
+	Event   audit.Event
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/kcguard/kcguard/pkg/audit"
 	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/sessions"
@@ -150,7 +151,8 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 	if err != nil {
 		return LoginResult{}, err
 	}
-	event := AuditEvent{Key: key, Action: "login", SourceIP: in.SourceIP, UserAgent: in.UserAgent, RequestID: in.RequestID, At: now}
+	event := audit.Event{Package: key.Package, Username: key.Username, Action: audit.ActionLogin,
+		SourceIP: in.SourceIP, UserAgent: in.UserAgent, RequestID: in.RequestID, At: now}
 	if entry.Lockout.Locked(now) {
 		return LoginResult{}, s.refuseLocked(ctx, entry, event, now)
 	}
@@ -165,7 +167,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 		s.auditAlone(ctx, event)
 		return LoginResult{}, err
 	}
-	event.Mode, event.Outcome = tier.mode, "success"
+	event.AuthMode, event.Outcome = string(tier.mode), audit.OutcomeSuccess
 	success := Success{Event: event, ResetLockout: entry.Lockout.FailedAttempts > 0, Session: sessions.Record{
 		Package: key.Package, Username: key.Username, AuthMode: sessions.AuthMode(tier.mode),
 		CreatedAt: now, IdleExpiresAt: now.Add(s.s.SessionIdle), ExpiresAt: now.Add(s.s.SessionLifetime),
@@ -222,8 +224,8 @@ func (s *Service) verify(entry users.Entry, password string) (credential.Hash, b
 	return h, ok && err == nil
 }
 
-func (s *Service) refuseLocked(ctx context.Context, entry users.Entry, event AuditEvent, now time.Time) error {
-	event.Outcome = "locked"
+func (s *Service) refuseLocked(ctx context.Context, entry users.Entry, event audit.Event, now time.Time) error {
+	event.Outcome = audit.OutcomeLocked
 	s.auditAlone(ctx, event)
 	return &LockedError{RetryAfter: entry.Lockout.LockedUntil.Sub(now)}
 }
@@ -232,9 +234,9 @@ func (s *Service) refuseLocked(ctx context.Context, entry users.Entry, event Aud
 // state Lookup read, so the counter update and the audit record go out in
 // one transaction; concurrent failures can make the lock deadline one step
 // short, never the count wrong (the store adds atomically).
-func (s *Service) countFailure(ctx context.Context, key users.Key, entry users.Entry, event AuditEvent, now time.Time) error {
+func (s *Service) countFailure(ctx context.Context, key users.Key, entry users.Entry, event audit.Event, now time.Time) error {
 	n := entry.Lockout.FailedAttempts + 1
-	event.Outcome = "invalid_credentials"
+	event.Outcome = audit.OutcomeInvalidCredentials
 	f := Failure{Key: key, Event: event,
 		Lockout: users.Lockout{FailedAttempts: n, LastFailureAt: now, LockedUntil: s.s.lockedUntil(n, now)}}
 	if err := s.ledger.LoginFailed(ctx, f); err != nil {
@@ -295,7 +297,16 @@ func (s *Service) fallback(ctx context.Context, key users.Key, status KeycloakSt
 
 // markDrift raises the user's version (same hash) so Keycloak is sent the
 // local hash: now through the queue, and by reconciliation if that send is lost.
+//
+// Keycloak also refuses a right password when its brute-force detector has
+// the user temporarily disabled (concurrent logins can trip it) and says so
+// only in its own log, so a refusal is "suspected drift": re-importing the
+// local hash is harmless if it was not. A user with a sync already pending
+// is not marked again.
 func (s *Service) markDrift(ctx context.Context, u users.User, now time.Time) {
+	if u.Unsynced() {
+		return
+	}
 	nu, err := s.users.UpdatePassword(ctx, u.Key(), u.Version, u.Hash, now)
 	if err != nil {
 		s.log.WarnContext(ctx, "credential drift not recorded", "package", u.Package, "username", u.Username, "err", err)
@@ -338,8 +349,8 @@ func (s *Service) ChangePassword(ctx context.Context, in PasswordChangeInput) (P
 	if err != nil {
 		return PasswordChangeResult{}, err
 	}
-	event := AuditEvent{Key: key, Action: "password_change", Mode: ModeLocal, SourceIP: in.SourceIP,
-		UserAgent: in.UserAgent, RequestID: in.RequestID, At: now}
+	event := audit.Event{Package: key.Package, Username: key.Username, Action: audit.ActionPasswordChange,
+		AuthMode: string(ModeLocal), SourceIP: in.SourceIP, UserAgent: in.UserAgent, RequestID: in.RequestID, At: now}
 	if entry.Lockout.Locked(now) {
 		return PasswordChangeResult{}, s.refuseLocked(ctx, entry, event, now)
 	}
@@ -347,12 +358,12 @@ func (s *Service) ChangePassword(ctx context.Context, in PasswordChangeInput) (P
 		return PasswordChangeResult{}, s.countFailure(ctx, key, entry, event, now)
 	}
 	if err := s.policy.Check(key.Username, in.NewPassword); err != nil {
-		event.Outcome = "weak_password"
+		event.Outcome = audit.OutcomePolicyRejected
 		s.auditAlone(ctx, event)
 		return PasswordChangeResult{}, &WeakPasswordError{Reason: policyReason(err)}
 	}
 	if in.NewPassword == in.OldPassword {
-		event.Outcome = "weak_password"
+		event.Outcome = audit.OutcomePolicyRejected
 		s.auditAlone(ctx, event)
 		return PasswordChangeResult{}, &WeakPasswordError{Reason: "must differ from the current password"}
 	}
@@ -363,13 +374,13 @@ func (s *Service) ChangePassword(ctx context.Context, in PasswordChangeInput) (P
 	u, err := s.users.UpdatePassword(ctx, key, entry.User.Version, storedHash(h), now)
 	switch {
 	case errors.Is(err, users.ErrVersionConflict):
-		event.Outcome = "conflict"
+		event.Outcome = audit.OutcomeConflict
 		s.auditAlone(ctx, event)
 		return PasswordChangeResult{}, ErrConflict
 	case err != nil:
 		return PasswordChangeResult{}, fmt.Errorf("%w: store new password: %v", ErrUnavailable, err)
 	}
-	event.Outcome = "success"
+	event.Outcome = audit.OutcomeSuccess
 	s.auditAlone(ctx, event)
 	if s.s.RevokeOtherSessions {
 		if n, err := s.sessions.RevokeAllForUser(ctx, key.Package, key.Username, "", now); err != nil {
@@ -384,17 +395,17 @@ func (s *Service) ChangePassword(ctx context.Context, in PasswordChangeInput) (P
 	return PasswordChangeResult{Synced: res == syncjob.Applied, Sync: string(res)}, nil
 }
 
-func (s *Service) auditAlone(ctx context.Context, e AuditEvent) {
+func (s *Service) auditAlone(ctx context.Context, e audit.Event) {
 	if err := s.ledger.Audit(ctx, e); err != nil {
 		s.log.ErrorContext(ctx, "audit record lost", "action", e.Action, "outcome", e.Outcome, "err", err)
 	}
 }
 
-func outcomeOf(err error) string {
+func outcomeOf(err error) audit.Outcome {
 	if errors.Is(err, ErrOfflineDisabled) {
-		return "offline_disabled"
+		return audit.OutcomeOfflineDisabled
 	}
-	return "error"
+	return audit.OutcomeError
 }
 
 func policyReason(err error) string {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kcguard/kcguard/pkg/audit"
 	"github.com/kcguard/kcguard/pkg/breaker"
 	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/keycloak"
@@ -65,7 +66,7 @@ type memLedger struct {
 	sessions  *sessions.Memory
 	successes []Success
 	failures  []Failure
-	audits    []AuditEvent
+	audits    []audit.Event
 }
 
 func (l *memLedger) LoginSucceeded(ctx context.Context, s Success) (string, sessions.Record, error) {
@@ -74,7 +75,7 @@ func (l *memLedger) LoginSucceeded(ctx context.Context, s Success) (string, sess
 	l.successes = append(l.successes, s)
 	l.audits = append(l.audits, s.Event)
 	if s.ResetLockout {
-		if err := l.users.ResetFailures(ctx, s.Event.Key); err != nil {
+		if err := l.users.ResetFailures(ctx, users.Key{Package: s.Event.Package, Username: s.Event.Username}); err != nil {
 			return "", sessions.Record{}, err
 		}
 	}
@@ -95,7 +96,7 @@ func (l *memLedger) LoginFailed(ctx context.Context, f Failure) error {
 	return nil
 }
 
-func (l *memLedger) Audit(_ context.Context, e AuditEvent) error {
+func (l *memLedger) Audit(_ context.Context, e audit.Event) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.audits = append(l.audits, e)
@@ -159,12 +160,16 @@ func (h *harness) addUser(t *testing.T, name, password, kcPassword string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.users.Create(context.Background(), users.User{Package: pkg, Username: name, Enabled: true,
-		Hash: storedHash(hash)}, h.now); err != nil {
+	u, err := h.users.Create(context.Background(), users.User{Package: pkg, Username: name, Enabled: true,
+		Hash: storedHash(hash)}, h.now)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if kcPassword != "" {
 		h.kc.AddUser(pkg, name, kcPassword)
+		if _, err := h.users.MarkSynced(context.Background(), u.Key(), u.Version); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -229,8 +234,8 @@ func TestLoginModes(t *testing.T) {
 			if err != nil || rec.Username != "alice" || rec.AuthMode != sessions.AuthMode(tc.wantMode) {
 				t.Fatalf("session for the returned token: %+v %v", rec, err)
 			}
-			if string(s.Session.AuthMode) != string(tc.wantMode) || s.Event.Mode != tc.wantMode || s.Event.Outcome != "success" {
-				t.Fatalf("session/audit mode %s/%s outcome %s", s.Session.AuthMode, s.Event.Mode, s.Event.Outcome)
+			if string(s.Session.AuthMode) != string(tc.wantMode) || s.Event.AuthMode != string(tc.wantMode) || s.Event.Outcome != audit.OutcomeSuccess {
+				t.Fatalf("session/audit mode %s/%s outcome %s", s.Session.AuthMode, s.Event.AuthMode, s.Event.Outcome)
 			}
 			if len(res.SessionToken) != 43 { // 256 bits, base64url without padding
 				t.Fatalf("session token length %d", len(res.SessionToken))
@@ -261,6 +266,11 @@ func TestCredentialDrift(t *testing.T) {
 	u, _ := h.users.Get(context.Background(), users.Key{Package: pkg, Username: "alice"})
 	if u.Version != 2 || !u.Unsynced() {
 		t.Fatalf("drift must raise the version for sync (version %d, synced %d)", u.Version, u.KeycloakSyncedVersion)
+	}
+	// A second refusal while that sync is pending marks nothing more.
+	h.login("alice", "new-local-password")
+	if u2, _ := h.users.Get(context.Background(), u.Key()); u2.Version != 2 || len(h.sync.enqueued) != 1 {
+		t.Fatalf("pending drift marked again: version %d, jobs %d", u2.Version, len(h.sync.enqueued))
 	}
 	if len(h.sync.enqueued) != 1 || h.sync.enqueued[0].Version != 2 || h.sync.enqueued[0].Type != syncjob.SetPassword ||
 		h.sync.enqueued[0].Hash == nil {
@@ -376,7 +386,7 @@ func TestAuditRecordsEveryAttempt(t *testing.T) {
 	h.login("alice", "nope")
 	var got []string
 	for _, e := range h.ledger.audits {
-		got = append(got, e.Action+":"+string(e.Mode)+":"+e.Outcome)
+		got = append(got, string(e.Action)+":"+e.AuthMode+":"+string(e.Outcome))
 	}
 	if strings.Join(got, ",") != "login:keycloak:success,login::invalid_credentials" {
 		t.Fatalf("audit trail %v", got)

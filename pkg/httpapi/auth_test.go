@@ -103,9 +103,9 @@ func TestLoginBadInput(t *testing.T) {
 		{"invalid utf8 username", "{\"username\":\"a\xff\",\"password\":\"b\",\"package\":\"p\"}", nil, 400, CodeInvalidRequest},
 		{"body over 8 KiB", `{"username":"a","password":"b","package":"p","x":"` + strings.Repeat("x", 9000) + `"}`, nil, 413, CodeInvalidRequest},
 		{"bad base64", `%%%`, func(r *Request) { r.IsBase64Encoded = true }, 400, CodeInvalidRequest},
-		{"form content type", `{"username":"a","password":"b","package":"p"}`, func(r *Request) {
+		{"form-encoded body", `username=a&password=b&package=p`, func(r *Request) {
 			r.Headers["content-type"] = "application/x-www-form-urlencoded"
-		}, 415, CodeUnsupportedMedia},
+		}, 400, CodeInvalidRequest},
 		{"wrong password", `{"username":"wrong","password":"b","package":"p"}`, nil, 401, CodeInvalidCredentials},
 		{"locked", `{"username":"locked","password":"b","package":"p"}`, nil, 429, CodeLocked},
 		{"unknown package", `{"username":"nopkg","password":"b","package":"p"}`, nil, 404, CodeUnknownPackage},

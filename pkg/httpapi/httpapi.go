@@ -53,7 +53,6 @@ const (
 	CodeUnavailable        = "unavailable"
 	CodeInternal           = "internal"
 	CodeMethodNotAllowed   = "method_not_allowed"
-	CodeUnsupportedMedia   = "unsupported_media_type"
 )
 
 // BadRequest is a 400 invalid_request with a message for the client.
@@ -117,12 +116,10 @@ func tooLarge(max int) *Error {
 		Message: fmt.Sprintf("request body is larger than %d bytes", max)}
 }
 
-// DecodeJSON decodes exactly one JSON object into dst. Unknown fields,
-// trailing data and a non-JSON content type are client errors.
+// DecodeJSON decodes exactly one JSON object into dst. Unknown fields and
+// trailing data are client errors. The content type is not checked: the
+// body decides (curl -d sends JSON labelled as a form, and that is fine).
 func DecodeJSON(req Request, max int, dst any) *Error {
-	if ct := header(req, "content-type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
-		return &Error{Status: http.StatusUnsupportedMediaType, Code: CodeUnsupportedMedia, Message: "content type must be application/json"}
-	}
 	data, e := Body(req, max)
 	if e != nil {
 		return e

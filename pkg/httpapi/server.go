@@ -165,3 +165,18 @@ func requestID() string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// ByRouteKey serves several routes from one Lambda function: API Gateway
+// puts the matched route ("DELETE /sessions/{id}") in the event.
+func ByRouteKey(routes []Route) Handler {
+	byKey := map[string]Handler{}
+	for _, r := range routes {
+		byKey[r.Method+" "+r.Path] = r.Handler
+	}
+	return func(ctx context.Context, req Request) (Response, error) {
+		if h, ok := byKey[req.RouteKey]; ok {
+			return h(ctx, req)
+		}
+		return Fail(&Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "no such route"}), nil
+	}
+}

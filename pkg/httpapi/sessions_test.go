@@ -111,7 +111,9 @@ func TestIdleSessionExpires(t *testing.T) {
 func TestAdminGuard(t *testing.T) {
 	f := newSessionFixture(t)
 	_, rec := f.login(t, "alice", "local")
-	q := func(r *Request) { r.QueryStringParameters = map[string]string{"package": "homechoice", "username": "alice"} }
+	q := func(r *Request) {
+		r.QueryStringParameters = map[string]string{"package": "homechoice", "username": "alice"}
+	}
 	if resp, _ := call(t, f.h.AdminList, "", q); resp.StatusCode != 403 {
 		t.Fatalf("no key: %d", resp.StatusCode)
 	}

@@ -25,7 +25,7 @@ func CheckKeycloak(ctx context.Context, cfg config.Config) []Check {
 		reach.Detail = "unreachable: " + err.Error()
 		return []Check{reach}
 	}
-	reach.OK = true
+	reach.OK, reach.Detail = true, "answers"
 	checks := []Check{reach}
 	for _, name := range cfg.PackageNames() {
 		p := cfg.Keycloak.Packages[name]

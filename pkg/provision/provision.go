@@ -52,7 +52,9 @@ func EnsureTable(ctx context.Context, db DynamoDB, t schema.Table) (string, erro
 	switch {
 	case err == nil:
 	case isTableMissing(err):
-		if _, err := db.CreateTable(ctx, createTableInput(t)); err != nil {
+		// ResourceInUse: created meanwhile (another fix, or an SDK retry of
+		// our own create whose answer was lost); wait for it like our own.
+		if _, err := db.CreateTable(ctx, createTableInput(t)); err != nil && !isInUse(err) {
 			return "", fmt.Errorf("create table %s: %w", t.Name, err)
 		}
 		w := dynamodb.NewTableExistsWaiter(db, func(o *dynamodb.TableExistsWaiterOptions) { o.MinDelay = 200 * time.Millisecond })
@@ -190,6 +192,11 @@ func keysOf(ks []ddbtypes.KeySchemaElement) string {
 		}
 	}
 	return pk + sk
+}
+
+func isInUse(err error) bool {
+	var inUse *ddbtypes.ResourceInUseException
+	return errors.As(err, &inUse)
 }
 
 func isTableMissing(err error) bool {

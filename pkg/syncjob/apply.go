@@ -131,9 +131,27 @@ func (a *Applier) ensureUser(ctx context.Context, u users.User, hash credential.
 	return ku.ID, false, nil
 }
 
+// Local attributes that carry the names Keycloak's user profile asks for.
+const (
+	AttrFirstName = "first_name"
+	AttrLastName  = "last_name"
+)
+
 func (a *Applier) create(ctx context.Context, u users.User, hash credential.Hash) (string, error) {
+	// Keycloak 24+'s default user profile requires first and last name; a
+	// user created without them gets VERIFY_PROFILE and every password
+	// grant fails with "Account is not fully set up". Local accounts often
+	// have no names, so the username stands in.
+	first, last := u.Attributes[AttrFirstName], u.Attributes[AttrLastName]
+	if first == "" {
+		first = u.Username
+	}
+	if last == "" {
+		last = u.Username
+	}
 	id, err := a.Keycloak.CreateUser(ctx, u.Package, keycloak.UserSpec{
 		Username: u.Username, Email: u.Email, Disabled: !u.Enabled, EmailVerified: u.Email != "", Password: hash,
+		FirstName: first, LastName: last,
 	})
 	if err != nil {
 		return "", err

@@ -220,3 +220,24 @@ func TestDispatch(t *testing.T) {
 		})
 	}
 }
+
+func TestReconcileRequeuesWhatKeycloakLacks(t *testing.T) {
+	st := users.NewMemory()
+	changeTo(t, st, "alice", "alice-password-1")
+	changeTo(t, st, "bob", "bob-password-1")
+	synced := changeTo(t, st, "carol", "carol-password-1")
+	st.MarkSynced(context.Background(), users.Key{Package: pkg, Username: "carol"}, synced.Version)
+	q := &memQueue{}
+	r, err := Reconcile(context.Background(), st, q, []string{pkg}, 0, t0)
+	if err != nil || r.Found != 2 || r.Queued != 2 || !r.Done {
+		t.Fatalf("%+v %v", r, err)
+	}
+	for _, j := range q.jobs {
+		if j.Username == "carol" || j.Hash == nil || j.Validate() != nil {
+			t.Fatalf("job %+v", j)
+		}
+	}
+	if r, _ := Reconcile(context.Background(), st, &memQueue{}, []string{pkg}, 1, t0); r.Found != 1 || r.Done {
+		t.Fatalf("a limited run stops and says so: %+v", r)
+	}
+}

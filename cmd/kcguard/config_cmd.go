@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/spf13/cobra"
+
+	"github.com/kcguard/kcguard/pkg/platform"
+	"github.com/kcguard/kcguard/pkg/provision"
+)
+
+func newConfigCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "config",
+		Short: "Validate the configuration and the resources it names, or create what is missing",
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "validate",
+		Short: "Check settings, Keycloak realms and clients, tables, queues and the KMS key",
+		Long: `validate prints a checklist (✓ / ✗) and exits 1 when any check fails:
+settings in range; Keycloak reachable; per package, the realm and client exist
+and the client's service account can list users; every table exists with the
+right keys, indexes and TTL attribute; the sync queue and its dead-letter
+queue exist, are FIFO and are linked; the token-encryption KMS key exists.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return e.runValidate(cmd.Context())
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "fix",
+		Short: "Create missing tables, queues and the KMS key alias, then validate (never deletes)",
+		Long: `fix creates what validate would find missing: DynamoDB tables (with their
+indexes and TTL), the SQS FIFO sync queue with its FIFO dead-letter queue, and
+the KMS key alias for token encryption. It never deletes or recreates anything;
+a resource with the wrong shape is reported, not changed. Keycloak realms are
+not created: they belong to the Keycloak operators.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := e.runFix(cmd.Context()); err != nil {
+				return err
+			}
+			return e.runValidate(cmd.Context())
+		},
+	})
+	return cmd
+}
+
+func (e *env) mark(c provision.Check) {
+	sign := "✓"
+	if !c.OK {
+		sign = "✗"
+	}
+	e.printf("%s %s: %s\n", sign, c.Name, c.Detail)
+}
+
+func (e *env) runValidate(ctx context.Context) error {
+	var checks []provision.Check
+	cfg := e.cfg
+	settings := provision.Check{Name: "settings"}
+	if err := cfg.Validate(); err != nil {
+		settings.Detail = err.Error()
+	} else {
+		settings.OK = true
+		settings.Detail = fmt.Sprintf("%d packages, resilience in range", len(cfg.Keycloak.Packages))
+	}
+	checks = append(checks, settings)
+	checks = append(checks, provision.CheckKeycloak(ctx, cfg)...)
+	awsCfg, err := e.awsConfig(ctx)
+	if err != nil {
+		checks = append(checks, provision.Check{Name: "aws", Detail: err.Error()})
+	} else {
+		res := platform.ResourcesOf(cfg)
+		db := dynamodb.NewFromConfig(awsCfg)
+		for _, t := range res.Tables {
+			checks = append(checks, provision.CheckTable(ctx, db, t))
+		}
+		checks = append(checks, provision.CheckQueue(ctx, sqs.NewFromConfig(awsCfg), res.Queue))
+		checks = append(checks, provision.CheckKMSKey(ctx, kms.NewFromConfig(awsCfg), res.KMSKeyID))
+	}
+	failed := 0
+	for _, c := range checks {
+		e.mark(c)
+		if !c.OK {
+			failed++
+		}
+	}
+	if failed > 0 {
+		e.printf("%d of %d checks failed\n", failed, len(checks))
+		return errChecksFailed
+	}
+	e.printf("all %d checks passed\n", len(checks))
+	return nil
+}
+
+func (e *env) runFix(ctx context.Context) error {
+	cfg, err := e.validated()
+	if err != nil {
+		return err
+	}
+	awsCfg, err := e.awsConfig(ctx)
+	if err != nil {
+		return err
+	}
+	res := platform.ResourcesOf(cfg)
+	db := dynamodb.NewFromConfig(awsCfg)
+	for _, t := range res.Tables {
+		did, err := provision.EnsureTable(ctx, db, t)
+		if err != nil {
+			return err
+		}
+		e.printf("• table %s: %s\n", t.Name, did)
+	}
+	did, err := provision.EnsureQueue(ctx, sqs.NewFromConfig(awsCfg), res.Queue)
+	if err != nil {
+		return err
+	}
+	e.printf("• queue %s: %s\n", res.Queue.Name, did)
+	did, err = provision.EnsureKMSKey(ctx, kms.NewFromConfig(awsCfg), res.KMSKeyID)
+	if err != nil {
+		return err
+	}
+	e.printf("• kms key %s: %s\n", res.KMSKeyID, did)
+	return nil
+}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/spf13/cobra"
+
+	"github.com/kcguard/kcguard/pkg/config"
+	"github.com/kcguard/kcguard/pkg/platform"
+)
+
+// env is what every command gets: the loaded configuration, lazily the AWS
+// configuration, and where to write.
+type env struct {
+	configPath string
+	cfg        config.Config
+	aws        *aws.Config
+	out        io.Writer
+	log        *slog.Logger
+}
+
+// errChecksFailed makes a checklist with a ✗ exit non-zero without printing
+// the failures twice.
+var errChecksFailed = errors.New("some checks failed")
+
+func exitCode(err error) int {
+	if errors.Is(err, errChecksFailed) {
+		return 1
+	}
+	return 2
+}
+
+func newRoot() *cobra.Command {
+	e := &env{}
+	root := &cobra.Command{
+		Use:   "kcguard",
+		Short: "Operate kcguard: keep people logging in when Keycloak is unreachable",
+		Long: `kcguard is the operator tool for the kcguard Lambda functions.
+
+Configuration comes from defaults, then the YAML file named by --config (or
+$KCGUARD_CONFIG), then KCGUARD_* environment variables. AWS calls go where the
+SDK's standard variables say (AWS_REGION, AWS_ENDPOINT_URL, ...).`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			e.out = cmd.OutOrStdout()
+			cfg, err := config.Load(e.configPath)
+			if err != nil {
+				return err
+			}
+			e.cfg = cfg
+			e.log = platform.Logger(cmd.ErrOrStderr(), cfg.Log)
+			return nil
+		},
+	}
+	root.PersistentFlags().StringVar(&e.configPath, "config", os.Getenv("KCGUARD_CONFIG"),
+		"configuration file (YAML); default $KCGUARD_CONFIG")
+	root.AddCommand(newConfigCmd(e), newBreakerCmd(e), newUsersCmd(e), newServeCmd(e), newSyncCmd(e))
+	return root
+}
+
+// awsConfig loads the SDK configuration once per command.
+func (e *env) awsConfig(ctx context.Context) (aws.Config, error) {
+	if e.aws == nil {
+		c, err := platform.AWS(ctx)
+		if err != nil {
+			return c, err
+		}
+		e.aws = &c
+	}
+	return *e.aws, nil
+}
+
+// validated returns the configuration or the full list of its problems.
+func (e *env) validated() (config.Config, error) {
+	if err := e.cfg.Validate(); err != nil {
+		return e.cfg, err
+	}
+	return e.cfg, nil
+}
+
+func (e *env) printf(format string, args ...any) { fmt.Fprintf(e.out, format, args...) }

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/spf13/cobra"
+
+	"github.com/kcguard/kcguard/pkg/keycloak"
+	"github.com/kcguard/kcguard/pkg/platform"
+	"github.com/kcguard/kcguard/pkg/provision"
+	"github.com/kcguard/kcguard/pkg/syncjob"
+)
+
+func newSyncCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "sync",
+		Short: "Inspect and drive the queue that carries changes to Keycloak",
+	}
+	withRuntime := func(use, short, long string, run func(context.Context, *platform.Runtime) error) *cobra.Command {
+		return &cobra.Command{Use: use, Short: short, Long: long, Args: cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				rt, err := e.runtime(cmd.Context())
+				if err != nil {
+					return err
+				}
+				return run(cmd.Context(), rt)
+			}}
+	}
+	var limit int
+	reconcile := withRuntime("reconcile", "Re-queue every user whose local version is ahead of Keycloak's",
+		"reconcile queries the sparse 'unsynced' index (never a scan) and queues a job per user;\nSQS deduplication makes re-queuing a job still in the queue a no-op.",
+		func(ctx context.Context, rt *platform.Runtime) error {
+			r, err := syncjob.Reconcile(ctx, rt.Users, rt.Queue, rt.Config.PackageNames(), limit, time.Now())
+			e.printf("unsynced users found: %d, queued: %d, failed: %d, complete: %v\n", r.Found, r.Queued, r.Failed, r.Done)
+			return err
+		})
+	reconcile.Flags().IntVar(&limit, "limit", 0, "stop after this many users (0: all)")
+	cmd.AddCommand(
+		withRuntime("status", "Show queue and DLQ depth, unsynced users and the breaker state", "",
+			func(ctx context.Context, rt *platform.Runtime) error { return e.syncStatus(ctx, rt) }),
+		withRuntime("now", "Drain the queue once in-process (same code as the worker function)", "",
+			func(ctx context.Context, rt *platform.Runtime) error {
+				out, err := rt.Poller(1).Drain(ctx)
+				e.printf("applied: %d, superseded: %d, dead-lettered: %d, failed (will retry): %d\n",
+					out.Applied, out.Superseded, out.DeadLettered, out.Failed)
+				return err
+			}),
+		withRuntime("run", "Poll the queue until interrupted (the local stand-in for the SQS event source)", "",
+			func(ctx context.Context, rt *platform.Runtime) error {
+				p := rt.Poller(10)
+				e.log.Info("sync poller running", "queue", rt.Config.Sync.Queue)
+				for ctx.Err() == nil {
+					if _, _, err := p.PollOnce(ctx); err != nil && ctx.Err() == nil {
+						e.log.Warn("sync poll failed", "err", err)
+						time.Sleep(2 * time.Second)
+					}
+				}
+				return nil
+			}),
+		withRuntime("test", "Check Keycloak admin access for every package and that the queue answers", "",
+			func(ctx context.Context, rt *platform.Runtime) error { return e.syncTest(ctx, rt) }),
+		withRuntime("redrive", "Move dead-lettered jobs back to the sync queue (after fixing their cause)", "",
+			func(ctx context.Context, rt *platform.Runtime) error {
+				n, err := redrive(ctx, rt)
+				e.printf("moved %d jobs back to %s\n", n, rt.Config.Sync.Queue)
+				return err
+			}),
+		reconcile,
+	)
+	return cmd
+}
+
+func (e *env) runtime(ctx context.Context) (*platform.Runtime, error) {
+	cfg, err := e.validated()
+	if err != nil {
+		return nil, err
+	}
+	awsCfg, err := e.awsConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return platform.Build(ctx, cfg, awsCfg, e.log)
+}
+
+func queueDepth(ctx context.Context, rt *platform.Runtime, q *syncjob.SQSQueue) (visible, inFlight int, err error) {
+	url, err := q.URL(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	out, err := rt.SQS.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: &url,
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages,
+			sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible}})
+	if err != nil {
+		return 0, 0, err
+	}
+	visible, _ = strconv.Atoi(out.Attributes["ApproximateNumberOfMessages"])
+	inFlight, _ = strconv.Atoi(out.Attributes["ApproximateNumberOfMessagesNotVisible"])
+	return visible, inFlight, nil
+}
+
+func (e *env) syncStatus(ctx context.Context, rt *platform.Runtime) error {
+	v, f, err := queueDepth(ctx, rt, rt.Queue)
+	if err != nil {
+		return err
+	}
+	dv, df, err := queueDepth(ctx, rt, rt.DLQ)
+	if err != nil {
+		return err
+	}
+	e.printf("queue %s: %d waiting, %d in flight\n", rt.Config.Sync.Queue, v, f)
+	e.printf("dlq   %s: %d\n", rt.Config.Sync.DLQ, dv+df)
+	var oldest time.Time
+	total := 0
+	for _, pkg := range rt.Config.PackageNames() {
+		n := 0
+		for cursor := ""; ; {
+			page, next, err := rt.Users.ListUnsynced(ctx, pkg, 100, cursor)
+			if err != nil {
+				return err
+			}
+			for _, u := range page {
+				n++
+				if oldest.IsZero() || u.UpdatedAt.Before(oldest) {
+					oldest = u.UpdatedAt
+				}
+			}
+			if cursor = next; next == "" {
+				break
+			}
+		}
+		e.printf("package %s: %d users waiting for Keycloak\n", pkg, n)
+		total += n
+	}
+	if total > 0 {
+		e.printf("oldest pending change: %s (%s ago)\n", oldest.UTC().Format(time.RFC3339), time.Since(oldest).Round(time.Second))
+	}
+	st := rt.Breaker.State(ctx)
+	e.printf("breaker: %s (generation %d)\n", st.State, st.Generation)
+	return nil
+}
+
+func (e *env) syncTest(ctx context.Context, rt *platform.Runtime) error {
+	failed := 0
+	for _, pkg := range rt.Config.PackageNames() {
+		_, err := rt.Keycloak.FindUser(ctx, pkg, "kcguard-sync-test-no-such-user")
+		c := providerCheck("keycloak admin access, package "+pkg, err == nil || errors.Is(err, keycloak.ErrNotFound), err)
+		e.mark(c)
+		if !c.OK {
+			failed++
+		}
+	}
+	_, err := rt.Queue.URL(ctx)
+	c := providerCheck("queue "+rt.Config.Sync.Queue, err == nil, err)
+	e.mark(c)
+	if !c.OK {
+		failed++
+	}
+	if failed > 0 {
+		return errChecksFailed
+	}
+	return nil
+}
+
+// redrive moves DLQ messages back, keeping each user's message group.
+func redrive(ctx context.Context, rt *platform.Runtime) (int, error) {
+	dlq, err := rt.DLQ.URL(ctx)
+	if err != nil {
+		return 0, err
+	}
+	main, err := rt.Queue.URL(ctx)
+	if err != nil {
+		return 0, err
+	}
+	moved := 0
+	for {
+		out, err := rt.SQS.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &dlq, MaxNumberOfMessages: 10,
+			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll}})
+		if err != nil || len(out.Messages) == 0 {
+			return moved, err
+		}
+		for _, m := range out.Messages {
+			group := m.Attributes["MessageGroupId"]
+			if _, err := rt.SQS.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &main, MessageBody: m.Body,
+				MessageGroupId: aws.String(group), MessageDeduplicationId: aws.String("redrive-" + aws.ToString(m.MessageId))}); err != nil {
+				return moved, err
+			}
+			if _, err := rt.SQS.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: &dlq, ReceiptHandle: m.ReceiptHandle}); err != nil {
+				return moved, err
+			}
+			moved++
+		}
+	}
+}
+
+func providerCheck(name string, ok bool, err error) provision.Check {
+	c := provision.Check{Name: name, OK: ok, Detail: "ok"}
+	if !ok && err != nil {
+		c.Detail = err.Error()
+	}
+	return c
+}

@@ -1,0 +1,11 @@
+// Function password serves POST /password: local change first, then sync to
+// Keycloak now or through the queue.
+package main
+
+import (
+	"github.com/kcguard/kcguard/pkg/platform"
+)
+
+func main() {
+	platform.Start("password", func(rt *platform.Runtime) any { return rt.AuthHandlers().ChangePassword })
+}

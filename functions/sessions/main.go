@@ -1,0 +1,12 @@
+// Function sessions serves the session routes (list, invalidate, logout,
+// logout-all) and their /admin counterparts.
+package main
+
+import (
+	"github.com/kcguard/kcguard/pkg/httpapi"
+	"github.com/kcguard/kcguard/pkg/platform"
+)
+
+func main() {
+	platform.Start("sessions", func(rt *platform.Runtime) any { return httpapi.ByRouteKey(rt.SessionRoutes()) })
+}

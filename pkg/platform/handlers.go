@@ -1,0 +1,85 @@
+package platform
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/aws/aws-lambda-go/lambda"
+
+	"github.com/kcguard/kcguard/pkg/config"
+	"github.com/kcguard/kcguard/pkg/httpapi"
+	"github.com/kcguard/kcguard/pkg/syncjob"
+)
+
+// FromEnvironment builds the Runtime the way a Lambda function starts:
+// configuration from $KCGUARD_CONFIG (optional) and KCGUARD_* variables,
+// JSON logs on stderr.
+func FromEnvironment(ctx context.Context) (*Runtime, error) {
+	cfg, err := config.Load(os.Getenv("KCGUARD_CONFIG"))
+	if err != nil {
+		return nil, err
+	}
+	return New(ctx, cfg, Logger(os.Stderr, cfg.Log))
+}
+
+// AuthHandlers are the login and password routes.
+func (rt *Runtime) AuthHandlers() *httpapi.AuthHandlers {
+	return &httpapi.AuthHandlers{Service: rt.Auth, MaxBodyBytes: rt.Config.API.MaxBodyBytes, Log: rt.Log}
+}
+
+// SessionHandlers are the session routes and their admin counterparts.
+func (rt *Runtime) SessionHandlers() *httpapi.SessionHandlers {
+	return &httpapi.SessionHandlers{Store: rt.Sessions, Keycloak: Sync{Dispatcher: rt.Dispatcher},
+		AdminKey: rt.Config.API.AdminKey, Log: rt.Log}
+}
+
+// Authorizer is the API Gateway Lambda authorizer for downstream APIs.
+func (rt *Runtime) Authorizer() *httpapi.Authorizer {
+	return &httpapi.Authorizer{Store: rt.Sessions, Log: rt.Log}
+}
+
+// SessionRoutes are served by functions/sessions.
+func (rt *Runtime) SessionRoutes() []httpapi.Route {
+	s := rt.SessionHandlers()
+	return []httpapi.Route{
+		{Method: "GET", Path: "/sessions", Handler: s.List},
+		{Method: "DELETE", Path: "/sessions/{id}", Handler: s.Delete},
+		{Method: "POST", Path: "/logout", Handler: s.Logout},
+		{Method: "POST", Path: "/logout-all", Handler: s.LogoutAll},
+		{Method: "GET", Path: "/admin/sessions", Handler: s.AdminList},
+		{Method: "DELETE", Path: "/admin/sessions/{id}", Handler: s.AdminDelete},
+		{Method: "POST", Path: "/admin/users/{package}/{username}/logout", Handler: s.AdminLogoutUser},
+	}
+}
+
+// Routes is the whole HTTP API, as API Gateway routes it to the functions.
+func (rt *Runtime) Routes() []httpapi.Route {
+	a := rt.AuthHandlers()
+	return append([]httpapi.Route{
+		{Method: "POST", Path: "/login", Handler: a.Login},
+		{Method: "POST", Path: "/password", Handler: a.ChangePassword},
+	}, rt.SessionRoutes()...)
+}
+
+// Start is a Lambda function's main: build the Runtime once per instance
+// (cold start), then serve the handler wire picks from it. A function that
+// cannot start exits with the reason, which Lambda reports as an init error.
+func Start(name string, wire func(*Runtime) any) {
+	rt, err := FromEnvironment(context.Background())
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "kcguard %s: start-up failed: %v\n", name, err)
+		os.Exit(1)
+	}
+	lambda.Start(wire(rt))
+}
+
+// Worker applies queued sync jobs (functions/syncworker, `kcguard sync`).
+func (rt *Runtime) Worker() *syncjob.Worker {
+	return &syncjob.Worker{Applier: rt.Applier, Breaker: rt.Breaker, DLQ: syncjob.SQSDeadLetters{Queue: rt.DLQ}, Log: rt.Log}
+}
+
+// Poller feeds the Worker from the queue, as Lambda's event source does.
+func (rt *Runtime) Poller(waitSeconds int32) *syncjob.Poller {
+	return &syncjob.Poller{Client: rt.SQS, Queue: rt.Queue, Worker: rt.Worker(), WaitSeconds: waitSeconds}
+}

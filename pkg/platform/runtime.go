@@ -1,0 +1,188 @@
+package platform
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/kcguard/kcguard/pkg/audit"
+	"github.com/kcguard/kcguard/pkg/auth"
+	"github.com/kcguard/kcguard/pkg/breaker"
+	"github.com/kcguard/kcguard/pkg/config"
+	"github.com/kcguard/kcguard/pkg/credential"
+	"github.com/kcguard/kcguard/pkg/keycloak"
+	"github.com/kcguard/kcguard/pkg/ledger"
+	"github.com/kcguard/kcguard/pkg/sessions"
+	"github.com/kcguard/kcguard/pkg/syncjob"
+	"github.com/kcguard/kcguard/pkg/tokencache"
+	"github.com/kcguard/kcguard/pkg/users"
+)
+
+// Runtime is one process's set of clients and services, built once (at
+// Lambda init, or when a command starts) and shared by every request.
+type Runtime struct {
+	Config   config.Config
+	AWS      aws.Config
+	Log      *slog.Logger
+	DynamoDB *dynamodb.Client
+	SQS      *sqs.Client
+
+	Keycloak   *keycloak.Client
+	Breaker    *breaker.Breaker
+	Users      *users.Dynamo
+	Sessions   *sessions.Dynamo
+	Tokens     *tokencache.Dynamo
+	Audit      *audit.Dynamo
+	Queue      *syncjob.SQSQueue
+	DLQ        *syncjob.SQSQueue
+	Applier    *syncjob.Applier
+	Dispatcher *syncjob.Dispatcher
+	Auth       *auth.Service
+}
+
+// New builds the Runtime for a validated configuration, with the SDK
+// configured the standard way.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Runtime, error) {
+	awsCfg, err := AWS(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return Build(ctx, cfg, awsCfg, log)
+}
+
+// Build is New with a given SDK configuration; ddbOpts apply to the
+// DynamoDB client of the request path (tests count its calls). The breaker
+// has a client of its own: its cached reads are outside the login budget.
+func Build(ctx context.Context, cfg config.Config, awsCfg aws.Config, log *slog.Logger, ddbOpts ...func(*dynamodb.Options)) (*Runtime, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	var err error
+	rt := &Runtime{Config: cfg, AWS: awsCfg, Log: log}
+	if cfg.Keycloak.SecretsID != "" {
+		if err := resolveSecrets(ctx, secretsmanager.NewFromConfig(awsCfg), &rt.Config); err != nil {
+			return nil, err
+		}
+		cfg = rt.Config
+	}
+	rt.DynamoDB = dynamodb.NewFromConfig(awsCfg, ddbOpts...)
+	rt.SQS = sqs.NewFromConfig(awsCfg)
+
+	realms := map[string]keycloak.Realm{}
+	for name, p := range cfg.Keycloak.Packages {
+		realms[name] = keycloak.Realm{Realm: p.Realm, ClientID: p.ClientID, ClientSecret: p.ClientSecret}
+	}
+	if rt.Keycloak, err = keycloak.New(keycloak.Options{
+		BaseURL: cfg.Keycloak.URL, Packages: realms, RequestTimeout: cfg.Keycloak.Timeout,
+		AdminTimeout: cfg.Keycloak.AdminTimeout, Logger: log,
+	}); err != nil {
+		return nil, fmt.Errorf("keycloak client: %w", err)
+	}
+	rt.Breaker = breaker.New(breaker.NewDynamoStore(dynamodb.NewFromConfig(awsCfg), cfg.Tables.Breaker), BreakerSettings(cfg, log))
+	rt.Users = users.NewDynamo(rt.DynamoDB, cfg.Tables.Users)
+	rt.Sessions = sessions.NewDynamo(rt.DynamoDB, cfg.Tables.Sessions, sessions.WithIdleTimeout(cfg.Sessions.IdleTimeout))
+	cipher := tokencache.NewKMSCipher(kms.NewFromConfig(awsCfg), cfg.KMSKeyID)
+	rt.Tokens = tokencache.NewDynamo(rt.DynamoDB, cfg.Tables.Tokens, cipher,
+		tokencache.WithGracePeriod(cfg.Keycloak.Resilience.GracePeriod()))
+	rt.Audit = audit.NewDynamo(rt.DynamoDB, cfg.Tables.Audit)
+	rt.Queue = syncjob.NewSQSQueue(rt.SQS, cfg.Sync.Queue)
+	rt.DLQ = syncjob.NewSQSQueue(rt.SQS, cfg.Sync.DLQ)
+	rt.Applier = &syncjob.Applier{Keycloak: rt.Keycloak, Users: rt.Users, Log: log}
+	rt.Dispatcher = &syncjob.Dispatcher{Applier: rt.Applier, Queue: rt.Queue, Breaker: rt.Breaker, Log: log}
+
+	hasher, err := Hasher(cfg)
+	if err != nil {
+		return nil, err
+	}
+	rt.Auth, err = auth.New(auth.Deps{
+		Users: rt.Users, Hasher: hasher, Policy: credential.Policy{MinLength: cfg.Password.MinLength},
+		Keycloak: rt.Keycloak, Breaker: rt.Breaker, Tokens: CachedTokens{Store: rt.Tokens},
+		Ledger:   ledger.NewDynamo(rt.DynamoDB, rt.Users, rt.Sessions, rt.Tokens, rt.Audit),
+		Sessions: rt.Sessions, Sync: Sync{Dispatcher: rt.Dispatcher}, Packages: cfg.PackageNames(), Log: log,
+	}, AuthSettings(cfg))
+	if err != nil {
+		return nil, err
+	}
+	return rt, nil
+}
+
+// AuthSettings maps the configuration onto the login and password flows.
+func AuthSettings(cfg config.Config) auth.Settings {
+	return auth.Settings{
+		AllowOfflineMode: cfg.Keycloak.Resilience.AllowOfflineMode,
+		GracePeriod:      cfg.Keycloak.Resilience.GracePeriod(),
+		MaxFailures:      cfg.Lockout.MaxFailures, FailureDelay: cfg.Lockout.Delay, MaxFailureDelay: cfg.Lockout.MaxDelay,
+		SessionIdle: cfg.Sessions.IdleTimeout, SessionLifetime: cfg.Sessions.MaxLifetime,
+		RevokeOtherSessions: cfg.Password.RevokeOtherSessions,
+	}
+}
+
+// resolveSecrets fills the packages' client secrets from a Secrets Manager
+// secret holding {"<package>": "<client secret>"}.
+func resolveSecrets(ctx context.Context, sm *secretsmanager.Client, cfg *config.Config) error {
+	out, err := sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: &cfg.Keycloak.SecretsID})
+	if err != nil {
+		return fmt.Errorf("keycloak client secrets %s: %w", cfg.Keycloak.SecretsID, err)
+	}
+	var secrets map[string]string
+	if err := json.Unmarshal([]byte(aws.ToString(out.SecretString)), &secrets); err != nil {
+		return fmt.Errorf("keycloak client secrets %s: not a JSON object of strings", cfg.Keycloak.SecretsID)
+	}
+	for name, p := range cfg.Keycloak.Packages {
+		if s, ok := secrets[name]; ok {
+			p.ClientSecret = s
+			cfg.Keycloak.Packages[name] = p
+		}
+	}
+	return nil
+}
+
+// CachedTokens serves the token cache to the login flow.
+type CachedTokens struct{ Store tokencache.Store }
+
+// Get implements auth.TokenCache.
+func (c CachedTokens) Get(ctx context.Context, key users.Key, now time.Time) (keycloak.Token, bool, error) {
+	rec, err := c.Store.Get(ctx, key.Package, key.Username, now)
+	switch {
+	case err == nil:
+	case isNotFound(err):
+		return keycloak.Token{}, false, nil
+	default:
+		return keycloak.Token{}, false, err
+	}
+	return keycloak.Token{
+		AccessToken: rec.AccessToken, RefreshToken: rec.RefreshToken, TokenType: rec.TokenType,
+		ExpiresAt: rec.AccessExpiresAt, RefreshExpiresAt: rec.RefreshExpiresAt,
+		ExpiresIn: max(0, int(rec.AccessExpiresAt.Sub(now).Seconds())),
+	}, true, nil
+}
+
+func isNotFound(err error) bool { return errors.Is(err, tokencache.ErrNotFound) }
+
+// Sync offers the dispatcher and the queue to the login and password flows.
+type Sync struct{ Dispatcher *syncjob.Dispatcher }
+
+// Dispatch implements auth.Sync.
+func (s Sync) Dispatch(ctx context.Context, j syncjob.Job) syncjob.Result {
+	return s.Dispatcher.Dispatch(ctx, j)
+}
+
+// Enqueue implements auth.Sync.
+func (s Sync) Enqueue(ctx context.Context, j syncjob.Job) error {
+	return s.Dispatcher.Queue.Enqueue(ctx, j)
+}
+
+// LogoutEverywhere ends the user's Keycloak sessions now, or queues a
+// logout_user job for when Keycloak is back.
+func (s Sync) LogoutEverywhere(ctx context.Context, pkg, username string) string {
+	return string(s.Dispatcher.Dispatch(ctx, syncjob.New(syncjob.LogoutUser, pkg, username, 0, time.Now())))
+}

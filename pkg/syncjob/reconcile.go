@@ -1,0 +1,62 @@
+package syncjob
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/kcguard/kcguard/pkg/credential"
+	"github.com/kcguard/kcguard/pkg/users"
+)
+
+// Unsynced lists users whose local version is ahead of Keycloak's.
+type Unsynced interface {
+	ListUnsynced(ctx context.Context, pkg string, limit int, cursor string) ([]users.User, string, error)
+}
+
+// Reconciled counts one reconciliation run.
+type Reconciled struct {
+	Found, Queued, Failed int
+	// Done is false when the run stopped at its limit or deadline; the next
+	// run continues (the index still lists whoever was not synced).
+	Done bool
+}
+
+// Reconcile re-queues every user whose version is ahead of
+// keycloak_synced_version, found through the sparse "unsynced" index (a
+// Query, never a Scan), so a lost SQS send or a purged queue loses nothing.
+// SQS deduplication (type, user, version) makes a re-queue of a job still in
+// the queue a no-op. It stops after limit users or at the context deadline.
+func Reconcile(ctx context.Context, st Unsynced, q Queue, packages []string, limit int, now time.Time) (Reconciled, error) {
+	var r Reconciled
+	for _, pkg := range packages {
+		cursor := ""
+		for {
+			if limit > 0 && r.Found >= limit || ctx.Err() != nil {
+				return r, nil
+			}
+			page, next, err := st.ListUnsynced(ctx, pkg, min(100, max(1, limit-r.Found)), cursor)
+			if err != nil {
+				return r, fmt.Errorf("list unsynced users of %s: %w", pkg, err)
+			}
+			for _, u := range page {
+				r.Found++
+				j := New(SetPassword, u.Package, u.Username, u.Version, now)
+				if h, err := credential.ParseHash(u.Hash.SecretData, u.Hash.CredentialData); err == nil {
+					j.Hash = &h
+				}
+				if err := q.Enqueue(ctx, j); err != nil {
+					r.Failed++
+					continue
+				}
+				r.Queued++
+			}
+			if next == "" {
+				break
+			}
+			cursor = next
+		}
+	}
+	r.Done = true
+	return r, nil
+}
