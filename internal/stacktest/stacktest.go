@@ -60,7 +60,7 @@ func (l *Logs) String() string {
 
 // New builds the Env. mutate may adjust the configuration before the
 // resources are created (e.g. a shorter cooldown).
-func New(t *testing.T, mutate ...func(*config.Config)) *Env {
+func New(t testing.TB, mutate ...func(*config.Config)) *Env {
 	t.Helper()
 	testenv.Need(t, "moto", "keycloak", "toxiproxy")
 	for k, v := range map[string]string{"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "test",
@@ -136,7 +136,7 @@ type User struct {
 // NewUser creates a unique user locally and provisions it into Keycloak by
 // importing its hash (the sync path), and deletes it from Keycloak when the
 // test ends.
-func (e *Env) NewUser(t *testing.T, pkg string) User {
+func (e *Env) NewUser(t testing.TB, pkg string) User {
 	t.Helper()
 	ctx := context.Background()
 	u := User{Package: pkg, Name: testenv.Unique("it-user"), Password: testenv.Unique("Pw-for-tests")}
@@ -173,7 +173,7 @@ func (e *Env) Login(u User, password string) (auth.LoginResult, error) {
 }
 
 // AssertNoSecrets fails if any secret appears in the captured logs.
-func (e *Env) AssertNoSecrets(t *testing.T, secrets ...string) {
+func (e *Env) AssertNoSecrets(t testing.TB, secrets ...string) {
 	t.Helper()
 	logs := e.Logs.String()
 	if logs == "" {

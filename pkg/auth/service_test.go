@@ -322,6 +322,39 @@ func TestLoginFailures(t *testing.T) {
 	}
 }
 
+func TestWrongPasswordsNeverReachKeycloak(t *testing.T) {
+	h := newHarness(t)
+	h.addUser(t, "alice", "alice-password-1", "alice-password-1")
+	for i := 0; i < 4; i++ {
+		h.login("alice", "guess-"+string(rune('a'+i)))
+	}
+	h.login("ghost", "guess")
+	if n := h.kc.Calls(keycloaktest.PasswordGrant); n != 0 {
+		t.Fatalf("%d refused passwords reached Keycloak", n)
+	}
+}
+
+func TestParallelKeycloakLetsAtMostOneWrongPasswordThrough(t *testing.T) {
+	h := newHarness(t, func(_ *Deps, s *Settings) { s.ParallelKeycloak = true })
+	h.addUser(t, "alice", "alice-password-1", "alice-password-1")
+	for i := 0; i < 4; i++ {
+		h.login("alice", "guess-"+string(rune('a'+i)))
+	}
+	if n := h.kc.Calls(keycloaktest.PasswordGrant); n > 1 {
+		t.Fatalf("%d wrong passwords reached Keycloak; at most the first (speculative) one may", n)
+	}
+	h.login("ghost", "guess")
+	if n := h.kc.Calls(keycloaktest.PasswordGrant); n > 1 {
+		t.Fatal("an unknown username must never reach Keycloak")
+	}
+	// After a failure the checks run in sequence: the next good login
+	// reaches Keycloak only after the local check.
+	res, err := h.login("alice", "alice-password-1")
+	if err != nil || res.Mode != ModeKeycloak {
+		t.Fatalf("%+v %v", res, err)
+	}
+}
+
 func TestOfflineModeOffStillAllowsCachedTokens(t *testing.T) {
 	h := newHarness(t, func(_ *Deps, s *Settings) { s.AllowOfflineMode = false })
 	h.addUser(t, "alice", "alice-password-1", "alice-password-1")
@@ -349,7 +382,7 @@ func TestLockoutGrowsAndResets(t *testing.T) {
 		t.Fatalf("want locked for 30s, got %v", err)
 	}
 	if h.kc.Calls(keycloaktest.PasswordGrant) != 0 {
-		t.Fatal("locked attempts must not reach Keycloak")
+		t.Fatal("refused and locked attempts must not reach Keycloak")
 	}
 	h.now = h.now.Add(31 * time.Second)
 	h.login("alice", "nope") // sixth failure: 60 s

@@ -248,14 +248,14 @@ func runLoad(v variant, d time.Duration, n int64) loadResult {
 
 // TestFleetBenchTable prints the BENCHMARKS.md table. It is a load run, not
 // a test: KCGUARD_BENCH=1 turns it on, KCGUARD_BENCH_SECONDS sets the run
-// length per variant (default 20).
+// length per variant (default 45, split over the rounds).
 func TestFleetBenchTable(t *testing.T) {
 	if os.Getenv("KCGUARD_BENCH") == "" {
 		t.Skip("load run; set KCGUARD_BENCH=1 (see BENCHMARKS.md)")
 	}
 	secs, _ := strconv.Atoi(os.Getenv("KCGUARD_BENCH_SECONDS"))
 	if secs <= 0 {
-		secs = 20
+		secs = 45
 	}
 	env := newBenchEnv(t)
 	vs := env.variants(t)

@@ -41,6 +41,9 @@ type Keycloak struct {
 	// Timeout bounds one password grant or refresh: a login never waits
 	// longer than this on Keycloak.
 	Timeout time.Duration `yaml:"timeout" env:"KCGUARD_KEYCLOAK_TIMEOUT"`
+	// ParallelGrant starts the Keycloak grant alongside the local hash check
+	// (see auth.Settings.ParallelKeycloak for the trade-off). Default off.
+	ParallelGrant bool `yaml:"parallel_grant" env:"KCGUARD_KEYCLOAK_PARALLEL_GRANT"`
 	// AdminTimeout bounds admin API calls (sync, migration).
 	AdminTimeout time.Duration `yaml:"admin_timeout" env:"KCGUARD_KEYCLOAK_ADMIN_TIMEOUT"`
 	// Packages maps a package (tenant) to its realm and client. In Lambda it

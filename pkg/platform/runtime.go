@@ -122,7 +122,7 @@ func AuthSettings(cfg config.Config) auth.Settings {
 		GracePeriod:      cfg.Keycloak.Resilience.GracePeriod(),
 		MaxFailures:      cfg.Lockout.MaxFailures, FailureDelay: cfg.Lockout.Delay, MaxFailureDelay: cfg.Lockout.MaxDelay,
 		SessionIdle: cfg.Sessions.IdleTimeout, SessionLifetime: cfg.Sessions.MaxLifetime,
-		RevokeOtherSessions: cfg.Password.RevokeOtherSessions,
+		RevokeOtherSessions: cfg.Password.RevokeOtherSessions, ParallelKeycloak: cfg.Keycloak.ParallelGrant,
 	}
 }
 
