@@ -36,7 +36,9 @@ func timed(b *testing.B, op func()) {
 		l = append(l, time.Since(start))
 	}
 	sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
-	pct := func(p float64) float64 { return float64(l[min(len(l)-1, int(p*float64(len(l))))].Microseconds()) / 1000 }
+	pct := func(p float64) float64 {
+		return float64(l[min(len(l)-1, int(p*float64(len(l))))].Microseconds()) / 1000
+	}
 	b.ReportMetric(pct(0.50), "p50_ms")
 	b.ReportMetric(pct(0.99), "p99_ms")
 }
