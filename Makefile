@@ -26,6 +26,7 @@ up: kcguard ## Start the local stack, create tables/queues/keys, seed users, ser
 	$(BIN)/kcguard config fix
 	$(BIN)/kcguard users seed local/realms/*.json
 	local/stack.sh start api $(CURDIR)/$(BIN)/kcguard serve
+	local/stack.sh start sync $(CURDIR)/$(BIN)/kcguard sync run
 	local/stack.sh wait api http://127.0.0.1:3000/login 30 499
 	@echo "kcguard API on http://127.0.0.1:3000 (try: make try-login); stop with: make down"
 
