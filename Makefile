@@ -60,9 +60,13 @@ test: ## All tests: starts the local stack if needed, runs every test, stops wha
 	$(GO) vet ./...
 	local/with-stack.sh $(GO) test -p $(GOTESTP) $(GOTESTFLAGS) ./...
 
+BENCH_OUT ?= .cache/bench
+
 .PHONY: bench
-bench: ## Benchmarks against the local stack (see BENCHMARKS.md)
-	local/with-stack.sh $(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 60m ./...
+bench: ## Benchmarks and load runs against the local stack; raw output in .cache/bench/ (see BENCHMARKS.md)
+	mkdir -p $(BENCH_OUT)
+	local/with-stack.sh bash -c '$(GO) test -run "^$$" -bench . -benchtime 3s -count=1 -timeout 60m ./... | tee $(BENCH_OUT)/go-bench.txt && \
+	  KCGUARD_BENCH=1 $(GO) test -count=1 -v -run "TestFleetBenchTable" -timeout 30m ./pkg/breaker | tee $(BENCH_OUT)/breaker-fleet.txt'
 
 .PHONY: fmt
 fmt: ## gofmt the tree
