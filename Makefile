@@ -12,9 +12,11 @@ GOTESTFLAGS ?= -count=1 -timeout 30m
 # matches the machine (2 cores) and keeps Keycloak's latency honest.
 GOTESTP   ?= 2
 
+include mk/deploy.mk
+
 .PHONY: help
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: install
 install: ## Install the local stack's components into .cache/ (Keycloak, moto, toxiproxy, RIE)
@@ -48,7 +50,7 @@ kcguard: ## Build the kcguard CLI into bin/
 	$(GO) build -o $(BIN)/kcguard ./cmd/kcguard
 
 .PHONY: build
-build: kcguard ## Build everything
+build: kcguard build-functions ## Build the CLI and every Lambda bootstrap
 	$(GO) build ./...
 
 .PHONY: test-short
@@ -56,9 +58,10 @@ test-short: ## Unit tests only (no services needed)
 	$(GO) test -short $(GOTESTFLAGS) ./...
 
 .PHONY: test
-test: ## All tests: starts the local stack if needed, runs every test, stops what it started
+test: lambda-amd64 template-check test-infra ## All tests: templates, CDK, then (stack started if needed) every Go test incl. RIE end-to-end
 	$(GO) vet ./...
-	local/with-stack.sh $(GO) test -p $(GOTESTP) $(GOTESTFLAGS) ./...
+	$(GO) vet -tags rie ./test/e2e/
+	local/with-stack.sh $(GO) test -tags rie -p $(GOTESTP) $(GOTESTFLAGS) ./...
 
 BENCH_OUT ?= .cache/bench
 

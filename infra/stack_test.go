@@ -1,0 +1,272 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
+	"github.com/aws/aws-cdk-go/awscdk/v2/cxapi"
+	"github.com/aws/jsii-runtime-go"
+)
+
+func props(m map[string]any) *map[string]any { return &m }
+
+func TestTablesAreEncryptedRecoverableOnDemand(t *testing.T) {
+	for _, stage := range []string{"dev", "prod"} {
+		t.Run(stage, func(t *testing.T) {
+			s := synth(t, stage)
+			s.template.ResourceCountIs(jsii.String("AWS::DynamoDB::Table"), jsii.Number(len(Tables)))
+			want := map[string]any{
+				"BillingMode":                      "PAY_PER_REQUEST",
+				"SSESpecification":                 map[string]any{"SSEEnabled": true},
+				"PointInTimeRecoverySpecification": map[string]any{"PointInTimeRecoveryEnabled": true},
+			}
+			if stage == "prod" {
+				want["DeletionProtectionEnabled"] = true
+			}
+			s.template.AllResourcesProperties(jsii.String("AWS::DynamoDB::Table"), assertions.Match_ObjectLike(props(want)))
+			policy := "Delete"
+			if stage == "prod" {
+				policy = "Retain"
+			}
+			s.template.AllResources(jsii.String("AWS::DynamoDB::Table"), map[string]any{
+				"DeletionPolicy": policy, "UpdateReplacePolicy": policy,
+			})
+		})
+	}
+}
+
+func TestSyncQueuesAreFifoEncryptedTLSOnlyWithDLQ(t *testing.T) {
+	s := synth(t, "dev")
+	s.template.ResourceCountIs(jsii.String("AWS::SQS::Queue"), jsii.Number(2))
+	s.template.AllResourcesProperties(jsii.String("AWS::SQS::Queue"), map[string]any{
+		"FifoQueue": true, "SqsManagedSseEnabled": true, "MessageRetentionPeriod": 1209600,
+	})
+	s.template.HasResourceProperties(jsii.String("AWS::SQS::Queue"), map[string]any{
+		"ContentBasedDeduplication": false,
+		"VisibilityTimeout":         SyncQueue.VisibilityTimeoutSeconds,
+		"RedrivePolicy": map[string]any{
+			"deadLetterTargetArn": map[string]any{"Fn::GetAtt": []any{"SyncDeadLetterQueue", "Arn"}},
+			"maxReceiveCount":     SyncQueue.MaxReceiveCount,
+		},
+	})
+	s.template.ResourceCountIs(jsii.String("AWS::SQS::QueuePolicy"), jsii.Number(2))
+	s.template.AllResourcesProperties(jsii.String("AWS::SQS::QueuePolicy"), map[string]any{
+		"PolicyDocument": map[string]any{"Statement": assertions.Match_ArrayWith(&[]any{
+			assertions.Match_ObjectLike(&map[string]any{
+				"Effect":    "Deny",
+				"Condition": map[string]any{"Bool": map[string]any{"aws:SecureTransport": "false"}},
+			}),
+		})},
+	})
+}
+
+func TestKeysRotate(t *testing.T) {
+	s := synth(t, "dev")
+	s.template.ResourceCountIs(jsii.String("AWS::KMS::Key"), jsii.Number(2)) // tokens, alerts
+	s.template.AllResourcesProperties(jsii.String("AWS::KMS::Key"), map[string]any{"EnableKeyRotation": true})
+	s.template.HasResourceProperties(jsii.String("AWS::KMS::Alias"), map[string]any{"AliasName": "alias/kcguard-dev-tokens"})
+}
+
+func TestFunctionsRunTheBootstrapOnGravitonWithConfigFromTheEnvironment(t *testing.T) {
+	s := synth(t, "dev")
+	s.template.ResourceCountIs(jsii.String("AWS::Lambda::Function"), jsii.Number(len(Functions)))
+	s.template.AllResourcesProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
+		"Runtime": "provided.al2023", "Architectures": []any{"arm64"}, "Handler": "bootstrap",
+		"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(&map[string]any{
+			"KCGUARD_KEYCLOAK_SECRETS_ID": map[string]any{"Ref": assertions.Match_StringLikeRegexp(jsii.String("^KeycloakClientSecrets"))},
+			"KCGUARD_KMS_KEY_ID":          map[string]any{"Fn::GetAtt": []any{"TokenKey", "Arn"}},
+			"KCGUARD_LOG_FORMAT":          "json",
+		})},
+	})
+	// No client secret is ever in the template: only the secret's ARN.
+	for id, r := range resourcesOfType(s.json, "AWS::Lambda::Function") {
+		env, _ := json.Marshal(r["Properties"].(map[string]any)["Environment"])
+		for _, bad := range []string{"client_secret", "CLIENT_SECRET", "KCGUARD_KEYCLOAK_SECRET_"} {
+			if strings.Contains(string(env), bad) {
+				t.Errorf("%s: environment mentions %s: %s", id, bad, env)
+			}
+		}
+	}
+}
+
+func TestOnlyAdminRoutesUseIAMAndEveryOpenRouteIsJustified(t *testing.T) {
+	s := synth(t, "dev")
+	for _, r := range resourcesOfType(s.json, "AWS::ApiGatewayV2::Route") {
+		p := r["Properties"].(map[string]any)
+		key := p["RouteKey"].(string)
+		auth, _ := p["AuthorizationType"].(string)
+		admin := strings.Contains(key, " /admin/")
+		switch {
+		case admin && auth != "AWS_IAM":
+			t.Errorf("%s: AuthorizationType %q, want AWS_IAM", key, auth)
+		case !admin && auth != "" && auth != "NONE":
+			t.Errorf("%s: AuthorizationType %q, want none", key, auth)
+		case !admin && openRouteReason[key] == "":
+			t.Errorf("%s: open route without a reason in openRouteReason", key)
+		}
+	}
+}
+
+func TestApiStageLogsAndThrottles(t *testing.T) {
+	s := synth(t, "dev")
+	s.template.HasResourceProperties(jsii.String("AWS::ApiGatewayV2::Stage"), map[string]any{
+		"StageName": "$default", "AutoDeploy": true,
+		"AccessLogSettings": assertions.Match_ObjectLike(&map[string]any{
+			"DestinationArn": assertions.Match_AnyValue(),
+		}),
+		"DefaultRouteSettings": map[string]any{"ThrottlingBurstLimit": 200, "ThrottlingRateLimit": 100},
+	})
+}
+
+func TestWorkerReportsPartialBatchFailuresWithBoundedConcurrency(t *testing.T) {
+	s := synth(t, "dev")
+	s.template.ResourceCountIs(jsii.String("AWS::Lambda::EventSourceMapping"), jsii.Number(1))
+	s.template.HasResourceProperties(jsii.String("AWS::Lambda::EventSourceMapping"), map[string]any{
+		"FunctionName":          map[string]any{"Ref": "SyncWorkerFunction"},
+		"EventSourceArn":        map[string]any{"Fn::GetAtt": []any{"SyncQueue", "Arn"}},
+		"FunctionResponseTypes": []any{"ReportBatchItemFailures"},
+		"BatchSize":             5,
+		"ScalingConfig":         map[string]any{"MaximumConcurrency": 2},
+	})
+}
+
+func TestAlarmsPublishToTheEncryptedAlertsTopic(t *testing.T) {
+	s := synth(t, "dev")
+	s.template.HasResourceProperties(jsii.String("AWS::SNS::Topic"), map[string]any{
+		"KmsMasterKeyId": assertions.Match_AnyValue(),
+	})
+	s.template.HasResourceProperties(jsii.String("AWS::SNS::Subscription"), map[string]any{
+		"Protocol": "email", "Endpoint": "ops@example.com",
+	})
+	// DLQ not empty, oldest job age, and errors + throttles per function.
+	want := 2 + 2*len(Functions)
+	s.template.ResourceCountIs(jsii.String("AWS::CloudWatch::Alarm"), jsii.Number(want))
+	topic := map[string]any{"Ref": assertions.Match_StringLikeRegexp(jsii.String("^AlertsTopic"))}
+	s.template.AllResourcesProperties(jsii.String("AWS::CloudWatch::Alarm"), map[string]any{
+		"AlarmActions": []any{topic}, "OKActions": []any{topic},
+	})
+	for _, m := range []map[string]any{
+		{"MetricName": "ApproximateNumberOfMessagesVisible", "Namespace": "AWS/SQS", "Threshold": 1,
+			"Dimensions": []any{map[string]any{"Name": "QueueName", "Value": map[string]any{"Fn::GetAtt": []any{"SyncDeadLetterQueue", "QueueName"}}}}},
+		{"MetricName": "ApproximateAgeOfOldestMessage", "Namespace": "AWS/SQS",
+			"Dimensions": []any{map[string]any{"Name": "QueueName", "Value": map[string]any{"Fn::GetAtt": []any{"SyncQueue", "QueueName"}}}}},
+		{"MetricName": "Errors", "Namespace": "AWS/Lambda", "Dimensions": []any{map[string]any{"Name": "FunctionName", "Value": map[string]any{"Ref": "LoginFunction"}}}},
+		{"MetricName": "Throttles", "Namespace": "AWS/Lambda", "Dimensions": []any{map[string]any{"Name": "FunctionName", "Value": map[string]any{"Ref": "SyncWorkerFunction"}}}},
+	} {
+		s.template.HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), m)
+	}
+}
+
+// The grants are least privilege: a function can touch only the tables its
+// entry in Functions names, never with a wildcard action or resource.
+func TestFunctionPoliciesAreLeastPrivilege(t *testing.T) {
+	s := synth(t, "dev")
+	for _, f := range Functions {
+		stmts := policyStatements(t, s.json, f.LogicalID)
+		touched := map[string]bool{}
+		for _, st := range stmts {
+			for _, a := range asList(st["Action"]) {
+				if a == "*" || strings.HasSuffix(a.(string), ":*") {
+					t.Errorf("%s: wildcard action %v", f.Name, a)
+				}
+			}
+			for _, r := range asList(st["Resource"]) {
+				if r == "*" {
+					t.Errorf("%s: statement on every resource: %v", f.Name, st)
+				}
+				ref, _ := json.Marshal(r)
+				for name := range Tables {
+					if strings.Contains(string(ref), `"`+TableLogicalID(name)+`"`) {
+						touched[name] = true
+					}
+				}
+			}
+		}
+		var got, want []string
+		for name := range touched {
+			got = append(got, name)
+		}
+		for name := range f.Tables {
+			want = append(want, name)
+		}
+		sort.Strings(got)
+		sort.Strings(want)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s touches tables %v, its entry names %v", f.Name, got, want)
+		}
+	}
+}
+
+func TestNoUnsuppressedNagFindings(t *testing.T) {
+	for _, stage := range []string{"dev", "prod"} {
+		t.Run(stage, func(t *testing.T) {
+			s := synth(t, stage)
+			a := assertions.Annotations_FromStack(s.stack.Stack)
+			for kind, found := range map[string]*[]*map[string]any{
+				"error":   ptrSlice(a.FindError(jsii.String("*"), assertions.Match_StringLikeRegexp(jsii.String("AwsSolutions-.*")))),
+				"warning": ptrSlice(a.FindWarning(jsii.String("*"), assertions.Match_StringLikeRegexp(jsii.String("AwsSolutions-.*")))),
+			} {
+				for _, m := range *found {
+					t.Errorf("cdk-nag %s: %v", kind, *m)
+				}
+			}
+		})
+	}
+}
+
+func ptrSlice(in *[]*cxapi.SynthesisMessage) *[]*map[string]any {
+	out := []*map[string]any{}
+	for _, m := range *in {
+		out = append(out, &map[string]any{"id": *m.Id, "data": m.Entry.Data})
+	}
+	return &out
+}
+
+func resourcesOfType(tpl map[string]any, typ string) map[string]map[string]any {
+	out := map[string]map[string]any{}
+	for id, r := range tpl["Resources"].(map[string]any) {
+		if rm := r.(map[string]any); rm["Type"] == typ {
+			out[id] = rm
+		}
+	}
+	return out
+}
+
+// policyStatements are the statements of the policies attached to a
+// function's role.
+func policyStatements(t *testing.T, tpl map[string]any, fnID string) []map[string]any {
+	t.Helper()
+	fn := tpl["Resources"].(map[string]any)[fnID].(map[string]any)
+	role := fn["Properties"].(map[string]any)["Role"].(map[string]any)["Fn::GetAtt"].([]any)[0].(string)
+	var out []map[string]any
+	for _, p := range resourcesOfType(tpl, "AWS::IAM::Policy") {
+		props := p["Properties"].(map[string]any)
+		attached := false
+		for _, r := range props["Roles"].([]any) {
+			if rm, ok := r.(map[string]any); ok && rm["Ref"] == role {
+				attached = true
+			}
+		}
+		if !attached {
+			continue
+		}
+		for _, st := range props["PolicyDocument"].(map[string]any)["Statement"].([]any) {
+			out = append(out, st.(map[string]any))
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("%s: no policy statements found for role %s", fnID, role)
+	}
+	return out
+}
+
+func asList(v any) []any {
+	if l, ok := v.([]any); ok {
+		return l
+	}
+	return []any{v}
+}
