@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -11,6 +13,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/spf13/cobra"
 
+	"github.com/kcguard/kcguard/pkg/journal"
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/platform"
 	"github.com/kcguard/kcguard/pkg/provision"
@@ -36,13 +39,32 @@ func newSyncCmd(e *env) *cobra.Command {
 	reconcile := withRuntime("reconcile", "Re-queue every user whose local version is ahead of Keycloak's",
 		"reconcile queries the sparse 'unsynced' index (never a scan) and queues a job per user;\nSQS deduplication makes re-queuing a job still in the queue a no-op.",
 		func(ctx context.Context, rt *platform.Runtime) error {
-			r, err := syncjob.Reconcile(ctx, rt.Users, rt.Queue, rt.Config.PackageNames(), limit, time.Now())
+			q := syncjob.JournaledQueue{Queue: rt.Queue, Applier: rt.Applier}
+			r, err := syncjob.Reconcile(ctx, rt.Users, q, rt.Config.PackageNames(), limit, time.Now())
 			e.printf("unsynced users found: %d, queued: %d, failed: %d, complete: %v\n", r.Found, r.Queued, r.Failed, r.Done)
 			return err
 		})
 	reconcile.Flags().IntVar(&limit, "limit", 0, "stop after this many users (0: all)")
+	var olderThan time.Duration
+	var purgeLimit int
+	cleanup := withRuntime("cleanup", "Delete sync journal entries older than --older-than (default: sync.journal_retention)",
+		"DynamoDB's TTL removes old entries by itself in AWS, eventually; cleanup removes them now,\nthrough the journal's status index (never a scan).",
+		func(ctx context.Context, rt *platform.Runtime) error {
+			if rt.Journal == nil {
+				return errors.New("the sync journal is off (tables.journal is empty)")
+			}
+			age := olderThan
+			if age <= 0 {
+				age = rt.Config.Sync.JournalRetention
+			}
+			n, err := rt.Journal.Purge(ctx, time.Now().Add(-age), purgeLimit)
+			e.printf("deleted %d journal entries older than %s\n", n, age)
+			return err
+		})
+	cleanup.Flags().DurationVar(&olderThan, "older-than", 0, "age of the last status change (e.g. 72h)")
+	cleanup.Flags().IntVar(&purgeLimit, "limit", 0, "delete at most this many (0: all)")
 	cmd.AddCommand(
-		withRuntime("status", "Show queue and DLQ depth, unsynced users and the breaker state", "",
+		withRuntime("status", "Show queue and DLQ depth, unsynced users, the breaker state and journal counts", "",
 			func(ctx context.Context, rt *platform.Runtime) error { return e.syncStatus(ctx, rt) }),
 		withRuntime("now", "Drain the queue once in-process (same code as the worker function)", "",
 			func(ctx context.Context, rt *platform.Runtime) error {
@@ -72,6 +94,7 @@ func newSyncCmd(e *env) *cobra.Command {
 				return err
 			}),
 		reconcile,
+		cleanup,
 	)
 	return cmd
 }
@@ -142,6 +165,36 @@ func (e *env) syncStatus(ctx context.Context, rt *platform.Runtime) error {
 	}
 	st := rt.Breaker.State(ctx)
 	e.printf("breaker: %s (generation %d)\n", st.State, st.Generation)
+	if rt.Journal == nil {
+		e.printf("journal: off (tables.journal is empty)\n")
+		return nil
+	}
+	var counts []string
+	for _, s := range journal.Statuses {
+		n, err := rt.Journal.Count(ctx, s)
+		if err != nil {
+			return err
+		}
+		counts = append(counts, fmt.Sprintf("%s %d", s, n))
+	}
+	e.printf("journal (last %s): %s\n", rt.Config.Sync.JournalRetention, strings.Join(counts, ", "))
+	pending, _, err := rt.Journal.ListByStatus(ctx, journal.Pending, 1, "")
+	if err != nil {
+		return err
+	}
+	if len(pending) > 0 {
+		p := pending[0]
+		e.printf("oldest pending job: %s %s of %s/%s v%d, queued %s ago\n", p.JobID, p.Type, p.Package, p.Username,
+			p.Version, time.Since(p.UpdatedAt).Round(time.Second))
+	}
+	failed, _, err := rt.Journal.ListByStatus(ctx, journal.Failed, 5, "")
+	if err != nil {
+		return err
+	}
+	for _, f := range failed {
+		e.printf("failed: %s %s of %s/%s v%d at %s: %s\n", f.JobID, f.Type, f.Package, f.Username, f.Version,
+			f.UpdatedAt.Format(time.RFC3339), f.Reason)
+	}
 	return nil
 }
 
@@ -155,11 +208,24 @@ func (e *env) syncTest(ctx context.Context, rt *platform.Runtime) error {
 			failed++
 		}
 	}
-	_, err := rt.Queue.URL(ctx)
-	c := providerCheck("queue "+rt.Config.Sync.Queue, err == nil, err)
-	e.mark(c)
-	if !c.OK {
-		failed++
+	for _, q := range []struct {
+		name string
+		q    *syncjob.SQSQueue
+	}{{"queue " + rt.Config.Sync.Queue, rt.Queue}, {"dlq " + rt.Config.Sync.DLQ, rt.DLQ}} {
+		_, _, err := queueDepth(ctx, rt, q.q)
+		c := providerCheck(q.name, err == nil, err)
+		e.mark(c)
+		if !c.OK {
+			failed++
+		}
+	}
+	if rt.Journal != nil {
+		_, err := rt.Journal.Count(ctx, journal.Failed)
+		c := providerCheck("journal "+rt.Config.Tables.Journal, err == nil, err)
+		e.mark(c)
+		if !c.OK {
+			failed++
+		}
 	}
 	if failed > 0 {
 		return errChecksFailed

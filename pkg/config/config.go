@@ -30,6 +30,7 @@ type Config struct {
 	Lockout  Lockout  `yaml:"lockout"`
 	Password Password `yaml:"password"`
 	Sessions Sessions `yaml:"sessions"`
+	Cleanup  Cleanup  `yaml:"cleanup"`
 	API      API      `yaml:"api"`
 	Log      Log      `yaml:"log"`
 }
@@ -94,6 +95,9 @@ type Tables struct {
 	Tokens   string `yaml:"tokens" env:"KCGUARD_TABLE_TOKENS"`
 	Breaker  string `yaml:"breaker" env:"KCGUARD_TABLE_BREAKER"`
 	Audit    string `yaml:"audit" env:"KCGUARD_TABLE_AUDIT"`
+	// Journal is the sync journal (each queued job's status). Empty turns
+	// the journal off; the sync itself does not depend on it.
+	Journal string `yaml:"journal" env:"KCGUARD_TABLE_JOURNAL"`
 }
 
 // Sync is the queue that carries changes to Keycloak.
@@ -104,6 +108,13 @@ type Sync struct {
 	MaxReceiveCount int `yaml:"max_receive_count" env:"KCGUARD_SYNC_MAX_RECEIVE_COUNT"`
 	// VisibilityTimeoutSeconds must exceed the worker's own timeout.
 	VisibilityTimeoutSeconds int `yaml:"visibility_timeout_seconds" env:"KCGUARD_SYNC_VISIBILITY_TIMEOUT_SECONDS"`
+	// JournalRetention is how long a sync journal entry lives after its
+	// last status change (DynamoDB TTL). Default 7 days.
+	JournalRetention time.Duration `yaml:"journal_retention" env:"KCGUARD_SYNC_JOURNAL_RETENTION"`
+	// ConflictPolicy decides when Keycloak's password is newer than the
+	// local change being synced: "local_wins" (default) imports the local
+	// hash anyway; "keycloak_wins" skips it and records the drift.
+	ConflictPolicy string `yaml:"conflict_policy" env:"KCGUARD_SYNC_CONFLICT_POLICY"`
 }
 
 // Lockout is the offline brute-force protection of the local tier.
@@ -129,6 +140,32 @@ type Password struct {
 type Sessions struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout" env:"KCGUARD_SESSIONS_IDLE_TIMEOUT"`
 	MaxLifetime time.Duration `yaml:"max_lifetime" env:"KCGUARD_SESSIONS_MAX_LIFETIME"`
+}
+
+// Cleanup is the scheduled maintenance run (functions/cleanup,
+// `kcguard cleanup run`). Every step is bounded in items and in time; a run
+// that reaches a bound stops cleanly and the next run continues. The sync
+// journal it purges keeps sync.journal_retention.
+type Cleanup struct {
+	// ScheduleMinutes is how often the run is scheduled (EventBridge rate,
+	// and `kcguard cleanup run --schedule` locally). Default 5.
+	ScheduleMinutes int `yaml:"schedule_minutes" env:"KCGUARD_CLEANUP_SCHEDULE_MINUTES"`
+	// RefreshWindow: cached Keycloak tokens whose access token expires
+	// within it are refreshed ahead. Default 10m.
+	RefreshWindow time.Duration `yaml:"refresh_window" env:"KCGUARD_CLEANUP_REFRESH_WINDOW"`
+	// RefreshLimit bounds the tokens refreshed per run. Default 200.
+	RefreshLimit int `yaml:"refresh_limit" env:"KCGUARD_CLEANUP_REFRESH_LIMIT"`
+	// RefreshConcurrency bounds parallel refresh calls to Keycloak. Default 4.
+	RefreshConcurrency int `yaml:"refresh_concurrency" env:"KCGUARD_CLEANUP_REFRESH_CONCURRENCY"`
+	// DeleteLimit bounds the expired sessions, and separately the expired
+	// cached tokens, deleted per run. Default 5000.
+	DeleteLimit int `yaml:"delete_limit" env:"KCGUARD_CLEANUP_DELETE_LIMIT"`
+	// ReconcileLimit bounds the unsynced users re-queued per run. Default 500.
+	ReconcileLimit int `yaml:"reconcile_limit" env:"KCGUARD_CLEANUP_RECONCILE_LIMIT"`
+	// StepTimeout bounds each step; TimeBudget bounds the whole run and
+	// must stay below the function's timeout. Defaults 60s and 4m.
+	StepTimeout time.Duration `yaml:"step_timeout" env:"KCGUARD_CLEANUP_STEP_TIMEOUT"`
+	TimeBudget  time.Duration `yaml:"time_budget" env:"KCGUARD_CLEANUP_TIME_BUDGET"`
 }
 
 // API is the local HTTP server (`kcguard serve`) and request limits.
@@ -168,19 +205,24 @@ func Default() Config {
 			Tokens:   "kcguard-tokens",
 			Breaker:  "kcguard-breaker",
 			Audit:    "kcguard-audit",
+			Journal:  "kcguard-sync-journal",
 		},
 		Sync: Sync{
 			Queue:                    "kcguard-sync.fifo",
 			DLQ:                      "kcguard-sync-dlq.fifo",
 			MaxReceiveCount:          5,
 			VisibilityTimeoutSeconds: 120,
+			JournalRetention:         7 * 24 * time.Hour,
+			ConflictPolicy:           "local_wins",
 		},
 		KMSKeyID: "alias/kcguard-tokens",
 		Lockout:  Lockout{MaxFailures: 5, Delay: 30 * time.Second, MaxDelay: 15 * time.Minute},
 		Password: Password{MinLength: 12, Algorithm: "argon2", RevokeOtherSessions: true},
 		Sessions: Sessions{IdleTimeout: 30 * time.Minute, MaxLifetime: 12 * time.Hour},
-		API:      API{Addr: "127.0.0.1:3000", MaxBodyBytes: 8 << 10},
-		Log:      Log{Level: "info", Format: "json"},
+		Cleanup: Cleanup{ScheduleMinutes: 5, RefreshWindow: 10 * time.Minute, RefreshLimit: 200, RefreshConcurrency: 4,
+			DeleteLimit: 5000, ReconcileLimit: 500, StepTimeout: time.Minute, TimeBudget: 4 * time.Minute},
+		API: API{Addr: "127.0.0.1:3000", MaxBodyBytes: 8 << 10},
+		Log: Log{Level: "info", Format: "json"},
 	}
 }
 
@@ -301,6 +343,15 @@ func (c Config) Validate() error {
 	if c.Sync.VisibilityTimeoutSeconds < 1 || c.Sync.VisibilityTimeoutSeconds > 43200 {
 		add("sync.visibility_timeout_seconds = %d, must be between 1 and 43200", c.Sync.VisibilityTimeoutSeconds)
 	}
+	if c.Tables.Journal != "" && !tableName.MatchString(c.Tables.Journal) {
+		add("tables.journal %q is not a valid DynamoDB table name", c.Tables.Journal)
+	}
+	if c.Sync.JournalRetention < time.Hour || c.Sync.JournalRetention > 365*24*time.Hour {
+		add("sync.journal_retention %s must be between 1h and 8760h (365 days)", c.Sync.JournalRetention)
+	}
+	if c.Sync.ConflictPolicy != "local_wins" && c.Sync.ConflictPolicy != "keycloak_wins" {
+		add("sync.conflict_policy %q must be local_wins or keycloak_wins", c.Sync.ConflictPolicy)
+	}
 	if c.KMSKeyID == "" {
 		add("kms_key_id is empty: cached Keycloak tokens must be encrypted")
 	}
@@ -319,6 +370,30 @@ func (c Config) Validate() error {
 	if c.Sessions.IdleTimeout <= 0 || c.Sessions.MaxLifetime < c.Sessions.IdleTimeout {
 		add("sessions.idle_timeout (%s) must be positive and not above sessions.max_lifetime (%s)",
 			c.Sessions.IdleTimeout, c.Sessions.MaxLifetime)
+	}
+	cl := c.Cleanup
+	for _, b := range []struct {
+		name      string
+		v, lo, hi int
+	}{
+		{"schedule_minutes", cl.ScheduleMinutes, 1, 1440},
+		{"refresh_limit", cl.RefreshLimit, 1, 100000},
+		{"refresh_concurrency", cl.RefreshConcurrency, 1, 64},
+		{"delete_limit", cl.DeleteLimit, 1, 1000000},
+		{"reconcile_limit", cl.ReconcileLimit, 1, 1000000},
+	} {
+		if b.v < b.lo || b.v > b.hi {
+			add("cleanup.%s = %d, must be between %d and %d", b.name, b.v, b.lo, b.hi)
+		}
+	}
+	if cl.RefreshWindow <= 0 || cl.RefreshWindow > 24*time.Hour {
+		add("cleanup.refresh_window %s must be in (0, 24h]", cl.RefreshWindow)
+	}
+	// The gauges get a reserve after the budget (cleanup.GaugeReserve, 15s);
+	// the function's timeout must cover both, and Lambda stops at 15m.
+	if cl.StepTimeout <= 0 || cl.TimeBudget < cl.StepTimeout || cl.TimeBudget > 14*time.Minute {
+		add("cleanup.step_timeout (%s) must be positive and not above cleanup.time_budget (%s), which must not exceed 14m (Lambda stops at 15m)",
+			cl.StepTimeout, cl.TimeBudget)
 	}
 	if c.API.MaxBodyBytes < 256 || c.API.MaxBodyBytes > 1<<20 {
 		add("api.max_body_bytes = %d, must be between 256 and 1048576", c.API.MaxBodyBytes)

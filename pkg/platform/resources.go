@@ -4,6 +4,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/audit"
 	"github.com/kcguard/kcguard/pkg/breaker"
 	"github.com/kcguard/kcguard/pkg/config"
+	"github.com/kcguard/kcguard/pkg/journal"
 	"github.com/kcguard/kcguard/pkg/schema"
 	"github.com/kcguard/kcguard/pkg/sessions"
 	"github.com/kcguard/kcguard/pkg/tokencache"
@@ -21,7 +22,7 @@ type Resources struct {
 
 // ResourcesOf lists the resources for a configuration.
 func ResourcesOf(cfg config.Config) Resources {
-	return Resources{
+	r := Resources{
 		Tables: []schema.Table{
 			users.Table(cfg.Tables.Users),
 			sessions.Table(cfg.Tables.Sessions),
@@ -37,4 +38,8 @@ func ResourcesOf(cfg config.Config) Resources {
 		},
 		KMSKeyID: cfg.KMSKeyID,
 	}
+	if cfg.Tables.Journal != "" { // empty: journal off
+		r.Tables = append(r.Tables, journal.Table(cfg.Tables.Journal))
+	}
+	return r
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/breaker"
 	"github.com/kcguard/kcguard/pkg/config"
 	"github.com/kcguard/kcguard/pkg/credential"
+	"github.com/kcguard/kcguard/pkg/journal"
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/ledger"
 	"github.com/kcguard/kcguard/pkg/sessions"
@@ -42,6 +43,7 @@ type Runtime struct {
 	Sessions   *sessions.Dynamo
 	Tokens     *tokencache.Dynamo
 	Audit      *audit.Dynamo
+	Journal    *journal.Dynamo // nil when tables.journal is empty
 	Queue      *syncjob.SQSQueue
 	DLQ        *syncjob.SQSQueue
 	Applier    *syncjob.Applier
@@ -96,7 +98,12 @@ func Build(ctx context.Context, cfg config.Config, awsCfg aws.Config, log *slog.
 	rt.Audit = audit.NewDynamo(rt.DynamoDB, cfg.Tables.Audit)
 	rt.Queue = syncjob.NewSQSQueue(rt.SQS, cfg.Sync.Queue)
 	rt.DLQ = syncjob.NewSQSQueue(rt.SQS, cfg.Sync.DLQ)
-	rt.Applier = &syncjob.Applier{Keycloak: rt.Keycloak, Users: rt.Users, Log: log}
+	rt.Applier = &syncjob.Applier{Keycloak: rt.Keycloak, Users: rt.Users, Log: log,
+		Conflicts: syncjob.ConflictPolicy(cfg.Sync.ConflictPolicy)}
+	if cfg.Tables.Journal != "" {
+		rt.Journal = journal.NewDynamo(rt.DynamoDB, cfg.Tables.Journal, journal.WithRetention(cfg.Sync.JournalRetention))
+		rt.Applier.Journal = rt.Journal
+	}
 	rt.Dispatcher = &syncjob.Dispatcher{Applier: rt.Applier, Queue: rt.Queue, Breaker: rt.Breaker, Log: log}
 
 	hasher, err := Hasher(cfg)

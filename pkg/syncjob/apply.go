@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/kcguard/kcguard/pkg/credential"
+	"github.com/kcguard/kcguard/pkg/journal"
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/users"
 )
@@ -17,6 +19,7 @@ type KeycloakAdmin interface {
 	CreateUser(ctx context.Context, pkg string, spec keycloak.UserSpec) (string, error)
 	UpdateUser(ctx context.Context, pkg, userID string, u keycloak.UserUpdate) error
 	ImportPasswordHash(ctx context.Context, pkg, userID string, h credential.Hash) error
+	PasswordCredentialCreatedAt(ctx context.Context, pkg, userID string) (time.Time, error)
 	LogoutUser(ctx context.Context, pkg, userID string) error
 }
 
@@ -35,6 +38,27 @@ const (
 	Superseded Result = "superseded" // Keycloak already had this version or a newer one
 )
 
+// ConflictPolicy decides what happens when Keycloak's password credential
+// is newer than the local change being synced (someone changed it in
+// Keycloak directly).
+type ConflictPolicy string
+
+const (
+	// LocalWins imports the local hash anyway: the local store is the
+	// source of truth (the default).
+	LocalWins ConflictPolicy = "local_wins"
+	// KeycloakWins leaves Keycloak's password alone, marks the version
+	// synced so it is not retried, and records the drift.
+	KeycloakWins ConflictPolicy = "keycloak_wins"
+)
+
+// Journal records what became of queued jobs. The Worker writes it (and the
+// Dispatcher when it queues); Apply itself never does, so a sync made
+// during a request costs no journal write.
+type Journal interface {
+	Record(ctx context.Context, e journal.Entry) error
+}
+
 // Applier brings Keycloak to a user's local state. The password flow calls
 // it directly while the breaker is closed; the sync worker calls it for
 // queued jobs. Both go through this one code path.
@@ -42,6 +66,27 @@ type Applier struct {
 	Keycloak KeycloakAdmin
 	Users    Users
 	Log      *slog.Logger
+	// Conflicts is the conflict policy; empty means LocalWins.
+	Conflicts ConflictPolicy
+	// Journal, if set, is where the Worker and the Dispatcher record jobs.
+	Journal Journal
+	// Now is the clock of journal entries (default time.Now).
+	Now func() time.Time
+}
+
+// Report says in detail what applying a job did.
+type Report struct {
+	Result Result
+	// Version is the local version Keycloak has after the call: the one
+	// applied, or the synced one found (0 when the user is gone).
+	Version int64
+	// Created reports that the Keycloak user was created by this call.
+	Created bool
+	// Conflict is the policy applied when Keycloak's password was newer
+	// than the local change, else empty.
+	Conflict ConflictPolicy
+	// Reason explains a superseded job.
+	Reason string
 }
 
 // Apply applies j. For credential and profile jobs it applies the user's
@@ -51,62 +96,133 @@ type Applier struct {
 // (conditional write), so no order of retries or duplicates can roll Keycloak
 // back to an older password.
 func (a *Applier) Apply(ctx context.Context, j Job) (Result, error) {
+	r, err := a.Sync(ctx, j)
+	return r.Result, err
+}
+
+// Sync is Apply with the details the journal, the worker and migration need.
+func (a *Applier) Sync(ctx context.Context, j Job) (Report, error) {
 	if err := j.Validate(); err != nil {
-		return "", err
+		return Report{}, err
 	}
 	key, err := users.NewKey(j.Package, j.Username)
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrMalformed, err)
+		return Report{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	u, err := a.Users.Get(ctx, key)
 	if errors.Is(err, users.ErrNotFound) {
 		// Deleted locally after the job was queued: nothing left to sync.
-		return Superseded, nil
+		return Report{Result: Superseded, Reason: "user deleted locally"}, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("read local user: %w", err)
+		return Report{}, fmt.Errorf("read local user: %w", err)
 	}
 	if j.Type == LogoutUser {
-		return a.logout(ctx, u)
+		res, err := a.logout(ctx, u)
+		return Report{Result: res}, err
 	}
 	if j.Version <= u.KeycloakSyncedVersion {
-		return Superseded, nil
+		return Report{Result: Superseded, Version: u.KeycloakSyncedVersion,
+			Reason: fmt.Sprintf("keycloak already has version %d", u.KeycloakSyncedVersion)}, nil
 	}
 	hash, err := credential.ParseHash(u.Hash.SecretData, u.Hash.CredentialData)
 	if err != nil {
-		return "", fmt.Errorf("%w: local hash of %s: %v", ErrMalformed, key, err)
+		return Report{}, fmt.Errorf("%w: local hash of %s: %v", ErrMalformed, key, err)
 	}
 	id, created, err := a.ensureUser(ctx, u, hash)
 	if err != nil {
-		return "", err
+		return Report{}, err
 	}
+	rep := Report{Result: Applied, Version: u.Version, Created: created}
 	if !created {
+		conflict, err := a.conflict(ctx, j.Type, u, id)
+		if err != nil {
+			return Report{}, err
+		}
+		rep.Conflict = conflict
+		if conflict == KeycloakWins {
+			return a.keepKeycloak(ctx, j, u, rep)
+		}
 		if err := a.push(ctx, j.Type, u, id, hash); errors.Is(err, keycloak.ErrNotFound) {
 			// The id we remembered was deleted in Keycloak: provision anew.
 			if id, err = a.create(ctx, u, hash); err != nil {
-				return "", err
+				return Report{}, err
 			}
+			rep.Created = true
 		} else if err != nil {
-			return "", err
+			return Report{}, err
 		}
 	}
 	if _, err := a.Users.MarkSynced(ctx, key, u.Version); err != nil {
-		return "", fmt.Errorf("mark %s synced at version %d: %w", key, u.Version, err)
+		return Report{}, fmt.Errorf("mark %s synced at version %d: %w", key, u.Version, err)
 	}
 	a.logger().InfoContext(ctx, "synced to keycloak", "package", u.Package, "username", u.Username,
-		"job", j.ID, "job_version", j.Version, "applied_version", u.Version, "keycloak_id", id)
-	return Applied, nil
+		"job", j.ID, "job_version", j.Version, "applied_version", u.Version, "keycloak_id", id,
+		"created", rep.Created, "conflict", string(rep.Conflict))
+	return rep, nil
+}
+
+// conflict reports which policy applies when Keycloak's password credential
+// is newer than the local password change about to be pushed, or "".
+//
+// The local change time is PasswordChangedAt of the state being applied
+// (the newest local change, which may be newer than the job). A re-push of
+// a hash kcguard itself imported after that time also looks newer; under
+// local_wins that costs one redundant write, under keycloak_wins nothing,
+// as Keycloak then already has the local hash.
+func (a *Applier) conflict(ctx context.Context, t Type, u users.User, id string) (ConflictPolicy, error) {
+	if t != SetPassword && t != ProvisionUser {
+		return "", nil
+	}
+	changed := u.PasswordChangedAt
+	if changed.IsZero() {
+		return "", nil
+	}
+	kcAt, err := a.Keycloak.PasswordCredentialCreatedAt(ctx, u.Package, id)
+	switch {
+	case errors.Is(err, keycloak.ErrNotFound):
+		return "", nil // no password in Keycloak (or no user: push recreates it)
+	case err != nil:
+		return "", err
+	case !kcAt.After(changed):
+		return "", nil
+	}
+	policy := a.Conflicts
+	if policy == "" {
+		policy = LocalWins
+	}
+	a.logger().WarnContext(ctx, "sync conflict: keycloak password newer than the local change", "event", "sync_conflict",
+		"package", u.Package, "username", u.Username, "policy", string(policy),
+		"keycloak_changed_at", kcAt.UTC(), "local_changed_at", changed.UTC())
+	return policy, nil
+}
+
+// keepKeycloak settles a keycloak_wins conflict: Keycloak's password stays,
+// and the version is marked synced so reconciliation does not re-queue it.
+func (a *Applier) keepKeycloak(ctx context.Context, j Job, u users.User, rep Report) (Report, error) {
+	if _, err := a.Users.MarkSynced(ctx, u.Key(), u.Version); err != nil {
+		return Report{}, fmt.Errorf("mark %s synced at version %d: %w", u.Key(), u.Version, err)
+	}
+	a.logger().WarnContext(ctx, "credential drift kept: keycloak_wins", "event", "sync_drift_kept",
+		"package", u.Package, "username", u.Username, "job", j.ID, "version", u.Version)
+	rep.Result = Superseded
+	rep.Reason = "conflict: keycloak password is newer (keycloak_wins); local change not pushed, drift recorded"
+	return rep, nil
 }
 
 // push writes the change a job of type t stands for.
+// A provision_user job for a user Keycloak already has (migration) brings
+// over both the profile and the password.
 func (a *Applier) push(ctx context.Context, t Type, u users.User, id string, hash credential.Hash) error {
-	if t == UpdateUser {
+	if t == UpdateUser || t == ProvisionUser {
 		enabled := u.Enabled
 		upd := keycloak.UserUpdate{Enabled: &enabled}
 		if u.Email != "" {
 			upd.Email = &u.Email
 		}
-		return a.Keycloak.UpdateUser(ctx, u.Package, id, upd)
+		if err := a.Keycloak.UpdateUser(ctx, u.Package, id, upd); err != nil || t == UpdateUser {
+			return err
+		}
 	}
 	return a.Keycloak.ImportPasswordHash(ctx, u.Package, id, hash)
 }
@@ -178,6 +294,13 @@ func (a *Applier) logout(ctx context.Context, u users.User) (Result, error) {
 		return "", err
 	}
 	return Applied, nil
+}
+
+func (a *Applier) now() time.Time {
+	if a.Now == nil {
+		return time.Now()
+	}
+	return a.Now()
 }
 
 func (a *Applier) logger() *slog.Logger {

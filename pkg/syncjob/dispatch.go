@@ -3,6 +3,8 @@ package syncjob
 import (
 	"context"
 	"log/slog"
+
+	"github.com/kcguard/kcguard/pkg/journal"
 )
 
 // Breaker is the circuit breaker guarding Keycloak.
@@ -33,11 +35,33 @@ func (d *Dispatcher) Dispatch(ctx context.Context, j Job) Result {
 		d.Applier.logger().WarnContext(ctx, "sync now failed; queueing", "job", j.ID, "type", j.Type,
 			"package", j.Package, "username", j.Username, "err", err)
 	}
-	if err := d.Queue.Enqueue(ctx, j); err != nil {
-		d.Applier.logger().ErrorContext(ctx, "sync job not queued; reconciliation will re-queue it", "job", j.ID,
-			"package", j.Package, "username", j.Username, "version", j.Version, "err", err)
+	if err := (JournaledQueue{Queue: d.Queue, Applier: d.Applier}).Enqueue(ctx, j); err != nil {
+		d.Applier.logger().ErrorContext(ctx, "sync job not queued; reconciliation will re-queue it", "event", "sync_enqueue_failed",
+			"job", j.ID, "package", j.Package, "username", j.Username, "version", j.Version, "err", err)
 	}
 	return Queued
+}
+
+// JournaledQueue records a job as pending in the Applier's journal, then
+// queues it (and records it failed if the send fails). The Dispatcher and
+// reconciliation queue through it; the login path's drift jobs do not, so a
+// login never pays for a journal write.
+type JournaledQueue struct {
+	Queue   Queue
+	Applier *Applier
+}
+
+// Enqueue implements Queue.
+func (q JournaledQueue) Enqueue(ctx context.Context, j Job) error {
+	w := &Worker{Applier: q.Applier, Log: q.Applier.Log}
+	if q.Applier.Journal != nil {
+		w.journal(ctx, j, journal.Entry{Status: journal.Pending})
+	}
+	err := q.Queue.Enqueue(ctx, j)
+	if err != nil && q.Applier.Journal != nil {
+		w.journal(ctx, j, journal.Entry{Status: journal.Failed, Reason: "not queued (reconciliation re-queues the user): " + err.Error()})
+	}
+	return err
 }
 
 // Queued means the job waits in the sync queue (or for reconciliation).

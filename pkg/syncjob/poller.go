@@ -3,6 +3,7 @@ package syncjob
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -25,6 +26,12 @@ type Poller struct {
 	Worker *Worker
 	// WaitSeconds is the long-poll wait (0–20).
 	WaitSeconds int32
+	// Parallel is how many batches Drain works on at once, as Lambda runs
+	// several instances of the worker; 0 or 1 is one at a time. SQS FIFO
+	// keeps a user's messages in one batch at a time whatever this is;
+	// moto does not, so keep 1 against the local stack (overlapping jobs of
+	// a user stay correct, versions decide, but cost extra Keycloak writes).
+	Parallel int
 }
 
 // PollOnce receives one batch and processes it; received is 0 when the
@@ -75,15 +82,33 @@ func (p *Poller) PollOnce(ctx context.Context) (received int, out Outcome, err e
 // Records that failed stay invisible for the visibility timeout, so a
 // drain during an outage ends instead of spinning on them.
 func (p *Poller) Drain(ctx context.Context) (Outcome, error) {
-	var total Outcome
-	for {
-		n, out, err := p.PollOnce(ctx)
-		total.Applied += out.Applied
-		total.Superseded += out.Superseded
-		total.DeadLettered += out.DeadLettered
-		total.Failed += out.Failed
-		if err != nil || n == 0 {
-			return total, err
-		}
+	var (
+		total    Outcome
+		firstErr error
+		mu       sync.Mutex
+		wg       sync.WaitGroup
+	)
+	for range max(1, p.Parallel) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				n, out, err := p.PollOnce(ctx)
+				mu.Lock()
+				total.Applied += out.Applied
+				total.Superseded += out.Superseded
+				total.DeadLettered += out.DeadLettered
+				total.Failed += out.Failed
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+				if err != nil || n == 0 {
+					return
+				}
+			}
+		}()
 	}
+	wg.Wait()
+	return total, firstErr
 }

@@ -5,14 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strconv"
+	"sync"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/kcguard/kcguard/pkg/journal"
 	"github.com/kcguard/kcguard/pkg/keycloak"
+	"github.com/kcguard/kcguard/pkg/users"
 )
 
 // DeadLetters takes jobs that can never be applied.
@@ -27,6 +31,9 @@ type Worker struct {
 	Breaker Breaker
 	DLQ     DeadLetters
 	Log     *slog.Logger
+	// GroupConcurrency bounds the message groups (users) of one batch
+	// worked on at once; 0 means DefaultGroupConcurrency, 1 is sequential.
+	GroupConcurrency int
 }
 
 // Outcome counts what one batch did.
@@ -44,25 +51,80 @@ func (w *Worker) HandleBatch(ctx context.Context, ev events.SQSEvent) (events.SQ
 	return resp, nil
 }
 
-// Process is HandleBatch with counts.
+// Process is HandleBatch with counts. Message groups (users) run in
+// parallel, up to GroupConcurrency at a time; one group's records run in
+// order, one after the other.
 func (w *Worker) Process(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, Outcome) {
 	var (
-		resp   events.SQSEventResponse
-		out    Outcome
-		failed = map[string]bool{}
+		groups [][]events.SQSMessage
+		index  = map[string]int{}
 	)
 	for _, rec := range ev.Records {
-		group := rec.Attributes["MessageGroupId"]
-		if failed[group] {
-			resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: rec.MessageId})
+		g := rec.Attributes["MessageGroupId"]
+		i, ok := index[g]
+		if !ok {
+			i = len(groups)
+			index[g] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], rec)
+	}
+	var (
+		resp events.SQSEventResponse
+		out  Outcome
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, w.groupConcurrency())
+	)
+	for _, recs := range groups {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			failures, o := w.group(ctx, recs)
+			mu.Lock()
+			defer mu.Unlock()
+			resp.BatchItemFailures = append(resp.BatchItemFailures, failures...)
+			out.Applied += o.Applied
+			out.Superseded += o.Superseded
+			out.DeadLettered += o.DeadLettered
+			out.Failed += o.Failed
+		}()
+	}
+	wg.Wait()
+	// Report failures in batch order (Lambda does not need it; people do).
+	pos := map[string]int{}
+	for i, rec := range ev.Records {
+		pos[rec.MessageId] = i
+	}
+	sort.Slice(resp.BatchItemFailures, func(i, j int) bool {
+		return pos[resp.BatchItemFailures[i].ItemIdentifier] < pos[resp.BatchItemFailures[j].ItemIdentifier]
+	})
+	w.log().InfoContext(ctx, "sync batch", "event", "sync_batch", "records", len(ev.Records), "groups", len(groups),
+		"applied", out.Applied, "superseded", out.Superseded, "dead_lettered", out.DeadLettered, "failed", out.Failed)
+	return resp, out
+}
+
+// group handles one message group's records in order; after a failure the
+// rest of the group fails too, so a user's changes never overtake each other.
+func (w *Worker) group(ctx context.Context, recs []events.SQSMessage) ([]events.SQSBatchItemFailure, Outcome) {
+	var (
+		failures []events.SQSBatchItemFailure
+		out      Outcome
+		failed   bool
+		known    = map[string]int64{} // per user: a version Keycloak has, learnt in this batch
+	)
+	for _, rec := range recs {
+		if failed {
+			failures = append(failures, events.SQSBatchItemFailure{ItemIdentifier: rec.MessageId})
 			out.Failed++
 			continue
 		}
-		res, err := w.handle(ctx, rec)
+		res, err := w.handle(ctx, rec, known)
 		switch {
 		case err != nil:
-			failed[group] = true
-			resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: rec.MessageId})
+			failed = true
+			failures = append(failures, events.SQSBatchItemFailure{ItemIdentifier: rec.MessageId})
 			out.Failed++
 		case res == deadLettered:
 			out.DeadLettered++
@@ -72,45 +134,116 @@ func (w *Worker) Process(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 			out.Applied++
 		}
 	}
-	w.log().InfoContext(ctx, "sync batch", "records", len(ev.Records), "applied", out.Applied,
-		"superseded", out.Superseded, "dead_lettered", out.DeadLettered, "failed", out.Failed)
-	return resp, out
+	return failures, out
+}
+
+// DefaultGroupConcurrency is how many message groups a batch works on at once.
+const DefaultGroupConcurrency = 4
+
+func (w *Worker) groupConcurrency() int {
+	if w.GroupConcurrency <= 0 {
+		return DefaultGroupConcurrency
+	}
+	return w.GroupConcurrency
 }
 
 const deadLettered Result = "dead_lettered"
 
-func (w *Worker) handle(ctx context.Context, rec events.SQSMessage) (Result, error) {
+func (w *Worker) handle(ctx context.Context, rec events.SQSMessage, known map[string]int64) (Result, error) {
 	job, err := Parse([]byte(rec.Body))
 	if err != nil {
-		return w.deadLetter(ctx, rec, err)
+		return w.deadLetter(ctx, rec, job, err)
+	}
+	user := job.Package + "#" + users.NormalizeUsername(job.Username)
+	if have := known[user]; job.Type != LogoutUser && job.Version <= have {
+		// An earlier record of this group already brought Keycloak to a
+		// version at least this new (it applies the newest local state):
+		// settled without reading the user again. A user's usual outage
+		// backlog, several changes in one batch, costs one apply.
+		rep := Report{Result: Superseded, Version: have, Reason: fmt.Sprintf("keycloak already has version %d", have)}
+		w.journal(ctx, job, journalEntry(job, rep))
+		return Superseded, nil
 	}
 	done, err := w.Breaker.Allow(ctx)
 	if err != nil {
 		// Fail fast: no Keycloak call while the fleet knows it is down.
+		// The job stays pending in the journal: nothing was tried.
 		return "", err
 	}
-	res, err := w.Applier.Apply(ctx, job)
+	rep, err := w.Applier.Sync(ctx, job)
 	done(err)
 	switch {
 	case err == nil:
-		return res, nil
+		if job.Type != LogoutUser && rep.Conflict != KeycloakWins {
+			known[user] = max(known[user], rep.Version)
+		}
+		w.journal(ctx, job, journalEntry(job, rep))
+		if rep.Result == Superseded {
+			w.log().InfoContext(ctx, "sync job superseded", "event", "sync_superseded", "job", job.ID,
+				"package", job.Package, "username", job.Username, "version", job.Version, "reason", rep.Reason)
+		}
+		return rep.Result, nil
 	case errors.Is(err, ErrMalformed), errors.Is(err, keycloak.ErrRejected):
-		return w.deadLetter(ctx, rec, err)
+		return w.deadLetter(ctx, rec, job, err)
 	default:
-		w.log().WarnContext(ctx, "sync job failed; will retry", "job", job.ID, "type", job.Type,
-			"package", job.Package, "username", job.Username, "version", job.Version, "err", err)
+		w.log().WarnContext(ctx, "sync job failed; will retry", "event", "sync_retry", "job", job.ID, "type", job.Type,
+			"package", job.Package, "username", job.Username, "version", job.Version,
+			"receive_count", receiveCount(rec), "err", err)
+		w.journal(ctx, job, journal.Entry{Status: journal.Failed, Reason: "will retry: " + err.Error()})
 		return "", err
 	}
 }
 
-func (w *Worker) deadLetter(ctx context.Context, rec events.SQSMessage, why error) (Result, error) {
+func (w *Worker) deadLetter(ctx context.Context, rec events.SQSMessage, job Job, why error) (Result, error) {
 	w.log().ErrorContext(ctx, "sync job dead-lettered", "event", "sync_dead_letter", "message", rec.MessageId,
-		"group", rec.Attributes["MessageGroupId"], "reason", why.Error())
+		"group", rec.Attributes["MessageGroupId"], "job", job.ID, "type", job.Type, "reason", why.Error())
 	if err := w.DLQ.DeadLetter(ctx, rec, why.Error()); err != nil {
 		// Could not park it: retry it instead, the redrive policy will.
 		return "", fmt.Errorf("dead-letter %s: %w", rec.MessageId, err)
 	}
+	w.journal(ctx, job, journal.Entry{Status: journal.Failed, Reason: "dead-lettered: " + why.Error()})
 	return deadLettered, nil
+}
+
+// journalEntry maps what Sync did onto the job's journal status. Because
+// Sync applies the user's newest local state, the job that carried that
+// state is the applied one, whichever job of the group ran first: with
+// jobs v2, v3, v4 queued, v2's run pushes v4 (v2 and v3 superseded) and
+// v4's run finds Keycloak already at v4 (v4 applied).
+func journalEntry(j Job, r Report) journal.Entry {
+	e := journal.Entry{Status: journal.Superseded, Reason: r.Reason, Conflict: string(r.Conflict)}
+	switch {
+	case r.Conflict == KeycloakWins:
+	case j.Type == LogoutUser:
+		if r.Result == Applied {
+			e.Status, e.Reason = journal.Applied, ""
+		}
+	case r.Version == j.Version:
+		e.Status = journal.Applied
+		if r.Result == Superseded {
+			e.Reason = "applied by an earlier job of the same user"
+		}
+	case r.Version > j.Version && r.Result == Applied:
+		e.Reason = fmt.Sprintf("newer version %d applied in its place", r.Version)
+	}
+	return e
+}
+
+// journal records e (status, reason, conflict) for job j; a failed journal
+// write is logged and otherwise ignored: the journal never blocks the sync.
+func (w *Worker) journal(ctx context.Context, j Job, e journal.Entry) {
+	jr := w.Applier.Journal
+	if jr == nil || j.ID == "" || j.Package == "" || j.Username == "" {
+		return // no journal, or a job too broken to name
+	}
+	e.JobID, e.Type, e.Package, e.Username, e.Version = j.ID, string(j.Type), j.Package, j.Username, j.Version
+	e.CreatedAt, e.UpdatedAt = j.CreatedAt, w.Applier.now()
+	if e.CreatedAt.IsZero() {
+		e.CreatedAt = e.UpdatedAt
+	}
+	if err := jr.Record(ctx, e); err != nil {
+		w.log().WarnContext(ctx, "sync journal not written", "job", j.ID, "status", string(e.Status), "err", err)
+	}
 }
 
 func (w *Worker) log() *slog.Logger {

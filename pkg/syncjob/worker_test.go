@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/keycloak/keycloaktest"
 	"github.com/kcguard/kcguard/pkg/users"
@@ -31,7 +34,8 @@ type workerFixture struct {
 
 func newWorkerFixture(open bool) *workerFixture {
 	f := &workerFixture{users: users.NewMemory(), kc: keycloaktest.New(), dlq: &memDLQ{reasons: map[string]string{}}}
-	f.w = &Worker{Applier: &Applier{Keycloak: f.kc, Users: f.users}, Breaker: fakeBreaker{open: open}, DLQ: f.dlq}
+	// One group at a time, so programmed Keycloak failures hit a known record.
+	f.w = &Worker{Applier: &Applier{Keycloak: f.kc, Users: f.users}, Breaker: fakeBreaker{open: open}, DLQ: f.dlq, GroupConcurrency: 1}
 	return f
 }
 
@@ -117,5 +121,52 @@ func TestWorkerDuplicateDeliveryChangesNothing(t *testing.T) {
 	_, out := f.w.Process(context.Background(), events.SQSEvent{Records: []events.SQSMessage{m}})
 	if out.Superseded != 1 || f.kc.Calls(keycloaktest.CreateUser)+f.kc.Calls(keycloaktest.ImportPasswordHash) != writes {
 		t.Fatalf("duplicate delivery wrote to Keycloak again: %+v", out)
+	}
+}
+
+// inFlight measures how many Keycloak writes run at once.
+type inFlight struct {
+	KeycloakAdmin
+	mu       sync.Mutex
+	now, max int
+}
+
+func (k *inFlight) ImportPasswordHash(ctx context.Context, pkg, id string, h credential.Hash) error {
+	k.mu.Lock()
+	k.now++
+	k.max = max(k.max, k.now)
+	k.mu.Unlock()
+	time.Sleep(20 * time.Millisecond)
+	k.mu.Lock()
+	k.now--
+	k.mu.Unlock()
+	return k.KeycloakAdmin.ImportPasswordHash(ctx, pkg, id, h)
+}
+
+func TestWorkerRunsGroupsInParallelInOrder(t *testing.T) {
+	f := newWorkerFixture(false)
+	f.w.GroupConcurrency = 3
+	k := &inFlight{KeycloakAdmin: f.kc}
+	f.w.Applier.Keycloak = k
+	jr := journaled(f)
+	f.kc.Now = func() time.Time { return t0.Add(-time.Hour) } // Keycloak's passwords predate the changes
+	var msgs []events.SQSMessage
+	for i := range 8 {
+		name := fmt.Sprint("user", i)
+		f.kc.AddUser(pkg, name, "keycloak-password-0")
+		msgs = append(msgs, f.msg(jobAt(t, f.users, name, "first-password-1", t0)), f.msg(jobAt(t, f.users, name, "second-password-2", t0.Add(time.Second))))
+	}
+	_, out := f.w.Process(context.Background(), events.SQSEvent{Records: msgs})
+	if out.Applied != 8 || out.Superseded != 8 {
+		t.Fatalf("outcome %+v", out)
+	}
+	if k.max < 2 || k.max > 3 {
+		t.Fatalf("%d Keycloak writes at once, want 2..3", k.max)
+	}
+	for i := range 8 {
+		name := fmt.Sprint("user", i)
+		if got := statuses(t, jr, name); got != "1:superseded,2:applied" || !grantOK(f.kc, name, "second-password-2") {
+			t.Fatalf("%s: journal %s", name, got)
+		}
 	}
 }
