@@ -82,9 +82,11 @@ var Functions = []Function{
 			{Method: "GET", Path: "/admin/sessions", IAM: true},
 			{Method: "DELETE", Path: "/admin/sessions/{id}", IAM: true},
 			{Method: "POST", Path: "/admin/users/{package}/{username}/logout", IAM: true},
+			{Method: "GET", Path: "/admin/metrics", IAM: true},
 		},
+		// AUDIT read: session metrics per package come from the audit trail.
 		Tables: map[string]Access{"USERS": Read, "SESSIONS": ReadWrite, "TOKENS": ReadWrite,
-			"BREAKER": ReadWrite, "AUDIT": Write, "JOURNAL": Write},
+			"BREAKER": ReadWrite, "AUDIT": ReadWrite, "JOURNAL": Write},
 		SendSync: true,
 	},
 	{

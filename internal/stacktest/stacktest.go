@@ -78,7 +78,7 @@ func New(t testing.TB, mutate ...func(*config.Config)) *Env {
 	}
 	id := testenv.Unique("it")
 	cfg.Tables = config.Tables{Users: id + "-users", Sessions: id + "-sessions", Tokens: id + "-tokens",
-		Breaker: id + "-breaker", Audit: id + "-audit"}
+		Breaker: id + "-breaker", Audit: id + "-audit", Journal: id + "-journal"}
 	cfg.Sync.Queue, cfg.Sync.DLQ = id+"-sync.fifo", id+"-sync-dlq.fifo"
 	cfg.Sync.VisibilityTimeoutSeconds = 2 // failed jobs come back quickly in tests
 	cfg.KMSKeyID = "alias/" + id

@@ -75,6 +75,18 @@ type Store interface {
 	ListByUser(ctx context.Context, pkg, username string, limit int) ([]Event, error)
 }
 
+// PackageReader reads a package's events over a time range (reports).
+type PackageReader interface {
+	// ListByPackage calls each for every event of pkg at or after from and
+	// before to, oldest hour first (in time order within an hour).
+	ListByPackage(ctx context.Context, pkg string, from, to time.Time, each func(Event) error) error
+}
+
+var (
+	_ PackageReader = (*Dynamo)(nil)
+	_ PackageReader = (*Memory)(nil)
+)
+
 // Defaults.
 const (
 	DefaultRetention = 90 * 24 * time.Hour
@@ -137,6 +149,18 @@ const sortableTime = "2006-01-02T15:04:05.000000000Z"
 
 // sortKey orders a user's events by time, the ID breaking ties.
 func sortKey(e Event) string { return e.At.Format(sortableTime) + "#" + e.ID }
+
+// packageHour is the by-package index partition: the package and UTC hour.
+func packageHour(pkg string, t time.Time) string { return pkg + "#" + t.UTC().Format("2006-01-02T15") }
+
+// hours lists the UTC hours that [from, to) touches.
+func hours(from, to time.Time) []time.Time {
+	var out []time.Time
+	for h := from.UTC().Truncate(time.Hour); h.Before(to); h = h.Add(time.Hour) {
+		out = append(out, h)
+	}
+	return out
+}
 
 func limitOrDefault(limit int) int {
 	if limit <= 0 {

@@ -16,6 +16,12 @@ import (
 // TTLAttribute holds the epoch second an event's retention ends.
 const TTLAttribute = "ttl"
 
+// IndexByPackageHour lists a package's events hour by hour: partition
+// pkg_hour "<package>#<UTC hour>", sort key sk. Hour partitions keep a busy
+// package's writes spread and let a per-package report read only the hours
+// it covers.
+const IndexByPackageHour = "by_package_hour"
+
 // Table describes the audit table: pk "package#username", sk "<time>#<id>"
 // (fixed-width UTC time, so a user's trail reads in time order).
 func Table(name string) schema.Table {
@@ -23,6 +29,8 @@ func Table(name string) schema.Table {
 		Name:         name,
 		PartitionKey: schema.Key{Name: "pk", Type: schema.String},
 		SortKey:      &schema.Key{Name: "sk", Type: schema.String},
+		Indexes: []schema.Index{{Name: IndexByPackageHour,
+			PartitionKey: schema.Key{Name: "pkg_hour", Type: schema.String}, SortKey: &schema.Key{Name: "sk", Type: schema.String}}},
 		TTLAttribute: TTLAttribute,
 	}
 }
@@ -60,6 +68,7 @@ type item struct {
 	UserAgent string `dynamodbav:"user_agent,omitempty"`
 	At        string `dynamodbav:"at"`
 	RequestID string `dynamodbav:"request_id,omitempty"`
+	PkgHour   string `dynamodbav:"pkg_hour"`
 	TTL       int64  `dynamodbav:"ttl"`
 }
 
@@ -94,7 +103,7 @@ func (d *Dynamo) item(e Event) (map[string]types.AttributeValue, error) {
 		PK: pk, SK: sortKey(e), ID: e.ID, Package: e.Package, Username: e.Username,
 		Action: string(e.Action), AuthMode: e.AuthMode, Outcome: string(e.Outcome),
 		SourceIP: e.SourceIP, UserAgent: e.UserAgent, At: e.At.Format(sortableTime), RequestID: e.RequestID,
-		TTL: e.At.Add(d.opts.retention).Unix(),
+		PkgHour: packageHour(e.Package, e.At), TTL: e.At.Add(d.opts.retention).Unix(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encode audit event: %w", err)
@@ -120,18 +129,68 @@ func (d *Dynamo) ListByUser(ctx context.Context, pkg, username string, limit int
 	}
 	events := []Event{}
 	for _, av := range out.Items {
-		var it item
-		if err := attributevalue.UnmarshalMap(av, &it); err != nil {
-			return nil, fmt.Errorf("decode audit event: %w", err)
-		}
-		at, err := time.Parse(sortableTime, it.At)
+		e, err := decode(av)
 		if err != nil {
-			return nil, fmt.Errorf("decode audit event %s: %w", it.ID, err)
+			return nil, err
 		}
-		events = append(events, Event{
-			ID: it.ID, Package: it.Package, Username: it.Username, Action: Action(it.Action), AuthMode: it.AuthMode,
-			Outcome: Outcome(it.Outcome), SourceIP: it.SourceIP, UserAgent: it.UserAgent, At: at, RequestID: it.RequestID,
-		})
+		events = append(events, e)
 	}
 	return events, nil
+}
+
+func decode(av map[string]types.AttributeValue) (Event, error) {
+	var it item
+	if err := attributevalue.UnmarshalMap(av, &it); err != nil {
+		return Event{}, fmt.Errorf("decode audit event: %w", err)
+	}
+	at, err := time.Parse(sortableTime, it.At)
+	if err != nil {
+		return Event{}, fmt.Errorf("decode audit event %s: %w", it.ID, err)
+	}
+	return Event{
+		ID: it.ID, Package: it.Package, Username: it.Username, Action: Action(it.Action), AuthMode: it.AuthMode,
+		Outcome: Outcome(it.Outcome), SourceIP: it.SourceIP, UserAgent: it.UserAgent, At: at, RequestID: it.RequestID,
+	}, nil
+}
+
+// ListByPackage costs one Query per hour in [from, to) (more for an hour
+// holding over 1 MB of events): reads grow with the package's events in
+// the range, never with the table.
+func (d *Dynamo) ListByPackage(ctx context.Context, pkg string, from, to time.Time, each func(Event) error) error {
+	lo, hi := from.UTC().Format(sortableTime), to.UTC().Format(sortableTime)
+	for _, h := range hours(from, to) {
+		in := &dynamodb.QueryInput{
+			TableName:              &d.table,
+			IndexName:              aws.String(IndexByPackageHour),
+			KeyConditionExpression: aws.String("pkg_hour = :h AND sk BETWEEN :lo AND :hi"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{
+				":h":  &types.AttributeValueMemberS{Value: packageHour(pkg, h)},
+				":lo": &types.AttributeValueMemberS{Value: lo}, ":hi": &types.AttributeValueMemberS{Value: hi},
+			},
+		}
+		for {
+			out, err := d.db.Query(ctx, in)
+			if err != nil {
+				return fmt.Errorf("list audit events of %s: %w", pkg, err)
+			}
+			for _, av := range out.Items {
+				e, err := decode(av)
+				if err != nil {
+					return err
+				}
+				// BETWEEN is inclusive; [from, to) is not.
+				if !e.At.Before(to) {
+					continue
+				}
+				if err := each(e); err != nil {
+					return err
+				}
+			}
+			if out.LastEvaluatedKey == nil {
+				break
+			}
+			in.ExclusiveStartKey = out.LastEvaluatedKey
+		}
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sort"
 	"sync"
+	"time"
 )
 
 // Memory is an in-memory Store for unit tests.
@@ -49,4 +50,24 @@ func (m *Memory) ListByUser(_ context.Context, pkg, username string, limit int) 
 		out = append(out, m.events[k][sk])
 	}
 	return out, nil
+}
+
+func (m *Memory) ListByPackage(_ context.Context, pkg string, from, to time.Time, each func(Event) error) error {
+	m.mu.Lock()
+	var out []Event
+	for _, evs := range m.events {
+		for _, e := range evs {
+			if e.Package == pkg && !e.At.Before(from) && e.At.Before(to) {
+				out = append(out, e)
+			}
+		}
+	}
+	m.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return sortKey(out[i]) < sortKey(out[j]) })
+	for _, e := range out {
+		if err := each(e); err != nil {
+			return err
+		}
+	}
+	return nil
 }

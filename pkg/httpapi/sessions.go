@@ -6,8 +6,10 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
+	"github.com/kcguard/kcguard/pkg/metrics"
 	"github.com/kcguard/kcguard/pkg/sessions"
 )
 
@@ -26,10 +28,18 @@ type KeycloakLogout interface {
 	LogoutEverywhere(ctx context.Context, pkg, username string) string
 }
 
+// SessionReports builds a package's session metrics (metrics.SessionReporter).
+type SessionReports interface {
+	Report(ctx context.Context, pkg string, now time.Time) (metrics.SessionReport, error)
+}
+
 // SessionHandlers serve the session routes and their admin counterparts.
 type SessionHandlers struct {
 	Store    SessionStore
 	Keycloak KeycloakLogout
+	// Reports serves GET /admin/metrics; Packages are the packages it knows.
+	Reports  SessionReports
+	Packages []string
 	// AdminKey guards /admin routes locally (X-Admin-Key header). In AWS the
 	// routes use IAM authorisation and API Gateway passes the caller's IAM
 	// identity, which is accepted instead.
@@ -227,4 +237,24 @@ func (h *SessionHandlers) AdminLogoutUser(ctx context.Context, req Request) (Res
 		return Fail(e), nil
 	}
 	return h.logoutUser(ctx, pkg, user)
+}
+
+// AdminMetrics handles GET /admin/metrics?package=P: active sessions by auth
+// mode and logins per hour by auth mode over the last day.
+func (h *SessionHandlers) AdminMetrics(ctx context.Context, req Request) (Response, error) {
+	if e := h.admin(req); e != nil {
+		return Fail(e), nil
+	}
+	pkg := req.QueryStringParameters["package"]
+	if e := checkText("package", &pkg, MaxPackageLen); e != nil {
+		return Fail(e), nil
+	}
+	if !slices.Contains(h.Packages, pkg) {
+		return Fail(&Error{Status: http.StatusNotFound, Code: CodeUnknownPackage, Message: "unknown package"}), nil
+	}
+	rep, err := h.Reports.Report(ctx, pkg, h.now())
+	if err != nil {
+		return Fail(h.unavailable(ctx, "session metrics", err)), nil
+	}
+	return JSON(http.StatusOK, rep), nil
 }

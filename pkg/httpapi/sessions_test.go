@@ -10,6 +10,8 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/kcguard/kcguard/pkg/audit"
+	"github.com/kcguard/kcguard/pkg/metrics"
 	"github.com/kcguard/kcguard/pkg/sessions"
 )
 
@@ -187,4 +189,51 @@ func FuzzBearerToken(f *testing.F) {
 			t.Fatalf("BearerToken(%q) = %q", h, tok)
 		}
 	})
+}
+
+func TestAdminMetrics(t *testing.T) {
+	f := newSessionFixture(t)
+	a := audit.NewMemory()
+	f.h.Reports = metrics.SessionReporter{Audit: a, Sessions: f.store, Lifetime: 12 * time.Hour}
+	f.h.Packages = []string{"homechoice"}
+	for _, mode := range []string{"local", "keycloak", "keycloak"} {
+		f.login(t, "alice", mode)
+		if err := a.Record(context.Background(), audit.Event{Package: "homechoice", Username: "alice", Action: audit.ActionLogin,
+			AuthMode: mode, Outcome: audit.OutcomeSuccess, At: f.now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := func(r *Request) { r.Headers["x-admin-key"] = "admin-key" }
+	pkg := func(p string) func(*Request) {
+		return func(r *Request) { r.QueryStringParameters = map[string]string{"package": p} }
+	}
+	cases := []struct {
+		name   string
+		mutate []func(*Request)
+		status int
+	}{
+		{"no admin key", []func(*Request){pkg("homechoice")}, 403},
+		{"no package", []func(*Request){key}, 400},
+		{"unknown package", []func(*Request){key, pkg("nope")}, 404},
+		{"ok", []func(*Request){key, pkg("homechoice")}, 200},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, _ := call(t, f.h.AdminMetrics, "", tc.mutate...)
+			if resp.StatusCode != tc.status {
+				t.Fatalf("%d %s", resp.StatusCode, resp.Body)
+			}
+			if tc.status != 200 {
+				return
+			}
+			var rep metrics.SessionReport
+			if err := json.Unmarshal([]byte(resp.Body), &rep); err != nil {
+				t.Fatal(err)
+			}
+			last := rep.LoginsPerHour[len(rep.LoginsPerHour)-1]
+			if rep.ActiveSessions["keycloak"] != 2 || rep.ActiveSessions["local"] != 1 || last.ByAuthMode["keycloak"] != 2 || last.ByAuthMode["local"] != 1 {
+				t.Fatalf("report %s", resp.Body)
+			}
+		})
+	}
 }

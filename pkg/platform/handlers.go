@@ -31,6 +31,7 @@ func (rt *Runtime) AuthHandlers() *httpapi.AuthHandlers {
 // SessionHandlers are the session routes and their admin counterparts.
 func (rt *Runtime) SessionHandlers() *httpapi.SessionHandlers {
 	return &httpapi.SessionHandlers{Store: rt.Sessions, Keycloak: Sync{Dispatcher: rt.Dispatcher},
+		Reports: rt.SessionReporter(), Packages: rt.Config.PackageNames(),
 		AdminKey: rt.Config.API.AdminKey, Log: rt.Log}
 }
 
@@ -50,6 +51,7 @@ func (rt *Runtime) SessionRoutes() []httpapi.Route {
 		{Method: "GET", Path: "/admin/sessions", Handler: s.AdminList},
 		{Method: "DELETE", Path: "/admin/sessions/{id}", Handler: s.AdminDelete},
 		{Method: "POST", Path: "/admin/users/{package}/{username}/logout", Handler: s.AdminLogoutUser},
+		{Method: "GET", Path: "/admin/metrics", Handler: s.AdminMetrics},
 	}
 }
 

@@ -356,10 +356,16 @@ func (d *Dynamo) Touch(ctx context.Context, id string, now time.Time) (bool, err
 // (more for a bucket holding over limit) and one BatchWriteItem per 25
 // deletions: reads grow with the expired sessions, never with the table.
 func (d *Dynamo) DeleteExpired(ctx context.Context, now time.Time, limit int) (int, error) {
-	var ids []string
+	deleted := 0
 	for _, b := range buckets(now, d.opts.expiryLookback) {
-		var start map[string]types.AttributeValue
-		for limit <= 0 || len(ids) < limit {
+		if limit > 0 && deleted >= limit {
+			break
+		}
+		var (
+			ids   []string
+			start map[string]types.AttributeValue
+		)
+		for limit <= 0 || deleted+len(ids) < limit {
 			in := &dynamodb.QueryInput{
 				TableName:                 &d.table,
 				IndexName:                 aws.String(IndexByExpiry),
@@ -369,11 +375,11 @@ func (d *Dynamo) DeleteExpired(ctx context.Context, now time.Time, limit int) (i
 				ExclusiveStartKey:         start,
 			}
 			if limit > 0 {
-				in.Limit = aws.Int32(int32(limit - len(ids)))
+				in.Limit = aws.Int32(int32(limit - deleted - len(ids)))
 			}
 			page, err := d.db.Query(ctx, in)
 			if err != nil {
-				return 0, fmt.Errorf("query expired sessions %s: %w", b, err)
+				return deleted, fmt.Errorf("query expired sessions %s: %w", b, err)
 			}
 			for _, av := range page.Items {
 				if v, ok := av["id"].(*types.AttributeValueMemberS); ok {
@@ -385,8 +391,15 @@ func (d *Dynamo) DeleteExpired(ctx context.Context, now time.Time, limit int) (i
 			}
 			start = page.LastEvaluatedKey
 		}
+		// Delete bucket by bucket: a run stopped by its time budget keeps
+		// what it did, and the next run starts where this one stopped.
+		n, err := d.deleteIDs(ctx, ids)
+		deleted += n
+		if err != nil {
+			return deleted, err
+		}
 	}
-	return d.deleteIDs(ctx, ids)
+	return deleted, nil
 }
 
 func (d *Dynamo) deleteIDs(ctx context.Context, ids []string) (int, error) {

@@ -26,6 +26,7 @@ func Run(t *testing.T, newStore func(t *testing.T) audit.Store) {
 		{"SameInstantKeepsBoth", testSameInstant},
 		{"ReplayIsIdempotent", testReplay},
 		{"Invalid", testInvalid},
+		{"ListByPackage", testListByPackage},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -120,5 +121,43 @@ func testInvalid(t *testing.T, s audit.Store, pkg string) {
 		if err := s.Record(context.Background(), e); !errors.Is(err, audit.ErrInvalid) {
 			t.Errorf("case %d: %v, want ErrInvalid", i, err)
 		}
+	}
+}
+
+// testListByPackage runs for stores that implement audit.PackageReader.
+func testListByPackage(t *testing.T, s audit.Store, pkg string) {
+	r, ok := s.(audit.PackageReader)
+	if !ok {
+		t.Skip("store does not implement audit.PackageReader")
+	}
+	ats := []time.Duration{-90 * time.Minute, -30 * time.Minute, 0, 59 * time.Minute, 2 * time.Hour}
+	for i, d := range ats {
+		record(t, s, event(pkg, fmt.Sprintf("user%d", i), t0.Add(d)))
+	}
+	record(t, s, event(pkg+"-other", "user9", t0))
+	var got []time.Time
+	err := r.ListByPackage(context.Background(), pkg, t0.Add(-90*time.Minute), t0.Add(2*time.Hour), func(e audit.Event) error {
+		if e.Package != pkg {
+			t.Errorf("event of package %s", e.Package)
+		}
+		got = append(got, e.At)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// From is inclusive, to exclusive; oldest first.
+	want := []time.Time{t0.Add(-90 * time.Minute), t0.Add(-30 * time.Minute), t0, t0.Add(59 * time.Minute)}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for i := range want {
+		if !got[i].Equal(want[i]) {
+			t.Fatalf("got %v, want %v", got, want)
+		}
+	}
+	stop := errors.New("stop")
+	if err := r.ListByPackage(context.Background(), pkg, t0.Add(-2*time.Hour), t0.Add(3*time.Hour), func(audit.Event) error { return stop }); !errors.Is(err, stop) {
+		t.Fatalf("the callback's error must end the listing: %v", err)
 	}
 }

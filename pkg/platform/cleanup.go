@@ -1,0 +1,93 @@
+package platform
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/kcguard/kcguard/pkg/cleanup"
+	"github.com/kcguard/kcguard/pkg/config"
+	"github.com/kcguard/kcguard/pkg/metrics"
+	"github.com/kcguard/kcguard/pkg/syncjob"
+)
+
+// CleanupSettings maps the cleanup section onto a run's bounds.
+func CleanupSettings(cfg config.Config) cleanup.Settings {
+	c := cfg.Cleanup
+	return cleanup.Settings{
+		RefreshWindow: c.RefreshWindow, RefreshLimit: c.RefreshLimit, RefreshConcurrency: c.RefreshConcurrency,
+		DeleteLimit: c.DeleteLimit, ReconcileLimit: c.ReconcileLimit,
+		JournalRetention: cfg.Sync.JournalRetention,
+		StepTimeout:      c.StepTimeout, TimeBudget: c.TimeBudget,
+	}
+}
+
+// Cleaner is the scheduled maintenance run (functions/cleanup, `kcguard
+// cleanup run`); metrics go to w as EMF lines (os.Stdout in Lambda).
+func (rt *Runtime) Cleaner(w io.Writer) *cleanup.Cleaner {
+	if w == nil {
+		w = os.Stdout
+	}
+	c := &cleanup.Cleaner{
+		Tokens: rt.Tokens, Sessions: rt.Sessions, Keycloak: rt.Keycloak, Breaker: rt.Breaker,
+		Users: rt.Users, Queue: syncjob.JournaledQueue{Queue: rt.Queue, Applier: rt.Applier}, Packages: rt.Config.PackageNames(),
+		QueueSize: QueueDepth{Client: rt.SQS, Queue: rt.Queue}, DLQSize: QueueDepth{Client: rt.SQS, Queue: rt.DLQ},
+		Metrics: &metrics.EMF{W: w}, Log: rt.Log, Settings: CleanupSettings(rt.Config),
+	}
+	if rt.Journal != nil { // a nil *journal.Dynamo must stay a nil interface
+		c.Journal = rt.Journal
+	}
+	return c
+}
+
+// CleanupHandler is the EventBridge-scheduled Lambda handler: one run at
+// the invocation time (the event's own time is when it was scheduled, which
+// a retried invocation would repeat). A failed step fails the invocation,
+// so Lambda's Errors metric and EventBridge's retry see it; the run is
+// idempotent, so a retry only continues the work.
+func (rt *Runtime) CleanupHandler() func(ctx context.Context, ev events.EventBridgeEvent) (cleanup.Result, error) {
+	c := rt.Cleaner(os.Stdout)
+	return func(ctx context.Context, _ events.EventBridgeEvent) (cleanup.Result, error) {
+		return c.Run(ctx, time.Now())
+	}
+}
+
+// QueueDepth reports an SQS queue's visible plus in-flight messages.
+type QueueDepth struct {
+	Client interface {
+		GetQueueAttributes(context.Context, *sqs.GetQueueAttributesInput, ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
+	}
+	Queue *syncjob.SQSQueue
+}
+
+var _ cleanup.Depth = QueueDepth{}
+
+// Depth implements cleanup.Depth.
+func (q QueueDepth) Depth(ctx context.Context) (int, error) {
+	url, err := q.Queue.URL(ctx)
+	if err != nil {
+		return 0, err
+	}
+	out, err := q.Client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: &url,
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages,
+			sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible}})
+	if err != nil {
+		return 0, fmt.Errorf("queue depth %s: %w", url, err)
+	}
+	visible, _ := strconv.Atoi(out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessages)])
+	inFlight, _ := strconv.Atoi(out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible)])
+	return visible + inFlight, nil
+}
+
+// SessionReporter builds the per-package session metrics (GET
+// /admin/metrics, `kcguard sessions metrics`).
+func (rt *Runtime) SessionReporter() metrics.SessionReporter {
+	return metrics.SessionReporter{Audit: rt.Audit, Sessions: rt.Sessions, Lifetime: rt.Config.Sessions.MaxLifetime}
+}
