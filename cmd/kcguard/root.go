@@ -81,6 +81,10 @@ func (e *env) awsConfig(ctx context.Context) (aws.Config, error) {
 // validated returns the configuration or the full list of its problems.
 func (e *env) validated() (config.Config, error) {
 	if err := e.cfg.Validate(); err != nil {
+		if e.configPath == "" {
+			err = fmt.Errorf("%w\nno configuration file was given (--config or KCGUARD_CONFIG); "+
+				"for the local stack load its environment first: set -a; . local/stack.env; set +a", err)
+		}
 		return e.cfg, err
 	}
 	return e.cfg, nil
