@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/kcguard/kcguard/pkg/ddbitem"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -144,11 +145,8 @@ func prepare(e Event) (Event, string, error) {
 	return e, k, nil
 }
 
-// sortableTime is fixed-width so sort keys order by time.
-const sortableTime = "2006-01-02T15:04:05.000000000Z"
-
 // sortKey orders a user's events by time, the ID breaking ties.
-func sortKey(e Event) string { return e.At.Format(sortableTime) + "#" + e.ID }
+func sortKey(e Event) string { return e.At.Format(ddbitem.SortableTime) + "#" + e.ID }
 
 // packageHour is the by-package index partition: the package and UTC hour.
 func packageHour(pkg string, t time.Time) string { return pkg + "#" + t.UTC().Format("2006-01-02T15") }

@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/kcguard/kcguard/pkg/ddbitem"
 	"github.com/kcguard/kcguard/pkg/schema"
 )
 
@@ -102,7 +103,7 @@ func (d *Dynamo) item(e Event) (map[string]types.AttributeValue, error) {
 	av, err := attributevalue.MarshalMap(item{
 		PK: pk, SK: sortKey(e), ID: e.ID, Package: e.Package, Username: e.Username,
 		Action: string(e.Action), AuthMode: e.AuthMode, Outcome: string(e.Outcome),
-		SourceIP: e.SourceIP, UserAgent: e.UserAgent, At: e.At.Format(sortableTime), RequestID: e.RequestID,
+		SourceIP: e.SourceIP, UserAgent: e.UserAgent, At: e.At.Format(ddbitem.SortableTime), RequestID: e.RequestID,
 		PkgHour: packageHour(e.Package, e.At), TTL: e.At.Add(d.opts.retention).Unix(),
 	})
 	if err != nil {
@@ -143,7 +144,7 @@ func decode(av map[string]types.AttributeValue) (Event, error) {
 	if err := attributevalue.UnmarshalMap(av, &it); err != nil {
 		return Event{}, fmt.Errorf("decode audit event: %w", err)
 	}
-	at, err := time.Parse(sortableTime, it.At)
+	at, err := time.Parse(ddbitem.SortableTime, it.At)
 	if err != nil {
 		return Event{}, fmt.Errorf("decode audit event %s: %w", it.ID, err)
 	}
@@ -157,7 +158,7 @@ func decode(av map[string]types.AttributeValue) (Event, error) {
 // holding over 1 MB of events): reads grow with the package's events in
 // the range, never with the table.
 func (d *Dynamo) ListByPackage(ctx context.Context, pkg string, from, to time.Time, each func(Event) error) error {
-	lo, hi := from.UTC().Format(sortableTime), to.UTC().Format(sortableTime)
+	lo, hi := from.UTC().Format(ddbitem.SortableTime), to.UTC().Format(ddbitem.SortableTime)
 	for _, h := range hours(from, to) {
 		in := &dynamodb.QueryInput{
 			TableName:              &d.table,

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/kcguard/kcguard/pkg/ddbitem"
 	"github.com/kcguard/kcguard/pkg/schema"
 )
 
@@ -88,11 +89,11 @@ func (d *DynamoStore) Swap(ctx context.Context, name string, expect uint64, next
 		// not a number): the caller read it as "nothing usable".
 		in.ConditionExpression = aws.String("attribute_not_exists(#g) OR NOT attribute_type(#g, :n) OR #g = :zero")
 		in.ExpressionAttributeValues = map[string]types.AttributeValue{
-			":n": &types.AttributeValueMemberS{Value: "N"}, ":zero": num(0),
+			":n": &types.AttributeValueMemberS{Value: "N"}, ":zero": ddbitem.N(0),
 		}
 	} else {
 		in.ConditionExpression = aws.String("#g = :g")
-		in.ExpressionAttributeValues = map[string]types.AttributeValue{":g": num(int64(expect))}
+		in.ExpressionAttributeValues = map[string]types.AttributeValue{":g": ddbitem.N(int64(expect))}
 	}
 	if _, err := d.db.PutItem(ctx, in); err != nil {
 		return conditional(fmt.Sprintf("swap breaker %s", name), err)
@@ -108,7 +109,7 @@ func (d *DynamoStore) AddFailure(ctx context.Context, name string, gen uint64) (
 		ConditionExpression:      aws.String("#g = :g AND #s = :closed"),
 		ExpressionAttributeNames: map[string]string{"#f": attrFailures, "#g": attrGeneration, "#s": attrState},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":one": num(1), ":g": num(int64(gen)), ":closed": &types.AttributeValueMemberS{Value: string(StateClosed)},
+			":one": ddbitem.N(1), ":g": ddbitem.N(int64(gen)), ":closed": &types.AttributeValueMemberS{Value: string(StateClosed)},
 		},
 		ReturnValues: types.ReturnValueAllNew,
 	})
@@ -126,7 +127,7 @@ func (d *DynamoStore) ClearFailures(ctx context.Context, name string, gen uint64
 		ConditionExpression:      aws.String("#g = :g AND #s = :closed"),
 		ExpressionAttributeNames: map[string]string{"#f": attrFailures, "#g": attrGeneration, "#s": attrState},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":zero": num(0), ":g": num(int64(gen)), ":closed": &types.AttributeValueMemberS{Value: string(StateClosed)},
+			":zero": ddbitem.N(0), ":g": ddbitem.N(int64(gen)), ":closed": &types.AttributeValueMemberS{Value: string(StateClosed)},
 		},
 	})
 	if err != nil {
@@ -143,25 +144,21 @@ func conditional(what string, err error) error {
 	return fmt.Errorf("%s: %w", what, err)
 }
 
-func num(n int64) types.AttributeValue {
-	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
-}
-
 func ms(t time.Time) types.AttributeValue {
 	if t.IsZero() {
-		return num(0)
+		return ddbitem.N(0)
 	}
-	return num(t.UnixMilli())
+	return ddbitem.N(t.UnixMilli())
 }
 
 func encodeRecord(r Record) map[string]types.AttributeValue {
 	item := map[string]types.AttributeValue{
 		attrState:      &types.AttributeValueMemberS{Value: string(r.State)},
-		attrGeneration: num(int64(r.Generation)),
+		attrGeneration: ddbitem.N(int64(r.Generation)),
 		attrSince:      ms(r.Since),
-		attrFailures:   num(int64(r.Failures)),
+		attrFailures:   ddbitem.N(int64(r.Failures)),
 		attrOpenUntil:  ms(r.OpenUntil),
-		attrReopens:    num(int64(r.Reopens)),
+		attrReopens:    ddbitem.N(int64(r.Reopens)),
 		attrLeaseUntil: ms(r.LeaseUntil),
 		attrForced:     &types.AttributeValueMemberBOOL{Value: r.Forced},
 	}

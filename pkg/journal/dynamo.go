@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/kcguard/kcguard/pkg/ddbitem"
 	"github.com/kcguard/kcguard/pkg/schema"
 )
 
@@ -78,11 +79,11 @@ type item struct {
 }
 
 func (it item) entry() (Entry, error) {
-	created, err := time.Parse(sortableTime, it.CreatedAt)
+	created, err := time.Parse(ddbitem.SortableTime, it.CreatedAt)
 	if err != nil {
 		return Entry{}, fmt.Errorf("decode journal entry %s: %w", it.JobID, err)
 	}
-	updated, err := time.Parse(sortableTime, it.UpdatedAt)
+	updated, err := time.Parse(ddbitem.SortableTime, it.UpdatedAt)
 	if err != nil {
 		return Entry{}, fmt.Errorf("decode journal entry %s: %w", it.JobID, err)
 	}
@@ -102,7 +103,7 @@ func (d *Dynamo) Record(ctx context.Context, e Entry) error {
 	av, err := attributevalue.MarshalMap(item{
 		PK: pk, SK: jobKey(e), Status: string(e.Status), StatusAt: statusKey(e), JobID: e.JobID, Type: e.Type,
 		Package: e.Package, Username: e.Username, Version: e.Version,
-		CreatedAt: e.CreatedAt.Format(sortableTime), UpdatedAt: e.UpdatedAt.Format(sortableTime),
+		CreatedAt: e.CreatedAt.Format(ddbitem.SortableTime), UpdatedAt: e.UpdatedAt.Format(ddbitem.SortableTime),
 		Reason: e.Reason, Conflict: e.Conflict, TTL: e.UpdatedAt.Add(d.opts.retention).Unix(),
 	})
 	if err != nil {
@@ -218,7 +219,7 @@ func (d *Dynamo) Count(ctx context.Context, st Status) (int, error) {
 // and deletes them one DeleteItem each (DynamoDB's TTL does the same in
 // AWS, lazily; this is for operators and for moto, which has no TTL).
 func (d *Dynamo) Purge(ctx context.Context, before time.Time, limit int) (int, error) {
-	cut := before.UTC().Format(sortableTime)
+	cut := before.UTC().Format(ddbitem.SortableTime)
 	n := 0
 	for _, st := range Statuses {
 		in := d.statusQuery(st, cut)

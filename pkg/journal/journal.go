@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/kcguard/kcguard/pkg/ddbitem"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -125,14 +126,11 @@ func prepare(e Entry) (Entry, string, error) {
 	return e, k.String(), nil
 }
 
-// sortableTime is fixed-width so sort keys order by time.
-const sortableTime = "2006-01-02T15:04:05.000000000Z"
-
 // jobKey orders a user's entries by the job's creation, the id breaking ties.
-func jobKey(e Entry) string { return e.CreatedAt.Format(sortableTime) + "#" + e.JobID }
+func jobKey(e Entry) string { return e.CreatedAt.Format(ddbitem.SortableTime) + "#" + e.JobID }
 
 // statusKey orders one status's entries by their last change.
-func statusKey(e Entry) string { return e.UpdatedAt.Format(sortableTime) + "#" + e.JobID }
+func statusKey(e Entry) string { return e.UpdatedAt.Format(ddbitem.SortableTime) + "#" + e.JobID }
 
 func limitOrDefault(limit int) int {
 	if limit <= 0 {

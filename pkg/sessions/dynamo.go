@@ -2,9 +2,7 @@ package sessions
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -12,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/kcguard/kcguard/pkg/ddbitem"
 	"github.com/kcguard/kcguard/pkg/schema"
 )
 
@@ -94,10 +93,10 @@ func toItem(r Record, hash string) item {
 	return item{
 		ID: r.ID, TokenHash: hash, Package: r.Package, Username: r.Username,
 		UserKey: userKey(r.Package, r.Username), Created: createdKey(r), AuthMode: string(r.AuthMode),
-		CreatedAt: fmtTime(r.CreatedAt), LastSeenAt: fmtTime(r.LastSeenAt), ExpiresAt: fmtTime(r.ExpiresAt),
-		IdleExpiresAt: fmtTime(r.IdleExpiresAt), SourceIP: r.SourceIP, UserAgent: r.UserAgent,
-		Revoked: r.Revoked, RevokedAt: fmtTime(r.RevokedAt),
-		ExpBucket: bucket(r.ExpiresAt), TTL: epochCeil(r.ExpiresAt),
+		CreatedAt: ddbitem.Time(r.CreatedAt), LastSeenAt: ddbitem.Time(r.LastSeenAt), ExpiresAt: ddbitem.Time(r.ExpiresAt),
+		IdleExpiresAt: ddbitem.Time(r.IdleExpiresAt), SourceIP: r.SourceIP, UserAgent: r.UserAgent,
+		Revoked: r.Revoked, RevokedAt: ddbitem.Time(r.RevokedAt),
+		ExpBucket: ddbitem.HourBucket(r.ExpiresAt), TTL: ddbitem.EpochCeil(r.ExpiresAt),
 	}
 }
 
@@ -114,7 +113,7 @@ func fromItem(av map[string]types.AttributeValue) (Record, string, error) {
 		dst *time.Time
 		src string
 	}{{&r.CreatedAt, it.CreatedAt}, {&r.LastSeenAt, it.LastSeenAt}, {&r.ExpiresAt, it.ExpiresAt}, {&r.IdleExpiresAt, it.IdleExpiresAt}, {&r.RevokedAt, it.RevokedAt}} {
-		t, err := parseTime(f.src)
+		t, err := ddbitem.ParseTime(f.src)
 		if err != nil {
 			return Record{}, "", fmt.Errorf("decode session %s: %w", it.ID, err)
 		}
@@ -123,32 +122,8 @@ func fromItem(av map[string]types.AttributeValue) (Record, string, error) {
 	return normalize(r), it.TokenHash, nil
 }
 
-func fmtTime(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.UTC().Format(sortableTime)
-}
-
-func parseTime(s string) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	return time.Parse(sortableTime, s)
-}
-
-func str(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
-func num(v int64) types.AttributeValue {
-	return &types.AttributeValueMemberN{Value: strconv.FormatInt(v, 10)}
-}
-
 func idKey(id string) map[string]types.AttributeValue {
-	return map[string]types.AttributeValue{"id": str(id)}
-}
-
-func isConditionFailed(err error) bool {
-	var ccf *types.ConditionalCheckFailedException
-	return errors.As(err, &ccf)
+	return map[string]types.AttributeValue{"id": ddbitem.S(id)}
 }
 
 // newItem builds a session's item with a fresh token.
@@ -190,7 +165,7 @@ func (d *Dynamo) Create(ctx context.Context, rec Record) (string, Record, error)
 	_, err = d.db.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName: &d.table, Item: av, ConditionExpression: aws.String("attribute_not_exists(id)"),
 	})
-	if isConditionFailed(err) {
+	if ddbitem.ConditionFailed(err) {
 		// An SDK retry of our own write that had landed finds our hash.
 		_, hash, _ := derive(token)
 		if _, got, gerr := d.get(ctx, rec.ID); gerr == nil && hashMatches(got, hash) {
@@ -255,7 +230,7 @@ func (d *Dynamo) ListByUser(ctx context.Context, pkg, username string) ([]Record
 			TableName:                 &d.table,
 			IndexName:                 aws.String(IndexByUser),
 			KeyConditionExpression:    aws.String("user_key = :u"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{":u": str(userKey(pkg, username))},
+			ExpressionAttributeValues: map[string]types.AttributeValue{":u": ddbitem.S(userKey(pkg, username))},
 			ScanIndexForward:          aws.Bool(false),
 			ExclusiveStartKey:         start,
 		})
@@ -288,9 +263,9 @@ func (d *Dynamo) Revoke(ctx context.Context, id string, now time.Time) error {
 		UpdateExpression: aws.String("SET revoked = :t, revoked_at = :now"),
 		// Keep the first revocation time.
 		ConditionExpression:       aws.String("attribute_exists(id) AND revoked = :f"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":t": &types.AttributeValueMemberBOOL{Value: true}, ":f": &types.AttributeValueMemberBOOL{Value: false}, ":now": str(fmtTime(now))},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":t": &types.AttributeValueMemberBOOL{Value: true}, ":f": &types.AttributeValueMemberBOOL{Value: false}, ":now": ddbitem.S(ddbitem.Time(now))},
 	})
-	if isConditionFailed(err) {
+	if ddbitem.ConditionFailed(err) {
 		_, _, gerr := d.get(ctx, id)
 		return gerr // nil: already revoked
 	}
@@ -326,14 +301,14 @@ func (d *Dynamo) Touch(ctx context.Context, id string, now time.Time) (bool, err
 		return false, nil
 	}
 	vals := map[string]types.AttributeValue{
-		":now":   str(fmtTime(now)),
-		":stale": str(fmtTime(now.Add(-d.opts.touchInterval))),
+		":now":   ddbitem.S(ddbitem.Time(now)),
+		":stale": ddbitem.S(ddbitem.Time(now.Add(-d.opts.touchInterval))),
 		":f":     &types.AttributeValueMemberBOOL{Value: false},
 	}
 	set := "SET last_seen_at = :now"
 	if d.opts.idleTimeout > 0 {
 		set += ", idle_expires_at = :idle"
-		vals[":idle"] = str(fmtTime(now.Add(d.opts.idleTimeout)))
+		vals[":idle"] = ddbitem.S(ddbitem.Time(now.Add(d.opts.idleTimeout)))
 	}
 	_, err := d.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:        &d.table,
@@ -344,7 +319,7 @@ func (d *Dynamo) Touch(ctx context.Context, id string, now time.Time) (bool, err
 		ExpressionAttributeValues: vals,
 	})
 	switch {
-	case isConditionFailed(err):
+	case ddbitem.ConditionFailed(err):
 		return false, nil
 	case err != nil:
 		return false, fmt.Errorf("touch session %s: %w", id, err)
@@ -357,7 +332,7 @@ func (d *Dynamo) Touch(ctx context.Context, id string, now time.Time) (bool, err
 // deletions: reads grow with the expired sessions, never with the table.
 func (d *Dynamo) DeleteExpired(ctx context.Context, now time.Time, limit int) (int, error) {
 	deleted := 0
-	for _, b := range buckets(now, d.opts.expiryLookback) {
+	for _, b := range ddbitem.HourBuckets(now, d.opts.expiryLookback) {
 		if limit > 0 && deleted >= limit {
 			break
 		}
@@ -371,7 +346,7 @@ func (d *Dynamo) DeleteExpired(ctx context.Context, now time.Time, limit int) (i
 				IndexName:                 aws.String(IndexByExpiry),
 				KeyConditionExpression:    aws.String("exp_bucket = :b AND #ttl <= :now"),
 				ExpressionAttributeNames:  map[string]string{"#ttl": TTLAttribute},
-				ExpressionAttributeValues: map[string]types.AttributeValue{":b": str(b), ":now": num(now.Unix())},
+				ExpressionAttributeValues: map[string]types.AttributeValue{":b": ddbitem.S(b), ":now": ddbitem.N(now.Unix())},
 				ExclusiveStartKey:         start,
 			}
 			if limit > 0 {

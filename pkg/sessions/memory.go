@@ -6,6 +6,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/kcguard/kcguard/pkg/ddbitem"
 )
 
 // Memory is an in-memory Store for unit tests and `kcguard serve`.
@@ -140,13 +142,13 @@ func (m *Memory) Touch(_ context.Context, id string, now time.Time) (bool, error
 }
 
 func (m *Memory) DeleteExpired(_ context.Context, now time.Time, limit int) (int, error) {
-	first := buckets(now, m.opts.expiryLookback)[0]
+	first := ddbitem.HourBuckets(now, m.opts.expiryLookback)[0]
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var expired []memSession
 	for _, s := range m.byID {
 		// Same window and second granularity as the DynamoDB expiry index.
-		if bucket(s.ExpiresAt) >= first && epochCeil(s.ExpiresAt) <= now.Unix() {
+		if ddbitem.HourBucket(s.ExpiresAt) >= first && ddbitem.EpochCeil(s.ExpiresAt) <= now.Unix() {
 			expired = append(expired, s)
 		}
 	}
@@ -161,8 +163,4 @@ func (m *Memory) DeleteExpired(_ context.Context, now time.Time, limit int) (int
 }
 
 // createdKey orders a user's sessions: creation time, then ID for ties.
-func createdKey(r Record) string { return r.CreatedAt.UTC().Format(sortableTime) + "#" + r.ID }
-
-// sortableTime is fixed-width, so strings compare in time order (also inside
-// DynamoDB condition and key expressions).
-const sortableTime = "2006-01-02T15:04:05.000000000Z"
+func createdKey(r Record) string { return r.CreatedAt.UTC().Format(ddbitem.SortableTime) + "#" + r.ID }

@@ -238,28 +238,3 @@ func normalize(r Record) Record {
 func userKey(pkg, username string) string {
 	return users.Key{Package: pkg, Username: users.NormalizeUsername(username)}.String()
 }
-
-// epochCeil is t in epoch seconds rounded up, for the TTL attribute and the
-// expiry index: rounding down would let TTL or cleanup remove a session up
-// to a second before reads stop accepting it.
-func epochCeil(t time.Time) int64 {
-	s := t.Unix()
-	if t.Nanosecond() > 0 {
-		s++
-	}
-	return s
-}
-
-// bucket is the expiry index partition: the UTC hour of the absolute expiry.
-// Hour buckets spread cleanup writes and let DeleteExpired Query only the
-// hours that can hold expired sessions.
-func bucket(t time.Time) string { return t.UTC().Format("2006-01-02T15") }
-
-// buckets lists the hour buckets from now-lookback to now, oldest first.
-func buckets(now time.Time, lookback time.Duration) []string {
-	var out []string
-	for t := now.Add(-lookback).UTC().Truncate(time.Hour); !t.After(now); t = t.Add(time.Hour) {
-		out = append(out, bucket(t))
-	}
-	return out
-}

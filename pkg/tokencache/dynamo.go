@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -13,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/kcguard/kcguard/pkg/ddbitem"
 	"github.com/kcguard/kcguard/pkg/schema"
 )
 
@@ -95,32 +95,13 @@ type secrets struct {
 	TokenType    string `json:"t,omitempty"`
 }
 
-func fmtTime(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.UTC().Format(time.RFC3339Nano)
-}
-
-func parseTime(s string) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	return time.Parse(time.RFC3339Nano, s)
-}
-
 // aad binds the sealed tokens to their entry and grace time.
 func aad(pk, graceUntil string) []byte {
 	return []byte("kcguard-tokencache\x00" + pk + "\x00" + graceUntil)
 }
 
-func str(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
-func num(v int64) types.AttributeValue {
-	return &types.AttributeValueMemberN{Value: strconv.FormatInt(v, 10)}
-}
-
 func pkKey(pk string) map[string]types.AttributeValue {
-	return map[string]types.AttributeValue{"pk": str(pk)}
+	return map[string]types.AttributeValue{"pk": ddbitem.S(pk)}
 }
 
 // Put costs one PutItem (and, once per data key lifetime, a KMS call).
@@ -157,9 +138,9 @@ func (d *Dynamo) item(ctx context.Context, rec Record) (map[string]types.Attribu
 	}
 	it := item{
 		PK: pk, Package: rec.Package, Username: rec.Username,
-		AccessExpiresAt: fmtTime(rec.AccessExpiresAt), RefreshExpiresAt: fmtTime(rec.RefreshExpiresAt),
-		CachedAt: fmtTime(rec.CachedAt), GraceUntil: fmtTime(rec.GraceUntil),
-		GraceBucket: bucket(rec.GraceUntil), TTL: epochCeil(rec.GraceUntil),
+		AccessExpiresAt: ddbitem.Time(rec.AccessExpiresAt), RefreshExpiresAt: ddbitem.Time(rec.RefreshExpiresAt),
+		CachedAt: ddbitem.Time(rec.CachedAt), GraceUntil: ddbitem.Time(rec.GraceUntil),
+		GraceBucket: ddbitem.HourBucket(rec.GraceUntil), TTL: ddbitem.EpochCeil(rec.GraceUntil),
 	}
 	sealed, err := d.cipher.Seal(ctx, plain, aad(pk, it.GraceUntil))
 	clear(plain)
@@ -168,7 +149,7 @@ func (d *Dynamo) item(ctx context.Context, rec Record) (map[string]types.Attribu
 	}
 	it.KeyID, it.EncryptedKey, it.Ciphertext = sealed.KeyID, sealed.EncryptedKey, sealed.Ciphertext
 	if !rec.AccessExpiresAt.IsZero() {
-		it.AccessBucket, it.AccessExp = bucket(rec.AccessExpiresAt), epochCeil(rec.AccessExpiresAt)
+		it.AccessBucket, it.AccessExp = ddbitem.HourBucket(rec.AccessExpiresAt), ddbitem.EpochCeil(rec.AccessExpiresAt)
 	}
 	av, err := attributevalue.MarshalMap(it)
 	if err != nil {
@@ -187,7 +168,7 @@ func (d *Dynamo) decode(ctx context.Context, av map[string]types.AttributeValue)
 		dst *time.Time
 		src string
 	}{{&r.AccessExpiresAt, it.AccessExpiresAt}, {&r.RefreshExpiresAt, it.RefreshExpiresAt}, {&r.CachedAt, it.CachedAt}, {&r.GraceUntil, it.GraceUntil}} {
-		t, err := parseTime(f.src)
+		t, err := ddbitem.ParseTime(f.src)
 		if err != nil {
 			return Record{}, fmt.Errorf("decode cached token %s: %w", it.PK, err)
 		}
@@ -222,7 +203,7 @@ func (d *Dynamo) Get(ctx context.Context, pkg, username string, now time.Time) (
 	}
 	// Check the grace period before decrypting: a stale entry costs no KMS call.
 	if g, ok := out.Item["grace_until"].(*types.AttributeValueMemberS); ok {
-		if t, err := parseTime(g.Value); err == nil && !now.Before(t) {
+		if t, err := ddbitem.ParseTime(g.Value); err == nil && !now.Before(t) {
 			return Record{}, fmt.Errorf("cached token %s: %w", pk, ErrNotFound)
 		}
 	}
@@ -254,7 +235,7 @@ func (d *Dynamo) Delete(ctx context.Context, pkg, username string) error {
 func (d *Dynamo) queryWindow(ctx context.Context, index, bucketAttr, sortAttr string, end time.Time, limit int,
 	each func(map[string]types.AttributeValue) error) error {
 	n := 0
-	for _, b := range buckets(end, d.opts.lookback) {
+	for _, b := range ddbitem.HourBuckets(end, d.opts.lookback) {
 		var start map[string]types.AttributeValue
 		for limit <= 0 || n < limit {
 			in := &dynamodb.QueryInput{
@@ -262,7 +243,7 @@ func (d *Dynamo) queryWindow(ctx context.Context, index, bucketAttr, sortAttr st
 				IndexName:                 aws.String(index),
 				KeyConditionExpression:    aws.String("#b = :b AND #s <= :end"),
 				ExpressionAttributeNames:  map[string]string{"#b": bucketAttr, "#s": sortAttr},
-				ExpressionAttributeValues: map[string]types.AttributeValue{":b": str(b), ":end": num(end.Unix())},
+				ExpressionAttributeValues: map[string]types.AttributeValue{":b": ddbitem.S(b), ":end": ddbitem.N(end.Unix())},
 				ExclusiveStartKey:         start,
 			}
 			if limit > 0 {
@@ -322,7 +303,7 @@ func (d *Dynamo) DeleteExpired(ctx context.Context, now time.Time, limit int) (i
 			Key:                       pkKey(pk),
 			ConditionExpression:       aws.String("#ttl <= :now"),
 			ExpressionAttributeNames:  map[string]string{"#ttl": TTLAttribute},
-			ExpressionAttributeValues: map[string]types.AttributeValue{":now": num(now.Unix())},
+			ExpressionAttributeValues: map[string]types.AttributeValue{":now": ddbitem.N(now.Unix())},
 		})
 		var ccf *types.ConditionalCheckFailedException
 		switch {

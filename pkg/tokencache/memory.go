@@ -6,6 +6,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/kcguard/kcguard/pkg/ddbitem"
 )
 
 // Memory is an in-memory Store for unit tests. It keeps tokens in plain
@@ -63,7 +65,7 @@ func (m *Memory) Delete(_ context.Context, pkg, username string) error {
 // inWindow mirrors the DynamoDB expiry index: the hour bucket of t within
 // the lookback window and t at or before end, at second granularity.
 func inWindow(t, end time.Time, lookback time.Duration) bool {
-	return !t.IsZero() && bucket(t) >= buckets(end, lookback)[0] && epochCeil(t) <= end.Unix()
+	return !t.IsZero() && ddbitem.HourBucket(t) >= ddbitem.HourBuckets(end, lookback)[0] && ddbitem.EpochCeil(t) <= end.Unix()
 }
 
 func (m *Memory) ListExpiring(_ context.Context, before time.Time, limit int) ([]Record, error) {

@@ -137,28 +137,5 @@ func normalize(r Record) Record {
 	return r
 }
 
-// epochCeil is t in epoch seconds rounded up, for the TTL attribute and
-// index sort keys: rounding down would let TTL or cleanup remove an entry
-// up to a second before reads stop using it.
-func epochCeil(t time.Time) int64 {
-	s := t.Unix()
-	if t.Nanosecond() > 0 {
-		s++
-	}
-	return s
-}
-
 // usable reports whether the entry is within its grace period at now.
 func usable(r Record, now time.Time) bool { return now.Before(r.GraceUntil) }
-
-// bucket is an expiry index partition: the UTC hour of t.
-func bucket(t time.Time) string { return t.UTC().Format("2006-01-02T15") }
-
-// buckets lists the hour buckets from t-lookback to t, oldest first.
-func buckets(t time.Time, lookback time.Duration) []string {
-	var out []string
-	for b := t.Add(-lookback).UTC().Truncate(time.Hour); !b.After(t); b = b.Add(time.Hour) {
-		out = append(out, bucket(b))
-	}
-	return out
-}

@@ -2,7 +2,6 @@ package users
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/kcguard/kcguard/pkg/ddbitem"
 	"github.com/kcguard/kcguard/pkg/schema"
 )
 
@@ -102,7 +102,7 @@ func toItem(u User) userItem {
 		Email: u.Email, Attributes: u.Attributes, Enabled: u.Enabled,
 		HashAlgorithm: u.Hash.Algorithm, SecretData: u.Hash.SecretData, CredentialData: u.Hash.CredentialData,
 		Version: u.Version, SyncedVersion: u.KeycloakSyncedVersion, KeycloakID: u.KeycloakID,
-		CreatedAt: fmtTime(u.CreatedAt), UpdatedAt: fmtTime(u.UpdatedAt), PasswordChangedAt: fmtTime(u.PasswordChangedAt),
+		CreatedAt: ddbitem.Time(u.CreatedAt), UpdatedAt: ddbitem.Time(u.UpdatedAt), PasswordChangedAt: ddbitem.Time(u.PasswordChangedAt),
 	}
 	if u.Unsynced() {
 		it.UnsyncedPkg = u.Package
@@ -124,9 +124,9 @@ func fromItem(av map[string]types.AttributeValue) (User, error) {
 		u.Attributes = nil
 	}
 	var err error
-	if u.CreatedAt, err = parseTime(it.CreatedAt); err == nil {
-		if u.UpdatedAt, err = parseTime(it.UpdatedAt); err == nil {
-			u.PasswordChangedAt, err = parseTime(it.PasswordChangedAt)
+	if u.CreatedAt, err = ddbitem.ParseTime(it.CreatedAt); err == nil {
+		if u.UpdatedAt, err = ddbitem.ParseTime(it.UpdatedAt); err == nil {
+			u.PasswordChangedAt, err = ddbitem.ParseTime(it.PasswordChangedAt)
 		}
 	}
 	return u, err
@@ -144,24 +144,10 @@ func fromLockoutItem(av map[string]types.AttributeValue, now time.Time) (Lockout
 	}
 	l := Lockout{FailedAttempts: it.FailedAttempts}
 	var err error
-	if l.LastFailureAt, err = parseTime(it.LastFailureAt); err == nil {
-		l.LockedUntil, err = parseTime(it.LockedUntil)
+	if l.LastFailureAt, err = ddbitem.ParseTime(it.LastFailureAt); err == nil {
+		l.LockedUntil, err = ddbitem.ParseTime(it.LockedUntil)
 	}
 	return l, err
-}
-
-func fmtTime(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.UTC().Format(time.RFC3339Nano)
-}
-
-func parseTime(s string) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	return time.Parse(time.RFC3339Nano, s)
 }
 
 func (d *Dynamo) itemKey(k Key, sk string) map[string]types.AttributeValue {
@@ -174,11 +160,6 @@ func (d *Dynamo) itemKey(k Key, sk string) map[string]types.AttributeValue {
 func s(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
 func n(v int64) types.AttributeValue {
 	return &types.AttributeValueMemberN{Value: strconv.FormatInt(v, 10)}
-}
-
-func isConditionFailed(err error) bool {
-	var ccf *types.ConditionalCheckFailedException
-	return errors.As(err, &ccf)
 }
 
 // Get costs one GetItem.
@@ -249,7 +230,7 @@ func (d *Dynamo) Create(ctx context.Context, u User, now time.Time) (User, error
 		TableName: &d.table, Item: av, ConditionExpression: aws.String("attribute_not_exists(pk)"),
 	})
 	switch {
-	case isConditionFailed(err):
+	case ddbitem.ConditionFailed(err):
 		// The SDK retries a write whose response was lost; if the item
 		// there is exactly ours, the first attempt landed.
 		if cur, gerr := d.Get(ctx, u.Key()); gerr == nil && sameWrite(cur, u) {
@@ -288,7 +269,7 @@ func (d *Dynamo) change(ctx context.Context, key Key, expected int64, set string
 		ExpressionAttributeValues: vals,
 		ReturnValues:              types.ReturnValueAllNew,
 	})
-	if isConditionFailed(err) {
+	if ddbitem.ConditionFailed(err) {
 		cur, gerr := d.Get(ctx, key)
 		if gerr != nil {
 			return User{}, gerr
@@ -309,14 +290,14 @@ func (d *Dynamo) UpdatePassword(ctx context.Context, key Key, expected int64, h 
 	return d.change(ctx, key, expected,
 		"hash_algorithm = :alg, secret_data = :sd, credential_data = :cd, updated_at = :now, password_changed_at = :now",
 		map[string]types.AttributeValue{
-			":alg": s(h.Algorithm), ":sd": s(h.SecretData), ":cd": s(h.CredentialData), ":now": s(fmtTime(now)),
+			":alg": s(h.Algorithm), ":sd": s(h.SecretData), ":cd": s(h.CredentialData), ":now": s(ddbitem.Time(now)),
 		}, "", samePassword(h, now))
 }
 
 // UpdateProfile costs one UpdateItem (plus a GetItem on conflict).
 func (d *Dynamo) UpdateProfile(ctx context.Context, key Key, expected int64, p Profile, now time.Time) (User, error) {
 	vals := map[string]types.AttributeValue{
-		":email": s(p.Email), ":en": &types.AttributeValueMemberBOOL{Value: p.Enabled}, ":now": s(fmtTime(now)),
+		":email": s(p.Email), ":en": &types.AttributeValueMemberBOOL{Value: p.Enabled}, ":now": s(ddbitem.Time(now)),
 	}
 	set := "email = :email, enabled = :en, updated_at = :now"
 	remove := "attributes"
@@ -358,7 +339,7 @@ func (d *Dynamo) MarkSynced(ctx context.Context, key Key, version int64) (bool, 
 		if err == nil {
 			return true, nil
 		}
-		if !isConditionFailed(err) {
+		if !ddbitem.ConditionFailed(err) {
 			return false, fmt.Errorf("mark synced %s: %w", key, err)
 		}
 	}
@@ -386,7 +367,7 @@ func (d *Dynamo) SetKeycloakID(ctx context.Context, key Key, id string) error {
 		ConditionExpression:       aws.String("attribute_exists(pk)"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{":id": s(id)},
 	})
-	if isConditionFailed(err) {
+	if ddbitem.ConditionFailed(err) {
 		return fmt.Errorf("set keycloak id %s: %w", key, ErrNotFound)
 	}
 	if err != nil {
@@ -404,7 +385,7 @@ func (d *Dynamo) Delete(ctx context.Context, key Key) error {
 	_, err = d.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{
 		TableName: &d.table, Key: d.itemKey(key, skUser), ConditionExpression: aws.String("attribute_exists(pk)"),
 	})
-	if isConditionFailed(err) {
+	if ddbitem.ConditionFailed(err) {
 		return fmt.Errorf("delete user %s: %w", key, ErrNotFound)
 	}
 	if err != nil {
@@ -439,7 +420,7 @@ func (d *Dynamo) RecordFailure(ctx context.Context, key Key, now time.Time) (int
 		return 0, err
 	}
 	vals := map[string]types.AttributeValue{
-		":one": n(1), ":now": s(fmtTime(now)), ":nowu": n(now.Unix()),
+		":one": n(1), ":now": s(ddbitem.Time(now)), ":nowu": n(now.Unix()),
 		":exp": n(now.Add(d.opts.failureWindow).Unix()),
 	}
 	// A few rounds, because a concurrent failure may restart a stale
@@ -460,14 +441,14 @@ func (d *Dynamo) RecordFailure(ctx context.Context, key Key, now time.Time) (int
 			}
 			return it.FailedAttempts, nil
 		}
-		if !isConditionFailed(err) {
+		if !ddbitem.ConditionFailed(err) {
 			return 0, fmt.Errorf("record failure %s: %w", key, err)
 		}
 		_, err = d.db.PutItem(ctx, &dynamodb.PutItemInput{
 			TableName: &d.table,
 			Item: map[string]types.AttributeValue{
 				"pk": s(key.String()), "sk": s(skLockout),
-				"failed_attempts": n(1), "last_failure_at": s(fmtTime(now)), "expires_at": vals[":exp"],
+				"failed_attempts": n(1), "last_failure_at": s(ddbitem.Time(now)), "expires_at": vals[":exp"],
 			},
 			ConditionExpression:       aws.String("expires_at <= :nowu"),
 			ExpressionAttributeValues: map[string]types.AttributeValue{":nowu": vals[":nowu"]},
@@ -475,7 +456,7 @@ func (d *Dynamo) RecordFailure(ctx context.Context, key Key, now time.Time) (int
 		if err == nil {
 			return 1, nil
 		}
-		if !isConditionFailed(err) {
+		if !ddbitem.ConditionFailed(err) {
 			return 0, fmt.Errorf("record failure %s: %w", key, err)
 		}
 	}
@@ -490,7 +471,7 @@ func (d *Dynamo) SetLockedUntil(ctx context.Context, key Key, until, now time.Ti
 		return err
 	}
 	vals := map[string]types.AttributeValue{
-		":u": s(fmtTime(until)), ":exp": n(lockExpiry(until, now, d.opts.failureWindow).Unix()), ":nowu": n(now.Unix()),
+		":u": s(ddbitem.Time(until)), ":exp": n(lockExpiry(until, now, d.opts.failureWindow).Unix()), ":nowu": n(now.Unix()),
 	}
 	for range 3 {
 		_, err = d.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
@@ -503,7 +484,7 @@ func (d *Dynamo) SetLockedUntil(ctx context.Context, key Key, until, now time.Ti
 		if err == nil {
 			return nil
 		}
-		if !isConditionFailed(err) {
+		if !ddbitem.ConditionFailed(err) {
 			return fmt.Errorf("set locked until %s: %w", key, err)
 		}
 		_, err = d.db.PutItem(ctx, &dynamodb.PutItemInput{
@@ -517,7 +498,7 @@ func (d *Dynamo) SetLockedUntil(ctx context.Context, key Key, until, now time.Ti
 		if err == nil {
 			return nil
 		}
-		if !isConditionFailed(err) {
+		if !ddbitem.ConditionFailed(err) {
 			return fmt.Errorf("set locked until %s: %w", key, err)
 		}
 	}
@@ -562,7 +543,7 @@ func (d *Dynamo) RecordFailureTx(key Key, l Lockout) types.TransactWriteItem {
 		key = k
 	}
 	vals := map[string]types.AttributeValue{
-		":one": n(1), ":last": s(fmtTime(l.LastFailureAt)),
+		":one": n(1), ":last": s(ddbitem.Time(l.LastFailureAt)),
 		":exp": n(lockExpiry(l.LockedUntil, l.LastFailureAt, d.opts.failureWindow).Unix()),
 	}
 	expr := "ADD failed_attempts :one SET last_failure_at = :last, expires_at = :exp"
@@ -573,7 +554,7 @@ func (d *Dynamo) RecordFailureTx(key Key, l Lockout) types.TransactWriteItem {
 		expr += " REMOVE locked_until"
 	} else {
 		expr += ", locked_until = :until"
-		vals[":until"] = s(fmtTime(l.LockedUntil))
+		vals[":until"] = s(ddbitem.Time(l.LockedUntil))
 	}
 	return types.TransactWriteItem{Update: &types.Update{
 		TableName: aws.String(d.table), Key: d.itemKey(key, skLockout),
