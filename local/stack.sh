@@ -56,7 +56,12 @@ install_keycloak() {
     -DoutputDirectory="$cache/dl" >"$logs/install-keycloak.log" 2>&1 ||
     die "Keycloak download failed; see $logs/install-keycloak.log"
   rm -rf "$kc_home.tmp" && mkdir -p "$kc_home.tmp"
-  unzip -q "$cache/dl/keycloak-quarkus-dist-$KEYCLOAK_VERSION.zip" -d "$kc_home.tmp"
+  local zip=$cache/dl/keycloak-quarkus-dist-$KEYCLOAK_VERSION.zip
+  if command -v unzip >/dev/null; then
+    unzip -q "$zip" -d "$kc_home.tmp"
+  else # Python's zipfile drops the exec bits the scripts need
+    python3 -m zipfile -e "$zip" "$kc_home.tmp" && chmod +x "$kc_home.tmp"/keycloak-*/bin/*.sh
+  fi
   mv "$kc_home.tmp/keycloak-$KEYCLOAK_VERSION" "$kc_home" && rm -rf "$kc_home.tmp"
 }
 
