@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -111,28 +110,12 @@ func (e *env) runtime(ctx context.Context) (*platform.Runtime, error) {
 	return platform.Build(ctx, cfg, awsCfg, e.log)
 }
 
-func queueDepth(ctx context.Context, rt *platform.Runtime, q *syncjob.SQSQueue) (visible, inFlight int, err error) {
-	url, err := q.URL(ctx)
-	if err != nil {
-		return 0, 0, err
-	}
-	out, err := rt.SQS.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: &url,
-		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages,
-			sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible}})
-	if err != nil {
-		return 0, 0, err
-	}
-	visible, _ = strconv.Atoi(out.Attributes["ApproximateNumberOfMessages"])
-	inFlight, _ = strconv.Atoi(out.Attributes["ApproximateNumberOfMessagesNotVisible"])
-	return visible, inFlight, nil
-}
-
 func (e *env) syncStatus(ctx context.Context, rt *platform.Runtime) error {
-	v, f, err := queueDepth(ctx, rt, rt.Queue)
+	v, f, err := rt.Queue.Depth(ctx)
 	if err != nil {
 		return err
 	}
-	dv, df, err := queueDepth(ctx, rt, rt.DLQ)
+	dv, df, err := rt.DLQ.Depth(ctx)
 	if err != nil {
 		return err
 	}
@@ -212,7 +195,7 @@ func (e *env) syncTest(ctx context.Context, rt *platform.Runtime) error {
 		name string
 		q    *syncjob.SQSQueue
 	}{{"queue " + rt.Config.Sync.Queue, rt.Queue}, {"dlq " + rt.Config.Sync.DLQ, rt.DLQ}} {
-		_, _, err := queueDepth(ctx, rt, q.q)
+		_, _, err := q.q.Depth(ctx)
 		c := providerCheck(q.name, err == nil, err)
 		e.mark(c)
 		if !c.OK {

@@ -2,15 +2,11 @@ package platform
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/kcguard/kcguard/pkg/cleanup"
 	"github.com/kcguard/kcguard/pkg/config"
@@ -38,7 +34,7 @@ func (rt *Runtime) Cleaner(w io.Writer) *cleanup.Cleaner {
 	c := &cleanup.Cleaner{
 		Tokens: rt.Tokens, Sessions: rt.Sessions, Keycloak: rt.Keycloak, Breaker: rt.Breaker,
 		Users: rt.Users, Queue: syncjob.JournaledQueue{Queue: rt.Queue, Applier: rt.Applier}, Packages: rt.Config.PackageNames(),
-		QueueSize: QueueDepth{Client: rt.SQS, Queue: rt.Queue}, DLQSize: QueueDepth{Client: rt.SQS, Queue: rt.DLQ},
+		QueueSize: QueueDepth{Queue: rt.Queue}, DLQSize: QueueDepth{Queue: rt.DLQ},
 		Metrics: &metrics.EMF{W: w}, Log: rt.Log, Settings: CleanupSettings(rt.Config),
 	}
 	if rt.Journal != nil { // a nil *journal.Dynamo must stay a nil interface
@@ -60,30 +56,14 @@ func (rt *Runtime) CleanupHandler() func(ctx context.Context, ev events.EventBri
 }
 
 // QueueDepth reports an SQS queue's visible plus in-flight messages.
-type QueueDepth struct {
-	Client interface {
-		GetQueueAttributes(context.Context, *sqs.GetQueueAttributesInput, ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
-	}
-	Queue *syncjob.SQSQueue
-}
+type QueueDepth struct{ Queue *syncjob.SQSQueue }
 
 var _ cleanup.Depth = QueueDepth{}
 
 // Depth implements cleanup.Depth.
 func (q QueueDepth) Depth(ctx context.Context) (int, error) {
-	url, err := q.Queue.URL(ctx)
-	if err != nil {
-		return 0, err
-	}
-	out, err := q.Client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: &url,
-		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages,
-			sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible}})
-	if err != nil {
-		return 0, fmt.Errorf("queue depth %s: %w", url, err)
-	}
-	visible, _ := strconv.Atoi(out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessages)])
-	inFlight, _ := strconv.Atoi(out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible)])
-	return visible + inFlight, nil
+	waiting, inFlight, err := q.Queue.Depth(ctx)
+	return waiting + inFlight, err
 }
 
 // SessionReporter builds the per-package session metrics (GET

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 )
 
 // Queue accepts jobs for later delivery to Keycloak.
@@ -19,6 +21,7 @@ type Queue interface {
 type SQSAPI interface {
 	SendMessage(context.Context, *sqs.SendMessageInput, ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
 	GetQueueUrl(context.Context, *sqs.GetQueueUrlInput, ...func(*sqs.Options)) (*sqs.GetQueueUrlOutput, error)
+	GetQueueAttributes(context.Context, *sqs.GetQueueAttributesInput, ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
 }
 
 // SQSQueue sends jobs to an SQS FIFO queue, one message group per user.
@@ -75,4 +78,21 @@ func (q *SQSQueue) Enqueue(ctx context.Context, j Job) error {
 		return fmt.Errorf("send sync job %s: %w", j.ID, err)
 	}
 	return nil
+}
+
+// Depth is the queue's approximate number of waiting and in-flight messages.
+func (q *SQSQueue) Depth(ctx context.Context) (waiting, inFlight int, err error) {
+	url, err := q.URL(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	out, err := q.client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: &url,
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages,
+			sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible}})
+	if err != nil {
+		return 0, 0, fmt.Errorf("queue depth %s: %w", q.name, err)
+	}
+	waiting, _ = strconv.Atoi(out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessages)])
+	inFlight, _ = strconv.Atoi(out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible)])
+	return waiting, inFlight, nil
 }
