@@ -386,11 +386,11 @@ func (s *Service) rehash(ctx context.Context, u users.User, password string, now
 }
 
 func (s *Service) enqueue(ctx context.Context, u users.User, now time.Time) {
-	j := syncjob.New(syncjob.SetPassword, u.Package, u.Username, u.Version, now)
-	if h, err := credential.ParseHash(u.Hash.SecretData, u.Hash.CredentialData); err == nil {
-		j.Hash = &h
+	j, err := syncjob.CurrentPassword(u, now)
+	if err == nil {
+		err = s.sync.Enqueue(ctx, j)
 	}
-	if err := s.sync.Enqueue(ctx, j); err != nil {
+	if err != nil {
 		s.log.WarnContext(ctx, "sync job not queued; reconciliation will re-queue it", "package", u.Package,
 			"username", u.Username, "err", err)
 	}

@@ -41,11 +41,11 @@ func Reconcile(ctx context.Context, st Unsynced, q Queue, packages []string, lim
 			}
 			for _, u := range page {
 				r.Found++
-				j := New(SetPassword, u.Package, u.Username, u.Version, now)
-				if h, err := credential.ParseHash(u.Hash.SecretData, u.Hash.CredentialData); err == nil {
-					j.Hash = &h
+				j, err := CurrentPassword(u, now)
+				if err == nil {
+					err = q.Enqueue(ctx, j)
 				}
-				if err := q.Enqueue(ctx, j); err != nil {
+				if err != nil {
 					r.Failed++
 					continue
 				}
@@ -59,4 +59,16 @@ func Reconcile(ctx context.Context, st Unsynced, q Queue, packages []string, lim
 	}
 	r.Done = true
 	return r, nil
+}
+
+// CurrentPassword is the job that sends Keycloak the user's current local
+// hash at the user's current version (drift repair, rehash, reconciliation).
+func CurrentPassword(u users.User, now time.Time) (Job, error) {
+	h, err := credential.ParseHash(u.Hash.SecretData, u.Hash.CredentialData)
+	if err != nil {
+		return Job{}, fmt.Errorf("%w: local hash of %s: %v", ErrMalformed, u.Key(), err)
+	}
+	j := New(SetPassword, u.Package, u.Username, u.Version, now)
+	j.Hash = &h
+	return j, nil
 }
