@@ -81,8 +81,9 @@ type Settings struct {
 	// Default 2s.
 	StoreTimeout time.Duration
 	// IsSuccessful says whether a call's error means Keycloak is healthy.
-	// Default: err == nil. Use KeycloakAnswered for Keycloak calls, so a
-	// wrong password (401/400 invalid_grant) does not count as an outage.
+	// Default: err == nil. For Keycloak calls pass !keycloak.IsOutage (the
+	// adapter classified the error once), so a wrong password does not
+	// count as an outage.
 	IsSuccessful func(err error) bool
 	// IsExcluded says whether an outcome should not count at all. Errors
 	// wrapping context.Canceled (the caller gave up) are always excluded.

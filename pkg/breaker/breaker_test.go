@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/Nerzal/gocloak/v13"
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/kcguard/kcguard/pkg/breaker"
+	"github.com/kcguard/kcguard/pkg/keycloak"
 )
 
 const kc = "http://keycloak.test:8080"
@@ -78,19 +78,19 @@ func TestWhichOutcomesCount(t *testing.T) {
 		count string // "failure", "success" or "excluded"
 	}{
 		{"ok", nil, "success"},
-		{"wrong password 401", &gocloak.APIError{Code: 401, Message: "invalid_grant"}, "success"},
-		{"invalid_grant 400", fmt.Errorf("login: %w", &gocloak.APIError{Code: 400, Message: "invalid_grant"}), "success"},
-		{"not found 404", gocloak.APIError{Code: 404}, "success"},
-		{"server error 503", &gocloak.APIError{Code: 503}, "failure"},
-		{"transport (gocloak code 0)", &gocloak.APIError{Code: 0, Message: "connection refused"}, "failure"},
-		{"timeout", context.DeadlineExceeded, "failure"},
+		{"wrong password 400 invalid_grant", keycloak.NewError("password grant", "homechoice", keycloak.ErrInvalidCredentials, 400, "invalid_grant"), "success"},
+		{"wrapped invalid_grant", fmt.Errorf("login: %w", keycloak.NewError("password grant", "homechoice", keycloak.ErrInvalidCredentials, 400, "invalid_grant")), "success"},
+		{"not found 404", keycloak.NewError("password grant", "homechoice", keycloak.ErrNotFound, 404, ""), "success"},
+		{"client refused 401", keycloak.NewError("password grant", "homechoice", keycloak.ErrRejected, 401, "unauthorized_client"), "success"},
+		{"server error 503", keycloak.NewError("password grant", "homechoice", keycloak.ErrUnavailable, 503, ""), "failure"},
+		{"our own timeout", keycloak.NewError("password grant", "homechoice", keycloak.ErrUnavailable, 0, "timeout"), "failure"},
 		{"plain transport error", errKeycloakDown, "failure"},
 		{"caller cancelled", fmt.Errorf("login: %w", context.Canceled), "excluded"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			f := newFixture()
-			b := f.instance("a", func(s *breaker.Settings) { s.IsSuccessful = breaker.KeycloakAnswered })
+			b := f.instance("a", func(s *breaker.Settings) { s.IsSuccessful = keycloakAnswered })
 			call(t, b, errKeycloakDown)
 			call(t, b, errKeycloakDown)
 			call(t, b, c.err)
@@ -463,15 +463,15 @@ func TestDefaults(t *testing.T) {
 
 func TestCallerCancellationIsExcludedEvenWhenFlattened(t *testing.T) {
 	f := newFixture()
-	b := f.instance("a", func(s *breaker.Settings) { s.IsSuccessful = breaker.KeycloakAnswered })
+	b := f.instance("a", func(s *breaker.Settings) { s.IsSuccessful = keycloakAnswered })
 	for range 5 {
 		ctx, cancel := context.WithCancel(context.Background())
 		done, err := b.Allow(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		cancel() // the user went away mid-call; gocloak reports code 0 with a message only
-		done(&gocloak.APIError{Code: 0, Message: "context canceled"})
+		cancel() // the user went away mid-call; an adapter may report it as a transport failure
+		done(errKeycloakDown)
 	}
 	if st, _ := b.Status(context.Background()); st.State != breaker.StateClosed || st.Failures != 0 {
 		t.Fatalf("cancelled calls counted as failures: %+v", st)

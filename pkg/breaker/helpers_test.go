@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/kcguard/kcguard/pkg/breaker"
+	"github.com/kcguard/kcguard/pkg/keycloak"
 )
 
 // clock is a settable breaker clock: cooldowns and leases pass by Advance.
@@ -127,7 +128,12 @@ func (c *countingDB) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInpu
 
 func (c *countingDB) reset() { c.gets.Store(0); c.puts.Store(0); c.updates.Store(0) }
 
-var errKeycloakDown = errors.New("dial tcp: connection refused (test)")
+// errKeycloakDown is an outage as the Keycloak adapter reports it.
+var errKeycloakDown = keycloak.NewError("password grant", "homechoice", keycloak.ErrUnavailable, 0, "connection refused (test)")
+
+// keycloakAnswered is production's IsSuccessful (platform.BreakerSettings):
+// the Keycloak adapter has classified the error; only an outage counts.
+func keycloakAnswered(err error) bool { return !keycloak.IsOutage(err) }
 
 // call runs one call through b with the given outcome and reports whether
 // the breaker let it through.

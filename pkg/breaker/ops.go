@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
-
-	"github.com/Nerzal/gocloak/v13"
 )
 
 // Event is one transition, reported once, by the instance that won it.
@@ -192,29 +189,4 @@ func (b *Breaker) force(ctx context.Context, what string, next func(old Record, 
 		}
 	}
 	return Status{}, fmt.Errorf("%s: %w", what, ErrConflict)
-}
-
-// KeycloakAnswered is an IsSuccessful for Keycloak calls: Keycloak
-// answering at all, even "wrong password" (401, 400 invalid_grant) or any
-// other 4xx, means it is up. Transport errors (gocloak code 0), timeouts and
-// 5xx are failures.
-func KeycloakAnswered(err error) bool {
-	if err == nil {
-		return true
-	}
-	var code int
-	var p *gocloak.APIError
-	var v gocloak.APIError
-	var sc interface{ StatusCode() int }
-	switch {
-	case errors.As(err, &p):
-		code = p.Code
-	case errors.As(err, &v):
-		code = v.Code
-	case errors.As(err, &sc):
-		code = sc.StatusCode()
-	default:
-		return false
-	}
-	return code >= 400 && code < http.StatusInternalServerError
 }
