@@ -186,12 +186,13 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 		}
 		return LoginResult{}, s.countFailure(ctx, key, entry, event, now)
 	}
-	if early == nil && s.keycloak != nil {
-		early = s.startGrant(ctx, key, in.Password)
-	}
 	var g *grant
-	if early != nil {
+	switch {
+	case early != nil:
 		v := <-early // bounded by the grant's own timeout
+		g = &v
+	case s.keycloak != nil:
+		v := s.grant(ctx, key, in.Password)
 		g = &v
 	}
 	tier, err := s.keycloakTier(ctx, key, g, now)
@@ -292,19 +293,21 @@ type grant struct {
 	allowed bool // false: the breaker refused, Keycloak was not called
 }
 
-// startGrant asks the breaker and, if allowed, Keycloak, without blocking.
+// grant asks the breaker and, if allowed, Keycloak.
+func (s *Service) grant(ctx context.Context, key users.Key, password string) grant {
+	done, err := s.breaker.Allow(ctx)
+	if err != nil {
+		return grant{err: err}
+	}
+	tok, err := s.keycloak.PasswordGrant(ctx, key.Package, key.Username, password)
+	done(err)
+	return grant{tok: tok, err: err, allowed: true}
+}
+
+// startGrant runs grant without blocking (ParallelKeycloak).
 func (s *Service) startGrant(ctx context.Context, key users.Key, password string) <-chan grant {
 	ch := make(chan grant, 1)
-	go func() {
-		done, err := s.breaker.Allow(ctx)
-		if err != nil {
-			ch <- grant{err: err}
-			return
-		}
-		tok, err := s.keycloak.PasswordGrant(ctx, key.Package, key.Username, password)
-		done(err)
-		ch <- grant{tok: tok, err: err, allowed: true}
-	}()
+	go func() { ch <- s.grant(ctx, key, password) }()
 	return ch
 }
 
