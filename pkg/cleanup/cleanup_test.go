@@ -13,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kcguard/kcguard/pkg/auth"
 	"github.com/kcguard/kcguard/pkg/breaker"
 	"github.com/kcguard/kcguard/pkg/cleanup"
+	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/metrics"
 	"github.com/kcguard/kcguard/pkg/sessions"
@@ -212,7 +214,7 @@ func TestRunDoesEveryStepAndLogsOneLine(t *testing.T) {
 	f.session(t, "gone1", t0.Add(-time.Hour))
 	f.session(t, "gone2", t0.Add(-time.Minute))
 	f.session(t, "live", t0.Add(time.Hour))
-	if _, err := f.users.Create(ctx, users.User{Package: "homechoice", Username: "pending", Enabled: true}, t0.Add(-90*time.Second)); err != nil {
+	if _, err := f.users.Create(ctx, pendingUser(t), t0.Add(-90*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -283,7 +285,7 @@ func (stuckSessions) DeleteExpired(ctx context.Context, _ time.Time, _ int) (int
 func TestRunStopsCleanlyAtItsTimeBudget(t *testing.T) {
 	f := newFixture(cleanup.Settings{StepTimeout: 50 * time.Millisecond, TimeBudget: time.Second})
 	f.c.Sessions = stuckSessions{}
-	if _, err := f.users.Create(context.Background(), users.User{Package: "homechoice", Username: "pending", Enabled: true}, t0); err != nil {
+	if _, err := f.users.Create(context.Background(), pendingUser(t), t0); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
@@ -354,4 +356,19 @@ func TestRunPurgesTheJournal(t *testing.T) {
 	if !strings.Contains(f.emf.String(), `"JournalEntriesPurged":3`) || !strings.Contains(f.logs.String(), `"journal":{"purged":3`) {
 		t.Fatalf("journal counts not reported:\n%s\n%s", f.emf.String(), f.logs.String())
 	}
+}
+
+// pendingUser is a local user Keycloak does not have yet, with a real hash:
+// reconciliation re-queues its current password.
+func pendingUser(t *testing.T) users.User {
+	t.Helper()
+	h, err := credential.NewHasher(credential.Params{Iterations: 1, Argon2MemoryKiB: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash, err := h.Hash("pending-user-password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return users.User{Package: "homechoice", Username: "pending", Enabled: true, Hash: auth.StoredHash(hash)}
 }
