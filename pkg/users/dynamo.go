@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -84,6 +85,9 @@ type userItem struct {
 	Version           int64             `dynamodbav:"version"`
 	SyncedVersion     int64             `dynamodbav:"keycloak_synced_version"`
 	KeycloakID        string            `dynamodbav:"keycloak_id,omitempty"`
+	HashStale         bool              `dynamodbav:"hash_stale,omitempty"`
+	RequiredActions   []string          `dynamodbav:"required_actions,omitempty"`
+	ConfirmedAt       string            `dynamodbav:"keycloak_confirmed_at,omitempty"`
 	CreatedAt         string            `dynamodbav:"created_at,omitempty"`
 	UpdatedAt         string            `dynamodbav:"updated_at,omitempty"`
 	PasswordChangedAt string            `dynamodbav:"password_changed_at,omitempty"`
@@ -103,6 +107,7 @@ func toItem(u User) userItem {
 		HashAlgorithm: u.Hash.Algorithm, SecretData: u.Hash.SecretData, CredentialData: u.Hash.CredentialData,
 		Version: u.Version, SyncedVersion: u.KeycloakSyncedVersion, KeycloakID: u.KeycloakID,
 		CreatedAt: ddbitem.Time(u.CreatedAt), UpdatedAt: ddbitem.Time(u.UpdatedAt), PasswordChangedAt: ddbitem.Time(u.PasswordChangedAt),
+		HashStale: u.HashStale, RequiredActions: u.RequiredActions, ConfirmedAt: ddbitem.Time(u.KeycloakConfirmedAt),
 	}
 	if u.Unsynced() {
 		it.UnsyncedPkg = u.Package
@@ -119,17 +124,24 @@ func fromItem(av map[string]types.AttributeValue) (User, error) {
 		Package: it.Pkg, Username: it.Username, Email: it.Email, Attributes: it.Attributes, Enabled: it.Enabled,
 		Hash:    Hash{Algorithm: it.HashAlgorithm, SecretData: it.SecretData, CredentialData: it.CredentialData},
 		Version: it.Version, KeycloakSyncedVersion: it.SyncedVersion, KeycloakID: it.KeycloakID,
+		HashStale: it.HashStale, RequiredActions: it.RequiredActions,
 	}
 	if len(u.Attributes) == 0 {
 		u.Attributes = nil
 	}
+	if len(u.RequiredActions) == 0 {
+		u.RequiredActions = nil
+	}
 	var err error
-	if u.CreatedAt, err = ddbitem.ParseTime(it.CreatedAt); err == nil {
-		if u.UpdatedAt, err = ddbitem.ParseTime(it.UpdatedAt); err == nil {
-			u.PasswordChangedAt, err = ddbitem.ParseTime(it.PasswordChangedAt)
+	for _, f := range []struct {
+		dst *time.Time
+		src string
+	}{{&u.CreatedAt, it.CreatedAt}, {&u.UpdatedAt, it.UpdatedAt}, {&u.PasswordChangedAt, it.PasswordChangedAt}, {&u.KeycloakConfirmedAt, it.ConfirmedAt}} {
+		if *f.dst, err = ddbitem.ParseTime(f.src); err != nil {
+			return u, err
 		}
 	}
-	return u, err
+	return u, nil
 }
 
 func fromLockoutItem(av map[string]types.AttributeValue, now time.Time) (Lockout, error) {
@@ -374,6 +386,122 @@ func (d *Dynamo) SetKeycloakID(ctx context.Context, key Key, id string) error {
 		return fmt.Errorf("set keycloak id %s: %w", key, err)
 	}
 	return nil
+}
+
+// ApplyVerdict costs one UpdateItem (plus a GetItem when the condition
+// fails, to tell a missing user from a version conflict).
+func (d *Dynamo) ApplyVerdict(ctx context.Context, key Key, expected int64, v Verdict) (User, error) {
+	key, err := key.normalize()
+	if err != nil {
+		return User{}, err
+	}
+	if err := v.check(key); err != nil {
+		return User{}, err
+	}
+	upd, vals, err := verdictUpdate(v)
+	if err != nil {
+		return User{}, err
+	}
+	cond := "attribute_exists(pk)"
+	if expected != AnyVersion {
+		cond += " AND version = :ev"
+		vals[":ev"] = n(expected)
+	}
+	if v.Hash != nil {
+		cond += " AND version = keycloak_synced_version"
+	}
+	if upd == "" {
+		return d.Get(ctx, key)
+	}
+	if len(vals) == 0 {
+		vals = nil // DynamoDB refuses an empty map
+	}
+	out, err := d.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: &d.table, Key: d.itemKey(key, skUser),
+		UpdateExpression: aws.String(upd), ConditionExpression: aws.String(cond),
+		ExpressionAttributeValues: vals, ReturnValues: types.ReturnValueAllNew,
+	})
+	if ddbitem.ConditionFailed(err) {
+		if _, gerr := d.Get(ctx, key); gerr != nil {
+			return User{}, gerr
+		}
+		return User{}, fmt.Errorf("apply verdict %s: expected version %d, no unsynced change: %w", key, expected, ErrVersionConflict)
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("apply verdict %s: %w", key, err)
+	}
+	return fromItem(out.Attributes)
+}
+
+// VerdictTx builds ApplyVerdict(key, AnyVersion, v) for a caller that
+// writes it inside a successful login's transaction (Keycloak has just
+// confirmed the user: the stamp rides on a write the login makes anyway).
+// v must not carry a Hash.
+func (d *Dynamo) VerdictTx(key Key, v Verdict) (types.TransactWriteItem, error) {
+	if k, err := key.normalize(); err == nil {
+		key = k
+	}
+	if v.Hash != nil {
+		return types.TransactWriteItem{}, fmt.Errorf("users: verdict for %s: a learnt hash cannot ride on a login transaction", key)
+	}
+	upd, vals, err := verdictUpdate(v)
+	if err != nil || upd == "" {
+		return types.TransactWriteItem{}, fmt.Errorf("users: empty verdict for %s: %v", key, err)
+	}
+	if len(vals) == 0 {
+		vals = nil // DynamoDB refuses an empty map
+	}
+	return types.TransactWriteItem{Update: &types.Update{
+		TableName: aws.String(d.table), Key: d.itemKey(key, skUser),
+		UpdateExpression: aws.String(upd), ConditionExpression: aws.String("attribute_exists(pk)"),
+		ExpressionAttributeValues: vals,
+	}}, nil
+}
+
+// verdictUpdate is the update expression recording v ("" when v is empty).
+func verdictUpdate(v Verdict) (string, map[string]types.AttributeValue, error) {
+	var set, remove []string
+	vals := map[string]types.AttributeValue{}
+	if v.Enabled != nil {
+		set, vals[":en"] = append(set, "enabled = :en"), &types.AttributeValueMemberBOOL{Value: *v.Enabled}
+	}
+	if v.HashStale != nil {
+		if *v.HashStale {
+			set, vals[":stale"] = append(set, "hash_stale = :stale"), &types.AttributeValueMemberBOOL{Value: true}
+		} else {
+			remove = append(remove, "hash_stale")
+		}
+	}
+	if v.RequiredActions != nil {
+		if len(v.RequiredActions) == 0 {
+			remove = append(remove, "required_actions")
+		} else {
+			av, err := attributevalue.Marshal(v.RequiredActions)
+			if err != nil {
+				return "", nil, fmt.Errorf("encode required actions: %w", err)
+			}
+			set, vals[":ra"] = append(set, "required_actions = :ra"), av
+		}
+	}
+	if !v.ConfirmedAt.IsZero() {
+		set, vals[":conf"] = append(set, "keycloak_confirmed_at = :conf"), s(ddbitem.Time(v.ConfirmedAt))
+	}
+	if v.KeycloakID != "" {
+		set, vals[":kid"] = append(set, "keycloak_id = :kid"), s(v.KeycloakID)
+	}
+	if v.Hash != nil {
+		set = append(set, "hash_algorithm = :alg", "secret_data = :sd", "credential_data = :cd",
+			"updated_at = :conf", "password_changed_at = :conf")
+		vals[":alg"], vals[":sd"], vals[":cd"] = s(v.Hash.Algorithm), s(v.Hash.SecretData), s(v.Hash.CredentialData)
+	}
+	var expr string
+	if len(set) > 0 {
+		expr = "SET " + strings.Join(set, ", ")
+	}
+	if len(remove) > 0 {
+		expr = strings.TrimSpace(expr + " REMOVE " + strings.Join(remove, ", "))
+	}
+	return expr, vals, nil
 }
 
 // Delete costs one DeleteItem.

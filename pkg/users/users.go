@@ -110,6 +110,23 @@ type User struct {
 	// KeycloakID is Keycloak's user id once known.
 	KeycloakID string
 
+	// Keycloak is the authority for what an administrator or Keycloak
+	// itself decides (see docs/design.md); these fields record what
+	// kcguard last learnt of it. Enabled=false above is Keycloak's disable.
+	// They change through ApplyVerdict, never through Version.
+
+	// HashStale: Keycloak reset the password, so Hash is an old password
+	// that must not log anyone in offline; a Keycloak-verified login
+	// replaces the hash and clears the flag.
+	HashStale bool
+	// RequiredActions are Keycloak's required actions last seen
+	// (e.g. UPDATE_PASSWORD); Keycloak refuses logins until they are done.
+	RequiredActions []string
+	// KeycloakConfirmedAt is the last time Keycloak confirmed this user's
+	// state (a login through Keycloak, a sync or a pull). The offline
+	// window is measured from it. Logins refresh it coarsely (ConfirmEvery).
+	KeycloakConfirmedAt time.Time
+
 	CreatedAt         time.Time
 	UpdatedAt         time.Time
 	PasswordChangedAt time.Time
@@ -120,6 +137,76 @@ func (u User) Key() Key { return Key{Package: u.Package, Username: u.Username} }
 
 // Unsynced reports whether Keycloak lags behind the local record.
 func (u User) Unsynced() bool { return u.Version > u.KeycloakSyncedVersion }
+
+// ConfirmEvery is how stale KeycloakConfirmedAt may get before a login
+// through Keycloak refreshes it: the offline window is counted in days, so
+// a coarse stamp keeps the normal login free of an extra write.
+const ConfirmEvery = 5 * time.Minute
+
+// ConfirmDue reports whether a Keycloak-confirmed login at now should
+// refresh KeycloakConfirmedAt.
+func (u User) ConfirmDue(now time.Time) bool {
+	return now.Sub(u.KeycloakConfirmedAt) >= ConfirmEvery
+}
+
+// AnyVersion, as the expected version of ApplyVerdict, skips the version
+// check: for facts that hold whatever kcguard changed meanwhile (Keycloak
+// just confirmed the user is enabled).
+const AnyVersion int64 = -1
+
+// Verdict is what Keycloak decided about a user, to be recorded locally.
+// Zero fields leave the stored value alone. It is not a kcguard change:
+// applying it never raises Version and so never queues a sync.
+type Verdict struct {
+	Enabled   *bool
+	HashStale *bool
+	// RequiredActions, when non-nil, replaces the stored list (an empty
+	// slice clears it).
+	RequiredActions []string
+	// ConfirmedAt, when not zero, becomes KeycloakConfirmedAt.
+	ConfirmedAt time.Time
+	// KeycloakID, when not empty, is recorded.
+	KeycloakID string
+	// Hash, when set, replaces the password hash with one of a password
+	// Keycloak has just verified ("learn"); PasswordChangedAt becomes
+	// ConfirmedAt. Only allowed on a user with no unsynced change, whose
+	// Version Keycloak therefore already has.
+	Hash *Hash
+}
+
+// apply returns u with the verdict recorded.
+func (v Verdict) apply(u User) User {
+	if v.Enabled != nil {
+		u.Enabled = *v.Enabled
+	}
+	if v.HashStale != nil {
+		u.HashStale = *v.HashStale
+	}
+	if v.RequiredActions != nil {
+		u.RequiredActions = nil
+		if len(v.RequiredActions) > 0 {
+			u.RequiredActions = append([]string(nil), v.RequiredActions...)
+		}
+	}
+	if !v.ConfirmedAt.IsZero() {
+		u.KeycloakConfirmedAt = utc(v.ConfirmedAt)
+	}
+	if v.KeycloakID != "" {
+		u.KeycloakID = v.KeycloakID
+	}
+	if v.Hash != nil {
+		u.Hash = *v.Hash
+		u.PasswordChangedAt, u.UpdatedAt = utc(v.ConfirmedAt), utc(v.ConfirmedAt)
+	}
+	return u
+}
+
+func (v Verdict) check(key Key) error {
+	if v.Hash != nil && v.ConfirmedAt.IsZero() {
+		return fmt.Errorf("users: verdict for %s: a learnt hash needs ConfirmedAt", key)
+	}
+	return nil
+}
 
 // Lockout is the failed-login state of a key, known user or not.
 type Lockout struct {
@@ -204,6 +291,13 @@ type Store interface {
 	// SetKeycloakID records Keycloak's id; it is bookkeeping, not a change,
 	// so Version stays.
 	SetKeycloakID(ctx context.Context, key Key, id string) error
+	// ApplyVerdict records Keycloak's decision about the user if the stored
+	// Version is still expectedVersion (AnyVersion: unconditionally), else
+	// ErrVersionConflict; ErrNotFound if the user is gone. Version and
+	// KeycloakSyncedVersion stay, so nothing is queued for Keycloak. A
+	// verdict with a Hash also fails with ErrVersionConflict on a user with
+	// an unsynced change: kcguard's pending change wins over a learnt hash.
+	ApplyVerdict(ctx context.Context, key Key, expectedVersion int64, v Verdict) (User, error)
 	// Delete removes the user (ErrNotFound if absent). Its lockout state stays.
 	Delete(ctx context.Context, key Key) error
 
@@ -273,7 +367,11 @@ func prepareNew(u User, now time.Time) (User, error) {
 		u.PasswordChangedAt = now
 	}
 	u.CreatedAt, u.UpdatedAt, u.PasswordChangedAt = utc(u.CreatedAt), utc(u.UpdatedAt), utc(u.PasswordChangedAt)
+	u.KeycloakConfirmedAt = utc(u.KeycloakConfirmedAt)
 	u.Attributes = maps.Clone(u.Attributes)
+	if len(u.RequiredActions) == 0 {
+		u.RequiredActions = nil
+	}
 	return u, nil
 }
 
