@@ -135,6 +135,14 @@ type User struct {
 // Key returns the user's key.
 func (u User) Key() Key { return Key{Package: u.Package, Username: u.Username} }
 
+// KeycloakMustDecide reports whether Keycloak refused this user last time
+// it was asked (disabled, password reset, required actions): then the
+// local hash alone must log no one in, online or offline, until Keycloak
+// accepts the user again.
+func (u User) KeycloakMustDecide() bool {
+	return !u.Enabled || u.HashStale || len(u.RequiredActions) > 0
+}
+
 // Unsynced reports whether Keycloak lags behind the local record.
 func (u User) Unsynced() bool { return u.Version > u.KeycloakSyncedVersion }
 
