@@ -6,6 +6,7 @@ package keycloaktest
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"strings"
@@ -249,7 +250,7 @@ func (f *Fake) token(pkg, userID string) keycloak.Token {
 	rt := "fake-refresh-" + newID()
 	f.refresh[rt] = refreshEntry{pkg: pkg, userID: userID, expires: now.Add(f.RefreshLifetime)}
 	return keycloak.Token{
-		AccessToken: "fake-access-" + newID(), RefreshToken: rt, TokenType: "Bearer",
+		AccessToken: fakeJWT(userID), RefreshToken: rt, TokenType: "Bearer",
 		ExpiresIn: int(f.TokenLifetime / time.Second), RefreshExpiresIn: int(f.RefreshLifetime / time.Second),
 		ExpiresAt: now.Add(f.TokenLifetime), RefreshExpiresAt: now.Add(f.RefreshLifetime),
 	}
@@ -487,6 +488,14 @@ func (f *Fake) DeleteUser(ctx context.Context, pkg, userID string) error {
 
 // Ping implements keycloak.Keycloak.
 func (f *Fake) Ping(ctx context.Context) error { return f.enter(ctx, Ping) }
+
+// fakeJWT is an unsigned token shaped like Keycloak's, whose "sub" claim
+// is the user's id (Token.Subject reads it).
+func fakeJWT(userID string) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(`{"alg":"none","typ":"JWT"}`)) + "." +
+		enc([]byte(`{"sub":"`+userID+`","jti":"`+newID()+`"}`)) + ".fake-signature"
+}
 
 func newID() string {
 	b := make([]byte, 16)
