@@ -303,7 +303,7 @@ func (d *Dynamo) UpdatePassword(ctx context.Context, key Key, expected int64, h 
 		"hash_algorithm = :alg, secret_data = :sd, credential_data = :cd, updated_at = :now, password_changed_at = :now",
 		map[string]types.AttributeValue{
 			":alg": s(h.Algorithm), ":sd": s(h.SecretData), ":cd": s(h.CredentialData), ":now": s(ddbitem.Time(now)),
-		}, "", samePassword(h, now))
+		}, "hash_stale", samePassword(h, now))
 }
 
 // UpdateProfile costs one UpdateItem (plus a GetItem on conflict).

@@ -105,7 +105,7 @@ func (m *Memory) change(key Key, expected int64, fn func(*User), mine func(User)
 
 func (m *Memory) UpdatePassword(_ context.Context, key Key, expected int64, h Hash, now time.Time) (User, error) {
 	return m.change(key, expected, func(u *User) {
-		u.Hash = h
+		u.Hash, u.HashStale = h, false
 		u.UpdatedAt, u.PasswordChangedAt = utc(now), utc(now)
 	}, samePassword(h, now))
 }

@@ -288,7 +288,8 @@ type Store interface {
 	// a lost response looks like, and it must not read as a conflict.
 	Create(ctx context.Context, u User, now time.Time) (User, error)
 	// UpdatePassword replaces the hash if the stored Version is still
-	// expectedVersion (else ErrVersionConflict) and raises Version.
+	// expectedVersion (else ErrVersionConflict) and raises Version. A new
+	// hash is no longer the stale one: HashStale is cleared.
 	UpdatePassword(ctx context.Context, key Key, expectedVersion int64, h Hash, now time.Time) (User, error)
 	// UpdateProfile replaces the profile under the same version check.
 	UpdateProfile(ctx context.Context, key Key, expectedVersion int64, p Profile, now time.Time) (User, error)

@@ -620,10 +620,17 @@ func testLearntHash(t *testing.T, s users.Store, pkg string) {
 		t.Errorf("learnt: %+v", got)
 	}
 	// kcguard's own pending change is never overwritten by a learnt hash.
+	yes := true
+	if _, err := s.ApplyVerdict(ctx, key(t, pkg, "lena"), 4, users.Verdict{HashStale: &yes}); err != nil {
+		t.Fatal(err)
+	}
 	mine := users.Hash{Algorithm: "argon2", SecretData: `{"value":"mine"}`, CredentialData: `{"hashIterations":5}`}
 	changed, err := s.UpdatePassword(ctx, key(t, pkg, "lena"), 4, mine, t0.Add(3*time.Hour))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if changed.HashStale {
+		t.Error("a new local hash (an operator's set-password) is no longer the stale one")
 	}
 	if _, err := s.ApplyVerdict(ctx, key(t, pkg, "lena"), changed.Version, users.Verdict{Hash: &learnt, ConfirmedAt: conf}); !errors.Is(err, users.ErrVersionConflict) {
 		t.Errorf("learn over an unsynced change: %v, want ErrVersionConflict", err)
