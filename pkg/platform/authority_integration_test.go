@@ -12,11 +12,10 @@ import (
 	"time"
 
 	"github.com/kcguard/kcguard/internal/stacktest"
-	"github.com/kcguard/kcguard/internal/testenv"
 	"github.com/kcguard/kcguard/pkg/auth"
 	"github.com/kcguard/kcguard/pkg/config"
 	"github.com/kcguard/kcguard/pkg/keycloak"
-	"github.com/kcguard/kcguard/pkg/platform"
+	"github.com/kcguard/kcguard/pkg/keycloak/keycloaktest"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -107,15 +106,7 @@ func TestKeycloakAdminResetWinsOverTheLocalHash(t *testing.T) {
 	mustMode(t, e, u, u.Password, auth.ModeKeycloak)
 	// An administrator sets a new password in Keycloak.
 	reset := "reset-by-admin-" + u.Password
-	h, err := platform.Hasher(e.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hash, err := h.Hash(reset)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.RT.Keycloak.ImportPasswordHash(ctx, u.Package, kcID(t, e, u), hash); err != nil {
+	if err := e.RT.Keycloak.ImportPasswordHash(ctx, u.Package, kcID(t, e, u), e.Hash(t, reset)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.Login(u, u.Password); !errors.Is(err, auth.ErrInvalidCredentials) {
@@ -185,16 +176,13 @@ func TestKeycloakBruteForceLockRefusesToo(t *testing.T) {
 		on := true
 		_ = e.RT.Keycloak.UpdateUser(context.Background(), u.Package, id, keycloak.UserUpdate{Enabled: &on})
 	})
-	// Two failures within the realm's quickLoginCheckMilliSeconds lock the
-	// user in Keycloak for minimumQuickLoginWaitSeconds (60 s).
-	for range 2 {
-		if _, err := e.RT.Keycloak.PasswordGrant(ctx, u.Package, u.Name, "wrong-"+u.Password); !errors.Is(err, keycloak.ErrInvalidCredentials) {
-			t.Fatal(err)
-		}
+	if err := keycloaktest.LockUser(ctx, e.RT.Keycloak, u.Package, u.Name, id); err != nil {
+		t.Fatal(err)
 	}
 	_, err := e.Login(u, u.Password)
 	var locked *auth.LockedError
-	if !errors.As(err, &locked) || locked.RetryAfter <= 0 || locked.RetryAfter > 61*time.Second {
+	// The local realms lock for 60 s per step, at most 15 minutes.
+	if !errors.As(err, &locked) || locked.RetryAfter <= 0 || locked.RetryAfter > 15*time.Minute {
 		t.Fatalf("%v, want locked with Keycloak's wait", err)
 	}
 	if lu := localUser(t, e, u); lu.HashStale || !lu.Enabled || lu.Unsynced() {
@@ -205,22 +193,7 @@ func TestKeycloakBruteForceLockRefusesToo(t *testing.T) {
 
 func TestKeycloakOnlyUserIsLearnt(t *testing.T) {
 	e := stacktest.New(t, patientKeycloak, func(c *config.Config) { c.Keycloak.LearnOnLogin = true })
-	ctx := context.Background()
-	u := stacktest.User{Package: "janee", Name: testenv.Unique(authorityPrefix + "kconly"), Password: testenv.Unique("Pw-kc-only")}
-	h, err := platform.Hasher(e.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hash, err := h.Hash(u.Password)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := e.RT.Keycloak.CreateUser(ctx, u.Package, keycloak.UserSpec{Username: u.Name, Email: u.Name + "@example.test",
-		FirstName: "Kc", LastName: "Only", EmailVerified: true, Password: hash})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e.RT.Keycloak.DeleteUser(context.Background(), u.Package, id) })
+	u, id := e.NewKeycloakUser(t, "janee", authorityPrefix+"kconly")
 	if _, err := e.Login(u, "wrong-"+u.Password); !errors.Is(err, auth.ErrInvalidCredentials) {
 		t.Fatalf("wrong password: %v", err)
 	}

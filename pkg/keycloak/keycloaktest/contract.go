@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -189,4 +190,28 @@ func randomSuffix() string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// LockUser drives a real Keycloak's brute-force detector with wrong
+// passwords until it locks the user (BruteForceStatus says so), for tests.
+// Two quick failures usually do (quickLoginCheckMilliSeconds); on a loaded
+// machine they may be further apart, so it goes on up to the realm's
+// failureFactor (10 in local/realms), which locks whatever the timing.
+func LockUser(ctx context.Context, kc keycloak.Keycloak, pkg, username, userID string) error {
+	for i := 0; i < 12; i++ {
+		if _, err := kc.PasswordGrant(ctx, pkg, username, "certainly-wrong-"+randomSuffix()); !errors.Is(err, keycloak.ErrInvalidCredentials) {
+			return fmt.Errorf("wrong password %d: %v", i+1, err)
+		}
+		if i == 0 {
+			continue
+		}
+		bf, err := kc.BruteForceStatus(ctx, pkg, userID)
+		if err != nil {
+			return err
+		}
+		if bf.Locked {
+			return nil
+		}
+	}
+	return fmt.Errorf("keycloak did not lock %s", username)
 }
