@@ -22,8 +22,8 @@ var (
 	// It does not prove the password is wrong: Keycloak 26.7.3's brute-force
 	// protection answers "Invalid user credentials" also to concurrent
 	// logins of one user and, at times, to a right password shortly after a
-	// wrong one (its events say user_temporarily_disabled). Treat it as
-	// credential drift only with other evidence.
+	// wrong one (its events say user_temporarily_disabled). The login asks
+	// the admin API (InspectAccount) before concluding anything from it.
 	ErrInvalidCredentials = errors.New("keycloak: invalid credentials")
 	// ErrAccountDisabled and ErrActionRequired refine ErrInvalidCredentials
 	// (errors.Is matches both) where Keycloak's answer says why. Keycloak

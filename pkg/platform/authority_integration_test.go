@@ -109,9 +109,11 @@ func TestKeycloakAdminResetWinsOverTheLocalHash(t *testing.T) {
 	if err := e.RT.Keycloak.ImportPasswordHash(ctx, u.Package, kcID(t, e, u), e.Hash(t, reset)); err != nil {
 		t.Fatal(err)
 	}
+	start := time.Now()
 	if _, err := e.Login(u, u.Password); !errors.Is(err, auth.ErrInvalidCredentials) {
 		t.Fatalf("old password online: %v, want the wrong-password answer", err)
 	}
+	t.Logf("refused login that asked Keycloak's admin API why: %s", time.Since(start))
 	if lu := localUser(t, e, u); !lu.HashStale || lu.Unsynced() {
 		t.Fatalf("local hash not marked stale: %+v", lu)
 	}
@@ -122,7 +124,12 @@ func TestKeycloakAdminResetWinsOverTheLocalHash(t *testing.T) {
 		}
 	}
 	restore(t, e)
+	start = time.Now()
 	mustMode(t, e, u, reset, auth.ModeKeycloak)
+	t.Logf("login that learnt the new password: %s", time.Since(start))
+	start = time.Now()
+	mustMode(t, e, u, reset, auth.ModeKeycloak)
+	t.Logf("normal login through Keycloak: %s", time.Since(start))
 	if lu := localUser(t, e, u); lu.HashStale || lu.Unsynced() {
 		t.Fatalf("the verified new password must be learnt, synced: %+v", lu)
 	}
