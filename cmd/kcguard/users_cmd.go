@@ -122,6 +122,12 @@ reconciliation carries it to Keycloak. Use POST /password for user changes.`,
 			}
 			e.printf("\nkeycloak id:     %s\npassword set:    %s\nfailed logins:   %d\n",
 				u.KeycloakID, u.PasswordChangedAt.Format(time.RFC3339), entry.Lockout.FailedAttempts)
+			confirmed := "never"
+			if !u.KeycloakConfirmedAt.IsZero() {
+				confirmed = u.KeycloakConfirmedAt.Format(time.RFC3339)
+			}
+			e.printf("keycloak confirmed: %s\nhash stale:      %v (reset in keycloak: no offline login until the new password is used online)\nrequired actions: %v\n",
+				confirmed, u.HashStale, u.RequiredActions)
 			if entry.Lockout.Locked(time.Now()) {
 				e.printf("locked until:    %s\n", entry.Lockout.LockedUntil.Format(time.RFC3339))
 			}
