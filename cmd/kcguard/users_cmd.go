@@ -126,8 +126,10 @@ reconciliation carries it to Keycloak. Use POST /password for user changes.`,
 			if !u.KeycloakConfirmedAt.IsZero() {
 				confirmed = u.KeycloakConfirmedAt.Format(time.RFC3339)
 			}
-			e.printf("keycloak confirmed: %s\nhash stale:      %v (reset in keycloak: no offline login until the new password is used online)\nrequired actions: %v\n",
-				confirmed, u.HashStale, u.RequiredActions)
+			e.printf("keycloak confirmed: %s\nhash stale:      %v\nrequired actions: %v\n", confirmed, u.HashStale, u.RequiredActions)
+			if u.KeycloakMustDecide() {
+				e.printf("offline login:   refused until Keycloak accepts this user again (disabled, reset or actions pending)\n")
+			}
 			if entry.Lockout.Locked(time.Now()) {
 				e.printf("locked until:    %s\n", entry.Lockout.LockedUntil.Format(time.RFC3339))
 			}
