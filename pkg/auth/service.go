@@ -170,10 +170,13 @@ func New(d Deps, s Settings) (*Service, error) {
 
 // Login authenticates locally first, then asks Keycloak.
 //
-// A session is only ever issued after the local check passed. By default
-// the tiers run in sequence, so a password the local store refuses never
-// reaches Keycloak: an attacker guessing through kcguard cannot touch
-// Keycloak's brute-force counters, and unknown usernames never reach
+// A session is only ever issued after the local check passed, or after
+// Keycloak alone accepted a user the local store cannot judge (authority.go:
+// a user Keycloak refused last time, or an unknown username with
+// LearnOnLogin). By default the tiers run in sequence, so for a known,
+// healthy user a password the local store refuses never reaches Keycloak:
+// an attacker guessing through kcguard cannot touch Keycloak's brute-force
+// counters, and without LearnOnLogin unknown usernames never reach
 // Keycloak at all. With Settings.ParallelKeycloak, a known, enabled user
 // with no failed attempts on record has the grant started alongside the
 // local hash check (latency is the larger of the two, not their sum); any
