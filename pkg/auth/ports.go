@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/kcguard/kcguard/pkg/audit"
+	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/sessions"
 	"github.com/kcguard/kcguard/pkg/syncjob"
@@ -46,6 +47,16 @@ type LoginRead struct {
 	// CachedToken returns the cached Keycloak token within its grace
 	// period; it was read with the user and is decrypted only when called.
 	CachedToken func(ctx context.Context) (keycloak.Token, bool, error)
+}
+
+// PasswordHasher makes and checks local hashes (*credential.Hasher; tests
+// count the checks at this seam).
+type PasswordHasher interface {
+	Hash(password string) (credential.Hash, error)
+	Verify(stored credential.Hash, password string) (bool, error)
+	VerifyDummy(password string) bool
+	NeedsRehash(stored credential.Hash) bool
+	Params() credential.Params
 }
 
 // PasswordGranter is the Keycloak tier of a login.

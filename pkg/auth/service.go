@@ -127,7 +127,7 @@ func growingDelay(n, free int, step, most time.Duration, now time.Time) time.Tim
 // Service runs the login and password-change flows.
 type Service struct {
 	users    Users
-	hasher   *credential.Hasher
+	hasher   PasswordHasher
 	policy   credential.Policy
 	keycloak PasswordGranter // nil: the Keycloak tier is disabled
 	breaker  Breaker
@@ -146,7 +146,7 @@ type Service struct {
 // Deps are the Service's collaborators.
 type Deps struct {
 	Users    Users
-	Hasher   *credential.Hasher
+	Hasher   PasswordHasher
 	Policy   credential.Policy
 	Keycloak PasswordGranter // nil disables the Keycloak tier
 	Breaker  Breaker
