@@ -113,17 +113,23 @@ func Build(ctx context.Context, cfg config.Config, awsCfg aws.Config, log *slog.
 	if cfg.Audit.UsernameHMACKey == "" {
 		log.Warn("audit.username_hmac_key is not set: unknown usernames are audited under a per-process random key")
 	}
-	led := ledger.NewDynamo(rt.DynamoDB, rt.Users, rt.Sessions, rt.Tokens, rt.Audit)
-	rt.Auth, err = auth.New(auth.Deps{
-		Users: rt.Users, Hasher: hasher, Policy: credential.Policy{MinLength: cfg.Password.MinLength},
-		Keycloak: rt.Keycloak, Breaker: rt.Breaker, Tokens: CachedTokens{Store: rt.Tokens},
-		Ledger: led, Reads: led, UsernameKey: []byte(cfg.Audit.UsernameHMACKey),
-		Sessions: rt.Sessions, Sync: Sync{Dispatcher: rt.Dispatcher}, Packages: cfg.PackageNames(), Log: log,
-	}, AuthSettings(cfg))
-	if err != nil {
+	if rt.Auth, err = rt.NewAuth(hasher); err != nil {
 		return nil, err
 	}
 	return rt, nil
+}
+
+// NewAuth builds the login and password service over the Runtime's stores
+// with the given hasher (Build uses the configured one; tests count checks).
+func (rt *Runtime) NewAuth(hasher auth.PasswordHasher) (*auth.Service, error) {
+	cfg := rt.Config
+	led := ledger.NewDynamo(rt.DynamoDB, rt.Users, rt.Sessions, rt.Tokens, rt.Audit)
+	return auth.New(auth.Deps{
+		Users: rt.Users, Hasher: hasher, Policy: credential.Policy{MinLength: cfg.Password.MinLength},
+		Keycloak: rt.Keycloak, Breaker: rt.Breaker, Tokens: CachedTokens{Store: rt.Tokens},
+		Ledger: led, Reads: led, UsernameKey: []byte(cfg.Audit.UsernameHMACKey),
+		Sessions: rt.Sessions, Sync: Sync{Dispatcher: rt.Dispatcher}, Packages: cfg.PackageNames(), Log: rt.Log,
+	}, AuthSettings(cfg))
 }
 
 // AuthSettings maps the configuration onto the login and password flows.
