@@ -92,10 +92,11 @@ type SessionRevoker interface {
 type Ledger interface {
 	// LoginSucceeded creates the session (returning its token, which exists
 	// nowhere else) and stores the audit event, caches a fresh Keycloak
-	// token, and clears the failure counter when it was set.
+	// token, and releases the attempt's reservation (never lifting a lock).
 	LoginSucceeded(ctx context.Context, s Success) (token string, session sessions.Record, err error)
-	// LoginFailed counts the failure (with the lockout deadline the policy
-	// derived) and stores the audit event.
+	// LoginFailed records a failed check (the attempt was counted when it
+	// was reserved): the lock the policy derived from the attempt's
+	// number, the source's failure, and the audit event.
 	LoginFailed(ctx context.Context, f Failure) error
 	// Audit stores an audit event on its own.
 	Audit(ctx context.Context, e audit.Event) error

@@ -16,7 +16,10 @@
 // Failed-login counters live in a separate lockout item under the same
 // partition key, whether or not the user exists. Counting unknown usernames
 // the same way as known ones means a lockout (429) never reveals which
-// usernames exist, and one Query reads the user and its lockout together.
+// usernames exist. A login reserves its attempt on that item (Reserve: one
+// atomic conditional write) before any password is hashed, so parallel
+// requests cannot outrun the count. Request sources (client addresses,
+// keyed-hashed by the caller) have failure counters of their own.
 package users
 
 import (
