@@ -8,6 +8,8 @@ package ledger
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -114,7 +116,11 @@ func (l *Dynamo) LoginFailed(ctx context.Context, f auth.Failure) error {
 	if f.Source != "" {
 		items = append(items, l.users.RecordSourceFailureTx(f.Source, f.SourceLockout, f.Event.At))
 	}
-	if err := l.write(ctx, "", items); err != nil {
+	// The counters ADD: an SDK retry of a transaction that did land must
+	// not count the failure twice (DynamoDB honours the token for 10 min).
+	token := make([]byte, 16)
+	_, _ = rand.Read(token)
+	if err := l.write(ctx, hex.EncodeToString(token), items); err != nil {
 		return fmt.Errorf("record failed login: %w", err)
 	}
 	return nil
