@@ -138,8 +138,15 @@ type User struct {
 // test ends.
 func (e *Env) NewUser(t testing.TB, pkg string) User {
 	t.Helper()
+	return e.NewUserPrefixed(t, pkg, "it-user")
+}
+
+// NewUserPrefixed is NewUser with the username starting with prefix, so a
+// test's users are recognisable in the shared Keycloak.
+func (e *Env) NewUserPrefixed(t testing.TB, pkg, prefix string) User {
+	t.Helper()
 	ctx := context.Background()
-	u := User{Package: pkg, Name: testenv.Unique("it-user"), Password: testenv.Unique("Pw-for-tests")}
+	u := User{Package: pkg, Name: testenv.Unique(prefix), Password: testenv.Unique("Pw-for-tests")}
 	h, err := platform.Hasher(e.Config)
 	if err != nil {
 		t.Fatal(err)

@@ -26,6 +26,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/kcguard/kcguard/pkg/keycloak"
@@ -176,10 +177,10 @@ func (p *Puller) log() *slog.Logger {
 
 // Package pulls one package. The cursor moves only when the run succeeded,
 // so a failed run is repeated, never skipped.
-func (p *Puller) Package(ctx context.Context, pkg string, now time.Time) (Result, error) {
+func (p *Puller) Package(ctx context.Context, pkg string, now time.Time) (r Result, err error) {
 	start := time.Now()
 	s := p.Settings.withDefaults()
-	r := Result{Package: pkg}
+	r.Package = pkg
 	defer func() { r.DurationMS = time.Since(start).Milliseconds() }()
 	cur, err := p.Cursors.Get(ctx, pkg)
 	if err != nil {
@@ -309,9 +310,7 @@ func (x *run) events(ctx context.Context, from time.Time) (bool, error) {
 				t.username = rep.Username
 			}
 		}
-		if changesCredential(e) {
-			x.credential(id, e.ActorUserID, e.Time)
-		}
+		x.attribute(e)
 	}
 	for _, e := range user {
 		if e.UserID == "" || e.Time.IsZero() {
@@ -352,23 +351,21 @@ func pages[T any](ctx context.Context, s Settings, page func(first int) ([]T, er
 	}
 }
 
-// changesCredential: an admin reset (reset-password), a user update that
-// carried credentials (kcguard's own hash import looks like this), or a
-// credential removed.
-func changesCredential(e keycloak.AdminEvent) bool {
-	sub := e.SubResource()
+// attribute records who changed a user's password. Keycloak strips
+// credentials from the representation of admin events, so a user CREATE or
+// UPDATE by kcguard's own service account (its sync imports hashes that
+// way) counts as a possible own credential change; an administrator's
+// reset is the reset-password action or a change below credentials/.
+// Anything else is caught by comparing the password's createdDate.
+func (x *run) attribute(e keycloak.AdminEvent) {
+	id, sub := e.UserID(), e.SubResource()
 	switch {
-	case sub == "reset-password":
-		return true
-	case sub == "credentials" || len(sub) > len("credentials/") && sub[:len("credentials/")] == "credentials/":
-		return e.OperationType == "DELETE" || e.OperationType == "UPDATE"
-	case sub == "" && (e.OperationType == "UPDATE" || e.OperationType == "CREATE"):
-		var rep struct {
-			Credentials []json.RawMessage `json:"credentials"`
-		}
-		return json.Unmarshal([]byte(e.Representation), &rep) == nil && len(rep.Credentials) > 0
+	case id == "":
+	case e.ActorUserID == x.self && sub == "" && (e.OperationType == "CREATE" || e.OperationType == "UPDATE"):
+		x.ownCred[id] = append(x.ownCred[id], e.Time)
+	case sub == "reset-password", strings.HasPrefix(sub, "credentials"):
+		x.credential(id, e.ActorUserID, e.Time)
 	}
-	return false
 }
 
 func (x *run) credential(id, actor string, at time.Time) {
@@ -404,14 +401,9 @@ func (x *run) refresh(ctx context.Context, id string, t *touched) error {
 	if err != nil {
 		return err
 	}
-	if local.KeycloakID != "" && local.KeycloakID != id {
-		// Same username, another Keycloak account: the one kcguard knew
-		// was deleted and this is a new person or a re-created account.
-		x.othersCred[id] = x.now
-	}
-	stale := local.HashStale
-	if at, ok := x.othersCred[id]; ok && at.After(local.PasswordChangedAt) && !local.Unsynced() {
-		stale = true
+	stale, err := x.stale(ctx, local, kc.ID)
+	if err != nil {
+		return err
 	}
 	return x.record(ctx, local, kc, stale)
 }
@@ -528,7 +520,7 @@ func (x *run) delete(ctx context.Context, u users.User) error {
 func (x *run) compare(ctx context.Context, adminEvents bool) error {
 	x.othersCred, x.ownCred = map[string]time.Time{}, map[string][]time.Time{}
 	if adminEvents {
-		// Attribution only; an incomplete list fails closed.
+		// Attribution only, newest first: an incomplete list fails closed.
 		evs, _, err := pages(ctx, x.s, func(first int) ([]keycloak.AdminEvent, error) {
 			return x.p.Keycloak.AdminEvents(ctx, x.pkg, keycloak.EventQuery{First: first, Max: x.s.PageSize})
 		})
@@ -536,9 +528,7 @@ func (x *run) compare(ctx context.Context, adminEvents bool) error {
 			return err
 		}
 		for _, e := range evs {
-			if id := e.UserID(); id != "" && changesCredential(e) && e.ActorUserID == x.self {
-				x.ownCred[id] = append(x.ownCred[id], e.Time)
-			}
+			x.attribute(e)
 		}
 	}
 	inKeycloak := map[string]bool{}
@@ -588,25 +578,45 @@ func (x *run) compareOne(ctx context.Context, kc keycloak.User) error {
 	if err != nil {
 		return err
 	}
-	if local.KeycloakID != "" && local.KeycloakID != kc.ID {
-		// Re-created in Keycloak under the same username: the password
-		// kcguard has belongs to the old account.
-		return x.record(ctx, local, kc, !local.Unsynced())
-	}
-	stale := local.HashStale
-	if !stale && !local.Unsynced() {
-		created, err := x.p.Keycloak.PasswordCredentialCreatedAt(ctx, x.pkg, kc.ID)
-		switch {
-		case errors.Is(err, keycloak.ErrNotFound):
-			// No password in Keycloak at all (removed by an admin).
-			stale = true
-		case err != nil:
-			return err
-		case created.After(local.PasswordChangedAt.Add(time.Second)) && !x.ownAt(kc.ID, created):
-			stale = true
-		}
+	stale, err := x.stale(ctx, local, kc.ID)
+	if err != nil {
+		return err
 	}
 	return x.record(ctx, local, kc, stale)
+}
+
+// stale decides whether the local hash may still be used offline. A
+// kcguard change Keycloak has not received yet is kcguard's to keep (the
+// authority rule); otherwise a password set in Keycloak by anyone but
+// kcguard's own sync since the local one, or since the pull last confirmed
+// the user, makes it stale. Once stale, only a verified login clears it.
+func (x *run) stale(ctx context.Context, local users.User, id string) (bool, error) {
+	if local.HashStale {
+		return true, nil
+	}
+	if local.Unsynced() {
+		return false, nil
+	}
+	if local.KeycloakID != "" && local.KeycloakID != id {
+		// Same username, another Keycloak account (deleted and created
+		// again): the password kcguard has belongs to the old one.
+		return true, nil
+	}
+	if at, ok := x.othersCred[id]; ok && at.After(local.PasswordChangedAt) {
+		return true, nil
+	}
+	created, err := x.p.Keycloak.PasswordCredentialCreatedAt(ctx, x.pkg, id)
+	switch {
+	case errors.Is(err, keycloak.ErrNotFound):
+		return true, nil // an administrator removed the password
+	case err != nil:
+		return false, err
+	}
+	since := local.PasswordChangedAt
+	if local.KeycloakConfirmedAt.After(since) {
+		since = local.KeycloakConfirmedAt
+	}
+	return created.After(since.Add(time.Second)) && !x.ownAt(id, created), nil
 }
 
 func (x *run) ownAt(id string, at time.Time) bool {
