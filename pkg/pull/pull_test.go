@@ -60,7 +60,9 @@ func (f *fakeKeycloak) PasswordCredentialCreatedAt(_ context.Context, pkg, id st
 	return t, nil
 }
 
-func (f *fakeKeycloak) ServiceAccountUserID(context.Context, string) (string, error) { return f.self, nil }
+func (f *fakeKeycloak) ServiceAccountUserID(context.Context, string) (string, error) {
+	return f.self, nil
+}
 
 func (f *fakeKeycloak) GetEventsConfig(context.Context, string) (keycloak.EventsConfig, error) {
 	return keycloak.EventsConfig{EventsEnabled: true, AdminEventsEnabled: true, AdminEventsDetailsEnabled: true}, nil
