@@ -122,6 +122,15 @@ reconciliation carries it to Keycloak. Use POST /password for user changes.`,
 			}
 			e.printf("\nkeycloak id:     %s\npassword set:    %s\nfailed logins:   %d\n",
 				u.KeycloakID, u.PasswordChangedAt.Format(time.RFC3339), entry.Lockout.FailedAttempts)
+			if u.HashStale {
+				e.printf("hash stale:      yes (password reset in Keycloak; no offline login until the next Keycloak login)\n")
+			}
+			if len(u.RequiredActions) > 0 {
+				e.printf("required:        %s\n", strings.Join(u.RequiredActions, ", "))
+			}
+			if !u.KeycloakConfirmedAt.IsZero() {
+				e.printf("keycloak seen:   %s\n", u.KeycloakConfirmedAt.Format(time.RFC3339))
+			}
 			if entry.Lockout.Locked(time.Now()) {
 				e.printf("locked until:    %s\n", entry.Lockout.LockedUntil.Format(time.RFC3339))
 			}
