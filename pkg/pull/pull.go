@@ -27,7 +27,10 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/users"
@@ -85,6 +88,9 @@ type Settings struct {
 	// MaxEvents per run and package; more than this and the run compares
 	// every user instead. Zero means 10,000.
 	MaxEvents int
+	// Concurrency bounds the users refreshed from Keycloak at once. Zero
+	// means 8.
+	Concurrency int
 	// OwnChangeSlack is how close a Keycloak password's createdDate must be
 	// to one of kcguard's own credential admin events to count as kcguard's
 	// sync (page compare only). Zero means 5 seconds.
@@ -99,6 +105,9 @@ func (s Settings) withDefaults() Settings {
 	}
 	if s.PageSize <= 0 {
 		s.PageSize = 100
+	}
+	if s.Concurrency <= 0 {
+		s.Concurrency = 8
 	}
 	if s.MaxEvents <= 0 {
 		s.MaxEvents = 10_000
@@ -253,6 +262,7 @@ type run struct {
 	now  time.Time
 	self string // kcguard's service account: its changes are kcguard's own
 	r    *Result
+	mu   sync.Mutex // guards r
 
 	// By Keycloak user id: when someone other than kcguard last changed
 	// the password, and when kcguard's own sync did.
@@ -321,16 +331,17 @@ func (x *run) events(ctx context.Context, from time.Time) (bool, error) {
 		// The user acting in Keycloak: never kcguard's sync.
 		x.credential(e.UserID, e.UserID, e.Time)
 	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(x.s.Concurrency)
 	for _, id := range order {
 		t := users[id]
-		if err := x.refresh(ctx, id, t); err != nil {
-			return false, err
-		}
+		g.Go(func() error { return x.refresh(gctx, id, t) })
 	}
-	return true, nil
+	return true, g.Wait()
 }
 
-// pages reads pages until a short one; false if there are more than MaxEvents.
+// pages reads pages until a short one. Past MaxEvents it stops and reports
+// false with what it read (Keycloak's newest first).
 func pages[T any](ctx context.Context, s Settings, page func(first int) ([]T, error)) ([]T, bool, error) {
 	var all []T
 	for first := 0; ; first += s.PageSize {
@@ -343,7 +354,7 @@ func pages[T any](ctx context.Context, s Settings, page func(first int) ([]T, er
 		}
 		all = append(all, p...)
 		if len(all) > s.MaxEvents {
-			return nil, false, nil
+			return all, false, nil
 		}
 		if len(p) < s.PageSize {
 			return all, true, nil
@@ -378,9 +389,17 @@ func (x *run) credential(id, actor string, at time.Time) {
 	}
 }
 
+// count changes the result under the run's lock: users are refreshed
+// concurrently.
+func (x *run) count(f func(r *Result)) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	f(x.r)
+}
+
 func (x *run) malformed(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	x.r.Malformed = append(x.r.Malformed, msg)
+	x.count(func(r *Result) { r.Malformed = append(r.Malformed, msg) })
 	x.p.log().Warn("keycloak pull: malformed event skipped", "package", x.pkg, "detail", msg)
 }
 
@@ -395,7 +414,7 @@ func (x *run) refresh(ctx context.Context, id string, t *touched) error {
 	}
 	local, err := x.local(ctx, kc.Username)
 	if errors.Is(err, users.ErrNotFound) || errors.Is(err, users.ErrInvalidKey) {
-		x.r.Unknown++
+		x.count(func(r *Result) { r.Unknown++ })
 		return nil
 	}
 	if err != nil {
@@ -419,7 +438,7 @@ func (x *run) local(ctx context.Context, username string) (users.User, error) {
 // record stores Keycloak's state of one user, retrying once if a login or
 // password change moved the user's version meanwhile.
 func (x *run) record(ctx context.Context, local users.User, kc keycloak.User, stale bool) error {
-	x.r.Checked++
+	x.count(func(r *Result) { r.Checked++ })
 	st := users.KeycloakState{Enabled: kc.Enabled, HashStale: stale, RequiredActions: kc.RequiredActions, ConfirmedAt: x.now}
 	for attempt := 0; ; attempt++ {
 		_, err := x.p.Users.RecordKeycloakState(ctx, local.Key(), local.Version, st)
@@ -440,22 +459,24 @@ func (x *run) record(ctx context.Context, local users.User, kc keycloak.User, st
 		}
 		break
 	}
-	x.r.Confirmed++
 	revoke := false
-	if local.Enabled && !kc.Enabled {
-		x.r.Disabled++
-		revoke = true
-	}
-	if !local.Enabled && kc.Enabled {
-		x.r.Enabled++
-	}
-	if st.HashStale && !local.HashStale {
-		x.r.Stale++
-		revoke = true
-	}
-	if !slices.Equal(local.RequiredActions, kc.RequiredActions) && (len(local.RequiredActions) > 0 || len(kc.RequiredActions) > 0) {
-		x.r.ActionsSet++
-	}
+	x.count(func(r *Result) {
+		r.Confirmed++
+		if local.Enabled && !kc.Enabled {
+			r.Disabled++
+			revoke = true
+		}
+		if !local.Enabled && kc.Enabled {
+			r.Enabled++
+		}
+		if st.HashStale && !local.HashStale {
+			r.Stale++
+			revoke = true
+		}
+		if !slices.Equal(local.RequiredActions, kc.RequiredActions) {
+			r.ActionsSet++
+		}
+	})
 	if revoke {
 		x.revoke(ctx, local)
 	}
@@ -473,7 +494,7 @@ func (x *run) revoke(ctx context.Context, u users.User) {
 		x.p.log().WarnContext(ctx, "keycloak pull: revoke sessions", "package", u.Package, "username", u.Username, "err", err)
 		return
 	}
-	x.r.Revoked += n
+	x.count(func(r *Result) { r.Revoked += n })
 }
 
 // deleteByID removes the local user of a Keycloak account that is gone.
@@ -507,7 +528,7 @@ func (x *run) delete(ctx context.Context, u users.User) error {
 	if err := x.p.Users.Delete(ctx, u.Key()); err != nil && !errors.Is(err, users.ErrNotFound) {
 		return err
 	}
-	x.r.Deleted++
+	x.count(func(r *Result) { r.Deleted++ })
 	x.revoke(ctx, u)
 	return nil
 }
@@ -537,11 +558,14 @@ func (x *run) compare(ctx context.Context, adminEvents bool) error {
 		if err != nil {
 			return err
 		}
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(x.s.Concurrency)
 		for _, kc := range page {
 			inKeycloak[kc.ID] = true
-			if err := x.compareOne(ctx, kc); err != nil {
-				return err
-			}
+			g.Go(func() error { return x.compareOne(gctx, kc) })
+		}
+		if err := g.Wait(); err != nil {
+			return err
 		}
 		if len(page) < x.s.PageSize {
 			break
@@ -572,7 +596,7 @@ func (x *run) compare(ctx context.Context, adminEvents bool) error {
 func (x *run) compareOne(ctx context.Context, kc keycloak.User) error {
 	local, err := x.local(ctx, kc.Username)
 	if errors.Is(err, users.ErrNotFound) || errors.Is(err, users.ErrInvalidKey) {
-		x.r.Unknown++
+		x.count(func(r *Result) { r.Unknown++ })
 		return nil
 	}
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/config"
 	"github.com/kcguard/kcguard/pkg/provision"
 	"github.com/kcguard/kcguard/pkg/pull"
+	"github.com/kcguard/kcguard/pkg/sessions"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -91,6 +92,12 @@ func TestPullAppliesKeycloakDecisions(t *testing.T) {
 		t.Fatalf("password change through kcguard: %+v %v", res, err)
 	}
 
+	// A session alice opened while she was allowed ends with the disable.
+	login, err := e.Login(alice, alice.Password)
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	disabledAt := time.Now()
 	admin.Do("PUT", realm+"/users/"+admin.UserID(realm, alice.Name), map[string]any{"enabled": false}, nil)
 	admin.Do("PUT", realm+"/users/"+admin.UserID(realm, reset.Name)+"/reset-password",
@@ -120,6 +127,9 @@ func TestPullAppliesKeycloakDecisions(t *testing.T) {
 	if _, err := local(t, e, gone.Name); !errors.Is(err, users.ErrNotFound) {
 		t.Errorf("deleted in Keycloak, local user must be gone: %v", err)
 	}
+	if _, err := e.RT.Sessions.GetByToken(context.Background(), login.SessionToken, time.Now()); !errors.Is(err, sessions.ErrRevoked) {
+		t.Errorf("session of the disabled user: %v, want revoked", err)
+	}
 	// Nothing on this path queues a sync: the disabled user stays synced.
 	if u, _ := local(t, e, alice.Name); u.Unsynced() {
 		t.Errorf("pull raised the version: %+v", u)
@@ -141,11 +151,11 @@ func TestPullAppliesKeycloakDecisions(t *testing.T) {
 		t.Errorf("re-enable: %+v", r)
 	}
 	e.Proxy.Disable()
-	if res, err := e.Login(alice, alice.Password); err != nil || res.Mode != auth.ModeLocal {
+	if res, err := e.Login(alice, alice.Password); err != nil || res.Mode == auth.ModeKeycloak {
 		t.Errorf("re-enabled user offline: %+v %v", res, err)
 	}
 	e.Proxy.Enable()
-	e.AssertNoSecrets(t, alice.Password, reset.Password, own.Password, newPw)
+	e.AssertNoSecrets(t, alice.Password, reset.Password, own.Password, newPw, login.SessionToken)
 }
 
 // A cursor older than pull.max_gap (events may have expired) makes the run
