@@ -22,7 +22,9 @@ import (
 	"github.com/kcguard/kcguard/internal/testenv"
 	"github.com/kcguard/kcguard/pkg/auth"
 	"github.com/kcguard/kcguard/pkg/config"
+	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/ddbcount"
+	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/platform"
 	"github.com/kcguard/kcguard/pkg/provision"
 	"github.com/kcguard/kcguard/pkg/syncjob"
@@ -142,19 +144,12 @@ func (e *Env) NewUser(t testing.TB, pkg string) User {
 }
 
 // NewUserPrefixed is NewUser with the username starting with prefix, so a
-// test's users are recognisable in the shared Keycloak.
+// test's Keycloak users are recognisable in the shared Keycloak.
 func (e *Env) NewUserPrefixed(t testing.TB, pkg, prefix string) User {
 	t.Helper()
 	ctx := context.Background()
 	u := User{Package: pkg, Name: testenv.Unique(prefix), Password: testenv.Unique("Pw-for-tests")}
-	h, err := platform.Hasher(e.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hash, err := h.Hash(u.Password)
-	if err != nil {
-		t.Fatal(err)
-	}
+	hash := e.Hash(t, u.Password)
 	rec, err := e.RT.Users.Create(ctx, users.User{Package: pkg, Username: u.Name, Enabled: true,
 		Email: u.Name + "@example.com", Hash: auth.StoredHash(hash)}, time.Now())
 	if err != nil {
@@ -171,6 +166,36 @@ func (e *Env) NewUserPrefixed(t testing.TB, pkg, prefix string) User {
 		}
 	})
 	return u
+}
+
+// NewKeycloakUser creates a unique user in Keycloak only (none locally),
+// as an administrator would, and deletes it when the test ends. It returns
+// the user and its Keycloak id.
+func (e *Env) NewKeycloakUser(t testing.TB, pkg, prefix string) (User, string) {
+	t.Helper()
+	u := User{Package: pkg, Name: testenv.Unique(prefix), Password: testenv.Unique("Pw-kc-only")}
+	id, err := e.RT.Keycloak.CreateUser(context.Background(), pkg, keycloak.UserSpec{Username: u.Name,
+		Email: u.Name + "@example.com", FirstName: "Keycloak", LastName: "Only", EmailVerified: true,
+		Password: e.Hash(t, u.Password)})
+	if err != nil {
+		t.Fatalf("create %s in keycloak: %v", u.Name, err)
+	}
+	t.Cleanup(func() { _ = e.RT.Keycloak.DeleteUser(context.Background(), pkg, id) })
+	return u, id
+}
+
+// Hash hashes password with the configured hasher (Keycloak-compatible).
+func (e *Env) Hash(t testing.TB, password string) credential.Hash {
+	t.Helper()
+	h, err := platform.Hasher(e.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash, err := h.Hash(password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hash
 }
 
 // Login logs u in through the service.

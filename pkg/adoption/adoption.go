@@ -33,8 +33,7 @@ type Store interface {
 	UpdatePassword(ctx context.Context, key users.Key, expectedVersion int64, h users.Hash, now time.Time) (users.User, error)
 	UpdateProfile(ctx context.Context, key users.Key, expectedVersion int64, p users.Profile, now time.Time) (users.User, error)
 	MarkSynced(ctx context.Context, key users.Key, version int64) (bool, error)
-	SetKeycloakID(ctx context.Context, key users.Key, id string) error
-	RecordKeycloakState(ctx context.Context, key users.Key, expectedVersion int64, st users.KeycloakState) (users.User, error)
+	ApplyVerdict(ctx context.Context, key users.Key, expectedVersion int64, v users.Verdict) (users.User, error)
 }
 
 // Outcome of one user entry.
@@ -247,16 +246,15 @@ func (im *Importer) update(ctx context.Context, cur, want users.User, now time.T
 			return "", err
 		}
 	}
-	if want.KeycloakID != "" && cur.KeycloakID != want.KeycloakID {
-		if err := im.Store.SetKeycloakID(ctx, key, want.KeycloakID); err != nil {
-			return "", err
-		}
-		changed = true
-	}
 	stale := cur.HashStale && cur.Hash != want.Hash
-	if changed || cur.Enabled != want.Enabled || cur.HashStale != stale || !slices.Equal(cur.RequiredActions, want.RequiredActions) {
-		if _, err := im.Store.RecordKeycloakState(ctx, key, cur.Version, users.KeycloakState{
-			Enabled: want.Enabled, HashStale: stale, RequiredActions: want.RequiredActions, ConfirmedAt: now}); err != nil {
+	idChanged := want.KeycloakID != "" && cur.KeycloakID != want.KeycloakID
+	if changed || idChanged || cur.Enabled != want.Enabled || cur.HashStale != stale || !slices.Equal(cur.RequiredActions, want.RequiredActions) {
+		actions := want.RequiredActions
+		if actions == nil {
+			actions = []string{} // none in the export: clear the stored list
+		}
+		if _, err := im.Store.ApplyVerdict(ctx, key, cur.Version, users.Verdict{Enabled: &want.Enabled, HashStale: &stale,
+			RequiredActions: actions, ConfirmedAt: now, KeycloakID: want.KeycloakID}); err != nil {
 			return "", err
 		}
 		changed = true

@@ -44,7 +44,11 @@ const (
 	// OutcomeOfflineDisabled: Keycloak was unreachable and the package does
 	// not allow offline (local or cached) logins.
 	OutcomeOfflineDisabled Outcome = "offline_disabled"
-	OutcomeError           Outcome = "error"
+	// Keycloak's decisions (docs/design.md, "Keycloak is the authority").
+	OutcomeAccountDisabled      Outcome = "account_disabled"
+	OutcomeActionRequired       Outcome = "action_required"
+	OutcomeOfflineWindowExpired Outcome = "offline_window_expired"
+	OutcomeError                Outcome = "error"
 )
 
 // Event is one audit record. It never holds a password or token.

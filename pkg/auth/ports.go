@@ -18,6 +18,18 @@ type Users interface {
 	// UpdatePassword stores a new hash under an optimistic version check
 	// and raises Version (also used with the same hash to mark drift).
 	UpdatePassword(ctx context.Context, key users.Key, expectedVersion int64, h users.Hash, now time.Time) (users.User, error)
+	// Create stores a user learnt from Keycloak (ErrAlreadyExists if taken).
+	Create(ctx context.Context, u users.User, now time.Time) (users.User, error)
+	// ApplyVerdict records what Keycloak decided, without raising Version.
+	ApplyVerdict(ctx context.Context, key users.Key, expectedVersion int64, v users.Verdict) (users.User, error)
+}
+
+// KeycloakAccounts explains a refused password grant through Keycloak's
+// admin API. Only the rare path where Keycloak refuses a password the
+// local store accepts uses it.
+type KeycloakAccounts interface {
+	keycloak.AccountReader
+	FindUser(ctx context.Context, pkg, username string) (keycloak.User, error)
 }
 
 // PasswordGranter is the Keycloak tier of a login.
@@ -72,6 +84,10 @@ type Success struct {
 	GraceUntil time.Time
 	// ResetLockout clears the key's failure counter.
 	ResetLockout bool
+	// Verdict, when set, records what Keycloak has just confirmed about the
+	// user (KeycloakConfirmedAt, enabled again, hash no longer stale) in the
+	// same write; it never carries a hash.
+	Verdict *users.Verdict
 }
 
 // Failure is everything a failed password check writes.

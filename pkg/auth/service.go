@@ -41,6 +41,21 @@ type Settings struct {
 	// brute-force detector refuse the user's next correct password for a
 	// while (measured on 26.7.3), for a saving of one local hash (~16 ms).
 	ParallelKeycloak bool
+	// LearnOnLogin checks a username unknown to the local store against
+	// Keycloak (when the breaker allows) and, on success, stores the user
+	// with a hash of the verified password, so users who exist only in
+	// Keycloak can log in and keep working through the next outage. Off by
+	// default: it makes a wrong password for an unknown username take a
+	// Keycloak round trip, which timing can tell from a known username's
+	// local refusal (see README, "Keycloak is the authority").
+	LearnOnLogin bool
+	// OfflineWindow refuses local and cached logins during an outage to a
+	// user whose KeycloakConfirmedAt is older than this (SSSD's
+	// offline_credentials_expiration). Zero means no limit.
+	OfflineWindow time.Duration
+	// InspectTimeout bounds the admin calls that explain a refused grant.
+	// Zero means 2s.
+	InspectTimeout time.Duration
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
 }
@@ -63,6 +78,9 @@ func (s Settings) withDefaults() Settings {
 	}
 	if s.SessionLifetime == 0 {
 		s.SessionLifetime = 12 * time.Hour
+	}
+	if s.InspectTimeout == 0 {
+		s.InspectTimeout = 2 * time.Second
 	}
 	if s.Now == nil {
 		s.Now = time.Now
@@ -88,6 +106,7 @@ type Service struct {
 	hasher   *credential.Hasher
 	policy   credential.Policy
 	keycloak PasswordGranter // nil: the Keycloak tier is disabled
+	accounts KeycloakAccounts
 	breaker  Breaker
 	tokens   TokenCache
 	ledger   Ledger
@@ -104,6 +123,9 @@ type Deps struct {
 	Hasher   *credential.Hasher
 	Policy   credential.Policy
 	Keycloak PasswordGranter // nil disables the Keycloak tier
+	// Accounts explains refused grants; nil means Keycloak's, when it
+	// offers them (the real client and the fake both do).
+	Accounts KeycloakAccounts
 	Breaker  Breaker
 	Tokens   TokenCache
 	Ledger   Ledger
@@ -132,7 +154,10 @@ func New(d Deps, s Settings) (*Service, error) {
 	svc := &Service{
 		users: d.Users, hasher: d.Hasher, policy: d.Policy, keycloak: d.Keycloak, breaker: d.Breaker,
 		tokens: d.Tokens, ledger: d.Ledger, sessions: d.Sessions, sync: d.Sync,
-		packages: map[string]bool{}, s: s.withDefaults(), log: d.Log,
+		packages: map[string]bool{}, s: s.withDefaults(), log: d.Log, accounts: d.Accounts,
+	}
+	if a, ok := d.Keycloak.(KeycloakAccounts); ok && svc.accounts == nil {
+		svc.accounts = a
 	}
 	if svc.log == nil {
 		svc.log = slog.New(slog.DiscardHandler)
@@ -170,7 +195,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 		early  <-chan grant
 		cancel context.CancelFunc = func() {}
 	)
-	if s.s.ParallelKeycloak && s.keycloak != nil && entry.Found && entry.User.Enabled && entry.Lockout.FailedAttempts == 0 {
+	if s.s.ParallelKeycloak && s.keycloak != nil && entry.Found && !entry.User.KeycloakMustDecide() && entry.Lockout.FailedAttempts == 0 {
 		var gctx context.Context
 		gctx, cancel = context.WithCancel(ctx)
 		early = s.startGrant(gctx, key, in.Password)
@@ -184,6 +209,9 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 			cancel()
 			<-early
 		}
+		if s.keycloakDecides(entry) {
+			return s.loginThroughKeycloak(ctx, in, key, entry, event, now)
+		}
 		return LoginResult{}, s.countFailure(ctx, key, entry, event, now)
 	}
 	var g *grant
@@ -195,15 +223,32 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 		v := s.grant(ctx, key, in.Password)
 		g = &v
 	}
-	tier, err := s.keycloakTier(ctx, key, g, now)
+	tier, err := s.keycloakTier(ctx, entry, g, now)
 	if err != nil {
 		event.Outcome = outcomeOf(err)
 		s.auditAlone(ctx, event)
 		return LoginResult{}, err
 	}
+	res, err := s.succeed(ctx, in, entry, event, tier, confirmation(entry.User, tier, now), now)
+	if err != nil {
+		return res, err
+	}
+	if tier.drift {
+		s.markDrift(ctx, entry.User, now)
+	}
+	if s.hasher.NeedsRehash(hash) {
+		s.rehash(ctx, entry.User, in.Password, now)
+	}
+	return res, nil
+}
+
+// succeed writes a successful login (session, audit record, cached token,
+// lockout reset and Keycloak's verdict, in one ledger write) and answers.
+func (s *Service) succeed(ctx context.Context, in LoginInput, entry users.Entry, event audit.Event, tier tierResult,
+	verdict *users.Verdict, now time.Time) (LoginResult, error) {
 	event.AuthMode, event.Outcome = string(tier.mode), audit.OutcomeSuccess
-	success := Success{Event: event, ResetLockout: entry.Lockout.FailedAttempts > 0, Session: sessions.Record{
-		Package: key.Package, Username: key.Username, AuthMode: sessions.AuthMode(tier.mode),
+	success := Success{Event: event, ResetLockout: entry.Lockout.FailedAttempts > 0, Verdict: verdict, Session: sessions.Record{
+		Package: event.Package, Username: event.Username, AuthMode: sessions.AuthMode(tier.mode),
 		CreatedAt: now, IdleExpiresAt: now.Add(s.s.SessionIdle), ExpiresAt: now.Add(s.s.SessionLifetime),
 		SourceIP: in.SourceIP, UserAgent: in.UserAgent,
 	}}
@@ -213,12 +258,6 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 	token, sess, err := s.ledger.LoginSucceeded(ctx, success)
 	if err != nil {
 		return LoginResult{}, fmt.Errorf("%w: store session: %v", ErrUnavailable, err)
-	}
-	if tier.drift {
-		s.markDrift(ctx, entry.User, now)
-	}
-	if s.hasher.NeedsRehash(hash) {
-		s.rehash(ctx, entry.User, in.Password, now)
 	}
 	return LoginResult{
 		SessionToken: token, ExpiresAt: sess.ExpiresAt, Mode: tier.mode,
@@ -242,11 +281,12 @@ func (s *Service) lookup(ctx context.Context, pkg, username string, now time.Tim
 	return key, entry, nil
 }
 
-// verify checks password against the stored hash in constant time. Unknown,
-// disabled and hash-less users cost one dummy verification of the same price
-// and fail the same way, so neither timing nor answer tells them apart.
+// verify checks password against the stored hash in constant time. Unknown
+// and hash-less users, and users Keycloak refused last time (disabled, reset,
+// required actions), cost one dummy verification of the same price and fail
+// the same way, so neither timing nor answer tells them apart.
 func (s *Service) verify(entry users.Entry, password string) (credential.Hash, bool) {
-	if !entry.Found || !entry.User.Enabled {
+	if !entry.Found || entry.User.KeycloakMustDecide() {
 		return credential.Hash{}, s.hasher.VerifyDummy(password)
 	}
 	h, err := credential.ParseHash(entry.User.Hash.SecretData, entry.User.Hash.CredentialData)
@@ -314,12 +354,12 @@ func (s *Service) startGrant(ctx context.Context, key users.Key, password string
 // keycloakTier judges the grant of a login whose local check passed, and
 // falls back to a cached token or local mode when Keycloak cannot answer.
 // g is nil when the Keycloak tier is disabled.
-func (s *Service) keycloakTier(ctx context.Context, key users.Key, g *grant, now time.Time) (tierResult, error) {
+func (s *Service) keycloakTier(ctx context.Context, entry users.Entry, g *grant, now time.Time) (tierResult, error) {
 	if g == nil {
-		return s.fallback(ctx, key, KeycloakDisabled, now)
+		return s.fallback(ctx, entry, KeycloakDisabled, now)
 	}
 	if !g.allowed {
-		return s.fallback(ctx, key, KeycloakCircuitOpen, now)
+		return s.fallback(ctx, entry, KeycloakCircuitOpen, now)
 	}
 	tok, err := g.tok, g.err
 	switch {
@@ -328,18 +368,20 @@ func (s *Service) keycloakTier(ctx context.Context, key users.Key, g *grant, now
 	case ctx.Err() != nil:
 		return tierResult{}, ctx.Err()
 	case errors.Is(err, keycloak.ErrInvalidCredentials):
-		// Keycloak answered and disagrees with the local store, which stays
-		// authoritative: credential drift. Keycloak gets the local hash again.
-		s.log.WarnContext(ctx, "credential drift: keycloak refused a password the local store accepted",
-			"event", "credential_drift", "package", key.Package, "username", key.Username)
-		return tierResult{mode: ModeLocal, status: KeycloakAvailable, drift: true}, nil
+		// Keycloak answered and disagrees with the local store: who is
+		// right is the authority rule's question (authority.go).
+		return s.keycloakRefused(ctx, entry, err, now)
 	default:
-		s.log.WarnContext(ctx, "keycloak tier failed", "package", key.Package, "err", err)
-		return s.fallback(ctx, key, KeycloakUnavailable, now)
+		s.log.WarnContext(ctx, "keycloak tier failed", "package", entry.User.Package, "err", err)
+		return s.fallback(ctx, entry, KeycloakUnavailable, now)
 	}
 }
 
-func (s *Service) fallback(ctx context.Context, key users.Key, status KeycloakStatus, now time.Time) (tierResult, error) {
+func (s *Service) fallback(ctx context.Context, entry users.Entry, status KeycloakStatus, now time.Time) (tierResult, error) {
+	key := entry.User.Key()
+	if status != KeycloakDisabled && s.offlineWindowExpired(entry.User, now) {
+		return tierResult{}, ErrOfflineWindowExpired
+	}
 	tok, ok, err := s.tokens.Get(ctx, key, now)
 	if err != nil {
 		s.log.WarnContext(ctx, "token cache read failed", "package", key.Package, "err", err)
@@ -353,24 +395,15 @@ func (s *Service) fallback(ctx context.Context, key users.Key, status KeycloakSt
 	return tierResult{mode: ModeLocal, status: status}, nil
 }
 
-// markDrift raises the user's version (same hash) so Keycloak is sent the
-// local hash: now through the queue, and by reconciliation if that send is lost.
-//
-// Keycloak also refuses a right password when its brute-force detector has
-// the user temporarily disabled (concurrent logins can trip it) and says so
-// only in its own log, so a refusal is "suspected drift": re-importing the
-// local hash is harmless if it was not. A user with a sync already pending
-// is not marked again.
+// markDrift queues again the kcguard change Keycloak has just shown it
+// lacks (deduplicated by version; reconciliation would find it too, later).
+// Only an unsynced change is ever pushed: a hash Keycloak has and decided
+// against (an admin reset) must never be sent back (authority.go).
 func (s *Service) markDrift(ctx context.Context, u users.User, now time.Time) {
-	if u.Unsynced() {
+	if !u.Unsynced() {
 		return
 	}
-	nu, err := s.users.UpdatePassword(ctx, u.Key(), u.Version, u.Hash, now)
-	if err != nil {
-		s.log.WarnContext(ctx, "credential drift not recorded", "package", u.Package, "username", u.Username, "err", err)
-		return
-	}
-	s.enqueue(ctx, nu, now)
+	s.enqueue(ctx, u, now)
 }
 
 // rehash replaces a hash made with outdated parameters after a successful
@@ -460,8 +493,20 @@ func (s *Service) auditAlone(ctx context.Context, e audit.Event) {
 }
 
 func outcomeOf(err error) audit.Outcome {
-	if errors.Is(err, ErrOfflineDisabled) {
+	var locked *LockedError
+	switch {
+	case errors.Is(err, ErrOfflineDisabled):
 		return audit.OutcomeOfflineDisabled
+	case errors.Is(err, ErrInvalidCredentials):
+		return audit.OutcomeInvalidCredentials
+	case errors.As(err, &locked):
+		return audit.OutcomeLocked
+	case errors.Is(err, ErrAccountDisabled):
+		return audit.OutcomeAccountDisabled
+	case errors.Is(err, ErrActionRequired):
+		return audit.OutcomeActionRequired
+	case errors.Is(err, ErrOfflineWindowExpired):
+		return audit.OutcomeOfflineWindowExpired
 	}
 	return audit.OutcomeError
 }

@@ -77,6 +77,17 @@ var (
 	ErrOfflineDisabled    = errors.New("keycloak unavailable and offline login is disabled")
 	ErrConflict           = errors.New("concurrent password change")
 	ErrUnavailable        = errors.New("local credential store unavailable")
+	// ErrAccountDisabled: Keycloak (an administrator) disabled the account.
+	// Only returned once the password was verified, so it reveals nothing
+	// to someone guessing.
+	ErrAccountDisabled = errors.New("account disabled")
+	// ErrActionRequired: Keycloak requires an action of the user (update
+	// the password, verify the email, ...) before any login; only returned
+	// once the password was verified.
+	ErrActionRequired = errors.New("account requires an action in the identity provider")
+	// ErrOfflineWindowExpired: Keycloak is down and the user's last
+	// Keycloak-confirmed login is older than the offline window.
+	ErrOfflineWindowExpired = errors.New("keycloak unavailable and the offline login window has expired")
 )
 
 // LockedError refuses a login during an offline lockout delay.

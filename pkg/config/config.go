@@ -47,6 +47,10 @@ type Keycloak struct {
 	// ParallelGrant starts the Keycloak grant alongside the local hash check
 	// (see auth.Settings.ParallelKeycloak for the trade-off). Default off.
 	ParallelGrant bool `yaml:"parallel_grant" env:"KCGUARD_KEYCLOAK_PARALLEL_GRANT"`
+	// LearnOnLogin checks usernames unknown locally against Keycloak and
+	// stores those it accepts (see auth.Settings.LearnOnLogin for the
+	// timing trade-off). Default off.
+	LearnOnLogin bool `yaml:"learn_on_login" env:"KCGUARD_KEYCLOAK_LEARN_ON_LOGIN"`
 	// AdminTimeout bounds admin API calls (sync, migration).
 	AdminTimeout time.Duration `yaml:"admin_timeout" env:"KCGUARD_KEYCLOAK_ADMIN_TIMEOUT"`
 	// Packages maps a package (tenant) to its realm and client. In Lambda it
@@ -75,6 +79,16 @@ type Resilience struct {
 	TokenGracePeriodHours   int  `yaml:"token_grace_period_hours" env:"KCGUARD_RESILIENCE_TOKEN_GRACE_PERIOD_HOURS"`
 	AllowOfflineMode        bool `yaml:"allow_offline_mode" env:"KCGUARD_RESILIENCE_ALLOW_OFFLINE_MODE"`
 	HealthCheckCacheSeconds int  `yaml:"health_check_cache_seconds" env:"KCGUARD_RESILIENCE_HEALTH_CHECK_CACHE_SECONDS"`
+	// OfflineCredentialsExpirationDays refuses local and cached logins
+	// during an outage to users Keycloak has not confirmed (login, sync,
+	// pull) for this many days (SSSD's offline_credentials_expiration).
+	// 0, the default, means no limit.
+	OfflineCredentialsExpirationDays int `yaml:"offline_credentials_expiration_days" env:"KCGUARD_RESILIENCE_OFFLINE_CREDENTIALS_EXPIRATION_DAYS"`
+}
+
+// OfflineWindow is OfflineCredentialsExpirationDays as a duration (0: no limit).
+func (r Resilience) OfflineWindow() time.Duration {
+	return time.Duration(r.OfflineCredentialsExpirationDays) * 24 * time.Hour
 }
 
 // Cooldown is CooldownSeconds as a duration.
@@ -345,6 +359,7 @@ func (c Config) Validate() error {
 	between("cooldown_seconds", r.CooldownSeconds, 1, 3600)
 	between("token_grace_period_hours", r.TokenGracePeriodHours, 0, 168)
 	between("health_check_cache_seconds", r.HealthCheckCacheSeconds, 0, 300)
+	between("offline_credentials_expiration_days", r.OfflineCredentialsExpirationDays, 0, 3650)
 	if r.HealthCheckCacheSeconds > r.CooldownSeconds && r.CooldownSeconds > 0 {
 		add("keycloak.resilience.health_check_cache_seconds (%d) must not exceed cooldown_seconds (%d)",
 			r.HealthCheckCacheSeconds, r.CooldownSeconds)

@@ -30,6 +30,12 @@ func (f *fakeAuth) Login(_ context.Context, in auth.LoginInput) (auth.LoginResul
 		return auth.LoginResult{}, fmt.Errorf("lookup: %w", auth.ErrUnavailable)
 	case "offline":
 		return auth.LoginResult{}, auth.ErrOfflineDisabled
+	case "disabled":
+		return auth.LoginResult{}, auth.ErrAccountDisabled
+	case "actions":
+		return auth.LoginResult{}, auth.ErrActionRequired
+	case "expired":
+		return auth.LoginResult{}, auth.ErrOfflineWindowExpired
 	case "bug":
 		return auth.LoginResult{}, errors.New("secret internal detail")
 	}
@@ -108,6 +114,9 @@ func TestLoginBadInput(t *testing.T) {
 		}, 400, CodeInvalidRequest},
 		{"wrong password", `{"username":"wrong","password":"b","package":"p"}`, nil, 401, CodeInvalidCredentials},
 		{"locked", `{"username":"locked","password":"b","package":"p"}`, nil, 429, CodeLocked},
+		{"disabled in keycloak", `{"username":"disabled","password":"b","package":"p"}`, nil, 401, CodeAccountDisabled},
+		{"keycloak required action", `{"username":"actions","password":"b","package":"p"}`, nil, 403, CodeActionRequired},
+		{"offline window expired", `{"username":"expired","password":"b","package":"p"}`, nil, 401, CodeOfflineWindowExpired},
 		{"unknown package", `{"username":"nopkg","password":"b","package":"p"}`, nil, 404, CodeUnknownPackage},
 		{"store down", `{"username":"storedown","password":"b","package":"p"}`, nil, 503, CodeUnavailable},
 		{"offline disabled", `{"username":"offline","password":"b","package":"p"}`, nil, 503, CodeOfflineDisabled},

@@ -50,9 +50,13 @@ const (
 	CodeNotFound           = "not_found"
 	CodeForbidden          = "forbidden"
 	CodeOfflineDisabled    = "offline_login_disabled"
-	CodeUnavailable        = "unavailable"
-	CodeInternal           = "internal"
-	CodeMethodNotAllowed   = "method_not_allowed"
+	// Keycloak's decisions, named only after the password was verified.
+	CodeAccountDisabled      = "account_disabled"
+	CodeActionRequired       = "action_required"
+	CodeOfflineWindowExpired = "offline_window_expired"
+	CodeUnavailable          = "unavailable"
+	CodeInternal             = "internal"
+	CodeMethodNotAllowed     = "method_not_allowed"
 )
 
 // BadRequest is a 400 invalid_request with a message for the client.

@@ -65,6 +65,13 @@ func (l *Dynamo) LoginSucceeded(ctx context.Context, s auth.Success) (string, se
 	if s.ResetLockout {
 		items = append(items, l.users.ResetFailuresTx(keyOf(s.Event)))
 	}
+	if s.Verdict != nil {
+		v, err := l.users.VerdictTx(keyOf(s.Event), *s.Verdict)
+		if err != nil {
+			return "", sessions.Record{}, err
+		}
+		items = append(items, v)
+	}
 	if err := l.write(ctx, rec.ID, items); err != nil {
 		return "", sessions.Record{}, fmt.Errorf("record login: %w", err)
 	}

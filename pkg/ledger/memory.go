@@ -28,6 +28,11 @@ func (l Stores) LoginSucceeded(ctx context.Context, s auth.Success) (string, ses
 			return "", sessions.Record{}, err
 		}
 	}
+	if s.Verdict != nil {
+		if _, err := l.Users.ApplyVerdict(ctx, keyOf(s.Event), users.AnyVersion, *s.Verdict); err != nil {
+			return "", sessions.Record{}, err
+		}
+	}
 	if s.Token != nil {
 		if err := l.Tokens.Put(ctx, tokenRecord(s)); err != nil {
 			return "", sessions.Record{}, err

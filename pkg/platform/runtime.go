@@ -139,6 +139,8 @@ func AuthSettings(cfg config.Config) auth.Settings {
 		MaxFailures:      cfg.Lockout.MaxFailures, FailureDelay: cfg.Lockout.Delay, MaxFailureDelay: cfg.Lockout.MaxDelay,
 		SessionIdle: cfg.Sessions.IdleTimeout, SessionLifetime: cfg.Sessions.MaxLifetime,
 		RevokeOtherSessions: cfg.Password.RevokeOtherSessions, ParallelKeycloak: cfg.Keycloak.ParallelGrant,
+		LearnOnLogin: cfg.Keycloak.LearnOnLogin, OfflineWindow: cfg.Keycloak.Resilience.OfflineWindow(),
+		InspectTimeout: cfg.Keycloak.Timeout,
 	}
 }
 

@@ -52,7 +52,7 @@ var _ Keycloak = (*keycloak.Client)(nil)
 // Users is the part of the local store the pull changes.
 type Users interface {
 	Get(ctx context.Context, key users.Key) (users.User, error)
-	RecordKeycloakState(ctx context.Context, key users.Key, expectedVersion int64, st users.KeycloakState) (users.User, error)
+	ApplyVerdict(ctx context.Context, key users.Key, expectedVersion int64, v users.Verdict) (users.User, error)
 	Delete(ctx context.Context, key users.Key) error
 	List(ctx context.Context, pkg string, f users.Filter, limit int, cursor string) ([]users.User, string, error)
 }
@@ -389,6 +389,15 @@ func (x *run) credential(id, actor string, at time.Time) {
 	}
 }
 
+// verdict is Keycloak's state of a user as the pull records it.
+func verdict(kc keycloak.User, stale bool, now time.Time) users.Verdict {
+	actions := kc.RequiredActions
+	if actions == nil {
+		actions = []string{} // none: clear the stored list
+	}
+	return users.Verdict{Enabled: &kc.Enabled, HashStale: &stale, RequiredActions: actions, ConfirmedAt: now}
+}
+
 // count changes the result under the run's lock: users are refreshed
 // concurrently.
 func (x *run) count(f func(r *Result)) {
@@ -439,16 +448,15 @@ func (x *run) local(ctx context.Context, username string) (users.User, error) {
 // password change moved the user's version meanwhile.
 func (x *run) record(ctx context.Context, local users.User, kc keycloak.User, stale bool) error {
 	x.count(func(r *Result) { r.Checked++ })
-	st := users.KeycloakState{Enabled: kc.Enabled, HashStale: stale, RequiredActions: kc.RequiredActions, ConfirmedAt: x.now}
 	for attempt := 0; ; attempt++ {
-		_, err := x.p.Users.RecordKeycloakState(ctx, local.Key(), local.Version, st)
+		_, err := x.p.Users.ApplyVerdict(ctx, local.Key(), local.Version, verdict(kc, stale, x.now))
 		if errors.Is(err, users.ErrVersionConflict) && attempt == 0 {
 			if local, err = x.p.Users.Get(ctx, local.Key()); err != nil {
 				return err
 			}
 			// A password changed through kcguard after the Keycloak change
 			// is kcguard's newer fact: not stale by this pull.
-			st.HashStale = local.HashStale || (stale && !local.Unsynced())
+			stale = local.HashStale || (stale && !local.Unsynced())
 			continue
 		}
 		if errors.Is(err, users.ErrNotFound) {
@@ -469,7 +477,7 @@ func (x *run) record(ctx context.Context, local users.User, kc keycloak.User, st
 		if !local.Enabled && kc.Enabled {
 			r.Enabled++
 		}
-		if st.HashStale && !local.HashStale {
+		if stale && !local.HashStale {
 			r.Stale++
 			revoke = true
 		}

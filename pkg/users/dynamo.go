@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -84,12 +85,12 @@ type userItem struct {
 	Version           int64             `dynamodbav:"version"`
 	SyncedVersion     int64             `dynamodbav:"keycloak_synced_version"`
 	KeycloakID        string            `dynamodbav:"keycloak_id,omitempty"`
-	CreatedAt         string            `dynamodbav:"created_at,omitempty"`
-	UpdatedAt         string            `dynamodbav:"updated_at,omitempty"`
-	PasswordChangedAt string            `dynamodbav:"password_changed_at,omitempty"`
 	HashStale         bool              `dynamodbav:"hash_stale,omitempty"`
 	RequiredActions   []string          `dynamodbav:"required_actions,omitempty"`
 	ConfirmedAt       string            `dynamodbav:"keycloak_confirmed_at,omitempty"`
+	CreatedAt         string            `dynamodbav:"created_at,omitempty"`
+	UpdatedAt         string            `dynamodbav:"updated_at,omitempty"`
+	PasswordChangedAt string            `dynamodbav:"password_changed_at,omitempty"`
 }
 
 type lockoutItem struct {
@@ -125,21 +126,22 @@ func fromItem(av map[string]types.AttributeValue) (User, error) {
 		Version: it.Version, KeycloakSyncedVersion: it.SyncedVersion, KeycloakID: it.KeycloakID,
 		HashStale: it.HashStale, RequiredActions: it.RequiredActions,
 	}
-	if len(u.RequiredActions) == 0 {
-		u.RequiredActions = nil
-	}
 	if len(u.Attributes) == 0 {
 		u.Attributes = nil
 	}
+	if len(u.RequiredActions) == 0 {
+		u.RequiredActions = nil
+	}
 	var err error
-	if u.CreatedAt, err = ddbitem.ParseTime(it.CreatedAt); err == nil {
-		if u.UpdatedAt, err = ddbitem.ParseTime(it.UpdatedAt); err == nil {
-			if u.PasswordChangedAt, err = ddbitem.ParseTime(it.PasswordChangedAt); err == nil {
-				u.KeycloakConfirmedAt, err = ddbitem.ParseTime(it.ConfirmedAt)
-			}
+	for _, f := range []struct {
+		dst *time.Time
+		src string
+	}{{&u.CreatedAt, it.CreatedAt}, {&u.UpdatedAt, it.UpdatedAt}, {&u.PasswordChangedAt, it.PasswordChangedAt}, {&u.KeycloakConfirmedAt, it.ConfirmedAt}} {
+		if *f.dst, err = ddbitem.ParseTime(f.src); err != nil {
+			return u, err
 		}
 	}
-	return u, err
+	return u, nil
 }
 
 func fromLockoutItem(av map[string]types.AttributeValue, now time.Time) (Lockout, error) {
@@ -301,7 +303,7 @@ func (d *Dynamo) UpdatePassword(ctx context.Context, key Key, expected int64, h 
 		"hash_algorithm = :alg, secret_data = :sd, credential_data = :cd, updated_at = :now, password_changed_at = :now",
 		map[string]types.AttributeValue{
 			":alg": s(h.Algorithm), ":sd": s(h.SecretData), ":cd": s(h.CredentialData), ":now": s(ddbitem.Time(now)),
-		}, "", samePassword(h, now))
+		}, "hash_stale", samePassword(h, now))
 }
 
 // UpdateProfile costs one UpdateItem (plus a GetItem on conflict).
@@ -386,44 +388,120 @@ func (d *Dynamo) SetKeycloakID(ctx context.Context, key Key, id string) error {
 	return nil
 }
 
-// RecordKeycloakState costs one conditional UpdateItem (plus a GetItem on
-// a failed condition, to say why).
-func (d *Dynamo) RecordKeycloakState(ctx context.Context, key Key, expected int64, st KeycloakState) (User, error) {
+// ApplyVerdict costs one UpdateItem (plus a GetItem when the condition
+// fails, to tell a missing user from a version conflict).
+func (d *Dynamo) ApplyVerdict(ctx context.Context, key Key, expected int64, v Verdict) (User, error) {
 	key, err := key.normalize()
 	if err != nil {
 		return User{}, err
 	}
-	vals := map[string]types.AttributeValue{
-		":ev": n(expected), ":en": &types.AttributeValueMemberBOOL{Value: st.Enabled},
-		":stale": &types.AttributeValueMemberBOOL{Value: st.HashStale}, ":at": s(ddbitem.Time(st.ConfirmedAt)),
+	if err := v.check(key); err != nil {
+		return User{}, err
 	}
-	set := "enabled = :en, hash_stale = :stale, keycloak_confirmed_at = :at"
-	expr := "SET " + set + " REMOVE required_actions"
-	if len(st.RequiredActions) > 0 {
-		av, err := attributevalue.Marshal(st.RequiredActions)
-		if err != nil {
-			return User{}, fmt.Errorf("encode required actions: %w", err)
-		}
-		vals[":ra"] = av
-		expr = "SET " + set + ", required_actions = :ra"
+	upd, vals, err := verdictUpdate(v)
+	if err != nil {
+		return User{}, err
+	}
+	cond := "attribute_exists(pk)"
+	if expected != AnyVersion {
+		cond += " AND version = :ev"
+		vals[":ev"] = n(expected)
+	}
+	if v.Hash != nil {
+		cond += " AND version = keycloak_synced_version"
+	}
+	if upd == "" {
+		return d.Get(ctx, key)
+	}
+	if len(vals) == 0 {
+		vals = nil // DynamoDB refuses an empty map
 	}
 	out, err := d.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName: &d.table, Key: d.itemKey(key, skUser),
-		UpdateExpression:          aws.String(expr),
-		ConditionExpression:       aws.String("attribute_exists(pk) AND version = :ev"),
-		ExpressionAttributeValues: vals,
-		ReturnValues:              types.ReturnValueAllNew,
+		UpdateExpression: aws.String(upd), ConditionExpression: aws.String(cond),
+		ExpressionAttributeValues: vals, ReturnValues: types.ReturnValueAllNew,
 	})
 	if ddbitem.ConditionFailed(err) {
 		if _, gerr := d.Get(ctx, key); gerr != nil {
 			return User{}, gerr
 		}
-		return User{}, fmt.Errorf("record keycloak state %s: expected version %d: %w", key, expected, ErrVersionConflict)
+		return User{}, fmt.Errorf("apply verdict %s: expected version %d, no unsynced change: %w", key, expected, ErrVersionConflict)
 	}
 	if err != nil {
-		return User{}, fmt.Errorf("record keycloak state %s: %w", key, err)
+		return User{}, fmt.Errorf("apply verdict %s: %w", key, err)
 	}
 	return fromItem(out.Attributes)
+}
+
+// VerdictTx builds ApplyVerdict(key, AnyVersion, v) for a caller that
+// writes it inside a successful login's transaction (Keycloak has just
+// confirmed the user: the stamp rides on a write the login makes anyway).
+// v must not carry a Hash.
+func (d *Dynamo) VerdictTx(key Key, v Verdict) (types.TransactWriteItem, error) {
+	if k, err := key.normalize(); err == nil {
+		key = k
+	}
+	if v.Hash != nil {
+		return types.TransactWriteItem{}, fmt.Errorf("users: verdict for %s: a learnt hash cannot ride on a login transaction", key)
+	}
+	upd, vals, err := verdictUpdate(v)
+	if err != nil || upd == "" {
+		return types.TransactWriteItem{}, fmt.Errorf("users: empty verdict for %s: %v", key, err)
+	}
+	if len(vals) == 0 {
+		vals = nil // DynamoDB refuses an empty map
+	}
+	return types.TransactWriteItem{Update: &types.Update{
+		TableName: aws.String(d.table), Key: d.itemKey(key, skUser),
+		UpdateExpression: aws.String(upd), ConditionExpression: aws.String("attribute_exists(pk)"),
+		ExpressionAttributeValues: vals,
+	}}, nil
+}
+
+// verdictUpdate is the update expression recording v ("" when v is empty).
+func verdictUpdate(v Verdict) (string, map[string]types.AttributeValue, error) {
+	var set, remove []string
+	vals := map[string]types.AttributeValue{}
+	if v.Enabled != nil {
+		set, vals[":en"] = append(set, "enabled = :en"), &types.AttributeValueMemberBOOL{Value: *v.Enabled}
+	}
+	if v.HashStale != nil {
+		if *v.HashStale {
+			set, vals[":stale"] = append(set, "hash_stale = :stale"), &types.AttributeValueMemberBOOL{Value: true}
+		} else {
+			remove = append(remove, "hash_stale")
+		}
+	}
+	if v.RequiredActions != nil {
+		if len(v.RequiredActions) == 0 {
+			remove = append(remove, "required_actions")
+		} else {
+			av, err := attributevalue.Marshal(v.RequiredActions)
+			if err != nil {
+				return "", nil, fmt.Errorf("encode required actions: %w", err)
+			}
+			set, vals[":ra"] = append(set, "required_actions = :ra"), av
+		}
+	}
+	if !v.ConfirmedAt.IsZero() {
+		set, vals[":conf"] = append(set, "keycloak_confirmed_at = :conf"), s(ddbitem.Time(v.ConfirmedAt))
+	}
+	if v.KeycloakID != "" {
+		set, vals[":kid"] = append(set, "keycloak_id = :kid"), s(v.KeycloakID)
+	}
+	if v.Hash != nil {
+		set = append(set, "hash_algorithm = :alg", "secret_data = :sd", "credential_data = :cd",
+			"updated_at = :conf", "password_changed_at = :conf")
+		vals[":alg"], vals[":sd"], vals[":cd"] = s(v.Hash.Algorithm), s(v.Hash.SecretData), s(v.Hash.CredentialData)
+	}
+	var expr string
+	if len(set) > 0 {
+		expr = "SET " + strings.Join(set, ", ")
+	}
+	if len(remove) > 0 {
+		expr = strings.TrimSpace(expr + " REMOVE " + strings.Join(remove, ", "))
+	}
+	return expr, vals, nil
 }
 
 // Delete costs one DeleteItem.

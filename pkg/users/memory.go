@@ -105,7 +105,7 @@ func (m *Memory) change(key Key, expected int64, fn func(*User), mine func(User)
 
 func (m *Memory) UpdatePassword(_ context.Context, key Key, expected int64, h Hash, now time.Time) (User, error) {
 	return m.change(key, expected, func(u *User) {
-		u.Hash = h
+		u.Hash, u.HashStale = h, false
 		u.UpdatedAt, u.PasswordChangedAt = utc(now), utc(now)
 	}, samePassword(h, now))
 }
@@ -157,9 +157,12 @@ func (m *Memory) SetKeycloakID(_ context.Context, key Key, id string) error {
 	return nil
 }
 
-func (m *Memory) RecordKeycloakState(_ context.Context, key Key, expected int64, st KeycloakState) (User, error) {
+func (m *Memory) ApplyVerdict(_ context.Context, key Key, expected int64, v Verdict) (User, error) {
 	key, err := key.normalize()
 	if err != nil {
+		return User{}, err
+	}
+	if err := v.check(key); err != nil {
 		return User{}, err
 	}
 	m.mu.Lock()
@@ -167,12 +170,13 @@ func (m *Memory) RecordKeycloakState(_ context.Context, key Key, expected int64,
 	u, ok := m.users[key.String()]
 	switch {
 	case !ok:
-		return User{}, fmt.Errorf("record keycloak state %s: %w", key, ErrNotFound)
-	case u.Version != expected:
-		return User{}, fmt.Errorf("record keycloak state %s: have version %d, expected %d: %w", key, u.Version, expected, ErrVersionConflict)
+		return User{}, fmt.Errorf("apply verdict %s: %w", key, ErrNotFound)
+	case expected != AnyVersion && u.Version != expected:
+		return User{}, fmt.Errorf("apply verdict %s: have version %d, expected %d: %w", key, u.Version, expected, ErrVersionConflict)
+	case v.Hash != nil && u.Unsynced():
+		return User{}, fmt.Errorf("apply verdict %s: unsynced change pending: %w", key, ErrVersionConflict)
 	}
-	u = clone(u)
-	st.apply(&u)
+	u = clone(v.apply(u))
 	m.users[key.String()] = u
 	return clone(u), nil
 }

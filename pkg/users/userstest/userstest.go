@@ -36,7 +36,8 @@ func Run(t *testing.T, newStore func(t *testing.T) users.Store) {
 		{"LockoutKnownAndUnknown", testLockout},
 		{"LockoutWindowExpires", testLockoutWindow},
 		{"KeycloakIDAndDelete", testKeycloakIDDelete},
-		{"RecordKeycloakState", testRecordKeycloakState},
+		{"KeycloakVerdict", testVerdict},
+		{"LearntHash", testLearntHash},
 	}
 	run(t, newStore, cases)
 }
@@ -548,41 +549,93 @@ func testKeycloakIDDelete(t *testing.T, s users.Store, pkg string) {
 	}
 }
 
-// Keycloak's decisions are recorded under the version check but are not a
-// kcguard change: Version and the sync state stay, so nothing is synced back.
-func testRecordKeycloakState(t *testing.T, s users.Store, pkg string) {
+func testVerdict(t *testing.T, s users.Store, pkg string) {
 	ctx := context.Background()
-	u := mustCreate(t, s, newUser(pkg, "dora"))
-	k := key(t, pkg, "dora")
-	at := t0.Add(time.Minute)
-	got, err := s.RecordKeycloakState(ctx, k, u.Version, users.KeycloakState{
-		Enabled: false, HashStale: true, RequiredActions: []string{"UPDATE_PASSWORD"}, ConfirmedAt: at})
+	u := newUser(pkg, "vera")
+	u.Version, u.KeycloakSyncedVersion = 2, 2
+	created := mustCreate(t, s, u)
+	if created.HashStale || created.RequiredActions != nil || !created.KeycloakConfirmedAt.IsZero() {
+		t.Fatalf("new user carries Keycloak state: %+v", created)
+	}
+	off, yes := false, true
+	conf := t0.Add(time.Hour)
+	got, err := s.ApplyVerdict(ctx, key(t, pkg, "vera"), 2, users.Verdict{
+		Enabled: &off, HashStale: &yes, RequiredActions: []string{"UPDATE_PASSWORD", "VERIFY_EMAIL"},
+		ConfirmedAt: conf, KeycloakID: "kc-vera"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Enabled || !got.HashStale || len(got.RequiredActions) != 1 || got.RequiredActions[0] != "UPDATE_PASSWORD" ||
-		!got.KeycloakConfirmedAt.Equal(at) || got.Version != u.Version || got.Unsynced() != u.Unsynced() {
-		t.Errorf("after record: %+v", got)
+	want := created
+	want.Enabled, want.HashStale, want.RequiredActions, want.KeycloakConfirmedAt, want.KeycloakID =
+		false, true, []string{"UPDATE_PASSWORD", "VERIFY_EMAIL"}, conf, "kc-vera"
+	sameUser(t, got, want)
+	if !got.KeycloakConfirmedAt.Equal(conf) {
+		t.Errorf("confirmed at %v, want %v", got.KeycloakConfirmedAt, conf)
 	}
-	read, err := s.Get(ctx, k)
+	read, err := s.Get(ctx, key(t, pkg, "vera"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if read.Enabled || !read.HashStale || len(read.RequiredActions) != 1 || !read.KeycloakConfirmedAt.Equal(at) || read.Version != u.Version {
-		t.Errorf("read back: %+v", read)
+	sameUser(t, read, want)
+	if read.Version != 2 || read.Unsynced() {
+		t.Errorf("a verdict is not a kcguard change: version %d synced %d", read.Version, read.KeycloakSyncedVersion)
 	}
-	if unsynced, _, err := s.ListUnsynced(ctx, pkg, 10, ""); err != nil || len(unsynced) != 1 || unsynced[0].Version != u.Version {
-		t.Errorf("unsynced index changed: %+v, %v", unsynced, err)
+	if names := unsyncedNames(t, s, pkg); len(names) != 0 {
+		t.Errorf("a verdict must never make a user unsynced (it would be queued): %v", names)
 	}
-	// Cleared actions really go away; a stale version is refused.
-	got, err = s.RecordKeycloakState(ctx, k, u.Version, users.KeycloakState{Enabled: true, HashStale: true, ConfirmedAt: at})
-	if err != nil || len(got.RequiredActions) != 0 || !got.Enabled {
-		t.Errorf("clear actions: %+v, %v", got, err)
+	// A kcguard change made since the verdict was formed wins.
+	if _, err := s.ApplyVerdict(ctx, key(t, pkg, "vera"), 1, users.Verdict{Enabled: &yes}); !errors.Is(err, users.ErrVersionConflict) {
+		t.Errorf("stale expected version: %v, want ErrVersionConflict", err)
 	}
-	if _, err := s.RecordKeycloakState(ctx, k, u.Version+1, users.KeycloakState{Enabled: true}); !errors.Is(err, users.ErrVersionConflict) {
-		t.Errorf("stale version: %v, want ErrVersionConflict", err)
+	// Clearing: flags off, the actions list emptied; untouched fields stay.
+	no := false
+	got, err = s.ApplyVerdict(ctx, key(t, pkg, "vera"), users.AnyVersion, users.Verdict{Enabled: &yes, HashStale: &no, RequiredActions: []string{}})
+	if err != nil || !got.Enabled || got.HashStale || got.RequiredActions != nil || got.KeycloakID != "kc-vera" || !got.KeycloakConfirmedAt.Equal(conf) {
+		t.Errorf("clear: %+v %v", got, err)
 	}
-	if _, err := s.RecordKeycloakState(ctx, key(t, pkg, "nobody"), 1, users.KeycloakState{}); !errors.Is(err, users.ErrNotFound) {
+	if read, _ := s.Get(ctx, key(t, pkg, "vera")); read.HashStale || read.RequiredActions != nil || !read.Enabled {
+		t.Errorf("cleared state not stored: %+v", read)
+	}
+	if _, err := s.ApplyVerdict(ctx, key(t, pkg, "nobody"), users.AnyVersion, users.Verdict{Enabled: &yes}); !errors.Is(err, users.ErrNotFound) {
 		t.Errorf("missing user: %v, want ErrNotFound", err)
+	}
+}
+
+func testLearntHash(t *testing.T, s users.Store, pkg string) {
+	ctx := context.Background()
+	u := newUser(pkg, "lena")
+	u.Version, u.KeycloakSyncedVersion, u.HashStale = 4, 4, true
+	mustCreate(t, s, u)
+	learnt := users.Hash{Algorithm: "argon2", SecretData: `{"value":"learnt"}`, CredentialData: `{"hashIterations":5}`}
+	no := false
+	conf := t0.Add(2 * time.Hour)
+	if _, err := s.ApplyVerdict(ctx, key(t, pkg, "lena"), 4, users.Verdict{Hash: &learnt}); err == nil {
+		t.Error("a learnt hash without ConfirmedAt must be refused")
+	}
+	got, err := s.ApplyVerdict(ctx, key(t, pkg, "lena"), 4, users.Verdict{Hash: &learnt, HashStale: &no, ConfirmedAt: conf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Hash != learnt || got.HashStale || got.Version != 4 || got.Unsynced() || !got.PasswordChangedAt.Equal(conf) {
+		t.Errorf("learnt: %+v", got)
+	}
+	// kcguard's own pending change is never overwritten by a learnt hash.
+	yes := true
+	if _, err := s.ApplyVerdict(ctx, key(t, pkg, "lena"), 4, users.Verdict{HashStale: &yes}); err != nil {
+		t.Fatal(err)
+	}
+	mine := users.Hash{Algorithm: "argon2", SecretData: `{"value":"mine"}`, CredentialData: `{"hashIterations":5}`}
+	changed, err := s.UpdatePassword(ctx, key(t, pkg, "lena"), 4, mine, t0.Add(3*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changed.HashStale {
+		t.Error("a new local hash (an operator's set-password) is no longer the stale one")
+	}
+	if _, err := s.ApplyVerdict(ctx, key(t, pkg, "lena"), changed.Version, users.Verdict{Hash: &learnt, ConfirmedAt: conf}); !errors.Is(err, users.ErrVersionConflict) {
+		t.Errorf("learn over an unsynced change: %v, want ErrVersionConflict", err)
+	}
+	if read, _ := s.Get(ctx, key(t, pkg, "lena")); read.Hash != mine {
+		t.Errorf("the pending change was overwritten: %+v", read.Hash)
 	}
 }
