@@ -72,12 +72,13 @@ func TestPullAppliesKeycloakDecisions(t *testing.T) {
 	reset := e.NewUserPrefixed(t, realm, "pull-reset")
 	own := e.NewUserPrefixed(t, realm, "pull-own")
 	gone := e.NewUserPrefixed(t, realm, "pull-del")
+	plain := e.NewUserPrefixed(t, realm, "pull-ok")
 
 	first := runPull(t, p)
-	if first.Mode != pull.ModeCompare || first.Reason != "first run" || first.Checked < 4 {
+	if first.Mode != pull.ModeCompare || first.Reason != "first run" || first.Checked < 5 {
 		t.Fatalf("first run must compare every user: %+v", first)
 	}
-	for _, n := range []string{alice.Name, reset.Name, own.Name, gone.Name} {
+	for _, n := range []string{alice.Name, reset.Name, own.Name, gone.Name, plain.Name} {
 		u, err := local(t, e, n)
 		if err != nil || !u.Enabled || u.HashStale || u.KeycloakConfirmedAt.IsZero() {
 			t.Fatalf("after first run %s: %+v %v", n, u, err)
@@ -135,13 +136,20 @@ func TestPullAppliesKeycloakDecisions(t *testing.T) {
 		t.Errorf("pull raised the version: %+v", u)
 	}
 
-	// Keycloak down: the disabled user is refused offline, the others are not.
+	// Keycloak down: what Keycloak decided holds. The disabled user, the
+	// reset (stale) password and the user with a required action are
+	// refused offline, exactly like a wrong password; an untouched user is not.
 	e.Proxy.Disable()
-	if _, err := e.Login(alice, alice.Password); !errors.Is(err, auth.ErrInvalidCredentials) {
-		t.Errorf("disabled user offline: %v, want refused", err)
+	for _, c := range []struct {
+		u  stacktest.User
+		pw string
+	}{{alice, alice.Password}, {reset, reset.Password}, {own, newPw}} {
+		if _, err := e.Login(c.u, c.pw); !errors.Is(err, auth.ErrInvalidCredentials) {
+			t.Errorf("%s offline: %v, want refused", c.u.Name, err)
+		}
 	}
-	if res, err := e.Login(own, newPw); err != nil || res.Mode == auth.ModeKeycloak {
-		t.Errorf("enabled user offline: %+v %v", res, err)
+	if res, err := e.Login(plain, plain.Password); err != nil || res.Mode == auth.ModeKeycloak {
+		t.Errorf("untouched user offline: %+v %v", res, err)
 	}
 	e.Proxy.Enable()
 
@@ -155,7 +163,7 @@ func TestPullAppliesKeycloakDecisions(t *testing.T) {
 		t.Errorf("re-enabled user offline: %+v %v", res, err)
 	}
 	e.Proxy.Enable()
-	e.AssertNoSecrets(t, alice.Password, reset.Password, own.Password, newPw, login.SessionToken)
+	e.AssertNoSecrets(t, alice.Password, reset.Password, own.Password, plain.Password, newPw, login.SessionToken)
 }
 
 // A cursor older than pull.max_gap (events may have expired) makes the run
