@@ -421,19 +421,7 @@ func (x *run) refresh(ctx context.Context, id string, t *touched) error {
 	if err != nil {
 		return err
 	}
-	local, err := x.local(ctx, kc.Username)
-	if errors.Is(err, users.ErrNotFound) || errors.Is(err, users.ErrInvalidKey) {
-		x.count(func(r *Result) { r.Unknown++ })
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	stale, err := x.stale(ctx, local, kc.ID)
-	if err != nil {
-		return err
-	}
-	return x.record(ctx, local, kc, stale)
+	return x.apply(ctx, kc)
 }
 
 func (x *run) local(ctx context.Context, username string) (users.User, error) {
@@ -570,7 +558,7 @@ func (x *run) compare(ctx context.Context, adminEvents bool) error {
 		g.SetLimit(x.s.Concurrency)
 		for _, kc := range page {
 			inKeycloak[kc.ID] = true
-			g.Go(func() error { return x.compareOne(gctx, kc) })
+			g.Go(func() error { return x.apply(gctx, kc) })
 		}
 		if err := g.Wait(); err != nil {
 			return err
@@ -601,7 +589,9 @@ func (x *run) compare(ctx context.Context, adminEvents bool) error {
 	}
 }
 
-func (x *run) compareOne(ctx context.Context, kc keycloak.User) error {
+// apply records Keycloak's state of one user kcguard knows; Keycloak users
+// kcguard does not know are left to learn-on-login.
+func (x *run) apply(ctx context.Context, kc keycloak.User) error {
 	local, err := x.local(ctx, kc.Username)
 	if errors.Is(err, users.ErrNotFound) || errors.Is(err, users.ErrInvalidKey) {
 		x.count(func(r *Result) { r.Unknown++ })
