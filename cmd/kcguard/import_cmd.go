@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 
@@ -12,10 +11,6 @@ import (
 
 	"github.com/kcguard/kcguard/pkg/adoption"
 )
-
-// errUsersSkipped: the import ran to the end but some users could not be
-// loaded (exit code 1, like a failed checklist; 2 means it did not run).
-var errUsersSkipped = errors.New("some users were not imported")
 
 func newUsersImportCmd(e *env) *cobra.Command {
 	var files []string
@@ -65,7 +60,9 @@ line per user is written to standard output, then a summary line.`,
 				skipped += n
 			}
 			if skipped > 0 {
-				return fmt.Errorf("%w: %d skipped", errUsersSkipped, skipped)
+				// Ran to the end but found problems: exit code 1, like a
+				// checklist with a ✗ (2 means the import could not run).
+				return fmt.Errorf("%d users not imported: %w", skipped, errChecksFailed)
 			}
 			return nil
 		},

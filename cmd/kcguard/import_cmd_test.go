@@ -27,7 +27,7 @@ func TestUsersImportCommand(t *testing.T) {
 	}
 
 	out, err := run(t, "users", "import", "--keycloak-export", export, "--package", "homechoice")
-	if !errors.Is(err, errUsersSkipped) || exitCode(err) != 1 {
+	if !errors.Is(err, errChecksFailed) || exitCode(err) != 1 || !strings.Contains(err.Error(), "3 users not imported") {
 		t.Fatalf("skipped users must give exit code 1: %v\n%s", err, out)
 	}
 	lines, outcomes := 0, map[string]int{}

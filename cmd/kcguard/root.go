@@ -30,7 +30,7 @@ type env struct {
 var errChecksFailed = errors.New("some checks failed")
 
 func exitCode(err error) int {
-	if errors.Is(err, errChecksFailed) || errors.Is(err, errUsersSkipped) {
+	if errors.Is(err, errChecksFailed) {
 		return 1
 	}
 	return 2
