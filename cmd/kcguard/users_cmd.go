@@ -162,7 +162,7 @@ for the local stack: real realm exports carry hashes, not passwords.`,
 		c.Flags().StringVar(&pkg, "package", "", "package (tenant) of the user")
 		_ = c.MarkFlagRequired("package")
 	}
-	cmd.AddCommand(add, setPassword, show, seed)
+	cmd.AddCommand(add, setPassword, show, seed, newUsersImportCmd(e))
 	return cmd
 }
 
