@@ -335,14 +335,6 @@ type Store interface {
 	// Lockout returns the key's lockout state; counters older than the
 	// failure window read as zero.
 	Lockout(ctx context.Context, key Key, now time.Time) (Lockout, error)
-	// RecordFailure atomically adds one failed attempt and returns the new
-	// count; the caller derives the delay and calls SetLockedUntil.
-	RecordFailure(ctx context.Context, key Key, now time.Time) (int, error)
-	// SetLockedUntil refuses logins for the key until until.
-	SetLockedUntil(ctx context.Context, key Key, until, now time.Time) error
-	// ResetFailures clears the lockout state (after a successful login).
-	ResetFailures(ctx context.Context, key Key) error
-
 	// Reserve counts one attempt for key before its password is checked, in
 	// one atomic write, and admits it only while the key is not locked and
 	// fewer than its gate (maxFailures at first) attempts are counted. A
