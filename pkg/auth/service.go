@@ -387,6 +387,8 @@ func (s *Service) admit(ctx context.Context, key users.Key, src users.Lockout, e
 // written (the session's transaction releases it otherwise). Best effort:
 // an unreleased count only brings the next lock closer.
 func (s *Service) release(ctx context.Context, key users.Key, now time.Time) {
+	ctx, cancel := outcomeContext(ctx)
+	defer cancel()
 	if _, err := s.users.Release(ctx, key, now); err != nil {
 		s.log.WarnContext(ctx, "attempt not released", "package", key.Package, "err", err)
 	}
@@ -427,6 +429,14 @@ func (s *Service) verify(entry users.Entry, password string) (credential.Hash, b
 	return h, ok && err == nil, hashKind(h)
 }
 
+// outcomeContext outlives the request for the write that settles a
+// reserved attempt: a client that hangs up after its guess was checked
+// must not leave the attempt unsettled (users.LostReservation bounds the
+// harm if a write is lost all the same).
+func outcomeContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+}
+
 // inFlightRetry is the Retry-After of an attempt refused because a check at
 // the lock threshold is still running: its outcome decides within moments.
 const inFlightRetry = time.Second
@@ -452,7 +462,9 @@ func (s *Service) countFailure(ctx context.Context, key users.Key, a users.Attem
 		f.Source = source
 		f.SourceLockout = users.Lockout{FailedAttempts: n, LastFailureAt: now, LockedUntil: s.s.sourceLockedUntil(n, now)}
 	}
-	if err := s.ledger.LoginFailed(ctx, f); err != nil {
+	wctx, cancel := outcomeContext(ctx)
+	defer cancel()
+	if err := s.ledger.LoginFailed(wctx, f); err != nil {
 		s.log.ErrorContext(ctx, "failed login not recorded", "package", key.Package, "username", event.Username, "err", err)
 	}
 	return ErrInvalidCredentials

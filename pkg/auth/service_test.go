@@ -88,6 +88,9 @@ func (l *memLedger) LoginSucceeded(ctx context.Context, s Success) (string, sess
 }
 
 func (l *memLedger) LoginFailed(ctx context.Context, f Failure) error {
+	if err := ctx.Err(); err != nil { // as the DynamoDB client would
+		return err
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.failures = append(l.failures, f)

@@ -622,17 +622,18 @@ func (d *Dynamo) Reserve(ctx context.Context, key Key, maxFailures int, now time
 	}
 	vals := map[string]types.AttributeValue{
 		":one": n(1), ":now": s(ddbitem.Time(now)), ":nowu": n(now.Unix()), ":max": n(int64(maxFailures)),
-		":exp": n(now.Add(d.opts.failureWindow).Unix()),
+		":exp": n(now.Add(d.opts.failureWindow).Unix()), ":lost": s(ddbitem.Time(now.Add(-LostReservation))),
 	}
 	for range 3 {
 		out, err := d.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 			TableName:        &d.table,
 			Key:              d.itemKey(key, skLockout),
-			UpdateExpression: aws.String("ADD failed_attempts :one SET expires_at = :exp"),
+			UpdateExpression: aws.String("ADD failed_attempts :one SET expires_at = :exp, reserved_at = :now"),
 			// Times are fixed-width UTC strings, so they compare as strings.
 			ConditionExpression: aws.String("attribute_not_exists(expires_at) OR (expires_at > :nowu" +
 				" AND (attribute_not_exists(locked_until) OR locked_until <= :now)" +
-				" AND (attribute_not_exists(failed_attempts) OR failed_attempts < :max OR failed_attempts < gate))"),
+				" AND (attribute_not_exists(failed_attempts) OR failed_attempts < :max OR failed_attempts < gate" +
+				" OR attribute_not_exists(reserved_at) OR reserved_at <= :lost))"),
 			ExpressionAttributeValues:           vals,
 			ReturnValues:                        types.ReturnValueUpdatedNew,
 			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
@@ -662,6 +663,7 @@ func (d *Dynamo) Reserve(ctx context.Context, key Key, maxFailures int, now time
 			TableName: &d.table,
 			Item: map[string]types.AttributeValue{
 				"pk": s(key.String()), "sk": s(skLockout), "failed_attempts": n(1), "expires_at": vals[":exp"],
+				"reserved_at": vals[":now"],
 			},
 			ConditionExpression:       aws.String("expires_at <= :nowu"),
 			ExpressionAttributeValues: map[string]types.AttributeValue{":nowu": vals[":nowu"]},

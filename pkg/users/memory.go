@@ -21,8 +21,9 @@ type Memory struct {
 
 type memLockout struct {
 	Lockout
-	gate    int       // admit while FailedAttempts < max(gate, maxFailures)
-	expires time.Time // like the DynamoDB TTL attribute
+	gate       int       // admit while FailedAttempts < max(gate, maxFailures)
+	reservedAt time.Time // the last admitted attempt
+	expires    time.Time // like the DynamoDB TTL attribute
 }
 
 var _ Store = (*Memory)(nil)
@@ -218,10 +219,11 @@ func (m *Memory) Reserve(_ context.Context, key Key, maxFailures int, now time.T
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	l := m.live(m.lockouts, key.String(), now)
-	if l.Locked(now) || l.FailedAttempts >= max(l.gate, maxFailures) {
+	if l.Locked(now) || (l.FailedAttempts >= max(l.gate, maxFailures) && now.Before(l.reservedAt.Add(LostReservation))) {
 		return Attempt{LockedUntil: l.LockedUntil}, nil
 	}
 	l.FailedAttempts++
+	l.reservedAt = now
 	l.expires = now.Add(m.opts.failureWindow)
 	m.lockouts[key.String()] = l
 	return Attempt{Admitted: true, N: l.FailedAttempts}, nil

@@ -640,6 +640,19 @@ func testReserve(t *testing.T, s users.Store, pkg string) {
 		if a := reserve(t, s, k, max, after); a.Admitted {
 			t.Fatalf("%s second attempt after the lock must wait for the first: %+v", name, a)
 		}
+		// An attempt whose outcome never came (a crash, a dropped write)
+		// holds the gate only so long: then one more is admitted.
+		if a := reserve(t, s, k, max, after.Add(users.LostReservation-time.Second)); a.Admitted {
+			t.Fatalf("%s admitted while the last attempt may still report: %+v", name, a)
+		}
+		lost := after.Add(users.LostReservation)
+		if a := reserve(t, s, k, max, lost); !a.Admitted || a.N != max+2 {
+			t.Fatalf("%s after a lost reservation: %+v", name, a)
+		}
+		if a := reserve(t, s, k, max, lost); a.Admitted {
+			t.Fatalf("%s only one attempt replaces a lost one: %+v", name, a)
+		}
+		after = lost
 		// A failure below the threshold never lifts or sets a lock.
 		if err := s.FailAttempt(ctx, k, users.Attempt{Admitted: true, N: 1}, time.Time{}, after); err != nil {
 			t.Fatal(err)
