@@ -68,6 +68,12 @@ type Sessions interface {
 // action). UPDATE_CREDENTIAL replaces UPDATE_PASSWORD in newer Keycloaks.
 var CredentialEventTypes = []string{"UPDATE_PASSWORD", "RESET_PASSWORD", "UPDATE_CREDENTIAL", "REMOVE_CREDENTIAL"}
 
+// UserEventTypes are the user events the pull reads: the credential ones,
+// and Keycloak's own permanent brute-force lockout, which disables the user
+// without an admin event. (A temporary lockout ends by itself; a login
+// asks Keycloak about it.)
+var UserEventTypes = append(slices.Clone(CredentialEventTypes), "USER_DISABLED_BY_PERMANENT_LOCKOUT")
+
 // Settings bound a run. Zero values take the documented defaults.
 type Settings struct {
 	// PageSize of event and user pages. Zero means 100.
@@ -212,6 +218,8 @@ func (p *Puller) Package(ctx context.Context, pkg string, now time.Time) (r Resu
 		reason = "user events for password changes are off in the realm"
 	case cur.Through.IsZero():
 		reason = "first run"
+	case ec.EventsExpiration > 0 && now.Sub(cur.Through) > time.Duration(ec.EventsExpiration)*time.Second:
+		reason = fmt.Sprintf("cursor %s is older than the realm keeps user events (%ds)", cur.Through.Format(time.RFC3339), ec.EventsExpiration)
 	case now.Sub(cur.Through) > s.MaxGap:
 		reason = fmt.Sprintf("cursor %s is older than the %s events are trusted for", cur.Through.Format(time.RFC3339), s.MaxGap)
 	case now.Sub(cur.LastCompare) > s.CompareEvery:
@@ -298,7 +306,7 @@ func (x *run) events(ctx context.Context, from time.Time) (bool, error) {
 		return false, err
 	}
 	user, complete, err := pages(ctx, x.s, func(first int) ([]keycloak.UserEvent, error) {
-		return x.p.Keycloak.UserEvents(ctx, x.pkg, keycloak.EventQuery{From: from, First: first, Max: x.s.PageSize, Types: CredentialEventTypes})
+		return x.p.Keycloak.UserEvents(ctx, x.pkg, keycloak.EventQuery{From: from, First: first, Max: x.s.PageSize, Types: UserEventTypes})
 	})
 	if err != nil || !complete {
 		return false, err
@@ -328,8 +336,10 @@ func (x *run) events(ctx context.Context, from time.Time) (bool, error) {
 			continue
 		}
 		touch(e.UserID)
-		// The user acting in Keycloak: never kcguard's sync.
-		x.credential(e.UserID, e.UserID, e.Time)
+		if slices.Contains(CredentialEventTypes, e.Type) {
+			// The user acting in Keycloak: never kcguard's sync.
+			x.credential(e.UserID, e.UserID, e.Time)
+		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(x.s.Concurrency)

@@ -87,9 +87,11 @@ func TestMalformedEventsAreSkippedAndReported(t *testing.T) {
 	st := users.NewMemory()
 	seed(t, st, "ann", "id-ann")
 	seed(t, st, "ben", "id-ben")
+	seed(t, st, "cy", "id-cy")
 	kc := &fakeKeycloak{self: "sa",
-		users:   map[string]keycloak.User{"id-ann": {ID: "id-ann", Username: "ann", Enabled: false}, "id-ben": {ID: "id-ben", Username: "ben", Enabled: true}},
-		created: map[string]time.Time{"id-ann": t0, "id-ben": t0.Add(time.Hour)},
+		users: map[string]keycloak.User{"id-ann": {ID: "id-ann", Username: "ann", Enabled: false}, "id-ben": {ID: "id-ben", Username: "ben", Enabled: true},
+			"id-cy": {ID: "id-cy", Username: "cy", Enabled: false}},
+		created: map[string]time.Time{"id-ann": t0, "id-ben": t0.Add(time.Hour), "id-cy": t0},
 		admin: []keycloak.AdminEvent{
 			{ID: "bad-path", Time: t0.Add(time.Hour), OperationType: "UPDATE", ResourcePath: "groups/x", ActorUserID: "admin"},
 			{ID: "no-time", OperationType: "UPDATE", ResourcePath: "users/id-ben", ActorUserID: "admin"},
@@ -98,6 +100,8 @@ func TestMalformedEventsAreSkippedAndReported(t *testing.T) {
 		user: []keycloak.UserEvent{
 			{ID: "no-user", Time: t0.Add(time.Hour), Type: "UPDATE_PASSWORD"},
 			{ID: "pw", Time: t0.Add(time.Hour), Type: "UPDATE_PASSWORD", UserID: "id-ben"},
+			// Keycloak's own permanent lockout disables without an admin event.
+			{ID: "lock", Time: t0.Add(time.Hour), Type: "USER_DISABLED_BY_PERMANENT_LOCKOUT", UserID: "id-cy"},
 		},
 	}
 	cursors := &pull.MemoryCursors{}
@@ -124,6 +128,12 @@ func TestMalformedEventsAreSkippedAndReported(t *testing.T) {
 	}
 	if !ben.Enabled || !ben.HashStale {
 		t.Errorf("ben changed his password in Keycloak: stale: %+v", ben)
+	}
+	if cy, _ := st.Get(context.Background(), users.Key{Package: "p", Username: "cy"}); cy.Enabled || cy.HashStale {
+		t.Errorf("cy was locked out for good by Keycloak: disabled, password not stale: %+v", cy)
+	}
+	if r.Disabled != 2 || r.Stale != 1 {
+		t.Errorf("counts %+v", r)
 	}
 	if c, _ := cursors.Get(context.Background(), "p"); !c.Through.Equal(now) {
 		t.Errorf("cursor %v, want %v", c.Through, now)
