@@ -177,3 +177,46 @@ func TestCompareKeepsPendingUsers(t *testing.T) {
 		t.Errorf("kcguard's pending change stays kcguard's: %+v", u)
 	}
 }
+
+// racingStore changes the user's password through kcguard just before the
+// pull's first write lands, as a /password request would.
+type racingStore struct {
+	*users.Memory
+	raced bool
+}
+
+func (r *racingStore) ApplyVerdict(ctx context.Context, key users.Key, expected int64, v users.Verdict) (users.User, error) {
+	if !r.raced {
+		r.raced = true
+		u, _ := r.Memory.Get(ctx, key)
+		if _, err := r.Memory.UpdatePassword(ctx, key, u.Version, users.Hash{Algorithm: "argon2", SecretData: "new", CredentialData: "c"}, t0.Add(90*time.Minute)); err != nil {
+			return users.User{}, err
+		}
+	}
+	return r.Memory.ApplyVerdict(ctx, key, expected, v)
+}
+
+// A password changed through kcguard while the pull was deciding is
+// kcguard's newer change: the pull's write loses the version race, reads
+// again, and does not mark the new hash stale for an older Keycloak reset.
+func TestPullLosesTheRaceToAPasswordChange(t *testing.T) {
+	st := &racingStore{Memory: users.NewMemory()}
+	seed(t, st.Memory, "dee", "id-dee")
+	kc := &fakeKeycloak{self: "sa",
+		users:   map[string]keycloak.User{"id-dee": {ID: "id-dee", Username: "dee", Enabled: true}},
+		created: map[string]time.Time{"id-dee": t0.Add(time.Hour)},
+		admin: []keycloak.AdminEvent{{ID: "reset", Time: t0.Add(time.Hour), OperationType: "ACTION",
+			ResourcePath: "users/id-dee/reset-password", ActorUserID: "admin"}},
+	}
+	cursors := &pull.MemoryCursors{}
+	now := t0.Add(2 * time.Hour)
+	_ = cursors.Put(context.Background(), "p", pull.Cursor{Through: now.Add(-time.Minute), LastCompare: now})
+	p := &pull.Puller{Keycloak: kc, Users: st, Cursors: cursors, Packages: []string{"p"}}
+	if _, err := p.Run(context.Background(), now); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := st.Get(context.Background(), users.Key{Package: "p", Username: "dee"})
+	if !st.raced || u.HashStale || u.Hash.SecretData != "new" || !u.Unsynced() || u.KeycloakConfirmedAt.IsZero() {
+		t.Errorf("after the race: %+v", u)
+	}
+}
