@@ -586,10 +586,19 @@ func (x *run) compare(ctx context.Context, adminEvents bool) error {
 		for _, u := range page {
 			// Only users Keycloak had: one not provisioned yet is kcguard's
 			// pending change, not a deletion.
-			if u.KeycloakID != "" && !inKeycloak[u.KeycloakID] {
+			if u.KeycloakID == "" || inKeycloak[u.KeycloakID] {
+				continue
+			}
+			// Offset paging over users that change meanwhile can skip
+			// one: only Keycloak's own 404 for the id deletes.
+			_, err := x.p.Keycloak.GetUser(ctx, x.pkg, u.KeycloakID)
+			switch {
+			case errors.Is(err, keycloak.ErrNotFound):
 				if err := x.delete(ctx, u); err != nil {
 					return err
 				}
+			case err != nil:
+				return err
 			}
 		}
 		if next == "" {

@@ -19,6 +19,9 @@ type fakeKeycloak struct {
 	users   map[string]keycloak.User // by id
 	created map[string]time.Time     // password createdDate by id
 	self    string
+	// unlisted users exist but a page of ListUsers missed them (offset
+	// paging while users are created or deleted).
+	unlisted map[string]bool
 }
 
 func (f *fakeKeycloak) AdminEvents(_ context.Context, _ string, q keycloak.EventQuery) ([]keycloak.AdminEvent, error) {
@@ -39,7 +42,9 @@ func page[T any](all []T, q keycloak.EventQuery) []T {
 func (f *fakeKeycloak) ListUsers(_ context.Context, _ string, first, max int) ([]keycloak.User, error) {
 	var all []keycloak.User
 	for _, u := range f.users {
-		all = append(all, u)
+		if !f.unlisted[u.ID] {
+			all = append(all, u)
+		}
 	}
 	return page(all, keycloak.EventQuery{First: first, Max: max}), nil
 }
@@ -155,9 +160,12 @@ func TestCompareKeepsPendingUsers(t *testing.T) {
 	if _, err := st.UpdatePassword(context.Background(), changed.Key(), changed.Version, users.Hash{Algorithm: "argon2", SecretData: "s2", CredentialData: "c"}, t0); err != nil {
 		t.Fatal(err)
 	}
+	seed(t, st, "missed", "id-missed")
 	kc := &fakeKeycloak{self: "sa",
-		users:   map[string]keycloak.User{"id-chg": {ID: "id-chg", Username: "chg", Enabled: true}},
-		created: map[string]time.Time{"id-chg": t0.Add(time.Hour)}, // an admin reset after the local change
+		users: map[string]keycloak.User{"id-chg": {ID: "id-chg", Username: "chg", Enabled: true},
+			"id-missed": {ID: "id-missed", Username: "missed", Enabled: true}},
+		created:  map[string]time.Time{"id-chg": t0.Add(time.Hour)}, // an admin reset after the local change
+		unlisted: map[string]bool{"id-missed": true},
 	}
 	p := &pull.Puller{Keycloak: kc, Users: st, Cursors: &pull.MemoryCursors{}, Packages: []string{"p"}}
 	rs, err := p.Run(context.Background(), t0.Add(2*time.Hour))
@@ -172,6 +180,9 @@ func TestCompareKeepsPendingUsers(t *testing.T) {
 	}
 	if _, err := st.Get(context.Background(), pending.Key()); err != nil {
 		t.Errorf("never-provisioned user deleted: %v", err)
+	}
+	if _, err := st.Get(context.Background(), users.Key{Package: "p", Username: "missed"}); err != nil {
+		t.Errorf("a user a page missed but Keycloak still has was deleted: %v", err)
 	}
 	if u, _ := st.Get(context.Background(), changed.Key()); u.HashStale || !u.Unsynced() {
 		t.Errorf("kcguard's pending change stays kcguard's: %+v", u)
