@@ -32,6 +32,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/kcguard/kcguard/pkg/breaker"
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/users"
 )
@@ -55,6 +56,11 @@ type Users interface {
 	ApplyVerdict(ctx context.Context, key users.Key, expectedVersion int64, v users.Verdict) (users.User, error)
 	Delete(ctx context.Context, key users.Key) error
 	List(ctx context.Context, pkg string, f users.Filter, limit int, cursor string) ([]users.User, string, error)
+}
+
+// Breaker is the fleet's view of Keycloak's health (*breaker.Breaker).
+type Breaker interface {
+	State(ctx context.Context) breaker.Status
 }
 
 // Sessions ends the sessions of a user Keycloak disabled or deleted, or
@@ -131,6 +137,10 @@ type Puller struct {
 	Users    Users
 	Cursors  CursorStore
 	Sessions Sessions // optional
+	// Breaker, if set, skips the run while it is not closed: Keycloak is
+	// down or recovering, and the cursor waits (a long outage ends in a
+	// compare, as the cursor is then older than MaxGap).
+	Breaker  Breaker
 	Packages []string
 	Settings Settings
 	Log      *slog.Logger
@@ -148,8 +158,8 @@ const (
 // Result is one package's run.
 type Result struct {
 	Package string `json:"package"`
-	Mode    Mode   `json:"mode"`
-	// Reason a compare ran instead of the events ("" for events).
+	Mode    Mode   `json:"mode"` // "" when skipped
+	// Reason a compare ran instead of the events, or the run was skipped.
 	Reason      string   `json:"reason,omitempty"`
 	AdminEvents int      `json:"admin_events"`
 	UserEvents  int      `json:"user_events"`
@@ -197,6 +207,12 @@ func (p *Puller) Package(ctx context.Context, pkg string, now time.Time) (r Resu
 	s := p.Settings.withDefaults()
 	r.Package = pkg
 	defer func() { r.DurationMS = time.Since(start).Milliseconds() }()
+	if p.Breaker != nil {
+		if st := p.Breaker.State(ctx); st.State != breaker.StateClosed && st.State != breaker.StateDisabled {
+			r.Reason = "skipped: breaker " + string(st.State)
+			return r, nil
+		}
+	}
 	cur, err := p.Cursors.Get(ctx, pkg)
 	if err != nil {
 		return r, err

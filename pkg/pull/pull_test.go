@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kcguard/kcguard/pkg/breaker"
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/pull"
 	"github.com/kcguard/kcguard/pkg/users"
@@ -229,5 +230,37 @@ func TestPullLosesTheRaceToAPasswordChange(t *testing.T) {
 	u, _ := st.Get(context.Background(), users.Key{Package: "p", Username: "dee"})
 	if !st.raced || u.HashStale || u.Hash.SecretData != "new" || !u.Unsynced() || u.KeycloakConfirmedAt.IsZero() {
 		t.Errorf("after the race: %+v", u)
+	}
+}
+
+type breakerState breaker.State
+
+func (b breakerState) State(context.Context) breaker.Status {
+	return breaker.Status{State: breaker.State(b)}
+}
+
+// While the breaker is open the pull leaves Keycloak alone and its cursor
+// where it was; after a long outage the cursor is too old and the next run
+// compares every user.
+func TestPullWaitsForTheBreaker(t *testing.T) {
+	st := users.NewMemory()
+	seed(t, st, "eva", "id-eva")
+	kc := &fakeKeycloak{self: "sa", users: map[string]keycloak.User{"id-eva": {ID: "id-eva", Username: "eva", Enabled: false}},
+		created: map[string]time.Time{"id-eva": t0}}
+	cursors := &pull.MemoryCursors{}
+	before := pull.Cursor{Through: t0, LastCompare: t0}
+	_ = cursors.Put(context.Background(), "p", before)
+	p := &pull.Puller{Keycloak: kc, Users: st, Cursors: cursors, Packages: []string{"p"}, Breaker: breakerState(breaker.StateOpen)}
+	rs, err := p.Run(context.Background(), t0.Add(3*time.Hour))
+	if err != nil || rs[0].Mode != "" || !strings.Contains(rs[0].Reason, "breaker open") {
+		t.Fatalf("open breaker: %+v %v", rs, err)
+	}
+	if c, _ := cursors.Get(context.Background(), "p"); c != before {
+		t.Fatalf("cursor moved while skipped: %+v", c)
+	}
+	p.Breaker = breakerState(breaker.StateClosed)
+	rs, err = p.Run(context.Background(), t0.Add(3*time.Hour))
+	if err != nil || rs[0].Mode != pull.ModeCompare || rs[0].Disabled != 1 {
+		t.Fatalf("after the outage: %+v %v", rs, err)
 	}
 }
