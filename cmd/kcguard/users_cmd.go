@@ -122,14 +122,13 @@ reconciliation carries it to Keycloak. Use POST /password for user changes.`,
 			}
 			e.printf("\nkeycloak id:     %s\npassword set:    %s\nfailed logins:   %d\n",
 				u.KeycloakID, u.PasswordChangedAt.Format(time.RFC3339), entry.Lockout.FailedAttempts)
-			if u.HashStale {
-				e.printf("hash stale:      yes (password reset in Keycloak; no offline login until the next Keycloak login)\n")
-			}
-			if len(u.RequiredActions) > 0 {
-				e.printf("required:        %s\n", strings.Join(u.RequiredActions, ", "))
-			}
+			confirmed := "never"
 			if !u.KeycloakConfirmedAt.IsZero() {
-				e.printf("keycloak seen:   %s\n", u.KeycloakConfirmedAt.Format(time.RFC3339))
+				confirmed = u.KeycloakConfirmedAt.Format(time.RFC3339)
+			}
+			e.printf("keycloak confirmed: %s\nhash stale:      %v\nrequired actions: %v\n", confirmed, u.HashStale, u.RequiredActions)
+			if u.KeycloakMustDecide() {
+				e.printf("offline login:   refused until Keycloak accepts this user again (disabled, reset or actions pending)\n")
 			}
 			if entry.Lockout.Locked(time.Now()) {
 				e.printf("locked until:    %s\n", entry.Lockout.LockedUntil.Format(time.RFC3339))

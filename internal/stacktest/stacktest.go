@@ -8,6 +8,7 @@ package stacktest
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -15,7 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
@@ -204,16 +208,50 @@ func (e *Env) Login(u User, password string) (auth.LoginResult, error) {
 		SourceIP: "127.0.0.1", UserAgent: "stacktest"})
 }
 
-// AssertNoSecrets fails if any secret appears in the captured logs.
+// AssertNoSecrets fails if any secret appears in the captured logs or in
+// any item of the audit table (where, say, a password typed into the
+// username field would land if the trail kept it verbatim).
 func (e *Env) AssertNoSecrets(t testing.TB, secrets ...string) {
 	t.Helper()
 	logs := e.Logs.String()
 	if logs == "" {
 		t.Fatal("no log output was captured: the check would prove nothing")
 	}
+	trail := e.AuditTrail(t) // may be empty: not every test logs in
 	for _, s := range secrets {
-		if s != "" && strings.Contains(logs, s) {
+		if s == "" {
+			continue
+		}
+		if strings.Contains(logs, s) {
 			t.Errorf("a secret (%d characters, starting %.3q) appears in the logs", len(s), s)
 		}
+		if strings.Contains(strings.ToLower(trail), strings.ToLower(s)) {
+			t.Errorf("a secret (%d characters, starting %.3q) appears in the audit table", len(s), s)
+		}
+	}
+}
+
+// AuditTrail is every attribute of every audit item, as text.
+func (e *Env) AuditTrail(t testing.TB) string {
+	t.Helper()
+	var b strings.Builder
+	var start map[string]types.AttributeValue
+	for {
+		out, err := e.RT.DynamoDB.Scan(context.Background(), &dynamodb.ScanInput{
+			TableName: aws.String(e.Config.Tables.Audit), ExclusiveStartKey: start})
+		if err != nil {
+			t.Fatalf("scan the audit table: %v", err)
+		}
+		for _, item := range out.Items {
+			var m map[string]any
+			if err := attributevalue.UnmarshalMap(item, &m); err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintln(&b, m)
+		}
+		if out.LastEvaluatedKey == nil {
+			return b.String()
+		}
+		start = out.LastEvaluatedKey
 	}
 }

@@ -39,8 +39,11 @@ const (
 	OutcomeSuccess            Outcome = "success"
 	OutcomeInvalidCredentials Outcome = "invalid_credentials"
 	OutcomeLocked             Outcome = "locked"
-	OutcomePolicyRejected     Outcome = "policy_rejected"
-	OutcomeConflict           Outcome = "conflict"
+	// OutcomeThrottled: the request's source had failed too often across
+	// usernames; nothing was checked or counted for the user.
+	OutcomeThrottled      Outcome = "throttled"
+	OutcomePolicyRejected Outcome = "policy_rejected"
+	OutcomeConflict       Outcome = "conflict"
 	// OutcomeOfflineDisabled: Keycloak was unreachable and the package does
 	// not allow offline (local or cached) logins.
 	OutcomeOfflineDisabled Outcome = "offline_disabled"

@@ -37,23 +37,30 @@ func (s *Service) keycloakDecides(entry users.Entry) bool {
 // stores (learns) a hash of the verified password, so the user also works
 // during the next outage. Keycloak down, breaker open or a wrong password
 // all get the plain 401 and count as a failure, as a local refusal would.
+//
+// fail records the attempt as a failed password check (the lockout's
+// bookkeeping, owned by Login).
 func (s *Service) loginThroughKeycloak(ctx context.Context, in LoginInput, key users.Key, entry users.Entry,
-	event audit.Event, now time.Time) (LoginResult, error) {
+	event audit.Event, fail func() error, now time.Time) (LoginResult, error) {
 	g := s.grant(ctx, key, in.Password)
 	switch {
 	case g.allowed && g.err == nil:
 		s.learn(ctx, key, entry, in.Password, g.tok, now)
+		event.Username = key.Username // a known user now, whatever the audit trail called it before
 		tier := tierResult{mode: ModeKeycloak, status: KeycloakAvailable, token: &g.tok}
-		return s.succeed(ctx, in, entry, event, tier, nil, now)
+		return s.succeed(ctx, in, key, event, tier, nil, now)
 	case ctx.Err() != nil:
+		s.release(ctx, key, now)
 		return LoginResult{}, ctx.Err()
 	case g.allowed && (errors.Is(g.err, keycloak.ErrAccountDisabled) || errors.Is(g.err, keycloak.ErrActionRequired)):
+		// The password was right: not a failed attempt.
+		s.release(ctx, key, now)
 		err := s.namedRefusal(ctx, entry, g.err, now)
 		event.Outcome = outcomeOf(err)
 		s.auditAlone(ctx, event)
 		return LoginResult{}, err
 	}
-	return LoginResult{}, s.countFailure(ctx, key, entry, event, now)
+	return LoginResult{}, fail()
 }
 
 // learn stores what a Keycloak-verified login taught: a local hash of the

@@ -75,7 +75,7 @@ func (l *memLedger) LoginSucceeded(ctx context.Context, s Success) (string, sess
 	l.successes = append(l.successes, s)
 	l.audits = append(l.audits, s.Event)
 	if s.ResetLockout {
-		if err := l.users.ResetFailures(ctx, users.Key{Package: s.Event.Package, Username: s.Event.Username}); err != nil {
+		if _, err := l.users.Release(ctx, users.Key{Package: s.Event.Package, Username: s.Event.Username}, s.Now); err != nil {
 			return "", sessions.Record{}, err
 		}
 	}
@@ -92,11 +92,11 @@ func (l *memLedger) LoginFailed(ctx context.Context, f Failure) error {
 	defer l.mu.Unlock()
 	l.failures = append(l.failures, f)
 	l.audits = append(l.audits, f.Event)
-	if _, err := l.users.RecordFailure(ctx, f.Key, f.Lockout.LastFailureAt); err != nil {
+	if err := l.users.FailAttempt(ctx, f.Key, f.Attempt, f.LockedUntil, f.Event.At); err != nil {
 		return err
 	}
-	if !f.Lockout.LockedUntil.IsZero() {
-		return l.users.SetLockedUntil(ctx, f.Key, f.Lockout.LockedUntil, f.Lockout.LastFailureAt)
+	if f.Source != "" {
+		return l.users.RecordSourceFailure(ctx, f.Source, f.SourceLockout, f.Event.At)
 	}
 	return nil
 }

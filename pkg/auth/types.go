@@ -97,6 +97,14 @@ func (e *LockedError) Error() string {
 	return fmt.Sprintf("too many failed logins; retry after %s", e.RetryAfter.Round(time.Second))
 }
 
+// ThrottledError refuses an attempt from a source (client address) that
+// failed too often across usernames; the users it named are not locked.
+type ThrottledError struct{ RetryAfter time.Duration }
+
+func (e *ThrottledError) Error() string {
+	return fmt.Sprintf("too many failed logins from this source; retry after %s", e.RetryAfter.Round(time.Second))
+}
+
 // WeakPasswordError is a new password the policy refuses.
 type WeakPasswordError struct{ Reason string }
 

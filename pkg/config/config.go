@@ -28,6 +28,7 @@ type Config struct {
 	// KMSKeyID encrypts cached Keycloak tokens at rest (key id, ARN or alias).
 	KMSKeyID   string     `yaml:"kms_key_id" env:"KCGUARD_KMS_KEY_ID"`
 	Lockout    Lockout    `yaml:"lockout"`
+	Audit      Audit      `yaml:"audit"`
 	Password   Password   `yaml:"password"`
 	Sessions   Sessions   `yaml:"sessions"`
 	Cleanup    Cleanup    `yaml:"cleanup"`
@@ -141,6 +142,24 @@ type Lockout struct {
 	// (Keycloak's wait increment), up to MaxDelay.
 	Delay    time.Duration `yaml:"delay" env:"KCGUARD_LOCKOUT_DELAY"`
 	MaxDelay time.Duration `yaml:"max_delay" env:"KCGUARD_LOCKOUT_MAX_DELAY"`
+	// SourceMaxFailures failed checks from one client address, across any
+	// usernames, are free; then the address gets 429 too_many_requests for
+	// SourceDelay, growing by SourceDelay per failure up to SourceMaxDelay,
+	// before it can lock the users it names. -1 turns it off.
+	SourceMaxFailures int           `yaml:"source_max_failures" env:"KCGUARD_LOCKOUT_SOURCE_MAX_FAILURES"`
+	SourceDelay       time.Duration `yaml:"source_delay" env:"KCGUARD_LOCKOUT_SOURCE_DELAY"`
+	SourceMaxDelay    time.Duration `yaml:"source_max_delay" env:"KCGUARD_LOCKOUT_SOURCE_MAX_DELAY"`
+}
+
+// Audit is the audit trail.
+type Audit struct {
+	// UsernameHMACKey keys the HMAC-SHA256 that the trail keeps instead of
+	// an unknown username (it may be a password typed in the wrong field)
+	// and that names client addresses in the source throttle. In AWS it can
+	// also come from the Secrets Manager secret (entry
+	// "_audit_username_hmac_key"). Empty: a random key per process, so
+	// pseudonyms cannot be correlated across instances.
+	UsernameHMACKey string `yaml:"username_hmac_key" env:"KCGUARD_AUDIT_USERNAME_HMAC_KEY"`
 }
 
 // Password is the policy for new passwords.
@@ -258,7 +277,8 @@ func Default() Config {
 			ConflictPolicy:           "local_wins",
 		},
 		KMSKeyID: "alias/kcguard-tokens",
-		Lockout:  Lockout{MaxFailures: 5, Delay: 30 * time.Second, MaxDelay: 15 * time.Minute},
+		Lockout: Lockout{MaxFailures: 5, Delay: 30 * time.Second, MaxDelay: 15 * time.Minute,
+			SourceMaxFailures: 20, SourceDelay: 10 * time.Second, SourceMaxDelay: 15 * time.Minute},
 		Password: Password{MinLength: 12, Algorithm: "argon2", RevokeOtherSessions: true},
 		Sessions: Sessions{IdleTimeout: 30 * time.Minute, MaxLifetime: 12 * time.Hour},
 		Cleanup: Cleanup{ScheduleMinutes: 5, RefreshWindow: 10 * time.Minute, RefreshLimit: 200, RefreshConcurrency: 4,
@@ -403,6 +423,12 @@ func (c Config) Validate() error {
 	}
 	if c.Lockout.Delay <= 0 || c.Lockout.MaxDelay < c.Lockout.Delay {
 		add("lockout.delay (%s) must be positive and not above lockout.max_delay (%s)", c.Lockout.Delay, c.Lockout.MaxDelay)
+	}
+	if c.Lockout.SourceMaxFailures == 0 || c.Lockout.SourceMaxFailures < -1 {
+		add("lockout.source_max_failures = %d, must be at least 1 (or -1: off)", c.Lockout.SourceMaxFailures)
+	}
+	if c.Lockout.SourceMaxFailures > 0 && (c.Lockout.SourceDelay <= 0 || c.Lockout.SourceMaxDelay < c.Lockout.SourceDelay) {
+		add("lockout.source_delay (%s) must be positive and not above lockout.source_max_delay (%s)", c.Lockout.SourceDelay, c.Lockout.SourceMaxDelay)
 	}
 	if c.Password.MinLength < 8 || c.Password.MinLength > 1024 {
 		add("password.min_length = %d, must be between 8 and 1024", c.Password.MinLength)

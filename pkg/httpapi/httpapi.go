@@ -43,6 +43,7 @@ const (
 	CodeInvalidRequest     = "invalid_request"
 	CodeInvalidCredentials = "invalid_credentials"
 	CodeLocked             = "locked"
+	CodeTooManyRequests    = "too_many_requests"
 	CodeUnknownPackage     = "unknown_package"
 	CodeWeakPassword       = "weak_password"
 	CodeConflict           = "conflict"

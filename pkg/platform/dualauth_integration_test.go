@@ -200,6 +200,15 @@ func TestDynamoDBRoundTripsPerLogin(t *testing.T) {
 	measure("cached mode", func() { mustMode(t, e, u, u.Password, auth.ModeCached) })
 	measure("local mode", func() { mustMode(t, e, v, v.Password, auth.ModeLocal) })
 	e.Proxy.Enable()
+	for range e.Config.Lockout.MaxFailures {
+		e.Login(v, "wrong-password-x")
+	}
+	measure("locked", func() {
+		var le *auth.LockedError
+		if _, err := e.Login(v, v.Password); !errors.As(err, &le) {
+			t.Fatalf("want locked: %v", err)
+		}
+	})
 }
 
 func mustMode(t *testing.T, e *stacktest.Env, u stacktest.User, pw string, want auth.Mode) {

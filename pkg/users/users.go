@@ -16,7 +16,10 @@
 // Failed-login counters live in a separate lockout item under the same
 // partition key, whether or not the user exists. Counting unknown usernames
 // the same way as known ones means a lockout (429) never reveals which
-// usernames exist, and one Query reads the user and its lockout together.
+// usernames exist. A login reserves its attempt on that item (Reserve: one
+// atomic conditional write) before any password is hashed, so parallel
+// requests cannot outrun the count. Request sources (client addresses,
+// keyed-hashed by the caller) have failure counters of their own.
 package users
 
 import (
@@ -227,6 +230,25 @@ type Lockout struct {
 // Locked reports whether logins must be refused at now.
 func (l Lockout) Locked(now time.Time) bool { return now.Before(l.LockedUntil) }
 
+// Attempt is a password check reserved before it runs (Store.Reserve).
+//
+// The reservation counts the attempt up front, so N parallel guesses are N
+// counts before any of them is hashed, and a key admits at most its gate's
+// worth of checks in flight: max_failures at first, then one more each time
+// a lock has run out.
+type Attempt struct {
+	// Admitted reports whether the check may run. When false nothing was
+	// counted and the caller refuses the attempt as locked.
+	Admitted bool
+	// N is the attempt's place in the key's unreleased count (1-based):
+	// the caller's delay policy derives the lock from it when the check fails.
+	N int
+	// LockedUntil is the lock that refused the attempt. It is zero or past
+	// when the refusal came from a check at the lock threshold still in
+	// flight (its outcome decides the next lock).
+	LockedUntil time.Time
+}
+
 // Entry is what a login needs in one read: the user, if there is one, and
 // the lockout state, which exists for unknown usernames as well.
 type Entry struct {
@@ -321,6 +343,28 @@ type Store interface {
 	// ResetFailures clears the lockout state (after a successful login).
 	ResetFailures(ctx context.Context, key Key) error
 
+	// Reserve counts one attempt for key before its password is checked, in
+	// one atomic write, and admits it only while the key is not locked and
+	// fewer than its gate (maxFailures at first) attempts are counted. A
+	// refusal counts nothing.
+	Reserve(ctx context.Context, key Key, maxFailures int, now time.Time) (Attempt, error)
+	// FailAttempt records that the reserved attempt a failed its check. A
+	// non-zero lockedUntil locks the key (never shortening a longer lock)
+	// and lets one more attempt through once it has run out.
+	FailAttempt(ctx context.Context, key Key, a Attempt, lockedUntil, now time.Time) error
+	// Release clears the key's count after a check that passed, unless the
+	// key is locked at now: a success racing a lock never lifts it. It
+	// reports whether it cleared.
+	Release(ctx context.Context, key Key, now time.Time) (bool, error)
+
+	// SourceFailures returns the failure state of a request source (an
+	// opaque id, e.g. a keyed hash of the client IP); counters older than
+	// the source window read as zero.
+	SourceFailures(ctx context.Context, source string, now time.Time) (Lockout, error)
+	// RecordSourceFailure counts a failed check from source and sets its
+	// lock to l.LockedUntil when that is later than the stored one.
+	RecordSourceFailure(ctx context.Context, source string, l Lockout, now time.Time) error
+
 	// ListUnsynced lists the package's users with Version > KeycloakSyncedVersion.
 	ListUnsynced(ctx context.Context, pkg string, limit int, cursor string) ([]User, string, error)
 	// List lists the package's users that match f (for migration).
@@ -332,6 +376,21 @@ type Option func(*options)
 
 type options struct {
 	failureWindow time.Duration
+	sourceWindow  time.Duration
+}
+
+// DefaultSourceWindow is how long a source's failure counter lives after
+// its last failure or lock.
+const DefaultSourceWindow = time.Hour
+
+// WithSourceWindow sets how long source failure counters live (default
+// DefaultSourceWindow).
+func WithSourceWindow(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.sourceWindow = d
+		}
+	}
 }
 
 // WithFailureWindow sets how long failure counters live after the last
@@ -346,7 +405,7 @@ func WithFailureWindow(d time.Duration) Option {
 }
 
 func buildOptions(opts []Option) options {
-	o := options{failureWindow: DefaultFailureWindow}
+	o := options{failureWindow: DefaultFailureWindow, sourceWindow: DefaultSourceWindow}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -382,6 +441,22 @@ func prepareNew(u User, now time.Time) (User, error) {
 		u.RequiredActions = nil
 	}
 	return u, nil
+}
+
+// checkSource refuses an empty or oversize source id.
+func checkSource(source string) error {
+	if source == "" || len(source) > MaxNameLength {
+		return fmt.Errorf("%w: source %.16q", ErrInvalidKey, source)
+	}
+	return nil
+}
+
+// laterLock is the later of a stored lock and a new one: locks only grow.
+func laterLock(cur, next time.Time) time.Time {
+	if next.After(cur) {
+		return next
+	}
+	return cur
 }
 
 func utc(t time.Time) time.Time {
