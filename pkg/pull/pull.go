@@ -32,6 +32,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/kcguard/kcguard/pkg/breaker"
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/users"
 )
@@ -57,6 +58,11 @@ type Users interface {
 	List(ctx context.Context, pkg string, f users.Filter, limit int, cursor string) ([]users.User, string, error)
 }
 
+// Breaker is the fleet's view of Keycloak's health (*breaker.Breaker).
+type Breaker interface {
+	State(ctx context.Context) breaker.Status
+}
+
 // Sessions ends the sessions of a user Keycloak disabled or deleted, or
 // whose password it reset. Optional.
 type Sessions interface {
@@ -67,6 +73,12 @@ type Sessions interface {
 // Keycloak (the user's own account console, a reset e-mail, a required
 // action). UPDATE_CREDENTIAL replaces UPDATE_PASSWORD in newer Keycloaks.
 var CredentialEventTypes = []string{"UPDATE_PASSWORD", "RESET_PASSWORD", "UPDATE_CREDENTIAL", "REMOVE_CREDENTIAL"}
+
+// UserEventTypes are the user events the pull reads: the credential ones,
+// and Keycloak's own permanent brute-force lockout, which disables the user
+// without an admin event. (A temporary lockout ends by itself; a login
+// asks Keycloak about it.)
+var UserEventTypes = append(slices.Clone(CredentialEventTypes), "USER_DISABLED_BY_PERMANENT_LOCKOUT")
 
 // Settings bound a run. Zero values take the documented defaults.
 type Settings struct {
@@ -125,6 +137,10 @@ type Puller struct {
 	Users    Users
 	Cursors  CursorStore
 	Sessions Sessions // optional
+	// Breaker, if set, skips the run while it is not closed: Keycloak is
+	// down or recovering, and the cursor waits (a long outage ends in a
+	// compare, as the cursor is then older than MaxGap).
+	Breaker  Breaker
 	Packages []string
 	Settings Settings
 	Log      *slog.Logger
@@ -142,8 +158,8 @@ const (
 // Result is one package's run.
 type Result struct {
 	Package string `json:"package"`
-	Mode    Mode   `json:"mode"`
-	// Reason a compare ran instead of the events ("" for events).
+	Mode    Mode   `json:"mode"` // "" when skipped
+	// Reason a compare ran instead of the events, or the run was skipped.
 	Reason      string   `json:"reason,omitempty"`
 	AdminEvents int      `json:"admin_events"`
 	UserEvents  int      `json:"user_events"`
@@ -191,6 +207,12 @@ func (p *Puller) Package(ctx context.Context, pkg string, now time.Time) (r Resu
 	s := p.Settings.withDefaults()
 	r.Package = pkg
 	defer func() { r.DurationMS = time.Since(start).Milliseconds() }()
+	if p.Breaker != nil {
+		if st := p.Breaker.State(ctx); st.State != breaker.StateClosed && st.State != breaker.StateDisabled {
+			r.Reason = "skipped: breaker " + string(st.State)
+			return r, nil
+		}
+	}
 	cur, err := p.Cursors.Get(ctx, pkg)
 	if err != nil {
 		return r, err
@@ -212,6 +234,8 @@ func (p *Puller) Package(ctx context.Context, pkg string, now time.Time) (r Resu
 		reason = "user events for password changes are off in the realm"
 	case cur.Through.IsZero():
 		reason = "first run"
+	case ec.EventsExpiration > 0 && now.Sub(cur.Through) > time.Duration(ec.EventsExpiration)*time.Second:
+		reason = fmt.Sprintf("cursor %s is older than the realm keeps user events (%ds)", cur.Through.Format(time.RFC3339), ec.EventsExpiration)
 	case now.Sub(cur.Through) > s.MaxGap:
 		reason = fmt.Sprintf("cursor %s is older than the %s events are trusted for", cur.Through.Format(time.RFC3339), s.MaxGap)
 	case now.Sub(cur.LastCompare) > s.CompareEvery:
@@ -298,7 +322,7 @@ func (x *run) events(ctx context.Context, from time.Time) (bool, error) {
 		return false, err
 	}
 	user, complete, err := pages(ctx, x.s, func(first int) ([]keycloak.UserEvent, error) {
-		return x.p.Keycloak.UserEvents(ctx, x.pkg, keycloak.EventQuery{From: from, First: first, Max: x.s.PageSize, Types: CredentialEventTypes})
+		return x.p.Keycloak.UserEvents(ctx, x.pkg, keycloak.EventQuery{From: from, First: first, Max: x.s.PageSize, Types: UserEventTypes})
 	})
 	if err != nil || !complete {
 		return false, err
@@ -328,8 +352,10 @@ func (x *run) events(ctx context.Context, from time.Time) (bool, error) {
 			continue
 		}
 		touch(e.UserID)
-		// The user acting in Keycloak: never kcguard's sync.
-		x.credential(e.UserID, e.UserID, e.Time)
+		if slices.Contains(CredentialEventTypes, e.Type) {
+			// The user acting in Keycloak: never kcguard's sync.
+			x.credential(e.UserID, e.UserID, e.Time)
+		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(x.s.Concurrency)
@@ -576,10 +602,19 @@ func (x *run) compare(ctx context.Context, adminEvents bool) error {
 		for _, u := range page {
 			// Only users Keycloak had: one not provisioned yet is kcguard's
 			// pending change, not a deletion.
-			if u.KeycloakID != "" && !inKeycloak[u.KeycloakID] {
+			if u.KeycloakID == "" || inKeycloak[u.KeycloakID] {
+				continue
+			}
+			// Offset paging over users that change meanwhile can skip
+			// one: only Keycloak's own 404 for the id deletes.
+			_, err := x.p.Keycloak.GetUser(ctx, x.pkg, u.KeycloakID)
+			switch {
+			case errors.Is(err, keycloak.ErrNotFound):
 				if err := x.delete(ctx, u); err != nil {
 					return err
 				}
+			case err != nil:
+				return err
 			}
 		}
 		if next == "" {
