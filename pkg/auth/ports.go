@@ -44,7 +44,7 @@ type Sync interface {
 
 // SessionRevoker ends a user's sessions after a password change.
 type SessionRevoker interface {
-	RevokeAllForUser(ctx context.Context, pkg, username, exceptID string, now time.Time) (int, error)
+	RevokeAllForUser(ctx context.Context, pkg, username string, now time.Time) (int, error)
 }
 
 // Ledger stores what an authentication attempt changed. Its DynamoDB

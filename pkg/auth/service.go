@@ -441,7 +441,7 @@ func (s *Service) ChangePassword(ctx context.Context, in PasswordChangeInput) (P
 	event.Outcome = audit.OutcomeSuccess
 	s.auditAlone(ctx, event)
 	if s.s.RevokeOtherSessions {
-		if n, err := s.sessions.RevokeAllForUser(ctx, key.Package, key.Username, "", now); err != nil {
+		if n, err := s.sessions.RevokeAllForUser(ctx, key.Package, key.Username, now); err != nil {
 			s.log.WarnContext(ctx, "sessions not revoked after password change", "package", key.Package, "err", err)
 		} else if n > 0 {
 			s.log.InfoContext(ctx, "sessions revoked after password change", "package", key.Package, "count", n)

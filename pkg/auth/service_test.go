@@ -54,7 +54,7 @@ func (f *fakeSync) Enqueue(_ context.Context, j syncjob.Job) error {
 
 type fakeSessions struct{ revoked int }
 
-func (f *fakeSessions) RevokeAllForUser(context.Context, string, string, string, time.Time) (int, error) {
+func (f *fakeSessions) RevokeAllForUser(context.Context, string, string, time.Time) (int, error) {
 	f.revoked++
 	return 2, nil
 }
@@ -237,7 +237,7 @@ func TestLoginModes(t *testing.T) {
 			if string(s.Session.AuthMode) != string(tc.wantMode) || s.Event.AuthMode != string(tc.wantMode) || s.Event.Outcome != audit.OutcomeSuccess {
 				t.Fatalf("session/audit mode %s/%s outcome %s", s.Session.AuthMode, s.Event.AuthMode, s.Event.Outcome)
 			}
-			if len(res.SessionToken) != 43 { // 256 bits, base64url without padding
+			if len(res.SessionToken) != 60 { // 256 bits base64url, ".", the 16-character user hint
 				t.Fatalf("session token length %d", len(res.SessionToken))
 			}
 		})

@@ -19,7 +19,7 @@ type SessionStore interface {
 	GetByID(ctx context.Context, id string) (sessions.Record, error)
 	ListByUser(ctx context.Context, pkg, username string) ([]sessions.Record, error)
 	Revoke(ctx context.Context, id string, now time.Time) error
-	RevokeAllForUser(ctx context.Context, pkg, username, exceptID string, now time.Time) (int, error)
+	RevokeAllForUser(ctx context.Context, pkg, username string, now time.Time) (int, error)
 }
 
 // KeycloakLogout ends a user's Keycloak sessions now, or queues that for
@@ -178,7 +178,7 @@ func (h *SessionHandlers) LogoutAll(ctx context.Context, req Request) (Response,
 }
 
 func (h *SessionHandlers) logoutUser(ctx context.Context, pkg, username string) (Response, error) {
-	n, err := h.Store.RevokeAllForUser(ctx, pkg, username, "", h.now())
+	n, err := h.Store.RevokeAllForUser(ctx, pkg, username, h.now())
 	if err != nil {
 		return Fail(h.unavailable(ctx, "revoke sessions", err)), nil
 	}
