@@ -29,7 +29,16 @@ func (b *fakeBreaker) Allow(context.Context) (func(error), error) {
 	return func(error) {}, nil
 }
 
-type fakeTokens struct{ byKey map[users.Key]keycloak.Token }
+type fakeTokens struct {
+	byKey     map[users.Key]keycloak.Token
+	forgotten []users.Key
+}
+
+func (f *fakeTokens) Forget(_ context.Context, k users.Key) error {
+	delete(f.byKey, k)
+	f.forgotten = append(f.forgotten, k)
+	return nil
+}
 
 func (f *fakeTokens) Get(_ context.Context, k users.Key, _ time.Time) (keycloak.Token, bool, error) {
 	t, ok := f.byKey[k]
@@ -79,7 +88,16 @@ func (l *memLedger) LoginSucceeded(ctx context.Context, s Success) (string, sess
 			return "", sessions.Record{}, err
 		}
 	}
-	return l.sessions.Create(ctx, s.Session)
+	if s.UserVersion > 0 {
+		if u, err := l.users.Get(ctx, users.Key{Package: s.Event.Package, Username: s.Event.Username}); err != nil || u.Version != s.UserVersion {
+			return "", sessions.Record{}, ErrLoginSuperseded
+		}
+	}
+	tok, rec, err := l.sessions.Create(ctx, s.Session)
+	if errors.Is(err, sessions.ErrSuperseded) {
+		return "", sessions.Record{}, ErrLoginSuperseded
+	}
+	return tok, rec, err
 }
 
 func (l *memLedger) LoginFailed(ctx context.Context, f Failure) error {
@@ -461,6 +479,18 @@ func TestPasswordChange(t *testing.T) {
 			}
 			if h.sessions.revoked != 1 {
 				t.Fatal("other sessions must be revoked")
+			}
+			if len(h.tokens.forgotten) != 1 || h.tokens.forgotten[0] != (users.Key{Package: pkg, Username: "alice"}) {
+				t.Fatalf("cached keycloak token not deleted: %v", h.tokens.forgotten)
+			}
+			// The Keycloak logout follows the new password: now when it went
+			// in now, else queued behind it in the user's FIFO group.
+			logouts := h.sync.enqueued
+			if result == syncjob.Applied {
+				logouts = h.sync.dispatched[1:]
+			}
+			if len(logouts) != 1 || logouts[0].Type != syncjob.LogoutUser || logouts[0].Username != "alice" {
+				t.Fatalf("keycloak logout: dispatched %+v, enqueued %+v", h.sync.dispatched, h.sync.enqueued)
 			}
 		})
 	}

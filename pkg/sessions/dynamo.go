@@ -184,11 +184,16 @@ func (d *Dynamo) newItem(rec Record) (token string, created Record, av map[strin
 // one UpdateItem on the user's state, refused with ErrSuperseded when the
 // user's sessions were revoked at or after rec.CreatedAt. Call it once the
 // password is verified (a wrong password must not evict a session), then
-// write CreateTx and GuardTx in one transaction.
+// write CreateTx and GuardTx in one transaction. Without a cap
+// (WithMaxPerUser(-1)) it costs nothing: Seq stays 0 and GuardTx alone
+// holds revocations.
 func (d *Dynamo) Reserve(ctx context.Context, rec Record) (Record, error) {
 	rec.Username = users.NormalizeUsername(rec.Username)
 	if _, err := users.NewKey(rec.Package, rec.Username); err != nil {
 		return Record{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if d.opts.maxPerUser <= 0 {
+		return rec, nil
 	}
 	out, err := d.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                aws.String(d.table),
