@@ -452,10 +452,10 @@ func (s *Service) ChangePassword(ctx context.Context, in PasswordChangeInput) (P
 	}
 	j := syncjob.New(syncjob.SetPassword, key.Package, key.Username, u.Version, now)
 	j.Hash = &h
+	// The job carries the Keycloak logout, now or through the queue, so
+	// Keycloak ends the old sessions once it has the new password.
+	j.EndSessions = s.s.RevokeOtherSessions
 	res := s.sync.Dispatch(ctx, j)
-	if s.s.RevokeOtherSessions {
-		s.endKeycloakSessions(ctx, key, res, now)
-	}
 	return PasswordChangeResult{Synced: res == syncjob.Applied, Sync: string(res)}, nil
 }
 
@@ -472,22 +472,6 @@ func (s *Service) endLocalSessions(ctx context.Context, key users.Key) {
 	if err := s.tokens.Forget(ctx, key); err != nil {
 		s.log.ErrorContext(ctx, "cached keycloak token not deleted after password change", "package", key.Package,
 			"username", key.Username, "err", err)
-	}
-}
-
-// endKeycloakSessions logs the user out of Keycloak after a password change:
-// now when the new hash went in now, else queued behind the set_password
-// job in the user's FIFO group, so Keycloak ends the old sessions once it
-// has the new password and not before.
-func (s *Service) endKeycloakSessions(ctx context.Context, key users.Key, synced syncjob.Result, now time.Time) {
-	j := syncjob.New(syncjob.LogoutUser, key.Package, key.Username, 0, now)
-	if synced == syncjob.Applied {
-		s.sync.Dispatch(ctx, j)
-		return
-	}
-	if err := s.sync.Enqueue(ctx, j); err != nil {
-		s.log.ErrorContext(ctx, "keycloak logout not queued after password change", "event", "logout_enqueue_failed",
-			"package", key.Package, "username", key.Username, "err", err)
 	}
 }
 

@@ -483,14 +483,9 @@ func TestPasswordChange(t *testing.T) {
 			if len(h.tokens.forgotten) != 1 || h.tokens.forgotten[0] != (users.Key{Package: pkg, Username: "alice"}) {
 				t.Fatalf("cached keycloak token not deleted: %v", h.tokens.forgotten)
 			}
-			// The Keycloak logout follows the new password: now when it went
-			// in now, else queued behind it in the user's FIFO group.
-			logouts := h.sync.enqueued
-			if result == syncjob.Applied {
-				logouts = h.sync.dispatched[1:]
-			}
-			if len(logouts) != 1 || logouts[0].Type != syncjob.LogoutUser || logouts[0].Username != "alice" {
-				t.Fatalf("keycloak logout: dispatched %+v, enqueued %+v", h.sync.dispatched, h.sync.enqueued)
+			// The job carries the Keycloak logout, now or through the queue.
+			if !j.EndSessions || len(h.sync.dispatched) != 1 || len(h.sync.enqueued) != 0 {
+				t.Fatalf("keycloak logout not carried by the job: dispatched %+v, enqueued %+v", h.sync.dispatched, h.sync.enqueued)
 			}
 		})
 	}
