@@ -50,8 +50,10 @@ type SessionRevoker interface {
 }
 
 // Ledger stores what an authentication attempt changed. Its DynamoDB
-// implementation writes each outcome in ONE round trip (a transaction), which
-// is what keeps every login path within three DynamoDB calls.
+// implementation writes each outcome in ONE round trip (a transaction), plus
+// one UpdateItem on success while sessions.max_per_user caps sessions: a
+// login costs three DynamoDB calls, four in cached and local mode (which
+// also read the token cache).
 type Ledger interface {
 	// LoginSucceeded creates the session (returning its token, which exists
 	// nowhere else) and stores the audit event, caches a fresh Keycloak
