@@ -445,7 +445,7 @@ func (d *Dynamo) ApplyVerdict(ctx context.Context, key Key, expected int64, v Ve
 // writes it inside a successful login's transaction (Keycloak has just
 // confirmed the user: the stamp rides on a write the login makes anyway).
 // v must not carry a Hash.
-func (d *Dynamo) VerdictTx(key Key, v Verdict) (types.TransactWriteItem, error) {
+func (d *Dynamo) VerdictTx(key Key, expectedVersion int64, v Verdict) (types.TransactWriteItem, error) {
 	if k, err := key.normalize(); err == nil {
 		key = k
 	}
@@ -456,12 +456,18 @@ func (d *Dynamo) VerdictTx(key Key, v Verdict) (types.TransactWriteItem, error) 
 	if err != nil || upd == "" {
 		return types.TransactWriteItem{}, fmt.Errorf("users: empty verdict for %s: %v", key, err)
 	}
+	cond := "attribute_exists(pk)"
+	if expectedVersion != AnyVersion {
+		// The login's version check rides here: a transaction may touch
+		// the user item only once.
+		cond, vals[":expected"] = cond+" AND version = :expected", n(expectedVersion)
+	}
 	if len(vals) == 0 {
 		vals = nil // DynamoDB refuses an empty map
 	}
 	return types.TransactWriteItem{Update: &types.Update{
 		TableName: aws.String(d.table), Key: d.itemKey(key, skUser),
-		UpdateExpression: aws.String(upd), ConditionExpression: aws.String("attribute_exists(pk)"),
+		UpdateExpression: aws.String(upd), ConditionExpression: aws.String(cond),
 		ExpressionAttributeValues: vals,
 	}}, nil
 }
