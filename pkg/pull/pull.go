@@ -562,10 +562,20 @@ func (x *run) delete(ctx context.Context, u users.User) error {
 // the user's next online login learns the password again).
 func (x *run) compare(ctx context.Context, adminEvents bool) error {
 	x.othersCred, x.ownCred = map[string]time.Time{}, map[string][]time.Time{}
-	if adminEvents {
-		// Attribution only, newest first: an incomplete list fails closed.
+	local, err := x.localUsers(ctx)
+	if err != nil {
+		return err
+	}
+	if adminEvents && len(local) > 0 {
+		// Attribution only needs the events since the oldest fact the
+		// compare weighs them against (newest first; an incomplete list
+		// fails closed).
+		since := x.now
+		for _, u := range local {
+			since = minTime(since, maxTime(u.PasswordChangedAt, u.KeycloakConfirmedAt))
+		}
 		evs, _, err := pages(ctx, x.s, func(first int) ([]keycloak.AdminEvent, error) {
-			return x.p.Keycloak.AdminEvents(ctx, x.pkg, keycloak.EventQuery{First: first, Max: x.s.PageSize})
+			return x.p.Keycloak.AdminEvents(ctx, x.pkg, keycloak.EventQuery{From: since.Add(-x.s.Overlap), First: first, Max: x.s.PageSize})
 		})
 		if err != nil {
 			return err
@@ -584,6 +594,10 @@ func (x *run) compare(ctx context.Context, adminEvents bool) error {
 		g.SetLimit(x.s.Concurrency)
 		for _, kc := range page {
 			inKeycloak[kc.ID] = true
+			if _, known := local[users.NormalizeUsername(kc.Username)]; !known {
+				x.count(func(r *Result) { r.Unknown++ })
+				continue
+			}
 			g.Go(func() error { return x.apply(gctx, kc) })
 		}
 		if err := g.Wait(); err != nil {
@@ -593,35 +607,58 @@ func (x *run) compare(ctx context.Context, adminEvents bool) error {
 			break
 		}
 	}
+	for _, u := range local {
+		// Only users Keycloak had: one not provisioned yet is kcguard's
+		// pending change, not a deletion.
+		if u.KeycloakID == "" || inKeycloak[u.KeycloakID] {
+			continue
+		}
+		// Offset paging over users that change meanwhile can skip one:
+		// only Keycloak's own 404 for the id deletes.
+		_, err := x.p.Keycloak.GetUser(ctx, x.pkg, u.KeycloakID)
+		switch {
+		case errors.Is(err, keycloak.ErrNotFound):
+			if err := x.delete(ctx, u); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		}
+	}
+	return nil
+}
+
+// localUsers reads the package's local users, by username.
+func (x *run) localUsers(ctx context.Context) (map[string]users.User, error) {
+	out := map[string]users.User{}
 	cursor := ""
 	for {
 		page, next, err := x.p.Users.List(ctx, x.pkg, users.Filter{}, x.s.PageSize, cursor)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for _, u := range page {
-			// Only users Keycloak had: one not provisioned yet is kcguard's
-			// pending change, not a deletion.
-			if u.KeycloakID == "" || inKeycloak[u.KeycloakID] {
-				continue
-			}
-			// Offset paging over users that change meanwhile can skip
-			// one: only Keycloak's own 404 for the id deletes.
-			_, err := x.p.Keycloak.GetUser(ctx, x.pkg, u.KeycloakID)
-			switch {
-			case errors.Is(err, keycloak.ErrNotFound):
-				if err := x.delete(ctx, u); err != nil {
-					return err
-				}
-			case err != nil:
-				return err
-			}
+			out[u.Username] = u
 		}
 		if next == "" {
-			return nil
+			return out, nil
 		}
 		cursor = next
 	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // apply records Keycloak's state of one user kcguard knows; Keycloak users
