@@ -294,9 +294,8 @@ type run struct {
 	ownCred    map[string][]time.Time
 }
 
-// touched is what the events say about one Keycloak user.
+// touched is what the events say about one Keycloak user beyond its id.
 type touched struct {
-	deleted  bool
 	username string // from a DELETE event's representation
 }
 
@@ -304,13 +303,13 @@ type touched struct {
 // nothing, when there are more than MaxEvents of them.
 func (x *run) events(ctx context.Context, from time.Time) (bool, error) {
 	x.othersCred, x.ownCred = map[string]time.Time{}, map[string][]time.Time{}
-	users := map[string]*touched{}
+	named := map[string]*touched{}
 	order := []string{}
 	touch := func(id string) *touched {
-		t, ok := users[id]
+		t, ok := named[id]
 		if !ok {
 			t = &touched{}
-			users[id] = t
+			named[id] = t
 			order = append(order, id)
 		}
 		return t
@@ -336,7 +335,6 @@ func (x *run) events(ctx context.Context, from time.Time) (bool, error) {
 		}
 		t := touch(id)
 		if e.OperationType == "DELETE" && e.SubResource() == "" {
-			t.deleted = true
 			var rep struct {
 				Username string `json:"username"`
 			}
@@ -360,7 +358,7 @@ func (x *run) events(ctx context.Context, from time.Time) (bool, error) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(x.s.Concurrency)
 	for _, id := range order {
-		t := users[id]
+		t := named[id]
 		g.Go(func() error { return x.refresh(gctx, id, t) })
 	}
 	return true, g.Wait()
