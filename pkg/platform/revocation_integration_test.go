@@ -143,9 +143,9 @@ func TestPasswordChangeKillsEverySessionInOneWrite(t *testing.T) {
 		t.Errorf("%d of %d sessions survived the password change", left, n)
 	}
 	// The revocation's one write is the sessions-table UpdateItem; the
-	// password itself is the other (users table). A walk would be one
-	// write per session.
-	if calls["UpdateItem"] != 2 || calls["BatchWriteItem"] != 0 || calls["TransactWriteItems"] != 0 {
-		t.Errorf("password change writes %v: want two UpdateItems (password, revocation) and no per-session writes", calls)
+	// password itself and the old password's attempt reservation are the
+	// other two (users table). A walk would be one write per session.
+	if calls["UpdateItem"] != 3 || calls["BatchWriteItem"] != 0 || calls["TransactWriteItems"] != 0 {
+		t.Errorf("password change writes %v: want three UpdateItems (attempt, password, revocation) and no per-session writes", calls)
 	}
 }
