@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -118,7 +120,7 @@ func TestWorkerDefersRecordsWhileOpen(t *testing.T) {
 		t.Fatalf("forced open: deferred %s, want the fallback 90s", got)
 	}
 	// A deferral that fails leaves a plain failure (visibility timeout).
-	d.fail = true
+	d.failing()
 	_, out = w.Process(context.Background(), events.SQSEvent{Records: ev.Records[:1]})
 	if out.Failed != 1 || out.Deferred != 0 {
 		t.Fatalf("failed deferral: %+v", out)
@@ -130,11 +132,14 @@ type openBreaker struct{}
 func (openBreaker) Allow(context.Context) (func(error), error) { return nil, breaker.ErrOpen }
 
 type deferrals struct {
+	mu   sync.Mutex
 	fail bool
 	m    map[string]time.Duration
 }
 
 func (d *deferrals) Defer(_ context.Context, h string, dur time.Duration) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if d.fail {
 		return errors.New("sqs down")
 	}
@@ -144,8 +149,16 @@ func (d *deferrals) Defer(_ context.Context, h string, dur time.Duration) error 
 	d.m[h] = dur
 	return nil
 }
-func (d *deferrals) all() map[string]time.Duration { return d.m }
-func (d *deferrals) reset()                        { d.m = nil }
+
+func (d *deferrals) all() map[string]time.Duration {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return maps.Clone(d.m)
+}
+
+func (d *deferrals) reset() { d.mu.Lock(); d.m = nil; d.mu.Unlock() }
+
+func (d *deferrals) failing() { d.mu.Lock(); d.fail = true; d.mu.Unlock() }
 
 // workerFunction creates a stand-in sync worker function in moto with an
 // event source mapping on queue, all deleted when the test ends.
