@@ -53,12 +53,43 @@ func NewDynamo(db TransactWriter, u *users.Dynamo, s *sessions.Dynamo, t *tokenc
 }
 
 // LoginSucceeded implements auth.Ledger.
+//
+// It costs one UpdateItem (the session's place among the user's sessions,
+// refused when they were revoked since the login began) and the one
+// transaction, which carries two ConditionChecks: the user's sessions not
+// revoked since, and the user still at the version the password was
+// checked against.
 func (l *Dynamo) LoginSucceeded(ctx context.Context, s auth.Success) (string, sessions.Record, error) {
-	token, rec, item, err := l.sessions.CreateTx(s.Session)
+	reserved, err := l.sessions.Reserve(ctx, s.Session)
+	if errors.Is(err, sessions.ErrSuperseded) {
+		return "", sessions.Record{}, fmt.Errorf("%w: %v", auth.ErrLoginSuperseded, err)
+	}
 	if err != nil {
 		return "", sessions.Record{}, err
 	}
-	items := []types.TransactWriteItem{item}
+	token, rec, item, err := l.sessions.CreateTx(reserved)
+	if err != nil {
+		return "", sessions.Record{}, err
+	}
+	// Guards first: their indexes name a cancellation's cause. The user
+	// item is touched once: the verdict, when there is one, carries the
+	// version check.
+	items := []types.TransactWriteItem{item, l.sessions.GuardTx(rec)}
+	switch {
+	case s.Verdict != nil:
+		expected := users.AnyVersion
+		if s.UserVersion > 0 {
+			expected = s.UserVersion
+		}
+		v, err := l.users.VerdictTx(keyOf(s.Event), expected, *s.Verdict)
+		if err != nil {
+			return "", sessions.Record{}, err
+		}
+		items = append(items, v)
+	case s.UserVersion > 0:
+		items = append(items, l.users.VersionCheckTx(keyOf(s.Event), s.UserVersion))
+	}
+	userChecked := s.Verdict != nil || s.UserVersion > 0
 	a, err := l.audit.RecordTx(s.Event)
 	if err != nil {
 		return "", sessions.Record{}, err
@@ -70,13 +101,6 @@ func (l *Dynamo) LoginSucceeded(ctx context.Context, s auth.Success) (string, se
 			return "", sessions.Record{}, err
 		}
 		items = append(items, t)
-	}
-	if s.Verdict != nil {
-		v, err := l.users.VerdictTx(keyOf(s.Event), *s.Verdict)
-		if err != nil {
-			return "", sessions.Record{}, err
-		}
-		items = append(items, v)
 	}
 	// The release stays the last item: releaseRefused finds it by position.
 	if s.ResetLockout {
@@ -90,6 +114,9 @@ func (l *Dynamo) LoginSucceeded(ctx context.Context, s auth.Success) (string, se
 		err = l.write(ctx, rec.ID+"-kept-lock", items[:len(items)-1])
 	}
 	if err != nil {
+		if failed := sessions.CancelReasons(err); failed != nil && (failed[1] || userChecked && failed[2]) {
+			return "", sessions.Record{}, fmt.Errorf("%w: %v", auth.ErrLoginSuperseded, err)
+		}
 		return "", sessions.Record{}, fmt.Errorf("record login: %w", err)
 	}
 	return token, rec, nil
