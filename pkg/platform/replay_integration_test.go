@@ -244,3 +244,48 @@ func TestReplayWiringInAWS(t *testing.T) {
 		t.Fatalf("the scheduled cleanup must re-enable a mapping left disabled under a closed breaker: %v", res.Replay)
 	}
 }
+
+// The close's own reconciliation pass: a change whose queue send was lost
+// during the outage reaches Keycloak after the breaker closes, with no
+// scheduled run and no operator command.
+func TestCloseReconcilesALostSend(t *testing.T) {
+	e := stacktest.New(t, fastBreaker)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	u := e.NewUserPrefixed(t, "homechoice", "replay")
+	if _, err := e.RT.Breaker.ForceOpen(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.Proxy.Disable()
+	real := e.RT.Dispatcher.Queue
+	e.RT.Dispatcher.Queue = &failingQueue{}
+	pw := u.Password + "-lost-send"
+	if got := changePassword(t, e, u, u.Password, pw); got != string(syncjob.Queued) {
+		t.Fatalf("sync %q, want queued (and lost)", got)
+	}
+	e.RT.Dispatcher.Queue = real
+	poller := e.RT.Poller(1)
+	running := make(chan struct{})
+	go func() { defer close(running); _ = poller.Run(ctx) }()
+	defer func() { cancel(); <-running }()
+
+	e.Proxy.Enable()
+	if _, err := e.RT.Breaker.ForceClose(ctx); err != nil {
+		t.Fatal(err)
+	}
+	key := users.Key{Package: u.Package, Username: u.Name}
+	for deadline := time.Now().Add(platform.DrainWait + time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		if rec, err := e.RT.Users.Get(ctx, key); err == nil && rec.KeycloakSyncedVersion == rec.Version {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the lost change never reached Keycloak after the close")
+		}
+	}
+	if err := grant(ctx, e, u.Package, u.Name, pw); err != nil {
+		t.Fatalf("Keycloak refuses the password whose send was lost: %v", err)
+	}
+	if !strings.Contains(e.Logs.String(), `"event":"reconcile_on_close"`) {
+		t.Error("no reconcile_on_close log line")
+	}
+}
