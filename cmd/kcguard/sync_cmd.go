@@ -75,14 +75,8 @@ func newSyncCmd(e *env) *cobra.Command {
 		withRuntime("run", "Poll the queue until interrupted (the local stand-in for the SQS event source)", "",
 			func(ctx context.Context, rt *platform.Runtime) error {
 				p := rt.Poller(10)
-				e.log.Info("sync poller running", "queue", rt.Config.Sync.Queue)
-				for ctx.Err() == nil {
-					if _, _, err := p.PollOnce(ctx); err != nil && ctx.Err() == nil {
-						e.log.Warn("sync poll failed", "err", err)
-						time.Sleep(2 * time.Second)
-					}
-				}
-				return nil
+				e.log.Info("sync poller running; paused while the breaker is open", "queue", rt.Config.Sync.Queue)
+				return p.Run(ctx)
 			}),
 		withRuntime("test", "Check Keycloak admin access for every package and that the queue answers", "",
 			func(ctx context.Context, rt *platform.Runtime) error { return e.syncTest(ctx, rt) }),
@@ -149,6 +143,16 @@ func (e *env) syncStatus(ctx context.Context, rt *platform.Runtime) error {
 	}
 	st := rt.Breaker.State(ctx)
 	e.printf("breaker: %s (generation %d)\n", st.State, st.Generation)
+	if rt.SyncMapping != nil {
+		switch paused, err := rt.SyncMapping.Paused(ctx); {
+		case err != nil:
+			e.printf("sync worker: unknown (%v)\n", err)
+		case paused:
+			e.printf("sync worker: paused (its event source mapping is disabled while the breaker is open)\n")
+		default:
+			e.printf("sync worker: running\n")
+		}
+	}
 	if rt.Journal == nil {
 		e.printf("journal: off (tables.journal is empty)\n")
 		return nil
