@@ -1,0 +1,308 @@
+// Package chaos is issue 15's chaos run: a fleet of kcguard processes on
+// the local stack, a load generator, and toxiproxy cutting, blackholing,
+// slowing, flapping and resetting Keycloak and cutting and blackholing moto
+// on a fixed schedule. The short run (about a minute of load) is part of
+// `make test`; `make chaos` runs five minutes (KCGUARD_CHAOS=full). Both
+// assert the same and write their figures to .cache/chaos/<run>/report.md
+// (RELIABILITY.md keeps the figures of record).
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kcguard/kcguard/internal/stacktest"
+	"github.com/kcguard/kcguard/internal/testenv"
+	"github.com/kcguard/kcguard/pkg/breaker"
+	"github.com/kcguard/kcguard/pkg/config"
+	"github.com/kcguard/kcguard/pkg/keycloak"
+)
+
+// fleetSize is the number of `kcguard serve` instances.
+const fleetSize = 4
+
+// motoBudget is how long a request may take to answer 503 `unavailable`
+// while moto is cut or blackholed.
+const motoBudget = 10 * time.Second
+
+// scaled shrinks the timers an outage plays against, so a long outage
+// (minutes in production) fits in seconds: the breaker's cooldown, the
+// queue's visibility timeout and max_receive_count.
+func scaled(c *config.Config) {
+	c.Keycloak.Timeout = 2 * time.Second
+	c.Keycloak.Resilience.FailureThreshold = 3
+	c.Keycloak.Resilience.CooldownSeconds = 2
+	c.Keycloak.Resilience.HealthCheckCacheSeconds = 1
+	c.Sync.VisibilityTimeoutSeconds = 2
+	c.Sync.MaxReceiveCount = 3
+	c.Cleanup.ScheduleMinutes = 1
+	c.Log.Level, c.Log.Format = "info", "json"
+}
+
+func TestChaos(t *testing.T) {
+	began := time.Now()
+	p := planOf()
+	env := stacktest.New(t, scaled)
+	cfg := env.Config
+	out := outDir(t, p.Name)
+	t.Logf("chaos run %q: %d users, %s of load; fleet logs and report in %s", p.Name, p.Users, p.Duration(), out)
+
+	moto := testenv.NewProxy(t, "127.0.0.1:4566")
+	inbox := newAlertInbox(t, env.RT.AWS, strings.TrimPrefix(cfg.KMSKeyID, "alias/"))
+	created := env.NewUsers(t, p.Users, "chaos", func(i int) string {
+		return []string{testenv.Homechoice.Name, testenv.Janee.Name}[i%2]
+	})
+	people := make([]*simUser, len(created))
+	for i, u := range created {
+		people[i] = &simUser{User: u, History: []string{u.Password}}
+	}
+
+	t.Logf("%d users created in Keycloak and locally at +%s", len(created), time.Since(began).Round(time.Second))
+	bin := buildKcguard(t, out)
+	fl := startFleet(t, out, bin, cfg, fleetSize, "http://"+moto.Listen,
+		"KCGUARD_ALERTS_TOPIC_ARN="+inbox.TopicARN)
+
+	t.Logf("fleet serving at +%s", time.Since(began).Round(time.Second))
+	mon := &monitor{rt: env, every: 500 * time.Millisecond}
+	gen := newLoadGen(fl.URLs, p.Think)
+	stop, stopLoad := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); mon.run(stop) }()
+	for i, u := range people {
+		wg.Add(1)
+		go func() { defer wg.Done(); gen.run(stop, i, u) }()
+	}
+	p.run(env.Proxy, moto)
+	stopLoad()
+	wg.Wait()
+	loadEnd := time.Now()
+
+	// Changes whose answer was lost in the moto faults: find out now.
+	for i, u := range people {
+		if u.Pending != "" {
+			gen.login(context.Background(), i, u)
+		}
+	}
+	drained, drainTook := waitDrained(t, env, 90*time.Second)
+	t.Logf("load ended at +%s, drained %v after %s", loadEnd.Sub(began).Round(time.Second), drained, drainTook.Round(time.Second))
+	samples := gen.Samples()
+	alerts := inbox.drain(t)
+	dlq, dlqInFlight, err := env.RT.DLQ.Depth(context.Background())
+	if err != nil {
+		t.Fatalf("DLQ depth: %v", err)
+	}
+	lost := checkPasswords(t, cfg, people)
+
+	r := newReport(p, cfg, samples, mon.Samples(), alerts)
+	r.Drained, r.DrainTook, r.LoadEnd = drained, drainTook, loadEnd
+	r.DLQ = dlq + dlqInFlight
+	r.Lost = lost
+	for _, u := range people {
+		r.Changes += u.Changes
+	}
+	text := r.markdown()
+	if err := os.WriteFile(filepath.Join(out, "report.md"), []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + text)
+
+	// The assertions of issue 15.
+	for _, f := range r.LoginFailures {
+		t.Errorf("valid login failed: %s", f)
+	}
+	for _, f := range r.OtherFailures {
+		t.Errorf("request failed: %s", f)
+	}
+	for _, l := range lost {
+		t.Errorf("password change lost: %s", l)
+	}
+	if r.Changes == 0 {
+		t.Error("no password change was answered 200: the run proves nothing about lost changes")
+	}
+	if r.DLQ != 0 {
+		t.Errorf("DLQ holds %d sync jobs after the run, want 0", r.DLQ)
+	}
+	if !drained {
+		t.Errorf("Keycloak did not equal local within %s of the end of the load", 90*time.Second)
+	}
+	for _, o := range r.Outages {
+		if problem := o.alertProblem(); problem != "" {
+			t.Errorf("outage %d (%s): %s", o.N, o.Fault, problem)
+		}
+	}
+	if n := r.StrayAlerts; n > 0 {
+		t.Errorf("%d breaker alerts outside every outage", n)
+	}
+	logs := fl.logText(t)
+	for _, u := range people {
+		for _, pw := range append(u.History, u.Pending) {
+			if pw != "" && strings.Contains(logs, pw) {
+				t.Errorf("a password of %s appears in the fleet's logs", u.Name)
+			}
+		}
+	}
+}
+
+// outDir is where the run keeps its fleet logs, config and report:
+// .cache/chaos/<plan>-<time>/ (git-ignored, kept after the run).
+func outDir(t *testing.T, name string) string {
+	t.Helper()
+	dir := filepath.Join(testenv.RepoRoot(t), ".cache", "chaos", name+"-"+time.Now().UTC().Format("20060102T150405"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// waitDrained waits until no user is unsynced and the queue is empty, and
+// says how long that took.
+func waitDrained(t *testing.T, env *stacktest.Env, limit time.Duration) (bool, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < limit {
+		if s := sampleOnce(context.Background(), env); s.Err == nil && s.Unsynced == 0 && s.Queued == 0 {
+			return true, time.Since(start)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	return false, time.Since(start)
+}
+
+// checkPasswords asks Keycloak itself (not through any proxy) whether each
+// user's newest password is accepted and the previous ones refused. The
+// newest goes first for every user, the older ones in later rounds more
+// than a second apart: a success clears Keycloak's failure count and the
+// realms lock a user only after two failures within a second
+// (quickLoginCheckMilliSeconds) or ten in all, so the check never trips the
+// brute-force detector before it has its answer.
+func checkPasswords(t *testing.T, cfg config.Config, people []*simUser) []string {
+	t.Helper()
+	realms := map[string]keycloak.Realm{}
+	for name, p := range cfg.Keycloak.Packages {
+		realms[name] = keycloak.Realm{Realm: p.Realm, ClientID: p.ClientID, ClientSecret: p.ClientSecret}
+	}
+	kc, err := keycloak.New(keycloak.Options{BaseURL: testenv.KeycloakDirectURL, Packages: realms,
+		RequestTimeout: 20 * time.Second, AdminTimeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu   sync.Mutex
+		lost []string
+	)
+	round := func(pick func(u *simUser) (string, bool), want bool) {
+		sem := make(chan struct{}, 4)
+		var wg sync.WaitGroup
+		for _, u := range people {
+			pw, ok := pick(u)
+			if !ok {
+				continue
+			}
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				_, err := kc.PasswordGrant(context.Background(), u.Package, u.Name, pw)
+				var problem string
+				switch {
+				case want && err != nil:
+					problem = fmt.Sprintf("%s: Keycloak refuses the newest of %d passwords: %v", u.Name, len(u.History), err)
+				case !want && err == nil:
+					problem = fmt.Sprintf("%s: Keycloak still accepts an older password (%d set)", u.Name, len(u.History))
+				case !want && !isRefusal(err):
+					problem = fmt.Sprintf("%s: checking an older password: %v", u.Name, err)
+				}
+				if problem != "" {
+					mu.Lock()
+					lost = append(lost, problem)
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	round(func(u *simUser) (string, bool) { return u.current(), true }, true)
+	time.Sleep(1100 * time.Millisecond)
+	round(func(u *simUser) (string, bool) {
+		return u.History[max(0, len(u.History)-2)], len(u.History) > 1
+	}, false)
+	time.Sleep(1100 * time.Millisecond)
+	round(func(u *simUser) (string, bool) { return u.History[0], len(u.History) > 2 }, false)
+	return lost
+}
+
+func isRefusal(err error) bool { return errors.Is(err, keycloak.ErrInvalidCredentials) }
+
+// monitor samples the run's own state (through moto directly, not the
+// fleet's proxy) to time recoveries: the breaker, unsynced users, the queue.
+type monitor struct {
+	rt    *stacktest.Env
+	every time.Duration
+
+	mu      sync.Mutex
+	samples []state
+}
+
+// state is one observation of the system.
+type state struct {
+	At       time.Time
+	Breaker  breaker.State
+	Unsynced int // users whose local version is ahead of Keycloak's (0, or at least 1)
+	Queued   int // sync jobs waiting or in flight
+	Err      error
+}
+
+func (m *monitor) run(ctx context.Context) {
+	tick := time.NewTicker(m.every)
+	defer tick.Stop()
+	for {
+		s := sampleOnce(ctx, m.rt)
+		m.mu.Lock()
+		m.samples = append(m.samples, s)
+		m.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// Samples returns every observation so far.
+func (m *monitor) Samples() []state {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]state(nil), m.samples...)
+}
+
+func sampleOnce(ctx context.Context, env *stacktest.Env) state {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	s := state{At: time.Now()}
+	st, err := env.RT.Breaker.Status(ctx)
+	if err != nil {
+		s.Err = err
+		return s
+	}
+	s.Breaker = st.State
+	for _, pkg := range env.Config.PackageNames() {
+		us, _, err := env.RT.Users.ListUnsynced(ctx, pkg, 1, "")
+		if err != nil {
+			s.Err = err
+			return s
+		}
+		s.Unsynced += len(us)
+	}
+	waiting, inFlight, err := env.RT.Queue.Depth(ctx)
+	s.Queued, s.Err = waiting+inFlight, err
+	return s
+}

@@ -1,0 +1,267 @@
+package chaos
+
+import (
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/kcguard/kcguard/pkg/breaker"
+	"github.com/kcguard/kcguard/pkg/config"
+)
+
+// latency summarises the answered valid logins of a stretch of the run.
+type latency struct {
+	N        int
+	P50, P99 time.Duration
+}
+
+func latencyOf(ds []time.Duration) latency {
+	if len(ds) == 0 {
+		return latency{}
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	at := func(q float64) time.Duration { return ds[min(len(ds)-1, int(q*float64(len(ds))))] }
+	return latency{N: len(ds), P50: at(0.50), P99: at(0.99)}
+}
+
+func (l latency) String() string {
+	if l.N == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%s / %s", ms(l.P50), ms(l.P99))
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%d ms", d.Milliseconds()) }
+
+// outage is one fault and the healthy stretches around it.
+type outage struct {
+	N                     int
+	Fault                 fault
+	Start, Healed, Until  time.Time // fault start, fault end, end of the recovery after it
+	Before, During, After latency
+	Logins                int            // valid logins started during the fault
+	Modes                 map[string]int // their auth modes (answered 200)
+	TimeoutsPaid          int            // valid logins, fault or recovery, that tried Keycloak in vain and took keycloak.timeout or longer
+	Queued                int            // password changes answered "queued"
+	Unavailable           int            // requests answered 503 unavailable (moto faults)
+	SlowestRefusal        time.Duration  // the slowest answer that was not 200
+	Opened, Closed        int            // breaker alerts
+	BreakerClosed         time.Duration  // heal → breaker closed (-1: not seen)
+	Equal                 time.Duration  // heal → breaker closed, no unsynced user, empty queue (-1: not seen)
+}
+
+// alertProblem says what is wrong with the outage's alerts ("" if nothing):
+// each Keycloak outage that opened the breaker alerts exactly one "opened"
+// and one "closed"; a fault the breaker never saw (moto) alerts nothing.
+func (o outage) alertProblem() string {
+	switch {
+	case o.Fault.onMoto() && o.Opened+o.Closed > 0:
+		return fmt.Sprintf("%d opened / %d closed alerts for a fault Keycloak was not part of", o.Opened, o.Closed)
+	case o.Fault.onMoto():
+		return ""
+	case o.Fault == kcFlap && o.Opened <= 1 && o.Opened == o.Closed:
+		return "" // a flap too short to open the breaker is fine; a storm is not
+	case o.Opened != 1 || o.Closed != 1:
+		return fmt.Sprintf("want exactly 1 opened and 1 closed alert, got %d opened, %d closed", o.Opened, o.Closed)
+	}
+	return ""
+}
+
+// report is everything the run measured.
+type report struct {
+	Plan          plan
+	Config        config.Config
+	Samples       int
+	Outages       []outage
+	LoginFailures []string // valid logins that failed outside the moto faults, or failed badly inside
+	OtherFailures []string // other requests answered unexpectedly
+	ValidLogins   int
+	StrayAlerts   int
+	Changes       int // password changes made (answered 200 or found in effect)
+	Lost          []string
+	DLQ           int
+	Drained       bool
+	DrainTook     time.Duration
+	LoadEnd       time.Time
+}
+
+func newReport(p plan, cfg config.Config, samples []sample, states []state, alerts []alert) *report {
+	r := &report{Plan: p, Config: cfg, Samples: len(samples)}
+	var motoFaults [][2]time.Time
+	for _, ph := range p.Phases {
+		if ph.Fault.onMoto() {
+			motoFaults = append(motoFaults, [2]time.Time{ph.Start, ph.End})
+		}
+	}
+	inMoto := func(s sample) bool {
+		end := s.Start.Add(s.Took)
+		for _, w := range motoFaults {
+			if s.Start.Before(w[1]) && end.After(w[0]) {
+				return true
+			}
+		}
+		return false
+	}
+	start := p.Phases[0].Start
+	for _, s := range samples {
+		clear503 := s.Status == http.StatusServiceUnavailable && s.Code == "unavailable" && s.Took <= motoBudget
+		if s.Op == opLogin {
+			r.ValidLogins++
+		}
+		if ok := expected(s); ok || (inMoto(s) && clear503) {
+			continue
+		}
+		what := fmt.Sprintf("%s of user %d at +%.1fs (%s): %s after %s", s.Op, s.User,
+			s.Start.Sub(start).Seconds(), phaseName(p, s.Start), answer(s), ms(s.Took))
+		if s.Op == opLogin {
+			r.LoginFailures = append(r.LoginFailures, what)
+		} else {
+			r.OtherFailures = append(r.OtherFailures, what)
+		}
+	}
+	for i, ph := range p.Phases {
+		if ph.Fault == healthy {
+			continue
+		}
+		o := outage{N: ph.Outage, Fault: ph.Fault, Start: ph.Start, Healed: ph.End, Until: p.Phases[i+1].End,
+			Modes: map[string]int{}, BreakerClosed: -1, Equal: -1}
+		var before, during, after []time.Duration
+		for _, s := range samples {
+			in := func(a, b time.Time) bool { return !s.Start.Before(a) && s.Start.Before(b) }
+			if s.Op == opChange && s.Sync == "queued" && in(o.Start, o.Until) {
+				o.Queued++
+			}
+			if s.Status == http.StatusServiceUnavailable && in(o.Start, o.Until) {
+				o.Unavailable++
+			}
+			if s.Status != http.StatusOK && in(o.Start, o.Until) && s.Took > o.SlowestRefusal {
+				o.SlowestRefusal = s.Took
+			}
+			if s.Op != opLogin {
+				continue
+			}
+			if in(o.Start, o.Until) && s.KCStatus == "unavailable" && s.Took >= cfg.Keycloak.Timeout {
+				o.TimeoutsPaid++
+			}
+			if s.Status != http.StatusOK {
+				continue
+			}
+			switch {
+			case in(p.Phases[i-1].Start, p.Phases[i-1].End):
+				before = append(before, s.Took)
+			case in(o.Start, o.Healed):
+				during = append(during, s.Took)
+				o.Logins++
+				o.Modes[s.AuthMode]++
+			case in(o.Healed, o.Until):
+				after = append(after, s.Took)
+			}
+		}
+		o.Before, o.During, o.After = latencyOf(before), latencyOf(during), latencyOf(after)
+		for _, st := range states {
+			if st.At.Before(o.Healed) || st.Err != nil {
+				continue
+			}
+			if o.BreakerClosed < 0 && st.Breaker == breaker.StateClosed {
+				o.BreakerClosed = st.At.Sub(o.Healed)
+			}
+			if o.Equal < 0 && st.Breaker == breaker.StateClosed && st.Unsynced == 0 && st.Queued == 0 {
+				o.Equal = st.At.Sub(o.Healed)
+			}
+		}
+		r.Outages = append(r.Outages, o)
+	}
+	for _, a := range alerts {
+		k := a.kind()
+		if k == "other" {
+			continue
+		}
+		placed := false
+		for i := range r.Outages {
+			o := &r.Outages[i]
+			last := i == len(r.Outages)-1
+			if !a.At.Before(o.Start) && (a.At.Before(o.Until) || last) {
+				if k == "opened" {
+					o.Opened++
+				} else {
+					o.Closed++
+				}
+				placed = true
+				break
+			}
+		}
+		if !placed {
+			r.StrayAlerts++
+		}
+	}
+	return r
+}
+
+// expected says whether s got the answer its request should get from a
+// healthy system.
+func expected(s sample) bool {
+	switch s.Op {
+	case opLogin, opChange, opList:
+		return s.Status == http.StatusOK
+	case opWrong:
+		return s.Status == http.StatusUnauthorized && s.Code == "invalid_credentials"
+	case opLogout:
+		return s.Status/100 == 2
+	}
+	return false
+}
+
+func answer(s sample) string {
+	if s.Status == 0 {
+		return "no answer"
+	}
+	return strings.TrimSpace(fmt.Sprintf("%d %s", s.Status, s.Code))
+}
+
+func phaseName(p plan, t time.Time) string {
+	i := p.phaseAt(t)
+	switch {
+	case i < 0:
+		return "after the run"
+	case p.Phases[i].Fault == healthy && i > 0:
+		return "recovery after " + string(p.Phases[i-1].Fault)
+	}
+	return string(p.Phases[i].Fault)
+}
+
+func dur(d time.Duration) string {
+	if d < 0 {
+		return "not seen"
+	}
+	return fmt.Sprintf("%.1f s", d.Seconds())
+}
+
+// markdown is the report as RELIABILITY.md shows it.
+func (r *report) markdown() string {
+	var b strings.Builder
+	c := r.Config
+	fmt.Fprintf(&b, "Chaos run %q: %d users, %d `kcguard serve` instances + `sync run` + `cleanup run --schedule`, %s of load, %d requests.\n",
+		r.Plan.Name, r.Plan.Users, fleetSize, r.Plan.Duration().Round(time.Second), r.Samples)
+	fmt.Fprintf(&b, "Scaled timers: keycloak.timeout %s, failure_threshold %d, cooldown %ds, health cache %ds, visibility timeout %ds, max_receive_count %d.\n\n",
+		c.Keycloak.Timeout, c.Keycloak.Resilience.FailureThreshold, c.Keycloak.Resilience.CooldownSeconds,
+		c.Keycloak.Resilience.HealthCheckCacheSeconds, c.Sync.VisibilityTimeoutSeconds, c.Sync.MaxReceiveCount)
+	fmt.Fprintf(&b, "| # | fault | for | valid logins during (keycloak/cached/local) | paid a Keycloak timeout | changes queued | 503 answers | slowest non-200 | p50/p99 before | p50/p99 during | p50/p99 after | alerts opened/closed | heal → breaker closed | heal → Keycloak == local |\n")
+	fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, o := range r.Outages {
+		fmt.Fprintf(&b, "| %d | %s | %.0f s | %d (%d/%d/%d) | %d | %d | %d | %s | %s | %s | %s | %d/%d | %s | %s |\n",
+			o.N, o.Fault, o.Healed.Sub(o.Start).Seconds(), o.Logins, o.Modes["keycloak"], o.Modes["cached"], o.Modes["local"],
+			o.TimeoutsPaid, o.Queued, o.Unavailable, ms(o.SlowestRefusal), o.Before, o.During, o.After,
+			o.Opened, o.Closed, dur(o.BreakerClosed), dur(o.Equal))
+	}
+	fmt.Fprintf(&b, "\n| assertion | result |\n|---|---|\n")
+	fmt.Fprintf(&b, "| valid logins that failed (outside the moto faults; inside: not a 503 `unavailable` within %s) | %d of %d |\n",
+		motoBudget, len(r.LoginFailures), r.ValidLogins)
+	fmt.Fprintf(&b, "| other requests answered unexpectedly | %d |\n", len(r.OtherFailures))
+	fmt.Fprintf(&b, "| password changes lost (Keycloak's direct grant after the drain) | %d of %d |\n", len(r.Lost), r.Changes)
+	fmt.Fprintf(&b, "| DLQ messages after the run | %d |\n", r.DLQ)
+	fmt.Fprintf(&b, "| alerts outside every outage | %d |\n", r.StrayAlerts)
+	fmt.Fprintf(&b, "| end of load → Keycloak == local | %s%s |\n", dur(r.DrainTook), map[bool]string{true: "", false: " (not reached)"}[r.Drained])
+	return b.String()
+}
