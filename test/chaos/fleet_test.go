@@ -183,17 +183,16 @@ func newAlertInbox(t *testing.T, awsCfg aws.Config, name string) *alertInbox {
 // alert is one SNS notification as the subscription received it.
 type alert struct {
 	At      time.Time
+	Event   string // the "event" message attribute: breaker_opened, breaker_closed, ...
 	Subject string
-	Message string
 }
 
-// kind is "opened", "closed" or "other", read from the alert's text.
+// kind is "opened", "closed" or "other".
 func (a alert) kind() string {
-	s := strings.ToLower(a.Subject + " " + a.Message)
-	switch {
-	case strings.Contains(s, "opened") || strings.Contains(s, "breaker open"):
+	switch a.Event {
+	case "breaker_opened":
 		return "opened"
-	case strings.Contains(s, "closed") || strings.Contains(s, "breaker close"):
+	case "breaker_closed":
 		return "closed"
 	}
 	return "other"
@@ -215,13 +214,14 @@ func (in *alertInbox) drain(t *testing.T) []alert {
 		}
 		for _, m := range r.Messages {
 			var env struct {
-				Subject, Message, Timestamp string
+				Subject, Timestamp string
+				MessageAttributes  map[string]struct{ Value string }
 			}
 			if err := json.Unmarshal([]byte(aws.ToString(m.Body)), &env); err != nil {
 				t.Fatalf("alert inbox: not an SNS notification: %.200s", aws.ToString(m.Body))
 			}
 			at, _ := time.Parse(time.RFC3339Nano, env.Timestamp)
-			out = append(out, alert{At: at, Subject: env.Subject, Message: env.Message})
+			out = append(out, alert{At: at, Subject: env.Subject, Event: env.MessageAttributes["event"].Value})
 			_, _ = in.q.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: &in.url, ReceiptHandle: m.ReceiptHandle})
 		}
 	}
