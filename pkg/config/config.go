@@ -33,6 +33,29 @@ type Config struct {
 	Cleanup  Cleanup  `yaml:"cleanup"`
 	API      API      `yaml:"api"`
 	Log      Log      `yaml:"log"`
+	Alerts   Alerts   `yaml:"alerts"`
+	AWS      AWS      `yaml:"aws"`
+}
+
+// Alerts is where operators hear about breaker transitions.
+type Alerts struct {
+	// TopicARN is the SNS topic the winner of each breaker transition
+	// publishes to (opened, closed). Empty: transitions are only logged.
+	TopicARN string `yaml:"topic_arn" env:"KCGUARD_ALERTS_TOPIC_ARN"`
+}
+
+// AWS bounds every AWS SDK call (DynamoDB, SQS, KMS, SNS, Secrets Manager,
+// Lambda), so a brownout answers 503 instead of hanging the request.
+type AWS struct {
+	// AttemptTimeout bounds one HTTP attempt of an SDK call. Default 2s.
+	AttemptTimeout time.Duration `yaml:"attempt_timeout" env:"KCGUARD_AWS_ATTEMPT_TIMEOUT"`
+	// CallBudget bounds one SDK call with all its retries. Default 4s:
+	// a login makes a handful of calls in sequence, and the first one
+	// that runs out ends the request, well inside API Gateway's 30s.
+	CallBudget time.Duration `yaml:"call_budget" env:"KCGUARD_AWS_CALL_BUDGET"`
+	// MaxAttempts is the SDK's attempts per call (1 = no retry). Default 3;
+	// CallBudget cuts retries short whatever this is.
+	MaxAttempts int `yaml:"max_attempts" env:"KCGUARD_AWS_MAX_ATTEMPTS"`
 }
 
 // Keycloak is where the second authentication tier lives.
@@ -115,6 +138,17 @@ type Sync struct {
 	// local change being synced: "local_wins" (default) imports the local
 	// hash anyway; "keycloak_wins" skips it and records the drift.
 	ConflictPolicy string `yaml:"conflict_policy" env:"KCGUARD_SYNC_CONFLICT_POLICY"`
+	// WorkerFunction is the sync worker's Lambda function name (or ARN).
+	// With it, the instance that opens the breaker disables the worker's
+	// SQS event source mapping and the one that closes it enables it, so no
+	// queued change burns a receive during an outage. Empty: no mapping to
+	// control (local: `kcguard sync run` pauses by itself).
+	WorkerFunction string `yaml:"worker_function" env:"KCGUARD_SYNC_WORKER_FUNCTION"`
+	// EventSourceMapping is the mapping's UUID, if known. Empty: it is
+	// found by ListEventSourceMappings(worker_function, queue ARN); the
+	// worker cannot be given its own mapping's UUID without a
+	// CloudFormation cycle, the other functions can.
+	EventSourceMapping string `yaml:"event_source_mapping" env:"KCGUARD_SYNC_EVENT_SOURCE_MAPPING"`
 }
 
 // Lockout is the offline brute-force protection of the local tier.
@@ -223,6 +257,7 @@ func Default() Config {
 			DeleteLimit: 5000, ReconcileLimit: 500, StepTimeout: time.Minute, TimeBudget: 4 * time.Minute},
 		API: API{Addr: "127.0.0.1:3000", MaxBodyBytes: 8 << 10},
 		Log: Log{Level: "info", Format: "json"},
+		AWS: AWS{AttemptTimeout: 2 * time.Second, CallBudget: 4 * time.Second, MaxAttempts: 3},
 	}
 }
 
@@ -402,6 +437,16 @@ func (c Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		add("log.level %q must be debug, info, warn or error", c.Log.Level)
+	}
+	if c.AWS.AttemptTimeout <= 0 || c.AWS.CallBudget < c.AWS.AttemptTimeout || c.AWS.CallBudget > 25*time.Second {
+		add("aws.attempt_timeout (%s) must be positive and not above aws.call_budget (%s), which must not exceed 25s (API Gateway answers 504 at 30s)",
+			c.AWS.AttemptTimeout, c.AWS.CallBudget)
+	}
+	if c.AWS.MaxAttempts < 1 || c.AWS.MaxAttempts > 10 {
+		add("aws.max_attempts = %d, must be between 1 and 10", c.AWS.MaxAttempts)
+	}
+	if a := c.Alerts.TopicARN; a != "" && !strings.HasPrefix(a, "arn:") {
+		add("alerts.topic_arn %q is not an ARN", a)
 	}
 	if c.Log.Format != "json" && c.Log.Format != "text" {
 		add("log.format %q must be json or text", c.Log.Format)
