@@ -20,6 +20,9 @@ type Reconciled struct {
 	// Done is false when the run stopped at its limit or deadline; the next
 	// run continues (the index still lists whoever was not synced).
 	Done bool
+	// Skipped says why the pass did not run ("breaker open": re-queuing
+	// while Keycloak is down would only fill the queue with duplicates).
+	Skipped string `json:",omitempty"`
 }
 
 // Reconcile re-queues every user whose version is ahead of
