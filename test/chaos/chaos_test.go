@@ -9,6 +9,7 @@ package chaos
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -28,9 +29,12 @@ import (
 // fleetSize is the number of `kcguard serve` instances.
 const fleetSize = 4
 
-// motoBudget is how long a request may take to answer 503 `unavailable`
-// while moto is cut or blackholed.
-const motoBudget = 10 * time.Second
+// budget503 is how long a request may take to answer 503 `unavailable`
+// while moto is cut or blackholed: one AWS call that runs out its budget,
+// after at most one that just made it, and a Keycloak grant.
+func budget503(c config.Config) time.Duration {
+	return 2*c.AWS.CallBudget + c.Keycloak.Timeout
+}
 
 // scaled shrinks the timers an outage plays against, so a long outage
 // (minutes in production) fits in seconds: the breaker's cooldown, the
@@ -38,7 +42,7 @@ const motoBudget = 10 * time.Second
 func scaled(c *config.Config) {
 	c.Keycloak.Timeout = 2 * time.Second
 	c.Keycloak.Resilience.FailureThreshold = 3
-	c.Keycloak.Resilience.CooldownSeconds = 2
+	c.Keycloak.Resilience.CooldownSeconds = 1
 	c.Keycloak.Resilience.HealthCheckCacheSeconds = 1
 	c.Sync.VisibilityTimeoutSeconds = 2
 	c.Sync.MaxReceiveCount = 3
@@ -73,9 +77,10 @@ func TestChaos(t *testing.T) {
 	mon := &monitor{rt: env, every: 500 * time.Millisecond}
 	gen := newLoadGen(fl.URLs, p.Think)
 	stop, stopLoad := context.WithCancel(context.Background())
+	stopMon, stopMonitor := context.WithCancel(context.Background())
+	monDone := make(chan struct{})
+	go func() { defer close(monDone); mon.run(stopMon) }()
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); mon.run(stop) }()
 	for i, u := range people {
 		wg.Add(1)
 		go func() { defer wg.Done(); gen.run(stop, i, u) }()
@@ -92,6 +97,8 @@ func TestChaos(t *testing.T) {
 		}
 	}
 	drained, drainTook := waitDrained(t, env, 90*time.Second)
+	stopMonitor()
+	<-monDone
 	t.Logf("load ended at +%s, drained %v after %s", loadEnd.Sub(began).Round(time.Second), drained, drainTook.Round(time.Second))
 	samples := gen.Samples()
 	alerts := inbox.drain(t)
@@ -108,6 +115,7 @@ func TestChaos(t *testing.T) {
 	for _, u := range people {
 		r.Changes += u.Changes
 	}
+	saveSamples(t, filepath.Join(out, "samples.jsonl"), samples)
 	text := r.markdown()
 	if err := os.WriteFile(filepath.Join(out, "report.md"), []byte(text), 0o644); err != nil {
 		t.Fatal(err)
@@ -148,6 +156,20 @@ func TestChaos(t *testing.T) {
 				t.Errorf("a password of %s appears in the fleet's logs", u.Name)
 			}
 		}
+	}
+}
+
+// saveSamples keeps every request's outcome for a closer look.
+func saveSamples(t *testing.T, path string, samples []sample) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	enc := json.NewEncoder(f)
+	for _, s := range samples {
+		_ = enc.Encode(s)
 	}
 }
 

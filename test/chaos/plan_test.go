@@ -57,9 +57,12 @@ func planOf() plan {
 		f            fault
 		dur, recover float64 // seconds
 	}
+	// The long outage comes last: after it the breaker's probe back-off
+	// (cooldown × 2ⁿ) is longest, and the drain that follows the load is
+	// its recovery.
 	short := []step{
-		{kcCut, 3, 4}, {kcBlackhole, 3, 4}, {kcSlow, 3, 4}, {kcFlap, 5, 4}, {kcReset, 3, 4},
-		{kcLong, 10, 5}, {motoCut, 3, 4}, {motoBlackhole, 3, 5},
+		{kcCut, 3, 4}, {kcBlackhole, 3, 4}, {kcSlow, 3, 4}, {kcFlap, 4, 5}, {kcReset, 3, 4},
+		{motoCut, 3, 4}, {motoBlackhole, 3, 4}, {kcLong, 10, 6},
 	}
 	p := plan{Name: "short", Users: 40, Think: time.Second, Flap: time.Second}
 	baseline, scale := 4.0, 1.0

@@ -106,7 +106,7 @@ func newReport(p plan, cfg config.Config, samples []sample, states []state, aler
 	}
 	start := p.Phases[0].Start
 	for _, s := range samples {
-		clear503 := s.Status == http.StatusServiceUnavailable && s.Code == "unavailable" && s.Took <= motoBudget
+		clear503 := s.Status == http.StatusServiceUnavailable && s.Code == "unavailable" && s.Took <= budget503(cfg)
 		if s.Op == opLogin {
 			r.ValidLogins++
 		}
@@ -257,7 +257,7 @@ func (r *report) markdown() string {
 	}
 	fmt.Fprintf(&b, "\n| assertion | result |\n|---|---|\n")
 	fmt.Fprintf(&b, "| valid logins that failed (outside the moto faults; inside: not a 503 `unavailable` within %s) | %d of %d |\n",
-		motoBudget, len(r.LoginFailures), r.ValidLogins)
+		budget503(c), len(r.LoginFailures), r.ValidLogins)
 	fmt.Fprintf(&b, "| other requests answered unexpectedly | %d |\n", len(r.OtherFailures))
 	fmt.Fprintf(&b, "| password changes lost (Keycloak's direct grant after the drain) | %d of %d |\n", len(r.Lost), r.Changes)
 	fmt.Fprintf(&b, "| DLQ messages after the run | %d |\n", r.DLQ)
