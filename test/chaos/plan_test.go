@@ -98,7 +98,7 @@ func apply(f fault, kc, moto *testenv.Proxy) {
 	case kcBlackhole:
 		kc.Blackhole()
 	case kcSlow:
-		kc.Latency(3000) // keycloak.timeout is 2s
+		kc.Latency(7000) // past keycloak.timeout (5s in the run)
 	case kcReset:
 		kc.ResetPeer()
 	case kcFlap:
