@@ -8,6 +8,7 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -66,9 +67,30 @@ func (l *Dynamo) LoginSucceeded(ctx context.Context, s auth.Success) (string, se
 		items = append(items, l.users.ResetFailuresTx(keyOf(s.Event)))
 	}
 	if err := l.write(ctx, rec.ID, items); err != nil {
-		return "", sessions.Record{}, fmt.Errorf("record login: %w", err)
+		if !sessionExisted(err) || !l.landed(ctx, token, s) {
+			return "", sessions.Record{}, fmt.Errorf("record login: %w", err)
+		}
 	}
 	return token, rec, nil
+}
+
+// sessionExisted says the transaction was cancelled because the new
+// session's item (always the first) already existed: what an SDK retry of
+// our own transaction that had landed meets where the store ignores the
+// ClientRequestToken (moto does; DynamoDB answers such a retry with
+// success for ten minutes).
+func sessionExisted(err error) bool {
+	var tce *types.TransactionCanceledException
+	return errors.As(err, &tce) && len(tce.CancellationReasons) > 0 &&
+		aws.ToString(tce.CancellationReasons[0].Code) == "ConditionalCheckFailed"
+}
+
+// landed says the session of token exists: a transaction is all or
+// nothing, so the whole login was recorded. Session ids are random, so an
+// existing one with this token's hash can only be ours.
+func (l *Dynamo) landed(ctx context.Context, token string, s auth.Success) bool {
+	_, err := l.sessions.GetByToken(ctx, token, s.Event.At)
+	return err == nil
 }
 
 // LoginFailed implements auth.Ledger.
