@@ -61,7 +61,7 @@ func planOf() plan {
 	// (cooldown × 2ⁿ) is longest, and the drain that follows the load is
 	// its recovery.
 	short := []step{
-		{kcCut, 3, 4}, {kcBlackhole, 3, 4}, {kcSlow, 3, 4}, {kcFlap, 4, 5}, {kcReset, 3, 4},
+		{kcCut, 3, 4}, {kcBlackhole, 4, 4}, {kcSlow, 5, 4}, {kcFlap, 4, 5}, {kcReset, 3, 4},
 		{motoCut, 3, 4}, {motoBlackhole, 3, 4}, {kcLong, 10, 6},
 	}
 	p := plan{Name: "short", Users: 40, Think: time.Second, Flap: time.Second}
@@ -98,7 +98,7 @@ func apply(f fault, kc, moto *testenv.Proxy) {
 	case kcBlackhole:
 		kc.Blackhole()
 	case kcSlow:
-		kc.Latency(7000) // past keycloak.timeout (5s in the run)
+		kc.Latency(6000) // past keycloak.timeout (3s in the run)
 	case kcReset:
 		kc.ResetPeer()
 	case kcFlap:
