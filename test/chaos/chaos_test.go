@@ -77,7 +77,7 @@ func TestChaos(t *testing.T) {
 	})
 	people := make([]*simUser, len(created))
 	for i, u := range created {
-		people[i] = &simUser{User: u, History: []string{u.Password}}
+		people[i] = &simUser{User: u, N: i, History: []string{u.Password}}
 	}
 
 	t.Logf("%d users created in Keycloak and locally at +%s", len(created), time.Since(began).Round(time.Second))
@@ -93,9 +93,9 @@ func TestChaos(t *testing.T) {
 	monDone := make(chan struct{})
 	go func() { defer close(monDone); mon.run(stopMon) }()
 	var wg sync.WaitGroup
-	for i, u := range people {
+	for _, u := range people {
 		wg.Add(1)
-		go func() { defer wg.Done(); gen.run(stop, i, u) }()
+		go func() { defer wg.Done(); gen.run(stop, u) }()
 	}
 	p.run(env.Proxy, moto)
 	stopLoad()
@@ -103,9 +103,9 @@ func TestChaos(t *testing.T) {
 	loadEnd := time.Now()
 
 	// Changes whose answer was lost in the moto faults: find out now.
-	for i, u := range people {
+	for _, u := range people {
 		if u.Pending != "" {
-			gen.login(context.Background(), i, u)
+			gen.login(context.Background(), u)
 		}
 	}
 	drained, drainTook := waitDrained(t, env, 90*time.Second)
@@ -126,6 +126,7 @@ func TestChaos(t *testing.T) {
 	r.Lost = lost
 	for _, u := range people {
 		r.Changes += u.Changes
+		r.Unclear += u.Unclear
 	}
 	saveSamples(t, filepath.Join(out, "samples.jsonl"), samples)
 	text := r.markdown()

@@ -30,6 +30,7 @@ const (
 type sample struct {
 	Op       op
 	User     int
+	Name     string
 	Start    time.Time
 	Took     time.Duration
 	Status   int    // 0: no HTTP answer (transport error or client timeout)
@@ -50,7 +51,11 @@ type simUser struct {
 	// no answer while moto was down): the next login finds out which holds.
 	Pending string
 	Token   string
-	Changes int // password changes answered 200
+	N       int // index in the run
+	Changes int // password changes answered 200 (or found in effect)
+	// Unclear counts changes answered 503 or not at all that were found in
+	// effect at the next login.
+	Unclear int
 	// Wrongs counts wrong passwords since the last good login, kept below
 	// lockout.max_failures: the mix must not lock its own users out.
 	Wrongs int
@@ -89,7 +94,7 @@ func (g *loadGen) Samples() []sample {
 }
 
 // do sends one request to a random instance of the fleet.
-func (g *loadGen) do(ctx context.Context, o op, user int, method, path, bearer string, body any) (sample, map[string]any) {
+func (g *loadGen) do(ctx context.Context, o op, u *simUser, method, path, bearer string, body any) (sample, map[string]any) {
 	var rd io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -100,7 +105,7 @@ func (g *loadGen) do(ctx context.Context, o op, user int, method, path, bearer s
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
-	s := sample{Op: o, User: user, Start: time.Now()}
+	s := sample{Op: o, User: u.N, Name: u.Name, Start: time.Now()}
 	resp, err := g.client.Do(req)
 	s.Took = time.Since(s.Start)
 	if err != nil {
@@ -121,7 +126,7 @@ func (g *loadGen) do(ctx context.Context, o op, user int, method, path, bearer s
 
 // run drives one user until ctx ends. The stop context is separate from the
 // requests' context so a request in flight at the end still gets its answer.
-func (g *loadGen) run(stop context.Context, i int, u *simUser) {
+func (g *loadGen) run(stop context.Context, u *simUser) {
 	ctx := context.Background()
 	for {
 		select {
@@ -132,19 +137,19 @@ func (g *loadGen) run(stop context.Context, i int, u *simUser) {
 		r := mrand.Float64()
 		switch {
 		case u.Token == "" || u.Pending != "" || r < 0.40:
-			g.login(ctx, i, u)
+			g.login(ctx, u)
 		case r < 0.50 && u.Wrongs < 3:
 			u.Wrongs++
-			s, _ := g.do(ctx, opWrong, i, "POST", "/login", "", map[string]string{
+			s, _ := g.do(ctx, opWrong, u, "POST", "/login", "", map[string]string{
 				"username": u.Name, "password": randomPassword(), "package": u.Package})
 			g.record(s)
 		case r < 0.62:
-			g.change(ctx, i, u)
+			g.change(ctx, u)
 		case r < 0.85:
-			s, _ := g.do(ctx, opList, i, "GET", "/sessions", u.Token, nil)
+			s, _ := g.do(ctx, opList, u, "GET", "/sessions", u.Token, nil)
 			g.record(s)
 		default:
-			s, _ := g.do(ctx, opLogout, i, "POST", "/logout", u.Token, nil)
+			s, _ := g.do(ctx, opLogout, u, "POST", "/logout", u.Token, nil)
 			g.record(s)
 			u.Token = "" // ended, or its fate unknown: log in again
 
@@ -155,9 +160,9 @@ func (g *loadGen) run(stop context.Context, i int, u *simUser) {
 // login logs in with the current password, first finding out whether a
 // change without a clear answer took effect (trying the new password
 // first, as a person would).
-func (g *loadGen) login(ctx context.Context, i int, u *simUser) {
+func (g *loadGen) login(ctx context.Context, u *simUser) {
 	try := func(pw string) (sample, map[string]any) {
-		return g.do(ctx, opLogin, i, "POST", "/login", "", map[string]string{
+		return g.do(ctx, opLogin, u, "POST", "/login", "", map[string]string{
 			"username": u.Name, "password": pw, "package": u.Package})
 	}
 	if u.Pending != "" {
@@ -165,6 +170,7 @@ func (g *loadGen) login(ctx context.Context, i int, u *simUser) {
 		if s.Status == http.StatusOK {
 			u.History, u.Pending = append(u.History, u.Pending), ""
 			u.Changes++
+			u.Unclear++
 			u.Token, _ = out["session_token"].(string)
 			u.Wrongs = 0
 			g.record(s)
@@ -187,9 +193,9 @@ func (g *loadGen) login(ctx context.Context, i int, u *simUser) {
 
 // change sets a new password. A 200 makes it current; an answer that
 // leaves its fate unknown (503, none) makes it pending.
-func (g *loadGen) change(ctx context.Context, i int, u *simUser) {
+func (g *loadGen) change(ctx context.Context, u *simUser) {
 	next := randomPassword()
-	s, _ := g.do(ctx, opChange, i, "POST", "/password", "", map[string]string{
+	s, _ := g.do(ctx, opChange, u, "POST", "/password", "", map[string]string{
 		"username": u.Name, "old_password": u.current(), "new_password": next, "package": u.Package})
 	g.record(s)
 	switch {

@@ -84,6 +84,7 @@ type report struct {
 	AlertsClosed  int
 	Unpaired      string // alerts that do not pair up opened → closed
 	Changes       int    // password changes made (answered 200 or found in effect)
+	Unclear       int    // of which answered 503 or not at all, yet in effect
 	Lost          []string
 	DLQ           int
 	Drained       bool
@@ -117,7 +118,7 @@ func newReport(p plan, cfg config.Config, samples []sample, states []state, aler
 		if ok := expected(s); ok || (inMoto(s) && clear503) {
 			continue
 		}
-		what := fmt.Sprintf("%s of user %d at +%.1fs (%s): %s after %s", s.Op, s.User,
+		what := fmt.Sprintf("%s of %s at +%.1fs (%s): %s after %s", s.Op, s.Name,
 			s.Start.Sub(start).Seconds(), phaseName(p, s.Start), answer(s), ms(s.Took))
 		if s.Op == opLogin {
 			r.LoginFailures = append(r.LoginFailures, what)
@@ -296,6 +297,7 @@ func (r *report) markdown() string {
 		budget503(c), len(r.LoginFailures), r.ValidLogins)
 	fmt.Fprintf(&b, "| other requests answered unexpectedly | %d |\n", len(r.OtherFailures))
 	fmt.Fprintf(&b, "| password changes lost (Keycloak's direct grant after the drain) | %d of %d |\n", len(r.Lost), r.Changes)
+	fmt.Fprintf(&b, "| password changes answered 503 / not at all that had taken effect | %d |\n", r.Unclear)
 	fmt.Fprintf(&b, "| DLQ messages after the run | %d |\n", r.DLQ)
 	fmt.Fprintf(&b, "| breaker alerts opened / closed (SNS → SQS subscription) | %d / %d |\n", r.AlertsOpened, r.AlertsClosed)
 	fmt.Fprintf(&b, "| breaker opened outside every fault (Keycloak slow by itself) | %d |\n", r.StrayAlerts)
