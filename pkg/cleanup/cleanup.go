@@ -146,7 +146,10 @@ type Cleaner struct {
 	SyncDelivery syncjob.Pauser
 	// Probe, if set, pings Keycloak when the breaker is open and a probe is
 	// due, so an outage ends even when no login or sync job comes by.
-	Probe    func(ctx context.Context) error
+	Probe func(ctx context.Context) error
+	// Cursors, if set, keep where reconciliation stopped, so a bounded
+	// pass continues there next run instead of starting over.
+	Cursors  syncjob.Cursors
 	Metrics  metrics.Publisher
 	Log      *slog.Logger
 	Settings Settings
@@ -263,7 +266,7 @@ func (c *Cleaner) Run(ctx context.Context, now time.Time) (Result, error) {
 			r.Reconcile = syncjob.Reconciled{Skipped: "breaker " + string(st.State), Done: true}
 			return nil
 		}
-		r.Reconcile, err = syncjob.Reconcile(ctx, observed{c.Users, oldest}, c.Queue, c.Packages, set.ReconcileLimit, now)
+		r.Reconcile, err = syncjob.ReconcileFrom(ctx, observed{c.Users, oldest}, c.Queue, c.Cursors, c.Packages, set.ReconcileLimit, now)
 		return err
 	})
 	if c.Journal != nil {

@@ -44,6 +44,7 @@ func (rt *Runtime) Cleaner(w io.Writer) *cleanup.Cleaner {
 		c.SyncDelivery = rt.SyncMapping
 	}
 	c.Probe = rt.Keycloak.Ping
+	c.Cursors = rt.ReconcileCursors()
 	return c
 }
 

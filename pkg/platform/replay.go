@@ -45,11 +45,16 @@ func (rt *Runtime) reconcileOnClose(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, ReconcileOnClose)
 	defer cancel()
 	q := syncjob.JournaledQueue{Queue: rt.Queue, Applier: rt.Applier}
-	r, err := syncjob.Reconcile(ctx, rt.Users, q, rt.Config.PackageNames(), rt.Config.Cleanup.ReconcileLimit, time.Now())
+	r, err := syncjob.ReconcileFrom(ctx, rt.Users, q, rt.ReconcileCursors(), rt.Config.PackageNames(), rt.Config.Cleanup.ReconcileLimit, time.Now())
 	log := rt.Log.With("event", "reconcile_on_close", "found", r.Found, "queued", r.Queued, "failed", r.Failed, "done", r.Done)
 	if err != nil {
 		log.WarnContext(ctx, "reconciliation after the breaker closed failed; the scheduled cleanup retries", "err", err)
 		return
 	}
 	log.InfoContext(ctx, "reconciliation after the breaker closed")
+}
+
+// ReconcileCursors keep where bounded reconciliation passes stopped.
+func (rt *Runtime) ReconcileCursors() syncjob.Cursors {
+	return syncjob.DynamoCursors{DB: rt.DynamoDB, Table: rt.Config.Tables.Breaker}
 }
