@@ -48,6 +48,7 @@ func budget503(c config.Config) time.Duration {
 // outside the faults under test.
 func scaled(c *config.Config) {
 	c.Keycloak.Timeout = 3 * time.Second
+	c.AWS = config.Default().AWS // the production bounds: the moto faults are about them
 	c.Keycloak.Resilience.FailureThreshold = 3
 	c.Keycloak.Resilience.CooldownSeconds = 1
 	c.Keycloak.Resilience.HealthCheckCacheSeconds = 1
