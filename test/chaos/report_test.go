@@ -48,21 +48,30 @@ type outage struct {
 	Unavailable           int            // requests answered 503 unavailable (moto faults)
 	SlowestRefusal        time.Duration  // the slowest answer that was not 200
 	Opened, Closed        int            // breaker alerts
-	BreakerClosed         time.Duration  // heal → breaker closed (-1: not seen)
-	Equal                 time.Duration  // heal → breaker closed, no unsynced user, empty queue (-1: not seen)
+	// FlapPairs bounds the opened/closed pairs of a flap: each re-open
+	// after a close doubles the back-off (cooldown × 2ⁿ, less up to 20%
+	// jitter), so k pairs need about cooldown × (2ᵏ − 1) × 0.8 of flapping;
+	// one more may open just before the heal.
+	FlapPairs     int
+	BreakerClosed time.Duration // heal → breaker closed (-1: not seen)
+	Equal         time.Duration // heal → breaker closed, no unsynced user, empty queue (-1: not seen)
 }
 
 // alertProblem says what is wrong with the outage's alerts ("" if
-// nothing): a Keycloak outage alerts exactly one "opened" and one "closed"
-// (a flap at most one pair: back-off, not a storm); a moto fault, which
-// Keycloak is not part of, none.
+// nothing): a Keycloak outage alerts exactly one "opened" and one "closed";
+// a moto fault, which Keycloak is not part of, none; a flap pairs that
+// the back-off bounds (FlapPairs), not one per probe.
 func (o outage) alertProblem() string {
 	want := 1
 	switch {
 	case o.Fault.onMoto():
 		want = 0
-	case o.Fault == kcFlap && o.Opened == 0 && o.Closed == 0:
-		want = 0 // too short to open the breaker: fine; a storm is not
+	case o.Fault == kcFlap:
+		if o.Opened != o.Closed || o.Opened > o.FlapPairs {
+			return fmt.Sprintf("a flap of %s may alert at most %d opened/closed pairs (back-off), got %d opened, %d closed",
+				o.Healed.Sub(o.Start).Round(time.Second), o.FlapPairs, o.Opened, o.Closed)
+		}
+		return ""
 	}
 	if o.Opened != want || o.Closed != want {
 		return fmt.Sprintf("want %d opened and %d closed alert(s), got %d opened, %d closed", want, want, o.Opened, o.Closed)
@@ -132,6 +141,9 @@ func newReport(p plan, cfg config.Config, samples []sample, states []state, aler
 		}
 		o := outage{N: ph.Outage, Fault: ph.Fault, Start: ph.Start, Healed: ph.End, Until: p.Phases[i+1].End,
 			Modes: map[string]int{}, BreakerClosed: -1, Equal: -1}
+		for span := 0.8 * cfg.Keycloak.Resilience.Cooldown().Seconds(); span*float64(int(1)<<o.FlapPairs-1) <= ph.Dur.Seconds(); {
+			o.FlapPairs++
+		}
 		var before, during, after, inVain []time.Duration
 		for _, s := range samples {
 			in := func(a, b time.Time) bool { return !s.Start.Before(a) && s.Start.Before(b) }
