@@ -83,7 +83,9 @@ func Start(name string, wire func(*Runtime) any) {
 // probe instead of failing into the visibility timeout.
 func (rt *Runtime) Worker() *syncjob.Worker {
 	return &syncjob.Worker{Applier: rt.Applier, Breaker: rt.Breaker, DLQ: syncjob.SQSDeadLetters{Queue: rt.DLQ}, Log: rt.Log,
-		Defer: rt.Queue, NextProbe: rt.nextProbe, DeferFallback: rt.Config.Keycloak.Resilience.Cooldown()}
+		Defer: rt.Queue, NextProbe: rt.nextProbe,
+		// Forced open (no probe time): no longer than a plain failure would wait.
+		DeferFallback: min(rt.Config.Keycloak.Resilience.Cooldown(), time.Duration(rt.Config.Sync.VisibilityTimeoutSeconds)*time.Second)}
 }
 
 // nextProbe is when a record refused by the breaker may be tried again: the

@@ -2,16 +2,21 @@ package platform_test
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/kcguard/kcguard/internal/stacktest"
+	"github.com/kcguard/kcguard/internal/testenv"
 	"github.com/kcguard/kcguard/pkg/breaker"
 	"github.com/kcguard/kcguard/pkg/config"
 	"github.com/kcguard/kcguard/pkg/keycloak"
+	"github.com/kcguard/kcguard/pkg/platform"
 	"github.com/kcguard/kcguard/pkg/syncjob"
 	"github.com/kcguard/kcguard/pkg/syncjob/syncjobtest"
 	"github.com/kcguard/kcguard/pkg/users"
@@ -178,4 +183,64 @@ func grant(ctx context.Context, e *stacktest.Env, pkg, name, pw string) error {
 		time.Sleep(time.Second)
 	}
 	return err
+}
+
+// The wiring as deployed: a runtime with sync.worker_function and
+// alerts.topic_arn (moto's Lambda and SNS). An operator's forced open
+// pauses the worker's event source mapping (found by function and queue)
+// and alerts once; the forced close resumes it and alerts once; a mapping
+// left disabled under a closed breaker is re-enabled by the scheduled
+// cleanup.
+func TestReplayWiringInAWS(t *testing.T) {
+	e := stacktest.New(t)
+	ctx := context.Background()
+	arn, err := e.RT.Queue.ARN(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.Config
+	cfg.Sync.WorkerFunction = testenv.WorkerFunction(t, e.RT.AWS, arn)
+	topic, read := testenv.AlertTopic(t, e.RT.AWS)
+	cfg.Alerts.TopicARN = topic
+	rt, err := platform.Build(ctx, cfg, e.RT.AWS, slog.New(slog.NewJSONHandler(e.Logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	paused := func() bool {
+		t.Helper()
+		p, err := rt.SyncMapping.Paused(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if _, err := rt.Breaker.ForceOpen(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !paused() {
+		t.Fatal("opening the breaker must disable the worker's event source mapping")
+	}
+	if _, err := rt.Breaker.ForceClose(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if paused() {
+		t.Fatal("closing the breaker must enable the mapping")
+	}
+	var events []string
+	for _, a := range read(2) {
+		events = append(events, a.Event)
+	}
+	if strings.Join(events, ",") != "breaker_opened,breaker_closed" {
+		t.Fatalf("alerts %v, want one opened then one closed", events)
+	}
+	if err := rt.SyncMapping.Pause(ctx); err != nil { // a resume that got lost
+		t.Fatal(err)
+	}
+	res, err := rt.Cleaner(io.Discard).Run(ctx, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if paused() || !slices.Contains(res.Replay, "resumed") {
+		t.Fatalf("the scheduled cleanup must re-enable a mapping left disabled under a closed breaker: %v", res.Replay)
+	}
 }
