@@ -18,7 +18,7 @@ import (
 // shared moto other packages' tests are using.
 func PrivateMoto(t testing.TB) string {
 	t.Helper()
-	Need(t, "moto") // the shared one proves moto is installed
+	Need(t, "moto")                 // the shared one proves moto is installed
 	cache := os.Getenv("KCG_CACHE") // where local/stack.sh installed the stack, if not .cache/
 	if cache == "" {
 		cache = filepath.Join(RepoRoot(t), ".cache")

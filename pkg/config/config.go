@@ -26,15 +26,18 @@ type Config struct {
 	Tables   Tables   `yaml:"tables"`
 	Sync     Sync     `yaml:"sync"`
 	// KMSKeyID encrypts cached Keycloak tokens at rest (key id, ARN or alias).
-	KMSKeyID string   `yaml:"kms_key_id" env:"KCGUARD_KMS_KEY_ID"`
-	Lockout  Lockout  `yaml:"lockout"`
-	Password Password `yaml:"password"`
-	Sessions Sessions `yaml:"sessions"`
-	Cleanup  Cleanup  `yaml:"cleanup"`
-	API      API      `yaml:"api"`
-	Log      Log      `yaml:"log"`
-	Alerts   Alerts   `yaml:"alerts"`
-	AWS      AWS      `yaml:"aws"`
+	KMSKeyID   string     `yaml:"kms_key_id" env:"KCGUARD_KMS_KEY_ID"`
+	Lockout    Lockout    `yaml:"lockout"`
+	Audit      Audit      `yaml:"audit"`
+	Password   Password   `yaml:"password"`
+	Sessions   Sessions   `yaml:"sessions"`
+	Cleanup    Cleanup    `yaml:"cleanup"`
+	API        API        `yaml:"api"`
+	Log        Log        `yaml:"log"`
+	Pull       Pull       `yaml:"pull"`
+	Authorizer Authorizer `yaml:"authorizer"`
+	Alerts     Alerts     `yaml:"alerts"`
+	AWS        AWS        `yaml:"aws"`
 }
 
 // Alerts is where operators hear about breaker transitions.
@@ -68,6 +71,10 @@ type Keycloak struct {
 	// ParallelGrant starts the Keycloak grant alongside the local hash check
 	// (see auth.Settings.ParallelKeycloak for the trade-off). Default off.
 	ParallelGrant bool `yaml:"parallel_grant" env:"KCGUARD_KEYCLOAK_PARALLEL_GRANT"`
+	// LearnOnLogin checks usernames unknown locally against Keycloak and
+	// stores those it accepts (see auth.Settings.LearnOnLogin for the
+	// timing trade-off). Default off.
+	LearnOnLogin bool `yaml:"learn_on_login" env:"KCGUARD_KEYCLOAK_LEARN_ON_LOGIN"`
 	// AdminTimeout bounds admin API calls (sync, migration).
 	AdminTimeout time.Duration `yaml:"admin_timeout" env:"KCGUARD_KEYCLOAK_ADMIN_TIMEOUT"`
 	// Packages maps a package (tenant) to its realm and client. In Lambda it
@@ -96,6 +103,16 @@ type Resilience struct {
 	TokenGracePeriodHours   int  `yaml:"token_grace_period_hours" env:"KCGUARD_RESILIENCE_TOKEN_GRACE_PERIOD_HOURS"`
 	AllowOfflineMode        bool `yaml:"allow_offline_mode" env:"KCGUARD_RESILIENCE_ALLOW_OFFLINE_MODE"`
 	HealthCheckCacheSeconds int  `yaml:"health_check_cache_seconds" env:"KCGUARD_RESILIENCE_HEALTH_CHECK_CACHE_SECONDS"`
+	// OfflineCredentialsExpirationDays refuses local and cached logins
+	// during an outage to users Keycloak has not confirmed (login, sync,
+	// pull) for this many days (SSSD's offline_credentials_expiration).
+	// 0, the default, means no limit.
+	OfflineCredentialsExpirationDays int `yaml:"offline_credentials_expiration_days" env:"KCGUARD_RESILIENCE_OFFLINE_CREDENTIALS_EXPIRATION_DAYS"`
+}
+
+// OfflineWindow is OfflineCredentialsExpirationDays as a duration (0: no limit).
+func (r Resilience) OfflineWindow() time.Duration {
+	return time.Duration(r.OfflineCredentialsExpirationDays) * 24 * time.Hour
 }
 
 // Cooldown is CooldownSeconds as a duration.
@@ -159,6 +176,24 @@ type Lockout struct {
 	// (Keycloak's wait increment), up to MaxDelay.
 	Delay    time.Duration `yaml:"delay" env:"KCGUARD_LOCKOUT_DELAY"`
 	MaxDelay time.Duration `yaml:"max_delay" env:"KCGUARD_LOCKOUT_MAX_DELAY"`
+	// SourceMaxFailures failed checks from one client address, across any
+	// usernames, are free; then the address gets 429 too_many_requests for
+	// SourceDelay, growing by SourceDelay per failure up to SourceMaxDelay,
+	// before it can lock the users it names. -1 turns it off.
+	SourceMaxFailures int           `yaml:"source_max_failures" env:"KCGUARD_LOCKOUT_SOURCE_MAX_FAILURES"`
+	SourceDelay       time.Duration `yaml:"source_delay" env:"KCGUARD_LOCKOUT_SOURCE_DELAY"`
+	SourceMaxDelay    time.Duration `yaml:"source_max_delay" env:"KCGUARD_LOCKOUT_SOURCE_MAX_DELAY"`
+}
+
+// Audit is the audit trail.
+type Audit struct {
+	// UsernameHMACKey keys the HMAC-SHA256 that the trail keeps instead of
+	// an unknown username (it may be a password typed in the wrong field)
+	// and that names client addresses in the source throttle. In AWS it can
+	// also come from the Secrets Manager secret (entry
+	// "_audit_username_hmac_key"). Empty: a random key per process, so
+	// pseudonyms cannot be correlated across instances.
+	UsernameHMACKey string `yaml:"username_hmac_key" env:"KCGUARD_AUDIT_USERNAME_HMAC_KEY"`
 }
 
 // Password is the policy for new passwords.
@@ -210,6 +245,31 @@ type API struct {
 	AdminKey string `yaml:"admin_key" env:"KCGUARD_ADMIN_KEY"`
 }
 
+// Pull is `kcguard sync pull` and the scheduled functions/pull: Keycloak's
+// admin and user events applied to the local store.
+type Pull struct {
+	// ScheduleMinutes is how often the pull is scheduled (EventBridge
+	// rate). Default 1: a disable in Keycloak reaches kcguard within the
+	// schedule plus one pull.
+	ScheduleMinutes int `yaml:"schedule_minutes" env:"KCGUARD_PULL_SCHEDULE_MINUTES"`
+	// MaxGap is the oldest cursor events are trusted for; an older one
+	// (missed runs, expired events) makes the run compare every user page
+	// by page. Keep it below the realm's events expiration. Default 1h.
+	MaxGap time.Duration `yaml:"max_gap" env:"KCGUARD_PULL_MAX_GAP"`
+	// CompareEvery forces a full compare this often. Default 24h.
+	CompareEvery time.Duration `yaml:"compare_every" env:"KCGUARD_PULL_COMPARE_EVERY"`
+	// PageSize of Keycloak event and user pages. Default 100.
+	PageSize int `yaml:"page_size" env:"KCGUARD_PULL_PAGE_SIZE"`
+}
+
+// Authorizer is the API Gateway Lambda authorizer for downstream APIs.
+type Authorizer struct {
+	// DenyDegradedRoutes are route keys ("POST /payments", as API Gateway
+	// sends them in routeKey) refused to sessions made without Keycloak
+	// (auth_mode local or cached). Empty: every route allows them.
+	DenyDegradedRoutes []string `yaml:"deny_degraded_routes" env:"KCGUARD_AUTHORIZER_DENY_DEGRADED_ROUTES"`
+}
+
 // Log configures slog.
 type Log struct {
 	Level  string `yaml:"level" env:"KCGUARD_LOG_LEVEL"`
@@ -241,6 +301,7 @@ func Default() Config {
 			Audit:    "kcguard-audit",
 			Journal:  "kcguard-sync-journal",
 		},
+		Pull: Pull{ScheduleMinutes: 1, MaxGap: time.Hour, CompareEvery: 24 * time.Hour, PageSize: 100},
 		Sync: Sync{
 			Queue:                    "kcguard-sync.fifo",
 			DLQ:                      "kcguard-sync-dlq.fifo",
@@ -250,7 +311,8 @@ func Default() Config {
 			ConflictPolicy:           "local_wins",
 		},
 		KMSKeyID: "alias/kcguard-tokens",
-		Lockout:  Lockout{MaxFailures: 5, Delay: 30 * time.Second, MaxDelay: 15 * time.Minute},
+		Lockout: Lockout{MaxFailures: 5, Delay: 30 * time.Second, MaxDelay: 15 * time.Minute,
+			SourceMaxFailures: 20, SourceDelay: 10 * time.Second, SourceMaxDelay: 15 * time.Minute},
 		Password: Password{MinLength: 12, Algorithm: "argon2", RevokeOtherSessions: true},
 		Sessions: Sessions{IdleTimeout: 30 * time.Minute, MaxLifetime: 12 * time.Hour},
 		Cleanup: Cleanup{ScheduleMinutes: 5, RefreshWindow: 10 * time.Minute, RefreshLimit: 200, RefreshConcurrency: 4,
@@ -352,6 +414,7 @@ func (c Config) Validate() error {
 	between("cooldown_seconds", r.CooldownSeconds, 1, 3600)
 	between("token_grace_period_hours", r.TokenGracePeriodHours, 0, 168)
 	between("health_check_cache_seconds", r.HealthCheckCacheSeconds, 0, 300)
+	between("offline_credentials_expiration_days", r.OfflineCredentialsExpirationDays, 0, 3650)
 	if r.HealthCheckCacheSeconds > r.CooldownSeconds && r.CooldownSeconds > 0 {
 		add("keycloak.resilience.health_check_cache_seconds (%d) must not exceed cooldown_seconds (%d)",
 			r.HealthCheckCacheSeconds, r.CooldownSeconds)
@@ -396,6 +459,12 @@ func (c Config) Validate() error {
 	if c.Lockout.Delay <= 0 || c.Lockout.MaxDelay < c.Lockout.Delay {
 		add("lockout.delay (%s) must be positive and not above lockout.max_delay (%s)", c.Lockout.Delay, c.Lockout.MaxDelay)
 	}
+	if c.Lockout.SourceMaxFailures == 0 || c.Lockout.SourceMaxFailures < -1 {
+		add("lockout.source_max_failures = %d, must be at least 1 (or -1: off)", c.Lockout.SourceMaxFailures)
+	}
+	if c.Lockout.SourceMaxFailures > 0 && (c.Lockout.SourceDelay <= 0 || c.Lockout.SourceMaxDelay < c.Lockout.SourceDelay) {
+		add("lockout.source_delay (%s) must be positive and not above lockout.source_max_delay (%s)", c.Lockout.SourceDelay, c.Lockout.SourceMaxDelay)
+	}
 	if c.Password.MinLength < 8 || c.Password.MinLength > 1024 {
 		add("password.min_length = %d, must be between 8 and 1024", c.Password.MinLength)
 	}
@@ -429,6 +498,23 @@ func (c Config) Validate() error {
 	if cl.StepTimeout <= 0 || cl.TimeBudget < cl.StepTimeout || cl.TimeBudget > 14*time.Minute {
 		add("cleanup.step_timeout (%s) must be positive and not above cleanup.time_budget (%s), which must not exceed 14m (Lambda stops at 15m)",
 			cl.StepTimeout, cl.TimeBudget)
+	}
+	if c.Pull.ScheduleMinutes < 1 || c.Pull.ScheduleMinutes > 60 {
+		add("pull.schedule_minutes = %d, must be between 1 and 60", c.Pull.ScheduleMinutes)
+	}
+	if c.Pull.MaxGap < 2*time.Duration(c.Pull.ScheduleMinutes)*time.Minute || c.Pull.MaxGap > 30*24*time.Hour {
+		add("pull.max_gap %s must be at least twice pull.schedule_minutes and at most 720h", c.Pull.MaxGap)
+	}
+	if c.Pull.CompareEvery < c.Pull.MaxGap {
+		add("pull.compare_every %s must not be below pull.max_gap %s", c.Pull.CompareEvery, c.Pull.MaxGap)
+	}
+	if c.Pull.PageSize < 1 || c.Pull.PageSize > 1000 {
+		add("pull.page_size = %d, must be between 1 and 1000", c.Pull.PageSize)
+	}
+	for _, r := range c.Authorizer.DenyDegradedRoutes {
+		if method, path, ok := strings.Cut(r, " "); !ok || method == "" || !strings.HasPrefix(path, "/") {
+			add("authorizer.deny_degraded_routes: %q is not a route key like \"POST /payments\"", r)
+		}
 	}
 	if c.API.MaxBodyBytes < 256 || c.API.MaxBodyBytes > 1<<20 {
 		add("api.max_body_bytes = %d, must be between 256 and 1048576", c.API.MaxBodyBytes)

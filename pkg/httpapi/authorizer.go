@@ -32,6 +32,8 @@ type Authorizer struct {
 	Store AuthorizerStore
 	Now   func() time.Time
 	Log   *slog.Logger
+	// DenyDegraded refuses these routes to local and cached sessions.
+	DenyDegraded DegradedRoutes
 }
 
 // Handle authorises one request.
@@ -55,6 +57,10 @@ func (a *Authorizer) Handle(ctx context.Context, req events.APIGatewayV2CustomAu
 		// their session is gone.
 		a.log().ErrorContext(ctx, "authorizer: session store unavailable", "err", err)
 		return deny, fmt.Errorf("session store unavailable")
+	}
+	if a.DenyDegraded.Denies(req, rec) {
+		a.log().InfoContext(ctx, "authorizer: route denied to a degraded session", "route", req.RouteKey, "auth_mode", rec.AuthMode, "session", rec.ID)
+		return deny, nil
 	}
 	if _, err := a.Store.Touch(ctx, rec.ID, now); err != nil {
 		a.log().WarnContext(ctx, "authorizer: last-seen not updated", "session", rec.ID, "err", err)

@@ -16,13 +16,13 @@ import (
 
 // lostAnswer lands every transaction and then sends it again, as the SDK
 // does when the first answer times out; the caller sees the second answer.
-type lostAnswer struct{ db *dynamodb.Client }
+type lostAnswer struct{ *dynamodb.Client }
 
 func (l lostAnswer) TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, opts ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
-	if _, err := l.db.TransactWriteItems(ctx, in, opts...); err != nil {
+	if _, err := l.Client.TransactWriteItems(ctx, in, opts...); err != nil {
 		return nil, err
 	}
-	return l.db.TransactWriteItems(ctx, in, opts...)
+	return l.Client.TransactWriteItems(ctx, in, opts...)
 }
 
 // A login whose transaction landed but whose answer was lost is a login

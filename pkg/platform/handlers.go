@@ -39,7 +39,8 @@ func (rt *Runtime) SessionHandlers() *httpapi.SessionHandlers {
 
 // Authorizer is the API Gateway Lambda authorizer for downstream APIs.
 func (rt *Runtime) Authorizer() *httpapi.Authorizer {
-	return &httpapi.Authorizer{Store: rt.Sessions, Log: rt.Log}
+	return &httpapi.Authorizer{Store: rt.Sessions, Log: rt.Log,
+		DenyDegraded: httpapi.NewDegradedRoutes(rt.Config.Authorizer.DenyDegradedRoutes)}
 }
 
 // SessionRoutes are served by functions/sessions.
