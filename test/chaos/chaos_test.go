@@ -124,12 +124,12 @@ func TestChaos(t *testing.T) {
 	if err != nil {
 		t.Fatalf("DLQ depth: %v", err)
 	}
-	lost := checkPasswords(t, cfg, people)
+	lost, kcLocked := checkPasswords(t, cfg, people)
 
 	r := newReport(p, cfg, samples, mon.Samples(), alerts)
 	r.Drained, r.DrainTook, r.LoadEnd = drained, drainTook, loadEnd
 	r.DLQ = dlq + dlqInFlight
-	r.Lost = lost
+	r.Lost, r.KeycloakLocked = lost, kcLocked
 	for _, u := range people {
 		r.Changes += u.Changes
 		r.Unclear += u.Unclear
@@ -274,8 +274,10 @@ func waitDrained(t *testing.T, env *stacktest.Env, limit time.Duration) (bool, t
 // than a second apart: a success clears Keycloak's failure count and the
 // realms lock a user only after two failures within a second
 // (quickLoginCheckMilliSeconds) or ten in all, so the check never trips the
-// brute-force detector before it has its answer.
-func checkPasswords(t *testing.T, cfg config.Config, people []*simUser) []string {
+// brute-force detector before it has its answer. A user the detector had
+// already locked during the run (every grant refused, right or wrong) is
+// checked again once the lock has run out; locked counts them.
+func checkPasswords(t *testing.T, cfg config.Config, people []*simUser) (lost []string, locked int) {
 	t.Helper()
 	realms := map[string]keycloak.Realm{}
 	for name, p := range cfg.Keycloak.Packages {
@@ -286,14 +288,15 @@ func checkPasswords(t *testing.T, cfg config.Config, people []*simUser) []string
 	if err != nil {
 		t.Fatal(err)
 	}
-	var (
-		mu   sync.Mutex
-		lost []string
-	)
-	round := func(pick func(u *simUser) (string, bool), want bool) {
+	ctx := context.Background()
+	var mu sync.Mutex
+	// round checks pick(u) for every user it picks and returns the users
+	// whose answer was not the one wanted, with the problem.
+	round := func(who []*simUser, pick func(u *simUser) (string, bool), want bool) map[*simUser]string {
+		out := map[*simUser]string{}
 		sem := make(chan struct{}, 4)
 		var wg sync.WaitGroup
-		for _, u := range people {
+		for _, u := range who {
 			pw, ok := pick(u)
 			if !ok {
 				continue
@@ -303,7 +306,7 @@ func checkPasswords(t *testing.T, cfg config.Config, people []*simUser) []string
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				_, err := kc.PasswordGrant(context.Background(), u.Package, u.Name, pw)
+				_, err := kc.PasswordGrant(ctx, u.Package, u.Name, pw)
 				var problem string
 				switch {
 				case want && err != nil:
@@ -315,21 +318,59 @@ func checkPasswords(t *testing.T, cfg config.Config, people []*simUser) []string
 				}
 				if problem != "" {
 					mu.Lock()
-					lost = append(lost, problem)
+					out[u] = problem
 					mu.Unlock()
 				}
 			}()
 		}
 		wg.Wait()
+		return out
 	}
-	round(func(u *simUser) (string, bool) { return u.current(), true }, true)
+	newest := func(u *simUser) (string, bool) { return u.current(), true }
+	refused := round(people, newest, true)
+	var again []*simUser
+	until := time.Now()
+	for u, problem := range refused {
+		kcu, err := kc.FindUser(ctx, u.Package, u.Name)
+		if err == nil {
+			if bf, err := kc.BruteForceStatus(ctx, u.Package, kcu.ID); err == nil && bf.Locked &&
+				!bf.LockedUntil.IsZero() && time.Until(bf.LockedUntil) < 3*time.Minute {
+				again = append(again, u)
+				until = later(until, bf.LockedUntil)
+				continue
+			}
+		}
+		lost = append(lost, problem)
+	}
+	if locked = len(again); locked > 0 {
+		t.Logf("%d users locked by Keycloak's brute-force detector; checking them again at %s", locked, until.Format("15:04:05"))
+		time.Sleep(time.Until(until) + time.Second)
+		for _, problem := range round(again, newest, true) {
+			lost = append(lost, problem)
+		}
+	}
 	time.Sleep(1100 * time.Millisecond)
-	round(func(u *simUser) (string, bool) {
+	older := map[*simUser]string{}
+	for u, p := range round(people, func(u *simUser) (string, bool) {
 		return u.History[max(0, len(u.History)-2)], len(u.History) > 1
-	}, false)
+	}, false) {
+		older[u] = p
+	}
 	time.Sleep(1100 * time.Millisecond)
-	round(func(u *simUser) (string, bool) { return u.History[0], len(u.History) > 2 }, false)
-	return lost
+	for u, p := range round(people, func(u *simUser) (string, bool) { return u.History[0], len(u.History) > 2 }, false) {
+		older[u] = p
+	}
+	for _, p := range older {
+		lost = append(lost, p)
+	}
+	return lost, locked
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 func isRefusal(err error) bool { return errors.Is(err, keycloak.ErrInvalidCredentials) }

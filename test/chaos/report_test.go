@@ -95,10 +95,14 @@ type report struct {
 	Changes       int    // password changes made (answered 200 or found in effect)
 	Unclear       int    // of which answered 503 or not at all, yet in effect
 	Lost          []string
-	DLQ           int
-	Drained       bool
-	DrainTook     time.Duration
-	LoadEnd       time.Time
+	// KeycloakLocked counts users whose newest password Keycloak refused
+	// at the end because its brute-force detector had locked them during
+	// the run (checked again after the lock: see Lost).
+	KeycloakLocked int
+	DLQ            int
+	Drained        bool
+	DrainTook      time.Duration
+	LoadEnd        time.Time
 }
 
 func newReport(p plan, cfg config.Config, samples []sample, states []state, alerts []alert) *report {
@@ -309,6 +313,7 @@ func (r *report) markdown() string {
 		budget503(c), len(r.LoginFailures), r.ValidLogins)
 	fmt.Fprintf(&b, "| other requests answered unexpectedly | %d |\n", len(r.OtherFailures))
 	fmt.Fprintf(&b, "| password changes lost (Keycloak's direct grant after the drain) | %d of %d |\n", len(r.Lost), r.Changes)
+	fmt.Fprintf(&b, "| users Keycloak's brute-force detector had locked at the end (re-checked after the lock) | %d |\n", r.KeycloakLocked)
 	fmt.Fprintf(&b, "| password changes answered 503 / not at all that had taken effect | %d |\n", r.Unclear)
 	fmt.Fprintf(&b, "| DLQ messages after the run | %d |\n", r.DLQ)
 	fmt.Fprintf(&b, "| breaker alerts opened / closed (SNS → SQS subscription) | %d / %d |\n", r.AlertsOpened, r.AlertsClosed)
