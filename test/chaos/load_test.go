@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"io"
 	mrand "math/rand/v2"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -52,6 +53,10 @@ type simUser struct {
 	Pending string
 	Token   string
 	N       int // index in the run
+	// client connects from the user's own loopback address (127.1.x.y),
+	// as people come from their own addresses: kcguard's per-address
+	// throttle must see 200 people, not one address failing for all.
+	client  *http.Client
 	Changes int // password changes answered 200 (or found in effect)
 	// Unclear counts changes answered 503 or not at all that were found in
 	// effect at the next login.
@@ -65,19 +70,24 @@ func (u *simUser) current() string { return u.History[len(u.History)-1] }
 
 // loadGen drives the mix against the fleet until its context ends.
 type loadGen struct {
-	urls   []string
-	client *http.Client
-	think  time.Duration
+	urls  []string
+	think time.Duration
 
 	mu      sync.Mutex
 	samples []sample
 }
 
 func newLoadGen(urls []string, think time.Duration) *loadGen {
-	return &loadGen{urls: urls, think: think,
-		// API Gateway gives up at 30s: a request without an answer by then
-		// is recorded as status 0.
-		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
+	return &loadGen{urls: urls, think: think}
+}
+
+// clientFrom is an HTTP client whose connections come from 127.1.x.y for
+// user n. API Gateway gives up at 30s: a request without an answer by
+// then is recorded as status 0.
+func clientFrom(n int) *http.Client {
+	src := &net.TCPAddr{IP: net.IPv4(127, 1, byte(n/250), byte(n%250+1))}
+	d := &net.Dialer{LocalAddr: src, Timeout: 5 * time.Second}
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: d.DialContext}}
 }
 
 func (g *loadGen) record(s sample) {
@@ -106,7 +116,10 @@ func (g *loadGen) do(ctx context.Context, o op, u *simUser, method, path, bearer
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
 	s := sample{Op: o, User: u.N, Name: u.Name, Start: time.Now()}
-	resp, err := g.client.Do(req)
+	if u.client == nil {
+		u.client = clientFrom(u.N)
+	}
+	resp, err := u.client.Do(req)
 	s.Took = time.Since(s.Start)
 	if err != nil {
 		return s, nil
