@@ -160,13 +160,7 @@ func (e *Env) NewUserPrefixed(t testing.TB, pkg, prefix string) User {
 	return e.NewUsers(t, 1, prefix, func(int) string { return pkg })[0]
 }
 
-// NewUserNamed is NewUserPrefixed (two branches named it at once).
-func (e *Env) NewUserNamed(t testing.TB, pkg, prefix string) User {
-	t.Helper()
-	return e.NewUserPrefixed(t, pkg, prefix)
-}
-
-// NewUsers creates n users like NewUserNamed, four at a time (hashing and
+// NewUsers creates n users like NewUserPrefixed, four at a time (hashing and
 // the Keycloak import dominate); user i belongs to package pkgOf(i).
 func (e *Env) NewUsers(t testing.TB, n int, prefix string, pkgOf func(i int) string) []User {
 	t.Helper()

@@ -48,7 +48,7 @@ func (s *Service) loginThroughKeycloak(ctx context.Context, in LoginInput, key u
 		s.learn(ctx, key, entry, in.Password, g.tok, now)
 		event.Username = key.Username // a known user now, whatever the audit trail called it before
 		tier := tierResult{mode: ModeKeycloak, status: KeycloakAvailable, token: &g.tok}
-		return s.succeed(ctx, in, key, event, tier, nil, now)
+		return s.succeed(ctx, in, key, event, tier, nil, entry.User.Version, now)
 	case ctx.Err() != nil:
 		s.release(ctx, key, now)
 		return LoginResult{}, ctx.Err()

@@ -53,12 +53,43 @@ func NewDynamo(db TransactWriter, u *users.Dynamo, s *sessions.Dynamo, t *tokenc
 }
 
 // LoginSucceeded implements auth.Ledger.
+//
+// It costs one UpdateItem (the session's place among the user's sessions,
+// refused when they were revoked since the login began) and the one
+// transaction, which carries two ConditionChecks: the user's sessions not
+// revoked since, and the user still at the version the password was
+// checked against.
 func (l *Dynamo) LoginSucceeded(ctx context.Context, s auth.Success) (string, sessions.Record, error) {
-	token, rec, item, err := l.sessions.CreateTx(s.Session)
+	reserved, err := l.sessions.Reserve(ctx, s.Session)
+	if errors.Is(err, sessions.ErrSuperseded) {
+		return "", sessions.Record{}, fmt.Errorf("%w: %v", auth.ErrLoginSuperseded, err)
+	}
 	if err != nil {
 		return "", sessions.Record{}, err
 	}
-	items := []types.TransactWriteItem{item}
+	token, rec, item, err := l.sessions.CreateTx(reserved)
+	if err != nil {
+		return "", sessions.Record{}, err
+	}
+	// Guards first: their indexes name a cancellation's cause. The user
+	// item is touched once: the verdict, when there is one, carries the
+	// version check.
+	items := []types.TransactWriteItem{item, l.sessions.GuardTx(rec)}
+	switch {
+	case s.Verdict != nil:
+		expected := users.AnyVersion
+		if s.UserVersion > 0 {
+			expected = s.UserVersion
+		}
+		v, err := l.users.VerdictTx(keyOf(s.Event), expected, *s.Verdict)
+		if err != nil {
+			return "", sessions.Record{}, err
+		}
+		items = append(items, v)
+	case s.UserVersion > 0:
+		items = append(items, l.users.VersionCheckTx(keyOf(s.Event), s.UserVersion))
+	}
+	userChecked := s.Verdict != nil || s.UserVersion > 0
 	a, err := l.audit.RecordTx(s.Event)
 	if err != nil {
 		return "", sessions.Record{}, err
@@ -71,13 +102,6 @@ func (l *Dynamo) LoginSucceeded(ctx context.Context, s auth.Success) (string, se
 		}
 		items = append(items, t)
 	}
-	if s.Verdict != nil {
-		v, err := l.users.VerdictTx(keyOf(s.Event), *s.Verdict)
-		if err != nil {
-			return "", sessions.Record{}, err
-		}
-		items = append(items, v)
-	}
 	// The release stays the last item: releaseRefused finds it by position.
 	if s.ResetLockout {
 		items = append(items, l.users.ReleaseTx(keyOf(s.Event), s.Now))
@@ -89,29 +113,28 @@ func (l *Dynamo) LoginSucceeded(ctx context.Context, s auth.Success) (string, se
 		// written without the release (a fresh token: other items).
 		err = l.write(ctx, rec.ID+"-kept-lock", items[:len(items)-1])
 	}
-	if err != nil && (!sessionExisted(err) || !l.landed(ctx, token, s)) {
+	if err != nil && !l.landed(ctx, token, s, err) {
+		if failed := sessions.CancelReasons(err); failed != nil && (failed[1] || userChecked && failed[2]) {
+			return "", sessions.Record{}, fmt.Errorf("%w: %v", auth.ErrLoginSuperseded, err)
+		}
 		return "", sessions.Record{}, fmt.Errorf("record login: %w", err)
 	}
 	return token, rec, nil
 }
 
-// sessionExisted says the transaction was cancelled because the new
-// session's item (always the first) already existed: what an SDK retry of
-// our own transaction that had landed meets where the store ignores the
-// ClientRequestToken (moto does; DynamoDB answers such a retry with
-// success for ten minutes).
-func sessionExisted(err error) bool {
-	var tce *types.TransactionCanceledException
-	return errors.As(err, &tce) && len(tce.CancellationReasons) > 0 &&
-		aws.ToString(tce.CancellationReasons[0].Code) == "ConditionalCheckFailed"
-}
-
-// landed says the session of token exists: a transaction is all or
-// nothing, so the whole login was recorded. Session ids are random, so an
-// existing one with this token's hash can only be ours.
-func (l *Dynamo) landed(ctx context.Context, token string, s auth.Success) bool {
-	_, err := l.sessions.GetByToken(ctx, token, s.Event.At)
-	return err == nil
+// landed says err is the refusal an SDK retry of this very transaction
+// meets when the first attempt had landed: the new session's item (always
+// the first) already exists, with this token's hash (DynamoDB answers such
+// a retry from the ClientRequestToken for ten minutes; moto ignores it). A
+// transaction is all or nothing and session ids are random, so the whole
+// login was recorded.
+func (l *Dynamo) landed(ctx context.Context, token string, s auth.Success, err error) bool {
+	failed := sessions.CancelReasons(err)
+	if len(failed) == 0 || !failed[0] {
+		return false
+	}
+	_, gerr := l.sessions.GetByToken(ctx, token, s.Event.At)
+	return gerr == nil
 }
 
 // releaseRefused reports whether a transaction was cancelled only because

@@ -30,7 +30,7 @@ import (
 func TestSyncOrderingRealKeycloak(t *testing.T) {
 	e := stacktest.New(t)
 	ctx := context.Background()
-	u := e.NewUserNamed(t, "homechoice", "replay")
+	u := e.NewUserPrefixed(t, "homechoice", "replay")
 	gate := syncjobtest.Gate(e.RT.Applier.Keycloak)
 	e.RT.Applier.Keycloak = gate
 	pw2, pw3 := u.Password+"-two", u.Password+"-three"
@@ -113,7 +113,7 @@ func TestReplayStartsWhenTheBreakerCloses(t *testing.T) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	u := e.NewUserNamed(t, "homechoice", "replay")
+	u := e.NewUserPrefixed(t, "homechoice", "replay")
 	poller := e.RT.Poller(1)
 	running := make(chan struct{})
 	go func() { defer close(running); _ = poller.Run(ctx) }()
