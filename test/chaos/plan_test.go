@@ -57,11 +57,13 @@ func planOf() plan {
 		f            fault
 		dur, recover float64 // seconds
 	}
-	// The long outage comes last: after it the breaker's probe back-off
+	// A blackhole or slow Keycloak fails a grant only after keycloak.timeout
+	// (3s), so those faults last two timeouts for the fleet to count
+	// failure_threshold failures in a row. The long outage comes last: after it the breaker's probe back-off
 	// (cooldown × 2ⁿ) is longest, and the drain that follows the load is
 	// its recovery.
 	short := []step{
-		{kcCut, 3, 5}, {kcBlackhole, 4, 5}, {kcSlow, 5, 5}, {kcFlap, 4, 5}, {kcReset, 3, 5},
+		{kcCut, 3, 5}, {kcBlackhole, 6, 5}, {kcSlow, 5, 5}, {kcFlap, 4, 5}, {kcReset, 3, 5},
 		{motoCut, 3, 4}, {motoBlackhole, 3, 4}, {kcLong, 8, 5},
 	}
 	// Think times keep the fleet, Keycloak and moto below saturation on a
