@@ -74,6 +74,10 @@ bench: ## Benchmarks and load runs against the local stack; raw output in .cache
 	local/with-stack.sh bash -c '$(GO) test -run "^$$" -bench . -benchtime 3s -count=1 -timeout 60m ./... | tee $(BENCH_OUT)/go-bench.txt && \
 	  KCGUARD_BENCH=1 $(GO) test -count=1 -v -run "TestFleetBenchTable" -timeout 30m ./pkg/breaker | tee $(BENCH_OUT)/breaker-fleet.txt'
 
+.PHONY: chaos
+chaos: ## Issue 15's chaos run, five minutes: fleet of 4 + faults on Keycloak and moto; report in .cache/chaos/ (see RELIABILITY.md)
+	local/with-stack.sh env KCGUARD_CHAOS=full $(GO) test -count=1 -timeout 30m -v -run '^TestChaos$$' ./test/chaos/
+
 .PHONY: fmt
 fmt: ## gofmt the tree
 	gofmt -w $$(git ls-files '*.go')

@@ -8,6 +8,7 @@ package stacktest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -151,29 +152,72 @@ func (e *Env) NewUser(t testing.TB, pkg string) User {
 	return e.NewUserPrefixed(t, pkg, "it-user")
 }
 
-// NewUserPrefixed is NewUser with the username starting with prefix, so a
-// test's Keycloak users are recognisable in the shared Keycloak.
+// NewUserPrefixed is NewUser with the username starting with prefix (a
+// unique suffix is added), so a test's Keycloak users are recognisable in
+// the shared Keycloak.
 func (e *Env) NewUserPrefixed(t testing.TB, pkg, prefix string) User {
 	t.Helper()
+	return e.NewUsers(t, 1, prefix, func(int) string { return pkg })[0]
+}
+
+// NewUsers creates n users like NewUserPrefixed, four at a time (hashing and
+// the Keycloak import dominate); user i belongs to package pkgOf(i).
+func (e *Env) NewUsers(t testing.TB, n int, prefix string, pkgOf func(i int) string) []User {
+	t.Helper()
+	h, err := platform.Hasher(e.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, errs := make([]User, n), make([]error, n)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(4, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				out[i], errs[i] = e.newUser(h, pkgOf(i), prefix)
+				if errs[i] == nil {
+					u := out[i]
+					t.Cleanup(func() {
+						if kc, err := e.RT.Keycloak.FindUser(context.Background(), u.Package, u.Name); err == nil {
+							_ = e.RT.Keycloak.DeleteUser(context.Background(), u.Package, kc.ID)
+						}
+					})
+				}
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// newUser creates one user locally and imports its hash into Keycloak.
+func (e *Env) newUser(h *credential.Hasher, pkg, prefix string) (User, error) {
 	ctx := context.Background()
 	u := User{Package: pkg, Name: testenv.Unique(prefix), Password: testenv.Unique("Pw-for-tests")}
-	hash := e.Hash(t, u.Password)
+	hash, err := h.Hash(u.Password)
+	if err != nil {
+		return u, err
+	}
 	rec, err := e.RT.Users.Create(ctx, users.User{Package: pkg, Username: u.Name, Enabled: true,
 		Email: u.Name + "@example.com", Hash: auth.StoredHash(hash)}, time.Now())
 	if err != nil {
-		t.Fatal(err)
+		return u, fmt.Errorf("create %s locally: %w", u.Name, err)
 	}
 	job := syncjob.New(syncjob.ProvisionUser, pkg, u.Name, rec.Version, time.Now())
 	job.Hash = &hash
 	if _, err := e.RT.Applier.Apply(ctx, job); err != nil {
-		t.Fatalf("provision %s into keycloak: %v", u.Name, err)
+		return u, fmt.Errorf("provision %s into keycloak: %w", u.Name, err)
 	}
-	t.Cleanup(func() {
-		if kc, err := e.RT.Keycloak.FindUser(context.Background(), pkg, u.Name); err == nil {
-			_ = e.RT.Keycloak.DeleteUser(context.Background(), pkg, kc.ID)
-		}
-	})
-	return u
+	return u, nil
 }
 
 // NewKeycloakUser creates a unique user in Keycloak only (none locally),

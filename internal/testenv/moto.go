@@ -18,8 +18,12 @@ import (
 // shared moto other packages' tests are using.
 func PrivateMoto(t testing.TB) string {
 	t.Helper()
-	Need(t, "moto") // the shared one proves moto is installed
-	bin := filepath.Join(RepoRoot(t), ".cache", "venv", "bin", "moto_server")
+	Need(t, "moto")                 // the shared one proves moto is installed
+	cache := os.Getenv("KCG_CACHE") // where local/stack.sh installed the stack, if not .cache/
+	if cache == "" {
+		cache = filepath.Join(RepoRoot(t), ".cache")
+	}
+	bin := filepath.Join(cache, "venv", "bin", "moto_server")
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("moto_server not installed at %s: run `make install`", bin)
 	}

@@ -61,6 +61,14 @@ func (p *Proxy) Blackhole() {
 	}, nil)
 }
 
+// ResetPeer answers every connection with a TCP reset (reset_peer toxic).
+func (p *Proxy) ResetPeer() {
+	p.call("POST", "/proxies/"+p.Name+"/toxics", map[string]any{
+		"name": "reset", "type": "reset_peer", "stream": "upstream",
+		"attributes": map[string]int{"timeout": 0},
+	}, nil)
+}
+
 // Heal removes every toxic and enables the proxy.
 func (p *Proxy) Heal() {
 	var toxics []struct {

@@ -113,13 +113,28 @@ func (l *Dynamo) LoginSucceeded(ctx context.Context, s auth.Success) (string, se
 		// written without the release (a fresh token: other items).
 		err = l.write(ctx, rec.ID+"-kept-lock", items[:len(items)-1])
 	}
-	if err != nil {
+	if err != nil && !l.landed(ctx, token, s, err) {
 		if failed := sessions.CancelReasons(err); failed != nil && (failed[1] || userChecked && failed[2]) {
 			return "", sessions.Record{}, fmt.Errorf("%w: %v", auth.ErrLoginSuperseded, err)
 		}
 		return "", sessions.Record{}, fmt.Errorf("record login: %w", err)
 	}
 	return token, rec, nil
+}
+
+// landed says err is the refusal an SDK retry of this very transaction
+// meets when the first attempt had landed: the new session's item (always
+// the first) already exists, with this token's hash (DynamoDB answers such
+// a retry from the ClientRequestToken for ten minutes; moto ignores it). A
+// transaction is all or nothing and session ids are random, so the whole
+// login was recorded.
+func (l *Dynamo) landed(ctx context.Context, token string, s auth.Success, err error) bool {
+	failed := sessions.CancelReasons(err)
+	if len(failed) == 0 || !failed[0] {
+		return false
+	}
+	_, gerr := l.sessions.GetByToken(ctx, token, s.Event.At)
+	return gerr == nil
 }
 
 // releaseRefused reports whether a transaction was cancelled only because

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/smithy-go/middleware"
 
@@ -30,6 +32,15 @@ func Bounded(c aws.Config, b config.AWS) aws.Config {
 		WithTransportOptions(func(t *http.Transport) { t.ResponseHeaderTimeout = b.AttemptTimeout })
 	if b.MaxAttempts > 0 {
 		c.RetryMaxAttempts = b.MaxAttempts
+	}
+	// No client-side retry quota: the SDK's default token bucket is drained
+	// by the retries of an outage and refills one token per clean call, so
+	// for a while after the store is back every transient error (a 500, a
+	// throttle) failed at once as "retry quota exceeded" and the request
+	// answered 503 (the chaos run's moto cut showed it). Retries stay
+	// bounded by max_attempts and the call budget.
+	c.Retryer = func() aws.Retryer {
+		return retry.NewStandard(func(o *retry.StandardOptions) { o.RateLimiter = ratelimit.None })
 	}
 	budget := b.CallBudget
 	c.APIOptions = append(append([]func(*middleware.Stack) error(nil), c.APIOptions...), func(st *middleware.Stack) error {
