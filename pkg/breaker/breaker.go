@@ -173,6 +173,15 @@ type Breaker struct {
 	storeErr      string
 	nextStoreTry  time.Time
 	retrying      bool
+	// unsure is a transition this instance wrote whose answer was lost (a
+	// timeout after the write may have landed): announced once a read
+	// shows it landed, so no transition goes unlogged and unalerted.
+	unsure *unsureSwap
+}
+
+type unsureSwap struct {
+	from State
+	rec  Record
 }
 
 // New returns a Breaker over store. It does no I/O; the record is read (and
@@ -379,6 +388,7 @@ func (b *Breaker) refresh(ctx context.Context) (Record, error) {
 	}
 	r := v.(read)
 	b.remember(r.rec, r.epoch, r.installs)
+	b.settleUnsure(ctx, r.rec)
 	return r.rec, nil
 }
 
@@ -531,7 +541,7 @@ func (b *Breaker) trip(ctx context.Context, rec Record) {
 		next.Reopens, next.OpenUntil = n, now.Add(b.backoff(n))
 		next.Reason += fmt.Sprintf("; flapping: re-opened %s after closing (back-off %d)", now.Sub(rec.Since).Round(time.Second), n)
 	}
-	switch err := b.store.Swap(ctx, b.s.Name, rec.Generation, next); {
+	switch err := b.swap(ctx, rec.Generation, rec.State, next); {
 	case err == nil:
 		b.rememberOwn(next)
 		b.emit(ctx, rec.State, next)
@@ -573,7 +583,7 @@ func (b *Breaker) tryProbe(ctx context.Context, rec Record) (func(error), error)
 	}
 	sctx, cancel := b.storeCtx(ctx)
 	defer cancel()
-	switch err := b.store.Swap(sctx, b.s.Name, rec.Generation, lease); {
+	switch err := b.swap(sctx, rec.Generation, rec.State, lease); {
 	case err == nil:
 		b.rememberOwn(lease)
 		if rec.State == StateHalfOpen {
@@ -615,7 +625,7 @@ func (b *Breaker) doneProbe(ctx context.Context, lease Record, callErr error) {
 	}
 	sctx, cancel := b.storeCtx(ctx)
 	defer cancel()
-	switch err := b.store.Swap(sctx, b.s.Name, lease.Generation, next); {
+	switch err := b.swap(sctx, lease.Generation, StateHalfOpen, next); {
 	case err == nil:
 		b.rememberOwn(next)
 		b.emit(ctx, StateHalfOpen, next)
@@ -626,6 +636,66 @@ func (b *Breaker) doneProbe(ctx context.Context, lease Record, callErr error) {
 	default:
 		b.enterFallback(ctx, err)
 	}
+}
+
+// swap is the conditional write of a transition from state from, with
+// its outcome made certain where it can be. A write whose answer was lost
+// (a timeout, a dropped connection) may have landed: then this instance
+// won the transition and must report it, or nobody will (finding 4 of
+// RELIABILITY.md), and a probe lease it holds without knowing would block
+// probes until it expires (finding 16). So the record is read back at once
+// with a fresh deadline: the exact record written means won (nil); any
+// other generation means lost (ErrConflict). If that read fails too, the
+// error is returned and the transition is kept as unsure, announced by the
+// first later read that shows it landed.
+func (b *Breaker) swap(ctx context.Context, expect uint64, from State, next Record) error {
+	err := b.store.Swap(ctx, b.s.Name, expect, next)
+	if err == nil || errors.Is(err, ErrConflict) {
+		return err
+	}
+	rctx, cancel := b.storeCtx(context.WithoutCancel(ctx))
+	defer cancel()
+	rec, rerr := b.store.Get(rctx, b.s.Name)
+	switch {
+	case rerr == nil && sameRecord(rec, next):
+		b.log.WarnContext(ctx, "breaker write answered an error but landed; transition won", "generation", next.Generation, "err", err)
+		return nil
+	case rerr == nil || errors.Is(rerr, ErrNotFound) || errors.Is(rerr, ErrCorrupt):
+		return fmt.Errorf("%w (the write did not land: %v)", ErrConflict, err)
+	}
+	b.mu.Lock()
+	b.unsure = &unsureSwap{from: from, rec: next}
+	b.mu.Unlock()
+	return err
+}
+
+// sameRecord says whether got is the record want as written: the
+// generation with the same state, holder and time (stored to the ms).
+func sameRecord(got, want Record) bool {
+	return got.Generation == want.Generation && got.State == want.State && got.LeaseHolder == want.LeaseHolder &&
+		got.Since.UnixMilli() == want.Since.UnixMilli()
+}
+
+// settleUnsure announces an unsure transition once a read shows it landed:
+// the record read is it, or (for an opening) a later record of the same
+// outage (OpenedAt is carried through probes and re-opens). A record that
+// shows neither drops it: another instance's write won.
+func (b *Breaker) settleUnsure(ctx context.Context, rec Record) {
+	b.mu.Lock()
+	u := b.unsure
+	if u == nil || rec.Generation < u.rec.Generation {
+		b.mu.Unlock()
+		return
+	}
+	b.unsure = nil
+	b.mu.Unlock()
+	landed := sameRecord(rec, u.rec) ||
+		(u.from == StateClosed && u.rec.State == StateOpen && rec.State != StateClosed && rec.OpenedAt.UnixMilli() == u.rec.OpenedAt.UnixMilli())
+	if !landed {
+		return
+	}
+	b.log.WarnContext(ctx, "breaker write answered an error but landed; reporting its transition late", "generation", u.rec.Generation)
+	b.emit(ctx, u.from, u.rec)
 }
 
 // capped is Cooldown × 2ⁿ, capped at MaxCooldown.
