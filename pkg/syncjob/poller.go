@@ -204,9 +204,12 @@ func (p *Poller) waitWhileOpen(ctx context.Context) {
 			p.log().InfoContext(ctx, "sync poller paused while the breaker is open", "event", "sync_paused",
 				"state", string(st.State), "next_probe", st.NextProbe)
 		}
-		if st.State == breaker.StateOpen && !st.Forced && p.Ping != nil && !st.NextProbe.IsZero() && !time.Now().Before(st.NextProbe) {
+		if !st.Forced && p.Ping != nil && !st.NextProbe.IsZero() && !time.Now().Before(st.NextProbe) {
 			// Due: probe (one instance in the fleet wins the lease). On
-			// success the breaker closes and the next check resumes.
+			// success the breaker closes and the next check resumes. A
+			// half-open breaker whose lease ran out counts as due too: its
+			// holder died or never knew it held it, and once the logins have
+			// stopped nobody else would ever probe (finding 16).
 			if err := p.Breaker.Execute(ctx, p.Ping); err == nil {
 				continue
 			}

@@ -98,3 +98,35 @@ type fixedURL struct{ syncjob.SQSAPI }
 func (fixedURL) GetQueueUrl(context.Context, *sqs.GetQueueUrlInput, ...func(*sqs.Options)) (*sqs.GetQueueUrlOutput, error) {
 	return &sqs.GetQueueUrlOutput{QueueUrl: aws.String("http://q")}, nil
 }
+
+// A probe lease whose holder went away (or never learnt its write landed)
+// must not pause the poller for good: when the lease runs out, the poller
+// probes itself, the breaker closes and polling resumes.
+func TestPollerProbesWhenALeaseRunsOut(t *testing.T) {
+	br := breaker.New(breaker.NewMemoryStore(), breaker.Settings{Name: "http://kc", FailureThreshold: 1,
+		Cooldown: 10 * time.Millisecond, ProbeLease: 200 * time.Millisecond, StateCacheTTL: time.Millisecond})
+	ctx := context.Background()
+	_ = br.Execute(ctx, func(context.Context) error { return errors.New("keycloak down") })
+	time.Sleep(20 * time.Millisecond)
+	if _, err := br.Allow(ctx); err != nil { // the lease taken by an instance that dies
+		t.Fatalf("taking the probe lease: %v", err)
+	}
+	if st, _ := br.Status(ctx); st.State != breaker.StateHalfOpen {
+		t.Fatalf("state %s, want half-open", st.State)
+	}
+	rx := &countingReceiver{}
+	var pings atomic.Int32
+	p := &syncjob.Poller{Client: rx, Queue: syncjob.NewSQSQueue(fixedURL{}, "q.fifo"), Worker: &syncjob.Worker{},
+		Breaker: br, PauseCheck: 10 * time.Millisecond, Ping: func(context.Context) error { pings.Add(1); return nil }}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = p.Run(runCtx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, func() bool { return rx.calls.Load() > 0 }, "polling after the abandoned lease ran out")
+	if pings.Load() != 1 {
+		t.Fatalf("%d probes, want 1", pings.Load())
+	}
+	if st, _ := br.Status(ctx); st.State != breaker.StateClosed {
+		t.Fatalf("state %s, want closed by the poller's probe", st.State)
+	}
+}
