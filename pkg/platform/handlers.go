@@ -86,7 +86,11 @@ func (rt *Runtime) Worker() *syncjob.Worker {
 	return &syncjob.Worker{Applier: rt.Applier, Breaker: rt.Breaker, DLQ: syncjob.SQSDeadLetters{Queue: rt.DLQ}, Log: rt.Log,
 		Defer: rt.Queue, NextProbe: rt.nextProbe,
 		// Forced open (no probe time): no longer than a plain failure would wait.
-		DeferFallback: min(rt.Config.Keycloak.Resilience.Cooldown(), time.Duration(rt.Config.Sync.VisibilityTimeoutSeconds)*time.Second)}
+		DeferFallback: min(rt.Config.Keycloak.Resilience.Cooldown(), time.Duration(rt.Config.Sync.VisibilityTimeoutSeconds)*time.Second),
+		// Outage-class failures back off from the visibility timeout, and a
+		// record's last allowed receive re-sends it: the DLQ holds only poison.
+		RetryBase: time.Duration(rt.Config.Sync.VisibilityTimeoutSeconds) * time.Second, MaxReceives: rt.Config.Sync.MaxReceiveCount,
+		Resend: rt.Queue}
 }
 
 // nextProbe is when a record refused by the breaker may be tried again: the

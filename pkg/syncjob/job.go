@@ -48,6 +48,12 @@ type Job struct {
 	// Keycloak's too): when this job applies it, or finds it applied by an
 	// earlier job and is the user's newest change.
 	EndSessions bool `json:"end_sessions,omitempty"`
+	// Requeue names a re-queue of a change already sent (a reconciliation
+	// pass): part of the deduplication id, so SQS FIFO does not drop it as a
+	// copy of the first send when that one was dead-lettered or lost within
+	// the five-minute window, while a retried send of the re-queue itself
+	// is still dropped.
+	Requeue string `json:"requeue,omitempty"`
 }
 
 // New makes a job with a fresh id.
@@ -100,11 +106,15 @@ func Parse(body []byte) (Job, error) {
 func (j Job) GroupID() string { return fit(j.Package + "#" + j.Username) }
 
 // DeduplicationID makes a resend of the same change a no-op in SQS's
-// five-minute deduplication window.
+// five-minute deduplication window; each re-queue (Requeue) is a change of
+// its own.
 // A logout is not a versioned change: each one is its own.
 func (j Job) DeduplicationID() string {
 	if j.Type == LogoutUser {
 		return fit(fmt.Sprintf("%s#%s#%s#%s", j.Type, j.Package, j.Username, j.ID))
+	}
+	if j.Requeue != "" {
+		return fit(fmt.Sprintf("%s#%s#%s#%d#%s", j.Type, j.Package, j.Username, j.Version, j.Requeue))
 	}
 	return fit(fmt.Sprintf("%s#%s#%s#%d", j.Type, j.Package, j.Username, j.Version))
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
@@ -79,6 +80,28 @@ func (q *SQSQueue) Enqueue(ctx context.Context, j Job) error {
 	})
 	if err != nil {
 		return fmt.Errorf("send sync job %s: %w", j.ID, err)
+	}
+	return nil
+}
+
+// Resend implements Resender: msg's body again as a new message of its
+// group. Its deduplication id comes from the received message's id, so a
+// retried Resend is still one message.
+func (q *SQSQueue) Resend(ctx context.Context, msg events.SQSMessage) error {
+	url, err := q.URL(ctx)
+	if err != nil {
+		return err
+	}
+	group := msg.Attributes["MessageGroupId"]
+	if group == "" {
+		return fmt.Errorf("resend sync job %s: no message group", msg.MessageId)
+	}
+	_, err = q.client.SendMessage(ctx, &sqs.SendMessageInput{
+		QueueUrl: &url, MessageBody: aws.String(msg.Body), MessageGroupId: aws.String(group),
+		MessageDeduplicationId: aws.String(fit("resend#" + msg.MessageId)),
+	})
+	if err != nil {
+		return fmt.Errorf("resend sync job %s: %w", msg.MessageId, err)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package syncjob
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/kcguard/kcguard/pkg/credential"
@@ -42,9 +43,10 @@ func Reconcile(ctx context.Context, st Unsynced, q Queue, packages []string, lim
 
 // ReconcileFrom re-queues every user whose version is ahead of
 // keycloak_synced_version, found through the sparse "unsynced" index (a
-// Query, never a Scan), so a lost SQS send or a purged queue loses nothing.
-// SQS deduplication (type, user, version) makes a re-queue of a job still in
-// the queue a no-op.
+// Query, never a Scan), so a lost SQS send, a purged queue or a dead-lettered
+// job loses nothing. Each pass's re-queues carry the pass (Job.Requeue) in
+// their deduplication id, so SQS does not drop them as copies of the first
+// send; one still queued is superseded by version.
 //
 // A pass is bounded: limit users in all (0: no limit), shared evenly by the
 // packages so one package's backlog cannot starve another, and the context
@@ -54,6 +56,10 @@ func Reconcile(ctx context.Context, st Unsynced, q Queue, packages []string, lim
 // ceil(unsynced / share) passes, however many stay stuck.
 func ReconcileFrom(ctx context.Context, st Unsynced, q Queue, cur Cursors, packages []string, limit int, now time.Time) (Reconciled, error) {
 	r := Reconciled{Done: true}
+	// This pass's re-queues are new messages, not copies of the sends they
+	// repeat (those may sit in the DLQ within SQS's deduplication window);
+	// versions make a re-queue of a job still queued harmless.
+	run := "reconcile-" + strconv.FormatInt(now.UnixMilli(), 10)
 	share := 0
 	if limit > 0 && len(packages) > 0 {
 		share = max(1, (limit+len(packages)-1)/len(packages))
@@ -85,6 +91,7 @@ func ReconcileFrom(ctx context.Context, st Unsynced, q Queue, cur Cursors, packa
 				r.Found++
 				j, err := CurrentPassword(u, now)
 				if err == nil {
+					j.Requeue = run
 					err = q.Enqueue(ctx, j)
 				}
 				if err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/kcguard/kcguard/internal/testenv"
 	"github.com/kcguard/kcguard/pkg/breaker"
@@ -95,6 +96,7 @@ func TestReconcileNeverStarves(t *testing.T) {
 type recordingQueue struct {
 	mu   sync.Mutex
 	seen map[string]map[string]bool
+	jobs []syncjob.Job
 }
 
 func (q *recordingQueue) Enqueue(_ context.Context, j syncjob.Job) error {
@@ -107,6 +109,7 @@ func (q *recordingQueue) Enqueue(_ context.Context, j syncjob.Job) error {
 		q.seen[j.Package] = map[string]bool{}
 	}
 	q.seen[j.Package][j.Username] = true
+	q.jobs = append(q.jobs, j)
 	return nil
 }
 
@@ -135,4 +138,105 @@ func (c *memCursors) SetCursor(_ context.Context, pkg, cursor string) error {
 	}
 	c.m[pkg] = cursor
 	return nil
+}
+
+// Finding 7: a change dead-lettered (or lost) within SQS's five-minute
+// deduplication window is still re-queued by reconciliation (moto's FIFO
+// deduplicates as SQS does), while a retried send of the same re-queue is
+// still one message, and the next pass re-queues again.
+func TestReconcileRequeuesWithinTheDeduplicationWindow(t *testing.T) {
+	cfg := testenv.AWS(t)
+	ctx := context.Background()
+	client := sqs.NewFromConfig(cfg)
+	spec, url := testenv.Queue(t, cfg, 3)
+	q := syncjob.NewSQSQueue(client, spec.Name)
+	st := users.NewMemory()
+	h, err := testHasher.Hash("requeue-password-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := st.Create(ctx, users.User{Package: "homechoice", Username: "requeue-1", Enabled: true,
+		Hash: users.Hash{Algorithm: string(h.Algorithm), SecretData: h.SecretData(), CredentialData: h.CredentialData()}}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := syncjob.CurrentPassword(u, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first send fails its 3 receives and the redrive policy moves it
+	// to the DLQ.
+	if err := q.Enqueue(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	for receives := 0; ; receives++ {
+		out, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &url, WaitTimeSeconds: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Messages) == 0 {
+			break
+		}
+		if receives > 3 {
+			t.Fatalf("received %d times, not dead-lettered", receives)
+		}
+		if _, err := client.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: &url,
+			ReceiptHandle: out.Messages[0].ReceiptHandle, VisibilityTimeout: 0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// moto forgets the deduplication id of a message that left the queue
+	// (SQS keeps it five minutes), so the ids themselves are checked too:
+	// each pass's re-queue differs from the first send and from the other
+	// passes.
+	ids := recordingQueue{}
+	now := time.Now()
+	for pass := range 2 {
+		if _, err := syncjob.Reconcile(ctx, st, &ids, []string{"homechoice"}, 0, now.Add(time.Duration(pass)*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(ids.jobs) != 2 || ids.jobs[0].DeduplicationID() == first.DeduplicationID() ||
+		ids.jobs[1].DeduplicationID() == first.DeduplicationID() || ids.jobs[0].DeduplicationID() == ids.jobs[1].DeduplicationID() {
+		var got []string
+		for _, j := range ids.jobs {
+			got = append(got, j.DeduplicationID())
+		}
+		t.Fatalf("re-queues must each have a deduplication id of their own: first %s, passes %v", first.DeduplicationID(), got)
+	}
+	for pass := range 2 {
+		r, err := syncjob.Reconcile(ctx, st, q, []string{"homechoice"}, 0, now)
+		if err != nil || r.Queued != 1 {
+			t.Fatalf("pass %d: %+v %v", pass, r, err)
+		}
+		// The same pass's send retried (as the SDK does after a lost answer).
+		if _, err := syncjob.Reconcile(ctx, st, q, []string{"homechoice"}, 0, now); err != nil {
+			t.Fatal(err)
+		}
+		if got := takeAll(t, client, url); got != 1 {
+			t.Fatalf("pass %d: %d messages arrived, want exactly 1 (re-queued, and its retry deduplicated)", pass, got)
+		}
+		now = now.Add(time.Minute)
+	}
+}
+
+// takeAll receives and deletes what the queue holds and counts it.
+func takeAll(t *testing.T, client *sqs.Client, url string) int {
+	t.Helper()
+	n := 0
+	for {
+		out, err := client.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: &url, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Messages) == 0 {
+			return n
+		}
+		for _, m := range out.Messages {
+			n++
+			if _, err := client.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: &url, ReceiptHandle: m.ReceiptHandle}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 }

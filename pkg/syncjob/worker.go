@@ -48,6 +48,29 @@ type Worker struct {
 	DeferFallback time.Duration
 	// Now is the clock of deferrals (default time.Now).
 	Now func() time.Time
+	// RetryBase is the first back-off of a record that failed for an
+	// outage-class reason (Keycloak or AWS trouble, not poison) while the
+	// breaker was closed: it goes back (Defer) for RetryBase × 2ⁿ⁻¹ after its
+	// n-th receive, at most RetryMax, instead of into the visibility timeout
+	// at once, so a fleet still counting its failures does not burn the
+	// record's receives in seconds. Zero: such records simply fail.
+	RetryBase time.Duration
+	// RetryMax caps that back-off. Default 15 minutes.
+	RetryMax time.Duration
+	// MaxReceives is the queue's maxReceiveCount (0: unknown). A record put
+	// back on its MaxReceives-th receive, for any reason but poison, would
+	// be dead-lettered by its next receive: Resend sends it again as a new
+	// message and it is acknowledged instead, so the DLQ holds only poison
+	// however long an outage lasts (finding 6 of RELIABILITY.md).
+	MaxReceives int
+	// Resend, with MaxReceives, re-sends such a record (SQSQueue.Resend).
+	Resend Resender
+}
+
+// Resender sends a received message again as a new one (a fresh receive
+// count), in its message group.
+type Resender interface {
+	Resend(ctx context.Context, msg events.SQSMessage) error
 }
 
 // Deferrer hides a received message for a while (SQSQueue.Defer).
@@ -61,6 +84,9 @@ type Outcome struct {
 	// Deferred counts records put back until the breaker's next probe
 	// (they are also reported as batch item failures, so not deleted).
 	Deferred int
+	// Resent counts records re-sent as new messages on their last allowed
+	// receive (and acknowledged).
+	Resent int
 }
 
 // HandleBatch applies an SQS batch and reports the records to retry. A
@@ -112,6 +138,7 @@ func (w *Worker) Process(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 			out.DeadLettered += o.DeadLettered
 			out.Failed += o.Failed
 			out.Deferred += o.Deferred
+			out.Resent += o.Resent
 		}()
 	}
 	wg.Wait()
@@ -125,7 +152,7 @@ func (w *Worker) Process(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 	})
 	w.log().InfoContext(ctx, "sync batch", "event", "sync_batch", "records", len(ev.Records), "groups", len(groups),
 		"applied", out.Applied, "superseded", out.Superseded, "dead_lettered", out.DeadLettered, "failed", out.Failed,
-		"deferred", out.Deferred)
+		"deferred", out.Deferred, "resent", out.Resent)
 	return resp, out
 }
 
@@ -139,27 +166,42 @@ func (w *Worker) group(ctx context.Context, recs []events.SQSMessage) ([]events.
 		paused   time.Duration        // > 0: the breaker is open, defer the rest of the group this long
 		known    = map[string]int64{} // per user: a version Keycloak has, learnt in this batch
 	)
+	// putBack returns rec to the queue for d: deferred (the breaker is
+	// open) or failed (backed off when d > 0, else the visibility timeout).
+	putBack := func(rec events.SQSMessage, d time.Duration, failure bool) {
+		if w.resent(ctx, rec, &out) {
+			return // acknowledged: a fresh copy is queued
+		}
+		failures = append(failures, events.SQSBatchItemFailure{ItemIdentifier: rec.MessageId})
+		switch {
+		case !failure:
+			w.deferRecord(ctx, rec, d, &out)
+		case d > 0 && w.Defer != nil:
+			out.Failed++
+			if err := w.Defer.Defer(ctx, rec.ReceiptHandle, d); err != nil {
+				w.log().WarnContext(ctx, "failed sync job not backed off; it returns after the visibility timeout", "message", rec.MessageId, "err", err)
+			}
+		default:
+			out.Failed++
+		}
+	}
 	for _, rec := range recs {
 		if paused > 0 {
-			failures = append(failures, events.SQSBatchItemFailure{ItemIdentifier: rec.MessageId})
-			w.deferRecord(ctx, rec, paused, &out)
+			putBack(rec, paused, false)
 			continue
 		}
 		if failed {
-			failures = append(failures, events.SQSBatchItemFailure{ItemIdentifier: rec.MessageId})
-			out.Failed++
+			putBack(rec, w.retryDelay(rec), true)
 			continue
 		}
 		res, err := w.handle(ctx, rec, known)
 		switch {
 		case errors.Is(err, breaker.ErrOpen) && w.Defer != nil:
 			paused = w.untilProbe(ctx)
-			failures = append(failures, events.SQSBatchItemFailure{ItemIdentifier: rec.MessageId})
-			w.deferRecord(ctx, rec, paused, &out)
+			putBack(rec, paused, false)
 		case err != nil:
 			failed = true
-			failures = append(failures, events.SQSBatchItemFailure{ItemIdentifier: rec.MessageId})
-			out.Failed++
+			putBack(rec, w.retryDelay(rec), true)
 		case res == deadLettered:
 			out.DeadLettered++
 		case res == Superseded:
@@ -189,6 +231,44 @@ func (w *Worker) untilProbe(ctx context.Context) time.Duration {
 		return d
 	}
 	return fallback
+}
+
+// retryDelay is the back-off of a record that failed for an outage-class
+// reason: RetryBase × 2ⁿ⁻¹ after its n-th receive, at most RetryMax; zero
+// (fail into the visibility timeout) without RetryBase.
+func (w *Worker) retryDelay(rec events.SQSMessage) time.Duration {
+	if w.RetryBase <= 0 {
+		return 0
+	}
+	limit := w.RetryMax
+	if limit <= 0 {
+		limit = 15 * time.Minute
+	}
+	d := w.RetryBase
+	for n := receiveCount(rec); n > 1 && d < limit; n-- {
+		d *= 2
+	}
+	return min(d, limit)
+}
+
+// resent re-sends rec as a new message when this receive is the last one
+// maxReceiveCount allows: put back, it would be dead-lettered by its next
+// receive although nothing is wrong with it. False if it need not or
+// could not be re-sent (then it is put back; the redrive policy may move
+// it to the DLQ, the only way left).
+func (w *Worker) resent(ctx context.Context, rec events.SQSMessage, out *Outcome) bool {
+	if w.Resend == nil || w.MaxReceives <= 0 || receiveCount(rec) < w.MaxReceives {
+		return false
+	}
+	if err := w.Resend.Resend(ctx, rec); err != nil {
+		w.log().WarnContext(ctx, "sync job not re-sent; its next receive may dead-letter it", "message", rec.MessageId,
+			"receive_count", receiveCount(rec), "err", err)
+		return false
+	}
+	w.log().InfoContext(ctx, "sync job re-sent before its receives ran out", "event", "sync_resent", "message", rec.MessageId,
+		"receive_count", receiveCount(rec))
+	out.Resent++
+	return true
 }
 
 // deferRecord puts rec back for d. If that fails the record is just a
