@@ -12,7 +12,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -34,12 +36,38 @@ type Backlog interface {
 }
 
 // Publisher publishes breaker alerts to one SNS topic.
+//
+// Delivery is at least once, with an idempotency key: a publish that fails
+// (SNS or the network down when the breaker closes) is retried in the
+// background, in order, up to Attempts times, so the alert is not lost;
+// and since a retried publish whose first answer was lost arrives twice
+// (SNS standard topics do not deduplicate, and FIFO topics cannot deliver
+// to email or SMS), every message carries "alert_id" (breaker#generation
+// of the transition) and "generation": subscribers count transitions by
+// it. The SDK's own retries are off for Publish, so each attempt is one
+// message at most and the retries here are the only ones.
 type Publisher struct {
 	SNS      SNSAPI
 	TopicARN string
 	// Backlog, if set, is reported in the closed alert.
 	Backlog Backlog
 	Log     *slog.Logger
+	// Attempts bounds the publishes of one alert. Default 8.
+	Attempts int
+	// RetryWait is the first wait between attempts, doubled each time up to
+	// 30s. Default 1s (8 attempts span about two minutes).
+	RetryWait time.Duration
+
+	once   sync.Once
+	outbox chan outgoing
+	wg     sync.WaitGroup
+}
+
+type outgoing struct {
+	ctx context.Context
+	in  *sns.PublishInput
+	a   Alert
+	gen uint64
 }
 
 var _ breaker.Notifier = (*Publisher)(nil)
@@ -107,19 +135,72 @@ func (p *Publisher) Notify(ctx context.Context, ev breaker.Event) {
 	if !ok || p.TopicARN == "" {
 		return
 	}
-	_, err := p.SNS.Publish(ctx, &sns.PublishInput{
+	in := &sns.PublishInput{
 		TopicArn: aws.String(p.TopicARN), Subject: aws.String(a.Subject), Message: aws.String(a.Text),
 		MessageAttributes: map[string]snstypes.MessageAttributeValue{
-			"event":    {DataType: aws.String("String"), StringValue: aws.String(a.Kind)},
-			"severity": {DataType: aws.String("String"), StringValue: aws.String(a.Severity)},
-			"breaker":  {DataType: aws.String("String"), StringValue: aws.String(ev.Breaker)},
+			"event":      {DataType: aws.String("String"), StringValue: aws.String(a.Kind)},
+			"severity":   {DataType: aws.String("String"), StringValue: aws.String(a.Severity)},
+			"breaker":    {DataType: aws.String("String"), StringValue: aws.String(ev.Breaker)},
+			"generation": {DataType: aws.String("Number"), StringValue: aws.String(strconv.FormatUint(ev.Generation, 10))},
+			"alert_id":   {DataType: aws.String("String"), StringValue: aws.String(AlertID(ev))},
 		},
-	})
-	if err != nil {
-		p.log().ErrorContext(ctx, "breaker alert not published", "event", a.Kind, "topic", p.TopicARN, "err", err)
-		return
 	}
-	p.log().InfoContext(ctx, "breaker alert published", "event", a.Kind, "generation", ev.Generation)
+	p.once.Do(func() {
+		p.outbox = make(chan outgoing, 64)
+		go p.send()
+	})
+	p.wg.Add(1)
+	select {
+	case p.outbox <- outgoing{ctx: context.WithoutCancel(ctx), in: in, a: a, gen: ev.Generation}:
+	default:
+		p.wg.Done()
+		p.log().ErrorContext(ctx, "breaker alert not published: too many alerts waiting", "event", a.Kind, "generation", ev.Generation)
+	}
+}
+
+// AlertID is the idempotency key of a transition's alert: copies of one
+// alert share it, and no two transitions have the same.
+func AlertID(ev breaker.Event) string {
+	return ev.Breaker + "#" + strconv.FormatUint(ev.Generation, 10)
+}
+
+// Wait blocks until every alert handed to Notify so far is published or
+// given up (tests, and a process that is about to exit).
+func (p *Publisher) Wait() { p.wg.Wait() }
+
+// send publishes the outbox in order, each alert with bounded retries.
+func (p *Publisher) send() {
+	for o := range p.outbox {
+		p.publish(o)
+		p.wg.Done()
+	}
+}
+
+func (p *Publisher) publish(o outgoing) {
+	attempts, wait := p.Attempts, p.RetryWait
+	if attempts <= 0 {
+		attempts = 8
+	}
+	if wait <= 0 {
+		wait = time.Second
+	}
+	noSDKRetry := func(opt *sns.Options) { opt.RetryMaxAttempts = 1 }
+	for n := 1; ; n++ {
+		_, err := p.SNS.Publish(o.ctx, o.in, noSDKRetry)
+		if err == nil {
+			p.log().InfoContext(o.ctx, "breaker alert published", "event", o.a.Kind, "generation", o.gen, "attempt", n)
+			return
+		}
+		if n >= attempts {
+			p.log().ErrorContext(o.ctx, "breaker alert not published", "event", o.a.Kind, "generation", o.gen, "topic", p.TopicARN,
+				"attempts", n, "err", err)
+			return
+		}
+		p.log().WarnContext(o.ctx, "breaker alert publish failed; retrying", "event", o.a.Kind, "generation", o.gen, "attempt", n,
+			"retry_in", wait.String(), "err", err)
+		time.Sleep(wait)
+		wait = min(2*wait, 30*time.Second)
+	}
 }
 
 func (p *Publisher) log() *slog.Logger {

@@ -198,10 +198,15 @@ func (a alert) kind() string {
 	return "other"
 }
 
-// drain reads every alert delivered so far.
+// drain reads every alert delivered so far, one per alert_id: SNS
+// delivers at least once (a publish retried after a lost answer arrives
+// twice), and the alert_id attribute is how a subscriber counts each
+// transition once, as an operator's tooling must.
 func (in *alertInbox) drain(t *testing.T) []alert {
 	t.Helper()
 	var out []alert
+	seen := map[string]bool{}
+	copies := 0
 	for empty := 0; empty < 2; {
 		r, err := in.q.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: &in.url,
 			MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
@@ -221,9 +226,20 @@ func (in *alertInbox) drain(t *testing.T) []alert {
 				t.Fatalf("alert inbox: not an SNS notification: %.200s", aws.ToString(m.Body))
 			}
 			at, _ := time.Parse(time.RFC3339Nano, env.Timestamp)
-			out = append(out, alert{At: at, Subject: env.Subject, Event: env.MessageAttributes["event"].Value})
 			_, _ = in.q.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: &in.url, ReceiptHandle: m.ReceiptHandle})
+			id := env.MessageAttributes["alert_id"].Value
+			if id == "" {
+				t.Errorf("alert without an alert_id: %s", env.Subject)
+			} else if seen[id] {
+				copies++
+				continue
+			}
+			seen[id] = true
+			out = append(out, alert{At: at, Subject: env.Subject, Event: env.MessageAttributes["event"].Value})
 		}
+	}
+	if copies > 0 {
+		t.Logf("alert inbox: %d copies of alerts already received (same alert_id) not counted again", copies)
 	}
 	return out
 }
