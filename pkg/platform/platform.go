@@ -63,12 +63,24 @@ func BreakerSettings(cfg config.Config, log *slog.Logger) breaker.Settings {
 		Disabled:         !r.Enabled,
 		FailureThreshold: r.FailureThreshold,
 		Cooldown:         r.Cooldown(),
+		MaxCooldown:      MaxProbeBackoff(r.Cooldown()),
 		StateCacheTTL:    r.StateCacheTTL(),
 		// A probe must outlive the Keycloak call it guards.
 		ProbeLease:   max(30*time.Second, 3*cfg.Keycloak.Timeout),
 		IsSuccessful: func(err error) bool { return !keycloak.IsOutage(err) },
 		Logger:       log,
 	}
+}
+
+// MaxProbeBackoff caps the breaker's back-off after failed probes (and
+// for a flapping Keycloak) at 16 cooldowns but never more than five
+// minutes: Keycloak back → breaker closed is at most this (plus one
+// Keycloak call), and the replay starts at the close, so after an outage
+// of any length Keycloak equals local within it plus the drain (finding 8
+// of RELIABILITY.md). With the default 60 s cooldown, 16 × would be 16
+// minutes.
+func MaxProbeBackoff(cooldown time.Duration) time.Duration {
+	return max(cooldown, min(16*cooldown, 5*time.Minute))
 }
 
 // Hasher builds the password hasher from password.algorithm; costs are
