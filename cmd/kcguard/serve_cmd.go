@@ -65,6 +65,7 @@ func serve(ctx context.Context, addr string, rt *platform.Runtime, e *env) error
 		if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
+		rt.FlushAlerts(5 * time.Second)
 		return nil
 	}
 }

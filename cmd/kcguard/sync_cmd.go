@@ -76,7 +76,9 @@ func newSyncCmd(e *env) *cobra.Command {
 			func(ctx context.Context, rt *platform.Runtime) error {
 				p := rt.Poller(10)
 				e.log.Info("sync poller running; paused while the breaker is open", "queue", rt.Config.Sync.Queue)
-				return p.Run(ctx)
+				err := p.Run(ctx)
+				rt.FlushAlerts(5 * time.Second)
+				return err
 			}),
 		withRuntime("test", "Check Keycloak admin access for every package and that the queue answers", "",
 			func(ctx context.Context, rt *platform.Runtime) error { return e.syncTest(ctx, rt) }),

@@ -168,6 +168,18 @@ func AlertID(ev breaker.Event) string {
 // given up (tests, and a process that is about to exit).
 func (p *Publisher) Wait() { p.wg.Wait() }
 
+// WaitFor is Wait for at most d; it reports whether every alert was done.
+func (p *Publisher) WaitFor(d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { p.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
 // send publishes the outbox in order, each alert with bounded retries.
 func (p *Publisher) send() {
 	for o := range p.outbox {

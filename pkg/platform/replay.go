@@ -32,6 +32,14 @@ func (rt *Runtime) wireReplay(cfg config.Config, awsCfg aws.Config, log *slog.Lo
 	}
 }
 
+// FlushAlerts gives breaker alerts still being published (or retried)
+// up to d before the process exits, and logs any it has to leave.
+func (rt *Runtime) FlushAlerts(d time.Duration) {
+	if rt.Alerts != nil && !rt.Alerts.WaitFor(d) {
+		rt.Log.Error("exiting with breaker alerts not yet published", "waited", d.String())
+	}
+}
+
 func (rt *Runtime) wakePoller() {
 	if rt.poller != nil {
 		rt.poller.Wake()

@@ -1,6 +1,8 @@
 package chaos
 
 import (
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -27,6 +29,7 @@ func motoGate(t *testing.T, motoAddr string) string {
 		t.Fatal(err)
 	}
 	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.ErrorLog = log.New(io.Discard, "", 0) // a client gone in a cut is not news
 	var tables sync.RWMutex
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		op := r.Header.Get("X-Amz-Target")
