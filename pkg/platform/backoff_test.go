@@ -26,3 +26,27 @@ func TestProbeBackoffIsCapped(t *testing.T) {
 		t.Errorf("default config: breaker MaxCooldown %s, want 5m (cooldown %s)", got, cfg.Keycloak.Resilience.Cooldown())
 	}
 }
+
+// A long poll never outlives one attempt of the SQS call (finding 6): at
+// the defaults (2 s attempts) the poller waits 1 s.
+func TestLongPollFitsInAnAttempt(t *testing.T) {
+	for _, c := range []struct {
+		wait    int32
+		attempt time.Duration
+		want    int32
+	}{
+		{10, 2 * time.Second, 1},
+		{10, 3 * time.Second, 2},
+		{10, time.Second, 0},
+		{10, 500 * time.Millisecond, 0},
+		{1, 20 * time.Second, 1},
+		{10, 0, 10}, // unbounded attempts: as asked
+	} {
+		if got := LongPoll(c.wait, c.attempt); got != c.want {
+			t.Errorf("LongPoll(%d, %s) = %d, want %d", c.wait, c.attempt, got, c.want)
+		}
+	}
+	if got := LongPoll(10, config.Default().AWS.AttemptTimeout); got >= int32(config.Default().AWS.AttemptTimeout/time.Second) {
+		t.Errorf("default config: long poll %ds does not fit in a %s attempt", got, config.Default().AWS.AttemptTimeout)
+	}
+}

@@ -93,6 +93,21 @@ func (rt *Runtime) Worker() *syncjob.Worker {
 		Resend: rt.Queue}
 }
 
+// LongPoll is the receive wait that fits in one AWS call attempt
+// (aws.attempt_timeout), one second to spare. A long poll that outlives
+// the attempt is abandoned by the client while SQS may still deliver into
+// it: the message counts a receive toward maxReceiveCount and stays
+// invisible for the visibility timeout with nobody working on it. With the
+// SDK retrying the timed-out receive, `kcguard sync run` dead-lettered
+// healthy jobs this way ("received 4 times" and never failed: finding 6 of
+// RELIABILITY.md).
+func LongPoll(waitSeconds int32, attemptTimeout time.Duration) int32 {
+	if attemptTimeout <= 0 {
+		return waitSeconds
+	}
+	return max(0, min(waitSeconds, int32((attemptTimeout-time.Second)/time.Second)))
+}
+
 // nextProbe is when a record refused by the breaker may be tried again: the
 // open breaker's next probe; while the fleet's breaker is still closed (this
 // instance saw a failure and lets one trial call through at a time) as soon
@@ -109,7 +124,7 @@ func (rt *Runtime) nextProbe(ctx context.Context) time.Time {
 // Its Run pauses while the breaker is open, probes Keycloak when a probe is
 // due, and is woken when this process closes the breaker.
 func (rt *Runtime) Poller(waitSeconds int32) *syncjob.Poller {
-	p := &syncjob.Poller{Client: rt.SQS, Queue: rt.Queue, Worker: rt.Worker(), WaitSeconds: waitSeconds,
+	p := &syncjob.Poller{Client: rt.SQS, Queue: rt.Queue, Worker: rt.Worker(), WaitSeconds: LongPoll(waitSeconds, rt.Config.AWS.AttemptTimeout),
 		Breaker: rt.Breaker, Ping: rt.Keycloak.Ping, Log: rt.Log}
 	rt.poller = p
 	return p
