@@ -2,12 +2,15 @@ package chaos
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"io"
 	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 )
@@ -32,8 +35,13 @@ import (
 // a burst past its call budget. The copy can still meet a single-item
 // write (moto's 500 comes before it applies anything), so a transaction
 // moto answers 500 is sent again, up to twice, as DynamoDB would not have
-// failed it; a retry that finds its first attempt landed is refused by the
-// transaction's own conditions, as on DynamoDB. Single-item writes, reads,
+// failed it. And the gate keeps DynamoDB's idempotency, which moto
+// ignores: an SDK retry (same ClientRequestToken) of a transaction still
+// running waits for it and gets its answer, never overlapping it. Without
+// that, the retry backed up the tables before the first attempt committed,
+// was cancelled by the session the first attempt had just written, and its
+// rollback erased that session: a login answered 200 with a session that
+// was gone (401) a moment later. Single-item writes, reads,
 // SQS, SNS and KMS pass untouched. Every answer is still moto's, and the
 // faults are toxiproxy's in front of the gate, so the run measures kcguard,
 // not moto.
@@ -48,20 +56,11 @@ func motoGate(t *testing.T, motoAddr string) string {
 	}
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.ErrorLog = log.New(io.Discard, "", 0) // a client gone in a cut is not news
-	rp.Transport = retryMoto500{http.DefaultTransport}
-	turn := make(chan struct{}, 1) // the transaction running, if any
+	g := &gate{moto: "http://" + motoAddr, turn: make(chan struct{}, 1), sent: map[string]*txAnswer{}}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("X-Amz-Target") == "DynamoDB_20120810.TransactWriteItems" {
-			select {
-			case turn <- struct{}{}:
-				defer func() { <-turn }()
-			case <-time.After(overlapWait):
-			case <-r.Context().Done():
-				return
-			}
-		}
-		if r.Context().Err() != nil {
-			return // the client gave up while it waited: do not let it land late
+			g.transaction(w, r)
+			return
 		}
 		rp.ServeHTTP(w, r)
 	})
@@ -75,26 +74,102 @@ func motoGate(t *testing.T, motoAddr string) string {
 	return l.Addr().String()
 }
 
-// retryMoto500 sends a TransactWriteItems again when moto answers it 500.
-type retryMoto500 struct{ next http.RoundTripper }
+type gate struct {
+	moto string
+	turn chan struct{} // the transaction running, if any
+	mu   sync.Mutex
+	sent map[string]*txAnswer // by ClientRequestToken
+}
 
-func (rt retryMoto500) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.Header.Get("X-Amz-Target") != "DynamoDB_20120810.TransactWriteItems" || r.Body == nil {
-		return rt.next.RoundTrip(r)
-	}
+// txAnswer is moto's answer to one transaction, once done is closed.
+type txAnswer struct {
+	done   chan struct{}
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (g *gate) transaction(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(r.Body)
-	r.Body.Close()
 	if err != nil {
-		return nil, err
+		return
 	}
-	for attempt := 0; ; attempt++ {
-		req := r.Clone(r.Context())
-		req.Body, req.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
-		resp, err := rt.next.RoundTrip(req)
-		if err != nil || resp.StatusCode != http.StatusInternalServerError || attempt == 2 || r.Context().Err() != nil {
-			return resp, err
+	var in struct{ ClientRequestToken string }
+	_ = json.Unmarshal(body, &in)
+	a := &txAnswer{done: make(chan struct{})}
+	if tok := in.ClientRequestToken; tok != "" {
+		g.mu.Lock()
+		prev := g.sent[tok]
+		if prev == nil || prev.finishedWithout200() {
+			g.sent[tok] = a
+			prev = nil
 		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		g.mu.Unlock()
+		if prev != nil { // a retry of a transaction sent or being sent
+			select {
+			case <-prev.done:
+				if prev.status == http.StatusOK {
+					prev.write(w)
+					return
+				}
+			case <-r.Context().Done():
+				return
+			}
+		}
 	}
+	select {
+	case g.turn <- struct{}{}:
+		defer func() { <-g.turn }()
+	case <-time.After(overlapWait):
+	case <-r.Context().Done():
+		close(a.done) // never sent: a retry sends it
+		return
+	}
+	// Sent to the end whether or not the client waits: its retry gets the
+	// answer.
+	ctx := context.WithoutCancel(r.Context())
+	for attempt := 0; ; attempt++ {
+		req, err := http.NewRequestWithContext(ctx, r.Method, g.moto+r.URL.RequestURI(), bytes.NewReader(body))
+		if err != nil {
+			close(a.done)
+			return
+		}
+		req.Header = r.Header.Clone()
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			a.status = http.StatusBadGateway
+			break
+		}
+		a.status, a.header = resp.StatusCode, resp.Header
+		a.body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if a.status != http.StatusInternalServerError || attempt == 2 {
+			break
+		}
+	}
+	close(a.done)
+	a.write(w)
+}
+
+func (a *txAnswer) finishedWithout200() bool {
+	select {
+	case <-a.done:
+		return a.status != http.StatusOK
+	default:
+		return false
+	}
+}
+
+func (a *txAnswer) write(w http.ResponseWriter) {
+	if a.status == 0 {
+		w.WriteHeader(http.StatusBadGateway)
+		return
+	}
+	for k, v := range a.header {
+		if k != "Content-Length" {
+			w.Header()[k] = v
+		}
+	}
+	w.WriteHeader(a.status)
+	_, _ = w.Write(a.body)
 }
