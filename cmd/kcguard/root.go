@@ -62,7 +62,7 @@ SDK's standard variables say (AWS_REGION, AWS_ENDPOINT_URL, ...).`,
 	root.PersistentFlags().StringVar(&e.configPath, "config", os.Getenv("KCGUARD_CONFIG"),
 		"configuration file (YAML); default $KCGUARD_CONFIG")
 	root.AddCommand(newConfigCmd(e), newBreakerCmd(e), newUsersCmd(e), newServeCmd(e), newSyncCmd(e), newMigrateCmd(e),
-		newSessionsCmd(e), newTokensCmd(e), newCleanupCmd(e))
+		newSessionsCmd(e), newTokensCmd(e), newCleanupCmd(e), newStatusCmd(e))
 	return root
 }
 

@@ -1,9 +1,17 @@
 package platform
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/kcguard/kcguard/pkg/cleanup"
 	"github.com/kcguard/kcguard/pkg/dashboard"
 	"github.com/kcguard/kcguard/pkg/httpapi"
 	"github.com/kcguard/kcguard/pkg/status"
+	"github.com/kcguard/kcguard/pkg/syncjob"
 )
 
 // RunLog records and reads the last run of each scheduled job.
@@ -49,4 +57,33 @@ func (rt *Runtime) StatusRoutes() []httpapi.Route {
 		{Method: "POST", Path: "/dashboard/login", Handler: s.DashboardLogin},
 		{Method: "POST", Path: "/dashboard/logout", Handler: s.DashboardLogout},
 	}
+}
+
+// RecordRun notes a scheduled job's run for /status. Failing to note it is
+// logged and never fails the job: the run's own work is what matters.
+func (rt *Runtime) RecordRun(ctx context.Context, job string, started time.Time, summary string, runErr error) {
+	r := status.Run{Job: job, StartedAt: started, FinishedAt: time.Now(), OK: runErr == nil, Summary: summary}
+	if runErr != nil {
+		r.Error = runErr.Error()
+	}
+	if err := rt.RunLog().RecordRun(context.WithoutCancel(ctx), r); err != nil {
+		rt.Log.WarnContext(ctx, "last run not recorded", "job", job, "err", err)
+	}
+}
+
+// RecordCleanup notes a cleanup run, and its reconciliation step as the
+// last reconcile run.
+func (rt *Runtime) RecordCleanup(ctx context.Context, started time.Time, r cleanup.Result, runErr error) {
+	rt.RecordRun(ctx, status.JobCleanup, started, fmt.Sprintf("refreshed %d tokens, deleted %d tokens and %d sessions, queued %d of %d unsynced users",
+		r.Refresh.Refreshed, r.Tokens.Deleted, r.Sessions.Deleted, r.Reconcile.Queued, r.Reconcile.Found), runErr)
+	var recErr error
+	if slices.Contains(r.Errors, "reconcile") {
+		recErr = errors.New("the reconciliation step failed (see the cleanup log)")
+	}
+	rt.RecordRun(ctx, status.JobReconcile, started, ReconcileSummary(r.Reconcile), recErr)
+}
+
+// ReconcileSummary is the one-line account of a reconciliation.
+func ReconcileSummary(r syncjob.Reconciled) string {
+	return fmt.Sprintf("queued %d of %d unsynced users", r.Queued, r.Found)
 }
