@@ -72,13 +72,25 @@ func html(status int, body []byte) Response {
 	}}
 }
 
-// Dashboard handles GET /dashboard: the page for a logged-in operator, the
-// login form (401) for anyone else.
+// Dashboard handles GET /dashboard: the page for a logged-in operator; a
+// redirect to the login form for anyone else (the usual answer to a
+// browser, which would log a 401 page as an error).
 func (h *StatusHandlers) Dashboard(_ context.Context, req Request) (Response, error) {
 	if h.Guard.CheckRead(req) != nil {
-		return html(http.StatusUnauthorized, h.Pages.Login("")), nil
+		return redirect("/dashboard/login"), nil
 	}
 	return html(http.StatusOK, h.Pages.Dashboard()), nil
+}
+
+// DashboardLoginForm handles GET /dashboard/login.
+func (h *StatusHandlers) DashboardLoginForm(_ context.Context, _ Request) (Response, error) {
+	return html(http.StatusOK, h.Pages.Login("")), nil
+}
+
+func redirect(to string) Response {
+	r := html(http.StatusSeeOther, nil)
+	r.Headers["Location"] = to
+	return r
 }
 
 // DashboardLogin handles POST /dashboard/login (form field "key"): a right
@@ -95,16 +107,14 @@ func (h *StatusHandlers) DashboardLogin(_ context.Context, req Request) (Respons
 		}
 		return html(http.StatusUnauthorized, h.Pages.Login("That key is not the admin key.")), nil
 	}
-	r := html(http.StatusSeeOther, nil)
-	r.Headers["Location"] = "/dashboard"
+	r := redirect("/dashboard")
 	r.Cookies = []string{h.Guard.SessionCookie(!loopback(req))}
 	return r, nil
 }
 
 // DashboardLogout handles POST /dashboard/logout.
 func (h *StatusHandlers) DashboardLogout(_ context.Context, _ Request) (Response, error) {
-	r := html(http.StatusSeeOther, nil)
-	r.Headers["Location"] = "/dashboard"
+	r := redirect("/dashboard/login")
 	r.Cookies = []string{ClearCookie()}
 	return r, nil
 }

@@ -54,6 +54,7 @@ func (rt *Runtime) StatusRoutes() []httpapi.Route {
 		{Method: "GET", Path: "/status", Handler: s.Status},
 		{Method: "GET", Path: "/dashboard", Handler: s.Dashboard},
 		{Method: "GET", Path: "/dashboard/status", Handler: s.Status},
+		{Method: "GET", Path: "/dashboard/login", Handler: s.DashboardLoginForm},
 		{Method: "POST", Path: "/dashboard/login", Handler: s.DashboardLogin},
 		{Method: "POST", Path: "/dashboard/logout", Handler: s.DashboardLogout},
 	}

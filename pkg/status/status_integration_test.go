@@ -206,8 +206,11 @@ func TestStatusRoutesRefuseAnonymousCallers(t *testing.T) {
 		}
 	}
 	resp, body := do("GET", "/dashboard", "", nil)
-	if resp.StatusCode != 401 || !strings.Contains(body, `action="/dashboard/login"`) || strings.Contains(body, "/dashboard/status") {
-		t.Errorf("anonymous GET /dashboard = %d, want 401 with the login form only", resp.StatusCode)
+	if resp.StatusCode != 303 || resp.Header.Get("Location") != "/dashboard/login" || strings.Contains(body, "/dashboard/status") {
+		t.Errorf("anonymous GET /dashboard = %d to %q, want 303 to the login form and no page", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if resp, body := do("GET", "/dashboard/login", "", nil); resp.StatusCode != 200 || !strings.Contains(body, `action="/dashboard/login"`) {
+		t.Errorf("GET /dashboard/login = %d", resp.StatusCode)
 	}
 	form := func(key string) string { return url.Values{"key": {key}}.Encode() }
 	if resp, _ := do("POST", "/dashboard/login", form("wrong"), nil); resp.StatusCode != 401 || len(resp.Cookies()) != 0 {
