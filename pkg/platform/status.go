@@ -10,6 +10,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/cleanup"
 	"github.com/kcguard/kcguard/pkg/dashboard"
 	"github.com/kcguard/kcguard/pkg/httpapi"
+	"github.com/kcguard/kcguard/pkg/report"
 	"github.com/kcguard/kcguard/pkg/status"
 	"github.com/kcguard/kcguard/pkg/syncjob"
 )
@@ -41,7 +42,13 @@ func (rt *Runtime) StatusReader() *status.Reader {
 // StatusHandlers serve /status, the dashboard and the reports.
 func (rt *Runtime) StatusHandlers() *httpapi.StatusHandlers {
 	return &httpapi.StatusHandlers{Reader: rt.StatusReader(), Pages: dashboard.Pages{},
+		Reports: rt.Reporter(), ReportKinds: report.Kinds,
 		Packages: rt.Config.PackageNames(), Guard: httpapi.AdminGuard{Key: rt.Config.API.AdminKey}, Log: rt.Log}
+}
+
+// Reporter renders the HTML reports (GET /reports/{kind}, `kcguard report`).
+func (rt *Runtime) Reporter() *report.Reporter {
+	return &report.Reporter{Status: rt.StatusReader(), Audit: rt.Audit, Users: rt.Users}
 }
 
 // StatusRoutes are served by functions/status. In AWS, /status and
@@ -57,6 +64,7 @@ func (rt *Runtime) StatusRoutes() []httpapi.Route {
 		{Method: "GET", Path: "/dashboard/login", Handler: s.DashboardLoginForm},
 		{Method: "POST", Path: "/dashboard/login", Handler: s.DashboardLogin},
 		{Method: "POST", Path: "/dashboard/logout", Handler: s.DashboardLogout},
+		{Method: "GET", Path: "/reports/{kind}", Handler: s.Report},
 	}
 }
 

@@ -3,7 +3,6 @@ package status_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,91 +11,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kcguard/kcguard/internal/opstest"
 	"github.com/kcguard/kcguard/internal/stacktest"
-	"github.com/kcguard/kcguard/internal/testenv"
-	"github.com/kcguard/kcguard/pkg/auth"
-	"github.com/kcguard/kcguard/pkg/config"
 	"github.com/kcguard/kcguard/pkg/httpapi"
-	"github.com/kcguard/kcguard/pkg/platform"
 	"github.com/kcguard/kcguard/pkg/status"
 	"github.com/kcguard/kcguard/pkg/syncjob"
-	"github.com/kcguard/kcguard/pkg/users"
 )
 
-const adminKey = "operators-test-admin-key"
-
-// Known is a stack in a known state: breaker forced open with Keycloak cut,
-// 3 queued jobs for 3 users waiting for Keycloak, 2 locked (unknown)
-// usernames, one Keycloak login with its cached token and session, and a
-// recorded pull run.
-type Known struct {
-	Env     *stacktest.Env
-	User    stacktest.User
-	Waiting []string
-	Locked  []string
-}
-
-func NewKnown(t *testing.T) *Known {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("needs the local stack (moto, keycloak, toxiproxy)")
-	}
-	env := stacktest.New(t, func(c *config.Config) {
-		c.Lockout.MaxFailures, c.Lockout.Delay, c.Lockout.MaxDelay = 1, time.Hour, time.Hour
-		c.API.AdminKey = adminKey
-	})
-	ctx := context.Background()
-	k := &Known{Env: env, User: env.NewUser(t, "homechoice")}
-	if r, err := env.Login(k.User, k.User.Password); err != nil || r.Mode != "keycloak" {
-		t.Fatalf("keycloak login: %+v, %v", r, err)
-	}
-	for i := 0; i < 2; i++ {
-		ghost := stacktest.User{Package: "homechoice", Name: testenv.Unique("operators-locked")}
-		k.Locked = append(k.Locked, ghost.Name)
-		var locked *auth.LockedError
-		for n := 0; n < 5 && !errors.As(err1(env.Login(ghost, "wrong-password")), &locked); n++ {
-		}
-		if locked == nil {
-			t.Fatalf("%s never locked", ghost.Name)
-		}
-	}
-	hasher, err := platform.Hasher(env.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := syncjob.JournaledQueue{Queue: env.RT.Queue, Applier: env.RT.Applier}
-	for i := 0; i < 3; i++ {
-		h, err := hasher.Hash(testenv.Unique("Pw-waiting"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		u, err := env.RT.Users.Create(ctx, users.User{Package: "homechoice", Username: testenv.Unique("operators-waiting"),
-			Enabled: true, Hash: auth.StoredHash(h)}, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		j, err := syncjob.CurrentPassword(u, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := q.Enqueue(ctx, j); err != nil {
-			t.Fatal(err)
-		}
-		k.Waiting = append(k.Waiting, u.Username)
-	}
-	env.RT.RecordRun(ctx, status.JobPull, time.Now().Add(-time.Second), "pulled 4 events", nil)
-	env.Proxy.Disable()
-	t.Cleanup(env.Proxy.Enable)
-	if _, err := env.RT.Breaker.ForceOpen(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func err1[T any](_ T, err error) error { return err }
-
 func TestSnapshotOfAKnownStack(t *testing.T) {
-	k := NewKnown(t)
+	k := opstest.NewKnown(t)
 	s := k.Env.RT.StatusReader().Read(context.Background(), time.Now())
 	if len(s.Errors) > 0 {
 		t.Fatalf("parts unread: %v", s.Errors)
@@ -179,7 +102,7 @@ func TestCleanupRecordsItsRun(t *testing.T) {
 // The status routes refuse anonymous callers; the dashboard's cookie opens
 // only the read-only views, never an admin action.
 func TestStatusRoutesRefuseAnonymousCallers(t *testing.T) {
-	k := NewKnown(t)
+	k := opstest.NewKnown(t)
 	srv := httptest.NewServer(&httpapi.Server{Routes: k.Env.RT.Routes(), Log: k.Env.RT.Log})
 	defer srv.Close()
 	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -216,11 +139,11 @@ func TestStatusRoutesRefuseAnonymousCallers(t *testing.T) {
 	if resp, _ := do("POST", "/dashboard/login", form("wrong"), nil); resp.StatusCode != 401 || len(resp.Cookies()) != 0 {
 		t.Errorf("login with a wrong key = %d with cookies %v", resp.StatusCode, resp.Cookies())
 	}
-	resp, _ = do("POST", "/dashboard/login", form(adminKey), nil)
+	resp, _ = do("POST", "/dashboard/login", form(opstest.AdminKey), nil)
 	if resp.StatusCode != 303 || len(resp.Cookies()) != 1 || !resp.Cookies()[0].HttpOnly || resp.Cookies()[0].SameSite != http.SameSiteStrictMode {
 		t.Fatalf("login = %d cookies %v, want 303 and one HttpOnly SameSite=Strict cookie", resp.StatusCode, resp.Cookies())
 	}
-	if strings.Contains(resp.Cookies()[0].Value, adminKey) {
+	if strings.Contains(resp.Cookies()[0].Value, opstest.AdminKey) {
 		t.Error("the cookie carries the admin key")
 	}
 	cookie := map[string]string{"Cookie": resp.Cookies()[0].Name + "=" + resp.Cookies()[0].Value}
@@ -232,7 +155,7 @@ func TestStatusRoutesRefuseAnonymousCallers(t *testing.T) {
 	if resp.StatusCode != 200 || json.Unmarshal([]byte(body), &s) != nil || s.Breaker.State != "open" {
 		t.Errorf("GET /dashboard/status with the cookie = %d %.200s", resp.StatusCode, body)
 	}
-	if resp, _ := do("GET", "/status", "", map[string]string{"X-Admin-Key": adminKey}); resp.StatusCode != 200 {
+	if resp, _ := do("GET", "/status", "", map[string]string{"X-Admin-Key": opstest.AdminKey}); resp.StatusCode != 200 {
 		t.Errorf("GET /status with the admin key = %d", resp.StatusCode)
 	}
 	if resp, _ := do("GET", "/admin/sessions?package=homechoice&username=x", "", cookie); resp.StatusCode != 403 {
