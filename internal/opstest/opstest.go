@@ -92,4 +92,3 @@ func NewKnown(t *testing.T) *Known {
 }
 
 func err1[T any](_ T, err error) error { return err }
-
