@@ -68,11 +68,9 @@ start (serve).`,
 		deprecatedAlias(e, "logout-user", newSessionsCmd, "logout-user"),
 		deprecatedAlias(e, "sync-now", newSyncCmd, "now"),
 		deprecatedAlias(e, "start", newServeCmd))
-	for _, c := range root.Commands() {
-		if c.Name() == "sync" {
-			c.AddCommand(deprecatedAlias(e, "sync-now", newSyncCmd, "now"))
-		}
-	}
+	addTo(root, "users", newUsersHistoryCmd(e))
+	addTo(root, "tokens", newTokensListCmd(e))
+	addTo(root, "sync", newSyncPendingCmd(e), deprecatedAlias(e, "sync-now", newSyncCmd, "now"))
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
 	strictTree(root)
 	return root

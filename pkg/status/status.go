@@ -114,6 +114,12 @@ type Job struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
+// JobOf is the operators' view of a journal entry.
+func JobOf(e journal.Entry) Job {
+	return Job{ID: e.JobID, Type: e.Type, Package: e.Package, Username: e.Username,
+		Version: e.Version, Status: string(e.Status), Reason: e.Reason, UpdatedAt: e.UpdatedAt}
+}
+
 // Package is one tenant's logins and sessions.
 type Package struct {
 	Name         string `json:"name"`
@@ -330,8 +336,7 @@ func (r *Reader) readJournal(ctx context.Context, fail func(string, error)) *Jou
 			return j
 		}
 		for _, e := range list {
-			*l.dst = append(*l.dst, Job{ID: e.JobID, Type: e.Type, Package: e.Package, Username: e.Username,
-				Version: e.Version, Status: string(e.Status), Reason: e.Reason, UpdatedAt: e.UpdatedAt})
+			*l.dst = append(*l.dst, JobOf(e))
 		}
 	}
 	return j
