@@ -64,6 +64,46 @@ func strictTree(c *cobra.Command) {
 	}
 }
 
+// jsonFlag gives a status-like command --json. Checklists (✓/✗) print
+// their checks as one JSON array at the end, whatever the outcome.
+func jsonFlag(e *env, c *cobra.Command) {
+	c.Flags().BoolVar(&e.asJSON, "json", false, "print JSON instead of text")
+	run := c.RunE
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		err := run(cmd, args)
+		if e.asJSON && e.checks != nil {
+			if jerr := e.printJSON(e.checks); jerr != nil && err == nil {
+				err = jerr
+			}
+		}
+		return err
+	}
+}
+
+// checkJSON is one ✓/✗ line as JSON.
+type checkJSON struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+}
+
+// jsonCommands are the status-like commands, by path under the root.
+var jsonCommands = [][]string{
+	{"breaker", "status"}, {"breaker", "open"}, {"breaker", "close"}, {"breaker", "reset"},
+	{"sync", "status"}, {"sync", "test"}, {"sessions", "list"}, {"users", "show"},
+	{"migrate", "status"}, {"config", "validate"},
+}
+
+func addJSONFlags(e *env, root *cobra.Command) {
+	for _, path := range jsonCommands {
+		c, rest, err := root.Find(path)
+		if err != nil || len(rest) > 0 || c.Name() != path[len(path)-1] {
+			panic(fmt.Sprintf("addJSONFlags: no command %v", path))
+		}
+		jsonFlag(e, c)
+	}
+}
+
 // deprecatedAlias is an old command name kept for the old runbooks: a
 // fresh copy of the command at path under group (path empty: the group
 // itself), renamed, that warns on every use and is left out of help.

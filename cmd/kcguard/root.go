@@ -23,6 +23,9 @@ type env struct {
 	aws        *aws.Config
 	out        io.Writer
 	log        *slog.Logger
+	// asJSON is set by --json on the status-like commands.
+	asJSON bool
+	checks []checkJSON
 }
 
 // errChecksFailed makes a checklist with a ✗ exit non-zero without printing
@@ -71,6 +74,7 @@ start (serve).`,
 	addTo(root, "users", newUsersHistoryCmd(e))
 	addTo(root, "tokens", newTokensListCmd(e))
 	addTo(root, "sync", newSyncPendingCmd(e), deprecatedAlias(e, "sync-now", newSyncCmd, "now"))
+	addJSONFlags(e, root)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
 	strictTree(root)
 	return root

@@ -114,6 +114,19 @@ func (e *env) runtime(ctx context.Context) (*platform.Runtime, error) {
 }
 
 func (e *env) syncStatus(ctx context.Context, rt *platform.Runtime) error {
+	if e.asJSON { // the sync parts of the status read model
+		r := rt.StatusReader()
+		r.Probe, r.Sessions, r.Tokens, r.Runs = nil, nil, nil, nil
+		s := r.Read(ctx, time.Now())
+		waiting := map[string]int{}
+		for _, p := range s.Packages {
+			waiting[p.Name] = p.UsersWaiting
+		}
+		if len(s.Errors) > 0 {
+			return fmt.Errorf("sync status: %s", strings.Join(s.Errors, "; "))
+		}
+		return e.printJSON(map[string]any{"breaker": s.Breaker, "queue": s.Queue, "journal": s.Journal, "users_waiting": waiting})
+	}
 	v, f, err := rt.Queue.Depth(ctx)
 	if err != nil {
 		return err

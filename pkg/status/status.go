@@ -268,7 +268,12 @@ func (r *Reader) readBreaker(ctx context.Context, s *Snapshot, fail func(string,
 		fail("breaker", err)
 		return
 	}
-	s.Breaker = Breaker{Name: st.Breaker, State: string(st.State), Since: st.Since, Generation: st.Generation,
+	s.Breaker = BreakerOf(st)
+}
+
+// BreakerOf is the operators' view of a breaker status.
+func BreakerOf(st breaker.Status) Breaker {
+	return Breaker{Name: st.Breaker, State: string(st.State), Since: st.Since, Generation: st.Generation,
 		NextProbe: st.NextProbe, Failures: st.Failures, Forced: st.Forced, Reason: st.Reason,
 		FallbackInUse: st.Fallback, StoreError: st.StoreError}
 }
