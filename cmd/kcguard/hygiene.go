@@ -91,7 +91,7 @@ type checkJSON struct {
 var jsonCommands = [][]string{
 	{"breaker", "status"}, {"breaker", "open"}, {"breaker", "close"}, {"breaker", "reset"},
 	{"sync", "status"}, {"sync", "test"}, {"sessions", "list"}, {"users", "show"},
-	{"migrate", "status"}, {"config", "validate"},
+	{"migrate", "status"}, {"config", "validate"}, {"list-sessions"},
 }
 
 func addJSONFlags(e *env, root *cobra.Command) {
