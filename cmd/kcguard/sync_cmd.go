@@ -94,6 +94,7 @@ func newSyncCmd(e *env) *cobra.Command {
 			}),
 		reconcile,
 		cleanup,
+		newSyncPullCmd(e),
 	)
 	return cmd
 }

@@ -141,6 +141,12 @@ func (e *Env) NewUser(t testing.TB, pkg string) User {
 	return e.NewUserNamed(t, pkg, "it-user")
 }
 
+// NewUserPrefixed is NewUserNamed (the pull branch's name for it).
+func (e *Env) NewUserPrefixed(t testing.TB, pkg, prefix string) User {
+	t.Helper()
+	return e.NewUserNamed(t, pkg, prefix)
+}
+
 // NewUserNamed is NewUser with a name prefix of the test's own (Keycloak
 // is shared: a prefix tells whose users these are).
 func (e *Env) NewUserNamed(t testing.TB, pkg, prefix string) User {

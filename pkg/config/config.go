@@ -26,15 +26,17 @@ type Config struct {
 	Tables   Tables   `yaml:"tables"`
 	Sync     Sync     `yaml:"sync"`
 	// KMSKeyID encrypts cached Keycloak tokens at rest (key id, ARN or alias).
-	KMSKeyID string   `yaml:"kms_key_id" env:"KCGUARD_KMS_KEY_ID"`
-	Lockout  Lockout  `yaml:"lockout"`
-	Password Password `yaml:"password"`
-	Sessions Sessions `yaml:"sessions"`
-	Cleanup  Cleanup  `yaml:"cleanup"`
-	API      API      `yaml:"api"`
-	Log      Log      `yaml:"log"`
-	Alerts   Alerts   `yaml:"alerts"`
-	AWS      AWS      `yaml:"aws"`
+	KMSKeyID   string     `yaml:"kms_key_id" env:"KCGUARD_KMS_KEY_ID"`
+	Lockout    Lockout    `yaml:"lockout"`
+	Password   Password   `yaml:"password"`
+	Sessions   Sessions   `yaml:"sessions"`
+	Cleanup    Cleanup    `yaml:"cleanup"`
+	API        API        `yaml:"api"`
+	Log        Log        `yaml:"log"`
+	Alerts     Alerts     `yaml:"alerts"`
+	AWS        AWS        `yaml:"aws"`
+	Pull       Pull       `yaml:"pull"`
+	Authorizer Authorizer `yaml:"authorizer"`
 }
 
 // Alerts is where operators hear about breaker transitions.
@@ -210,6 +212,31 @@ type API struct {
 	AdminKey string `yaml:"admin_key" env:"KCGUARD_ADMIN_KEY"`
 }
 
+// Pull is `kcguard sync pull` and the scheduled functions/pull: Keycloak's
+// admin and user events applied to the local store.
+type Pull struct {
+	// ScheduleMinutes is how often the pull is scheduled (EventBridge
+	// rate). Default 1: a disable in Keycloak reaches kcguard within the
+	// schedule plus one pull.
+	ScheduleMinutes int `yaml:"schedule_minutes" env:"KCGUARD_PULL_SCHEDULE_MINUTES"`
+	// MaxGap is the oldest cursor events are trusted for; an older one
+	// (missed runs, expired events) makes the run compare every user page
+	// by page. Keep it below the realm's events expiration. Default 1h.
+	MaxGap time.Duration `yaml:"max_gap" env:"KCGUARD_PULL_MAX_GAP"`
+	// CompareEvery forces a full compare this often. Default 24h.
+	CompareEvery time.Duration `yaml:"compare_every" env:"KCGUARD_PULL_COMPARE_EVERY"`
+	// PageSize of Keycloak event and user pages. Default 100.
+	PageSize int `yaml:"page_size" env:"KCGUARD_PULL_PAGE_SIZE"`
+}
+
+// Authorizer is the API Gateway Lambda authorizer for downstream APIs.
+type Authorizer struct {
+	// DenyDegradedRoutes are route keys ("POST /payments", as API Gateway
+	// sends them in routeKey) refused to sessions made without Keycloak
+	// (auth_mode local or cached). Empty: every route allows them.
+	DenyDegradedRoutes []string `yaml:"deny_degraded_routes" env:"KCGUARD_AUTHORIZER_DENY_DEGRADED_ROUTES"`
+}
+
 // Log configures slog.
 type Log struct {
 	Level  string `yaml:"level" env:"KCGUARD_LOG_LEVEL"`
@@ -241,6 +268,7 @@ func Default() Config {
 			Audit:    "kcguard-audit",
 			Journal:  "kcguard-sync-journal",
 		},
+		Pull: Pull{ScheduleMinutes: 1, MaxGap: time.Hour, CompareEvery: 24 * time.Hour, PageSize: 100},
 		Sync: Sync{
 			Queue:                    "kcguard-sync.fifo",
 			DLQ:                      "kcguard-sync-dlq.fifo",
@@ -429,6 +457,23 @@ func (c Config) Validate() error {
 	if cl.StepTimeout <= 0 || cl.TimeBudget < cl.StepTimeout || cl.TimeBudget > 14*time.Minute {
 		add("cleanup.step_timeout (%s) must be positive and not above cleanup.time_budget (%s), which must not exceed 14m (Lambda stops at 15m)",
 			cl.StepTimeout, cl.TimeBudget)
+	}
+	if c.Pull.ScheduleMinutes < 1 || c.Pull.ScheduleMinutes > 60 {
+		add("pull.schedule_minutes = %d, must be between 1 and 60", c.Pull.ScheduleMinutes)
+	}
+	if c.Pull.MaxGap < 2*time.Duration(c.Pull.ScheduleMinutes)*time.Minute || c.Pull.MaxGap > 30*24*time.Hour {
+		add("pull.max_gap %s must be at least twice pull.schedule_minutes and at most 720h", c.Pull.MaxGap)
+	}
+	if c.Pull.CompareEvery < c.Pull.MaxGap {
+		add("pull.compare_every %s must not be below pull.max_gap %s", c.Pull.CompareEvery, c.Pull.MaxGap)
+	}
+	if c.Pull.PageSize < 1 || c.Pull.PageSize > 1000 {
+		add("pull.page_size = %d, must be between 1 and 1000", c.Pull.PageSize)
+	}
+	for _, r := range c.Authorizer.DenyDegradedRoutes {
+		if method, path, ok := strings.Cut(r, " "); !ok || method == "" || !strings.HasPrefix(path, "/") {
+			add("authorizer.deny_degraded_routes: %q is not a route key like \"POST /payments\"", r)
+		}
 	}
 	if c.API.MaxBodyBytes < 256 || c.API.MaxBodyBytes > 1<<20 {
 		add("api.max_body_bytes = %d, must be between 256 and 1048576", c.API.MaxBodyBytes)

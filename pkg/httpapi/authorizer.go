@@ -42,6 +42,8 @@ type Authorizer struct {
 	Slide IdleSlider
 	Now   func() time.Time
 	Log   *slog.Logger
+	// DenyDegraded refuses these routes to local and cached sessions.
+	DenyDegraded DegradedRoutes
 }
 
 // Handle authorises one request.
@@ -65,6 +67,10 @@ func (a *Authorizer) Handle(ctx context.Context, req events.APIGatewayV2CustomAu
 		// their session is gone.
 		a.log().ErrorContext(ctx, "authorizer: session store unavailable", "err", err)
 		return deny, fmt.Errorf("session store unavailable")
+	}
+	if a.DenyDegraded.Denies(req, rec) {
+		a.log().InfoContext(ctx, "authorizer: route denied to a degraded session", "route", req.RouteKey, "auth_mode", rec.AuthMode, "session", rec.ID)
+		return deny, nil
 	}
 	if a.Slide != nil {
 		if _, err := a.Slide.Touch(ctx, rec.ID, now); err != nil {

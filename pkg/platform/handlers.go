@@ -39,7 +39,8 @@ func (rt *Runtime) SessionHandlers() *httpapi.SessionHandlers {
 // only reads (its IAM role can do nothing else: infra/functions.go), so it
 // does not slide idle expiry.
 func (rt *Runtime) Authorizer() *httpapi.Authorizer {
-	return &httpapi.Authorizer{Store: rt.Sessions, Log: rt.Log}
+	return &httpapi.Authorizer{Store: rt.Sessions, Log: rt.Log,
+		DenyDegraded: httpapi.NewDegradedRoutes(rt.Config.Authorizer.DenyDegradedRoutes)}
 }
 
 // SessionRoutes are served by functions/sessions.
