@@ -78,14 +78,29 @@ type Function struct {
 	// Breaker: runs the fleet-wide breaker, so it may win a transition:
 	// publish the alert and pause or resume the worker's event source.
 	Breaker bool
+	// EnsuresMapping: the scheduled safety net that reads the worker's
+	// mapping and re-enables one left paused under a closed breaker.
+	EnsuresMapping bool
 	// ConsumesSyncQueue: the SQS FIFO event source with partial batch failures.
 	ConsumesSyncQueue bool
 	// Schedule is an EventBridge schedule expression ("rate(5 minutes)").
 	Schedule string
 }
 
-// cleanupSchedule is cleanup.schedule_minutes as EventBridge wants it.
-var cleanupSchedule = fmt.Sprintf("rate(%d minutes)", config.Default().Cleanup.ScheduleMinutes)
+// The schedules, from their config defaults (cleanup.schedule_minutes,
+// pull.schedule_minutes).
+var (
+	cleanupSchedule = rate(config.Default().Cleanup.ScheduleMinutes)
+	pullSchedule    = rate(config.Default().Pull.ScheduleMinutes)
+)
+
+// rate is an EventBridge rate expression (singular for 1: "rate(1 minute)").
+func rate(minutes int) string {
+	if minutes == 1 {
+		return "rate(1 minute)"
+	}
+	return fmt.Sprintf("rate(%d minutes)", minutes)
+}
 
 // workerName is the sync worker's function name. It is fixed (not
 // generated) so every breaker-running function, the worker included, can
@@ -156,7 +171,17 @@ var Functions = []Function{
 		Description: "Scheduled maintenance: refresh expiring tokens, purge expired items, re-queue unsynced users, metrics",
 		Tables: map[string]Access{"USERS": Read, "SESSIONS": Query | BatchWriteItem,
 			"TOKENS": Query | PutItem | DeleteItem, "BREAKER": BreakerItem, "JOURNAL": Query | PutItem | DeleteItem},
-		Keycloak: true, SendSync: true, QueueDepth: true, TokenKey: true, Breaker: true,
+		Keycloak: true, SendSync: true, QueueDepth: true, TokenKey: true, Breaker: true, EnsuresMapping: true,
 		Schedule: cleanupSchedule,
+	}, {
+		// Keycloak's decisions (disable, delete, reset, required actions)
+		// reach the local store; its cursors are items of the breaker table.
+		// One run per minute; the timeout keeps a run inside its minute.
+		Name: "pull", LogicalID: "PullFunction", MemoryMB: 256, TimeoutSec: 60,
+		Description: "Scheduled pull of Keycloak's admin and user events into the local store",
+		Tables: map[string]Access{"USERS": Read | UpdateItem | DeleteItem, "SESSIONS": Query | UpdateItem,
+			"BREAKER": GetItem | UpdateItem},
+		Keycloak: true,
+		Schedule: pullSchedule,
 	},
 }

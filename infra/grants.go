@@ -106,7 +106,7 @@ func statementsOf(f Function, g grantTargets) []awsiam.PolicyStatement {
 			awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 				// Pause and resume the worker's mapping, and no other.
 				Sid:     jsii.String("PauseSyncWorker"),
-				Actions: jsii.Strings("lambda:UpdateEventSourceMapping"),
+				Actions: jsii.Strings(mappingActions(f)...),
 				Resources: &[]*string{awscdk.Fn_Sub(jsii.String(
 					"arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:event-source-mapping:*"), nil)},
 				Conditions: &map[string]any{"StringEquals": map[string]any{"lambda:FunctionArn": workerARN()}},
@@ -118,6 +118,14 @@ func statementsOf(f Function, g grantTargets) []awsiam.PolicyStatement {
 		}
 	}
 	return out
+}
+
+// mappingActions are what f may do to the worker's event source mapping.
+func mappingActions(f Function) []string {
+	if f.EnsuresMapping {
+		return []string{"lambda:UpdateEventSourceMapping", "lambda:GetEventSourceMapping"}
+	}
+	return []string{"lambda:UpdateEventSourceMapping"}
 }
 
 // envOf is pkg/config's variables for one function: what every function

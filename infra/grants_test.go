@@ -98,7 +98,17 @@ var mayDo = map[string]map[string]string{
 		"TokenKey":              "kms:GenerateDataKey kms:Decrypt",
 		"AlertsTopic":           "sns:Publish",
 		"AlertsKey":             "kms:GenerateDataKey kms:Decrypt",
-		workerMappings:          "lambda:UpdateEventSourceMapping",
+		workerMappings:          "lambda:UpdateEventSourceMapping lambda:GetEventSourceMapping",
+	},
+	// Applies what Keycloak decided: user state, deletions, and the end of
+	// a disabled or deleted user's sessions. BreakerTable: its cursors.
+	"pull": {
+		"UsersTable":            ddb("GetItem Query UpdateItem DeleteItem"),
+		"UsersTable/index/*":    ddb("GetItem Query UpdateItem DeleteItem"),
+		"SessionsTable":         ddb("Query UpdateItem"),
+		"SessionsTable/index/*": ddb("Query UpdateItem"),
+		"BreakerTable":          ddb("GetItem UpdateItem"),
+		"secret":                "secretsmanager:GetSecretValue",
 	},
 }
 
