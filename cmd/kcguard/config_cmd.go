@@ -25,7 +25,9 @@ func newConfigCmd(e *env) *cobra.Command {
 settings in range; Keycloak reachable; per package, the realm and client exist
 and the client's service account can list users; every table exists with the
 right keys, indexes and TTL attribute; the sync queue and its dead-letter
-queue exist, are FIFO and are linked; the token-encryption KMS key exists.`,
+queue exist, are FIFO and are linked; the token-encryption KMS key exists;
+per package, the realm records the admin events (with details) and the user
+password events 'sync pull' reads.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return e.runValidate(cmd.Context())
@@ -36,7 +38,10 @@ queue exist, are FIFO and are linked; the token-encryption KMS key exists.`,
 		Short: "Create missing tables, queues and the KMS key alias, then validate (never deletes)",
 		Long: `fix creates what validate would find missing: DynamoDB tables (with their
 indexes and TTL), the SQS FIFO sync queue with its FIFO dead-letter queue, and
-the KMS key alias for token encryption. It never deletes or recreates anything;
+the KMS key alias for token encryption, and turns on each realm's admin events
+(with details) and password user events for 'sync pull' (PUT
+/admin/realms/{realm}/events/config; other event settings are kept). It never
+deletes or recreates anything;
 a resource with the wrong shape is reported, not changed. Keycloak realms are
 not created: they belong to the Keycloak operators.`,
 		Args: cobra.NoArgs,
@@ -73,7 +78,13 @@ func (e *env) runValidate(ctx context.Context) error {
 		settings.Detail = fmt.Sprintf("%d packages, resilience in range", len(cfg.Keycloak.Packages))
 	}
 	checks = append(checks, settings)
-	checks = append(checks, provision.CheckKeycloak(ctx, cfg)...)
+	kcChecks := provision.CheckKeycloak(ctx, cfg)
+	checks = append(checks, kcChecks...)
+	if len(kcChecks) > 0 && kcChecks[0].OK { // reachable
+		if kc, err := platform.KeycloakClient(cfg, e.log); err == nil {
+			checks = append(checks, provision.CheckEvents(ctx, kc, cfg)...)
+		}
+	}
 	awsCfg, err := e.awsConfig(ctx)
 	if err != nil {
 		checks = append(checks, provision.Check{Name: "aws", Detail: err.Error()})
@@ -133,5 +144,18 @@ func (e *env) runFix(ctx context.Context) error {
 		return err
 	}
 	e.printf("• kms key %s: %s\n", res.KMSKeyID, did)
+	kc, err := platform.KeycloakClient(cfg, e.log)
+	if err != nil {
+		return err
+	}
+	for _, name := range cfg.PackageNames() {
+		did, err := provision.FixEvents(ctx, kc, name)
+		if err != nil {
+			// Reported, not fatal: validate names what the realm lacks.
+			e.printf("✗ events of package %s: %v\n", name, err)
+			continue
+		}
+		e.printf("• events of package %s: %s\n", name, did)
+	}
 	return nil
 }

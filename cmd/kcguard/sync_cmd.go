@@ -97,6 +97,7 @@ func newSyncCmd(e *env) *cobra.Command {
 			}),
 		reconcile,
 		cleanup,
+		newSyncPullCmd(e),
 	)
 	return cmd
 }

@@ -138,8 +138,21 @@ type User struct {
 // test ends.
 func (e *Env) NewUser(t testing.TB, pkg string) User {
 	t.Helper()
+	return e.NewUserNamed(t, pkg, "it-user")
+}
+
+// NewUserPrefixed is NewUserNamed (the pull branch's name for it).
+func (e *Env) NewUserPrefixed(t testing.TB, pkg, prefix string) User {
+	t.Helper()
+	return e.NewUserNamed(t, pkg, prefix)
+}
+
+// NewUserNamed is NewUser with a name prefix of the test's own (Keycloak
+// is shared: a prefix tells whose users these are).
+func (e *Env) NewUserNamed(t testing.TB, pkg, prefix string) User {
+	t.Helper()
 	ctx := context.Background()
-	u := User{Package: pkg, Name: testenv.Unique("it-user"), Password: testenv.Unique("Pw-for-tests")}
+	u := User{Package: pkg, Name: testenv.Unique(prefix), Password: testenv.Unique("Pw-for-tests")}
 	h, err := platform.Hasher(e.Config)
 	if err != nil {
 		t.Fatal(err)

@@ -518,7 +518,7 @@ func (b *Breaker) trip(ctx context.Context, rec Record) {
 	now := b.s.Now()
 	next := Record{
 		State: StateOpen, Generation: rec.Generation + 1, Since: now,
-		OpenUntil: now.Add(b.s.Cooldown), Failures: rec.Failures,
+		OpenUntil: now.Add(b.s.Cooldown), Failures: rec.Failures, OpenedAt: now,
 		Reason: fmt.Sprintf("%d consecutive failures", rec.Failures),
 	}
 	switch err := b.store.Swap(ctx, b.s.Name, rec.Generation, next); {
@@ -558,7 +558,7 @@ func (b *Breaker) tryProbe(ctx context.Context, rec Record) (func(error), error)
 	}
 	lease := Record{
 		State: StateHalfOpen, Generation: rec.Generation + 1, Since: now,
-		OpenUntil: rec.OpenUntil, Reopens: rec.Reopens,
+		OpenUntil: rec.OpenUntil, Reopens: rec.Reopens, OpenedAt: rec.OpenedAt,
 		LeaseUntil: now.Add(b.s.ProbeLease), LeaseHolder: b.s.Instance, Reason: reason,
 	}
 	sctx, cancel := b.storeCtx(ctx)
@@ -591,12 +591,13 @@ func (b *Breaker) doneProbe(ctx context.Context, lease Record, callErr error) {
 	now := b.s.Now()
 	var next Record
 	if b.successful(callErr) {
-		next = Record{State: StateClosed, Generation: lease.Generation + 1, Since: now, Reason: "probe succeeded"}
+		next = Record{State: StateClosed, Generation: lease.Generation + 1, Since: now, Reason: "probe succeeded",
+			OpenedAt: lease.OpenedAt, Reopens: 0}
 	} else {
 		n := lease.Reopens + 1
 		next = Record{
 			State: StateOpen, Generation: lease.Generation + 1, Since: now,
-			OpenUntil: now.Add(b.backoff(n)), Reopens: n,
+			OpenUntil: now.Add(b.backoff(n)), Reopens: n, OpenedAt: lease.OpenedAt,
 			Reason: fmt.Sprintf("probe failed (%d in a row)", n),
 		}
 	}
@@ -633,7 +634,8 @@ func (b *Breaker) emit(ctx context.Context, from State, rec Record) {
 	if from == rec.State {
 		return
 	}
-	ev := Event{Breaker: b.s.Name, From: from, To: rec.State, Generation: rec.Generation, At: rec.Since, Reason: rec.Reason}
+	ev := Event{Breaker: b.s.Name, From: from, To: rec.State, Generation: rec.Generation, At: rec.Since, Reason: rec.Reason,
+		Failures: rec.Failures, OpenedAt: rec.OpenedAt, NextProbe: nextProbe(rec)}
 	b.log.LogAttrs(ctx, levelOf(rec.State), "breaker "+string(rec.State),
 		slog.String("from", string(from)), slog.Uint64("generation", rec.Generation),
 		slog.String("reason", rec.Reason), slog.Time("next_probe", nextProbe(rec)))

@@ -26,13 +26,38 @@ type Config struct {
 	Tables   Tables   `yaml:"tables"`
 	Sync     Sync     `yaml:"sync"`
 	// KMSKeyID encrypts cached Keycloak tokens at rest (key id, ARN or alias).
-	KMSKeyID string   `yaml:"kms_key_id" env:"KCGUARD_KMS_KEY_ID"`
-	Lockout  Lockout  `yaml:"lockout"`
-	Password Password `yaml:"password"`
-	Sessions Sessions `yaml:"sessions"`
-	Cleanup  Cleanup  `yaml:"cleanup"`
-	API      API      `yaml:"api"`
-	Log      Log      `yaml:"log"`
+	KMSKeyID   string     `yaml:"kms_key_id" env:"KCGUARD_KMS_KEY_ID"`
+	Lockout    Lockout    `yaml:"lockout"`
+	Password   Password   `yaml:"password"`
+	Sessions   Sessions   `yaml:"sessions"`
+	Cleanup    Cleanup    `yaml:"cleanup"`
+	API        API        `yaml:"api"`
+	Log        Log        `yaml:"log"`
+	Alerts     Alerts     `yaml:"alerts"`
+	AWS        AWS        `yaml:"aws"`
+	Pull       Pull       `yaml:"pull"`
+	Authorizer Authorizer `yaml:"authorizer"`
+}
+
+// Alerts is where operators hear about breaker transitions.
+type Alerts struct {
+	// TopicARN is the SNS topic the winner of each breaker transition
+	// publishes to (opened, closed). Empty: transitions are only logged.
+	TopicARN string `yaml:"topic_arn" env:"KCGUARD_ALERTS_TOPIC_ARN"`
+}
+
+// AWS bounds every AWS SDK call (DynamoDB, SQS, KMS, SNS, Secrets Manager,
+// Lambda), so a brownout answers 503 instead of hanging the request.
+type AWS struct {
+	// AttemptTimeout bounds one HTTP attempt of an SDK call. Default 2s.
+	AttemptTimeout time.Duration `yaml:"attempt_timeout" env:"KCGUARD_AWS_ATTEMPT_TIMEOUT"`
+	// CallBudget bounds one SDK call with all its retries. Default 4s:
+	// a login makes a handful of calls in sequence, and the first one
+	// that runs out ends the request, well inside API Gateway's 30s.
+	CallBudget time.Duration `yaml:"call_budget" env:"KCGUARD_AWS_CALL_BUDGET"`
+	// MaxAttempts is the SDK's attempts per call (1 = no retry). Default 3;
+	// CallBudget cuts retries short whatever this is.
+	MaxAttempts int `yaml:"max_attempts" env:"KCGUARD_AWS_MAX_ATTEMPTS"`
 }
 
 // Keycloak is where the second authentication tier lives.
@@ -115,6 +140,17 @@ type Sync struct {
 	// local change being synced: "local_wins" (default) imports the local
 	// hash anyway; "keycloak_wins" skips it and records the drift.
 	ConflictPolicy string `yaml:"conflict_policy" env:"KCGUARD_SYNC_CONFLICT_POLICY"`
+	// WorkerFunction is the sync worker's Lambda function name (or ARN).
+	// With it, the instance that opens the breaker disables the worker's
+	// SQS event source mapping and the one that closes it enables it, so no
+	// queued change burns a receive during an outage. Empty: no mapping to
+	// control (local: `kcguard sync run` pauses by itself).
+	WorkerFunction string `yaml:"worker_function" env:"KCGUARD_SYNC_WORKER_FUNCTION"`
+	// EventSourceMapping is the mapping's UUID, if known. Empty: it is
+	// found by ListEventSourceMappings(worker_function, queue ARN); the
+	// worker cannot be given its own mapping's UUID without a
+	// CloudFormation cycle, the other functions can.
+	EventSourceMapping string `yaml:"event_source_mapping" env:"KCGUARD_SYNC_EVENT_SOURCE_MAPPING"`
 }
 
 // Lockout is the offline brute-force protection of the local tier.
@@ -176,6 +212,31 @@ type API struct {
 	AdminKey string `yaml:"admin_key" env:"KCGUARD_ADMIN_KEY"`
 }
 
+// Pull is `kcguard sync pull` and the scheduled functions/pull: Keycloak's
+// admin and user events applied to the local store.
+type Pull struct {
+	// ScheduleMinutes is how often the pull is scheduled (EventBridge
+	// rate). Default 1: a disable in Keycloak reaches kcguard within the
+	// schedule plus one pull.
+	ScheduleMinutes int `yaml:"schedule_minutes" env:"KCGUARD_PULL_SCHEDULE_MINUTES"`
+	// MaxGap is the oldest cursor events are trusted for; an older one
+	// (missed runs, expired events) makes the run compare every user page
+	// by page. Keep it below the realm's events expiration. Default 1h.
+	MaxGap time.Duration `yaml:"max_gap" env:"KCGUARD_PULL_MAX_GAP"`
+	// CompareEvery forces a full compare this often. Default 24h.
+	CompareEvery time.Duration `yaml:"compare_every" env:"KCGUARD_PULL_COMPARE_EVERY"`
+	// PageSize of Keycloak event and user pages. Default 100.
+	PageSize int `yaml:"page_size" env:"KCGUARD_PULL_PAGE_SIZE"`
+}
+
+// Authorizer is the API Gateway Lambda authorizer for downstream APIs.
+type Authorizer struct {
+	// DenyDegradedRoutes are route keys ("POST /payments", as API Gateway
+	// sends them in routeKey) refused to sessions made without Keycloak
+	// (auth_mode local or cached). Empty: every route allows them.
+	DenyDegradedRoutes []string `yaml:"deny_degraded_routes" env:"KCGUARD_AUTHORIZER_DENY_DEGRADED_ROUTES"`
+}
+
 // Log configures slog.
 type Log struct {
 	Level  string `yaml:"level" env:"KCGUARD_LOG_LEVEL"`
@@ -207,6 +268,7 @@ func Default() Config {
 			Audit:    "kcguard-audit",
 			Journal:  "kcguard-sync-journal",
 		},
+		Pull: Pull{ScheduleMinutes: 1, MaxGap: time.Hour, CompareEvery: 24 * time.Hour, PageSize: 100},
 		Sync: Sync{
 			Queue:                    "kcguard-sync.fifo",
 			DLQ:                      "kcguard-sync-dlq.fifo",
@@ -223,6 +285,7 @@ func Default() Config {
 			DeleteLimit: 5000, ReconcileLimit: 500, StepTimeout: time.Minute, TimeBudget: 4 * time.Minute},
 		API: API{Addr: "127.0.0.1:3000", MaxBodyBytes: 8 << 10},
 		Log: Log{Level: "info", Format: "json"},
+		AWS: AWS{AttemptTimeout: 2 * time.Second, CallBudget: 4 * time.Second, MaxAttempts: 3},
 	}
 }
 
@@ -395,6 +458,23 @@ func (c Config) Validate() error {
 		add("cleanup.step_timeout (%s) must be positive and not above cleanup.time_budget (%s), which must not exceed 14m (Lambda stops at 15m)",
 			cl.StepTimeout, cl.TimeBudget)
 	}
+	if c.Pull.ScheduleMinutes < 1 || c.Pull.ScheduleMinutes > 60 {
+		add("pull.schedule_minutes = %d, must be between 1 and 60", c.Pull.ScheduleMinutes)
+	}
+	if c.Pull.MaxGap < 2*time.Duration(c.Pull.ScheduleMinutes)*time.Minute || c.Pull.MaxGap > 30*24*time.Hour {
+		add("pull.max_gap %s must be at least twice pull.schedule_minutes and at most 720h", c.Pull.MaxGap)
+	}
+	if c.Pull.CompareEvery < c.Pull.MaxGap {
+		add("pull.compare_every %s must not be below pull.max_gap %s", c.Pull.CompareEvery, c.Pull.MaxGap)
+	}
+	if c.Pull.PageSize < 1 || c.Pull.PageSize > 1000 {
+		add("pull.page_size = %d, must be between 1 and 1000", c.Pull.PageSize)
+	}
+	for _, r := range c.Authorizer.DenyDegradedRoutes {
+		if method, path, ok := strings.Cut(r, " "); !ok || method == "" || !strings.HasPrefix(path, "/") {
+			add("authorizer.deny_degraded_routes: %q is not a route key like \"POST /payments\"", r)
+		}
+	}
 	if c.API.MaxBodyBytes < 256 || c.API.MaxBodyBytes > 1<<20 {
 		add("api.max_body_bytes = %d, must be between 256 and 1048576", c.API.MaxBodyBytes)
 	}
@@ -402,6 +482,16 @@ func (c Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		add("log.level %q must be debug, info, warn or error", c.Log.Level)
+	}
+	if c.AWS.AttemptTimeout <= 0 || c.AWS.CallBudget < c.AWS.AttemptTimeout || c.AWS.CallBudget > 25*time.Second {
+		add("aws.attempt_timeout (%s) must be positive and not above aws.call_budget (%s), which must not exceed 25s (API Gateway answers 504 at 30s)",
+			c.AWS.AttemptTimeout, c.AWS.CallBudget)
+	}
+	if c.AWS.MaxAttempts < 1 || c.AWS.MaxAttempts > 10 {
+		add("aws.max_attempts = %d, must be between 1 and 10", c.AWS.MaxAttempts)
+	}
+	if a := c.Alerts.TopicARN; a != "" && !strings.HasPrefix(a, "arn:") {
+		add("alerts.topic_arn %q is not an ARN", a)
 	}
 	if c.Log.Format != "json" && c.Log.Format != "text" {
 		add("log.format %q must be json or text", c.Log.Format)

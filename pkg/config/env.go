@@ -5,6 +5,7 @@ import (
 	"io"
 	"reflect"
 	"strconv"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -71,6 +72,18 @@ func setFromString(fv reflect.Value, raw string) error {
 			return fmt.Errorf("not true or false")
 		}
 		fv.SetBool(b)
+	case fv.Kind() == reflect.Slice && fv.Type().Elem().Kind() == reflect.String:
+		// A JSON/YAML list, or items separated by commas.
+		var items []string
+		if err := yaml.Unmarshal([]byte(raw), &items); err != nil {
+			items = nil
+			for _, it := range strings.Split(raw, ",") {
+				if it = strings.TrimSpace(it); it != "" {
+					items = append(items, it)
+				}
+			}
+		}
+		fv.Set(reflect.ValueOf(items))
 	case fv.Kind() == reflect.Map:
 		m := reflect.New(fv.Type())
 		if err := yaml.Unmarshal([]byte(raw), m.Interface()); err != nil {

@@ -428,6 +428,9 @@ type User struct {
 	EmailVerified bool
 	Attributes    map[string][]string
 	CreatedAt     time.Time
+	// RequiredActions are what Keycloak makes the user do before its next
+	// login (VERIFY_EMAIL, UPDATE_PASSWORD, ...).
+	RequiredActions []string
 }
 
 func fromGocloak(u *gocloak.User) User {
@@ -438,6 +441,9 @@ func fromGocloak(u *gocloak.User) User {
 	}
 	if u.Attributes != nil {
 		out.Attributes = *u.Attributes
+	}
+	if u.RequiredActions != nil {
+		out.RequiredActions = *u.RequiredActions
 	}
 	if u.CreatedTimestamp != nil {
 		out.CreatedAt = time.UnixMilli(*u.CreatedTimestamp)

@@ -35,9 +35,12 @@ func (rt *Runtime) SessionHandlers() *httpapi.SessionHandlers {
 		AdminKey: rt.Config.API.AdminKey, Log: rt.Log}
 }
 
-// Authorizer is the API Gateway Lambda authorizer for downstream APIs.
+// Authorizer is the API Gateway Lambda authorizer for downstream APIs. It
+// only reads (its IAM role can do nothing else: infra/functions.go), so it
+// does not slide idle expiry.
 func (rt *Runtime) Authorizer() *httpapi.Authorizer {
-	return &httpapi.Authorizer{Store: rt.Sessions, Log: rt.Log}
+	return &httpapi.Authorizer{Store: rt.Sessions, Log: rt.Log,
+		DenyDegraded: httpapi.NewDegradedRoutes(rt.Config.Authorizer.DenyDegradedRoutes)}
 }
 
 // SessionRoutes are served by functions/sessions.

@@ -79,15 +79,8 @@ func Build(ctx context.Context, cfg config.Config, awsCfg aws.Config, log *slog.
 	rt.DynamoDB = dynamodb.NewFromConfig(awsCfg, ddbOpts...)
 	rt.SQS = sqs.NewFromConfig(awsCfg)
 
-	realms := map[string]keycloak.Realm{}
-	for name, p := range cfg.Keycloak.Packages {
-		realms[name] = keycloak.Realm{Realm: p.Realm, ClientID: p.ClientID, ClientSecret: p.ClientSecret}
-	}
-	if rt.Keycloak, err = keycloak.New(keycloak.Options{
-		BaseURL: cfg.Keycloak.URL, Packages: realms, RequestTimeout: cfg.Keycloak.Timeout,
-		AdminTimeout: cfg.Keycloak.AdminTimeout, Logger: log,
-	}); err != nil {
-		return nil, fmt.Errorf("keycloak client: %w", err)
+	if rt.Keycloak, err = KeycloakClient(cfg, log); err != nil {
+		return nil, err
 	}
 	rt.Breaker = breaker.New(breaker.NewDynamoStore(dynamodb.NewFromConfig(awsCfg), cfg.Tables.Breaker), BreakerSettings(cfg, log))
 	rt.Users = users.NewDynamo(rt.DynamoDB, cfg.Tables.Users)
@@ -120,6 +113,22 @@ func Build(ctx context.Context, cfg config.Config, awsCfg aws.Config, log *slog.
 		return nil, err
 	}
 	return rt, nil
+}
+
+// KeycloakClient builds the Keycloak adapter for every configured package.
+func KeycloakClient(cfg config.Config, log *slog.Logger) (*keycloak.Client, error) {
+	realms := map[string]keycloak.Realm{}
+	for name, p := range cfg.Keycloak.Packages {
+		realms[name] = keycloak.Realm{Realm: p.Realm, ClientID: p.ClientID, ClientSecret: p.ClientSecret}
+	}
+	kc, err := keycloak.New(keycloak.Options{
+		BaseURL: cfg.Keycloak.URL, Packages: realms, RequestTimeout: cfg.Keycloak.Timeout,
+		AdminTimeout: cfg.Keycloak.AdminTimeout, Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("keycloak client: %w", err)
+	}
+	return kc, nil
 }
 
 // AuthSettings maps the configuration onto the login and password flows.

@@ -153,6 +153,10 @@ func (a *Applier) Sync(ctx context.Context, j Job) (Report, error) {
 			return Report{}, err
 		}
 	}
+	if u, err = a.settle(ctx, j.Type, u, id); err != nil {
+		return Report{}, err
+	}
+	rep.Version = u.Version
 	if _, err := a.Users.MarkSynced(ctx, key, u.Version); err != nil {
 		return Report{}, fmt.Errorf("mark %s synced at version %d: %w", key, u.Version, err)
 	}
@@ -160,6 +164,54 @@ func (a *Applier) Sync(ctx context.Context, j Job) (Report, error) {
 		"job", j.ID, "job_version", j.Version, "applied_version", u.Version, "keycloak_id", id,
 		"created", rep.Created, "conflict", string(rep.Conflict))
 	return rep, nil
+}
+
+// maxSettle bounds the re-imports of one Sync while the user keeps
+// changing; past it the job fails and is retried later.
+const maxSettle = 3
+
+// ErrStillChanging: the user's local version kept moving under a sync.
+var ErrStillChanging = errors.New("user kept changing during the sync")
+
+// settle makes sure the import of u is not older than the user's current
+// local version before it is marked synced (issue 11, finding 2). Two syncs
+// of one user may overlap (a direct sync during a password change, a queued
+// job, a retry, a redrive): the older one reads v2, the newer reads v3 and
+// imports it, then the older import lands last and Keycloak holds v2. So
+// after importing, read the user again: only a read made after this sync's
+// last import that still shows the imported version lets it be marked
+// synced. Otherwise the newer state is imported too, and checked again. A
+// sync whose import landed early is harmless: any sync that started later
+// imports after it.
+func (a *Applier) settle(ctx context.Context, t Type, u users.User, id string) (users.User, error) {
+	if t != SetPassword && t != ProvisionUser {
+		return u, nil
+	}
+	for i := 0; ; i++ {
+		cur, err := a.Users.Get(ctx, u.Key())
+		if errors.Is(err, users.ErrNotFound) {
+			return u, nil // deleted meanwhile: MarkSynced finds nothing to mark
+		}
+		if err != nil {
+			return u, fmt.Errorf("re-read %s after import: %w", u.Key(), err)
+		}
+		if cur.Version == u.Version {
+			return u, nil
+		}
+		if i == maxSettle {
+			return u, fmt.Errorf("%w: %s at version %d after %d imports", ErrStillChanging, u.Key(), cur.Version, i+1)
+		}
+		hash, err := credential.ParseHash(cur.Hash.SecretData, cur.Hash.CredentialData)
+		if err != nil {
+			return u, fmt.Errorf("%w: local hash of %s: %v", ErrMalformed, u.Key(), err)
+		}
+		a.logger().InfoContext(ctx, "user changed during sync; importing the newer version", "event", "sync_resettle",
+			"package", u.Package, "username", u.Username, "imported_version", u.Version, "current_version", cur.Version)
+		if err := a.Keycloak.ImportPasswordHash(ctx, cur.Package, id, hash); err != nil {
+			return u, err
+		}
+		u = cur
+	}
 }
 
 // conflict reports which policy applies when Keycloak's password credential

@@ -87,6 +87,9 @@ type userItem struct {
 	CreatedAt         string            `dynamodbav:"created_at,omitempty"`
 	UpdatedAt         string            `dynamodbav:"updated_at,omitempty"`
 	PasswordChangedAt string            `dynamodbav:"password_changed_at,omitempty"`
+	HashStale         bool              `dynamodbav:"hash_stale,omitempty"`
+	RequiredActions   []string          `dynamodbav:"required_actions,omitempty"`
+	ConfirmedAt       string            `dynamodbav:"keycloak_confirmed_at,omitempty"`
 }
 
 type lockoutItem struct {
@@ -103,6 +106,7 @@ func toItem(u User) userItem {
 		HashAlgorithm: u.Hash.Algorithm, SecretData: u.Hash.SecretData, CredentialData: u.Hash.CredentialData,
 		Version: u.Version, SyncedVersion: u.KeycloakSyncedVersion, KeycloakID: u.KeycloakID,
 		CreatedAt: ddbitem.Time(u.CreatedAt), UpdatedAt: ddbitem.Time(u.UpdatedAt), PasswordChangedAt: ddbitem.Time(u.PasswordChangedAt),
+		HashStale: u.HashStale, RequiredActions: u.RequiredActions, ConfirmedAt: ddbitem.Time(u.KeycloakConfirmedAt),
 	}
 	if u.Unsynced() {
 		it.UnsyncedPkg = u.Package
@@ -119,6 +123,10 @@ func fromItem(av map[string]types.AttributeValue) (User, error) {
 		Package: it.Pkg, Username: it.Username, Email: it.Email, Attributes: it.Attributes, Enabled: it.Enabled,
 		Hash:    Hash{Algorithm: it.HashAlgorithm, SecretData: it.SecretData, CredentialData: it.CredentialData},
 		Version: it.Version, KeycloakSyncedVersion: it.SyncedVersion, KeycloakID: it.KeycloakID,
+		HashStale: it.HashStale, RequiredActions: it.RequiredActions,
+	}
+	if len(u.RequiredActions) == 0 {
+		u.RequiredActions = nil
 	}
 	if len(u.Attributes) == 0 {
 		u.Attributes = nil
@@ -126,7 +134,9 @@ func fromItem(av map[string]types.AttributeValue) (User, error) {
 	var err error
 	if u.CreatedAt, err = ddbitem.ParseTime(it.CreatedAt); err == nil {
 		if u.UpdatedAt, err = ddbitem.ParseTime(it.UpdatedAt); err == nil {
-			u.PasswordChangedAt, err = ddbitem.ParseTime(it.PasswordChangedAt)
+			if u.PasswordChangedAt, err = ddbitem.ParseTime(it.PasswordChangedAt); err == nil {
+				u.KeycloakConfirmedAt, err = ddbitem.ParseTime(it.ConfirmedAt)
+			}
 		}
 	}
 	return u, err
@@ -374,6 +384,46 @@ func (d *Dynamo) SetKeycloakID(ctx context.Context, key Key, id string) error {
 		return fmt.Errorf("set keycloak id %s: %w", key, err)
 	}
 	return nil
+}
+
+// RecordKeycloakState costs one conditional UpdateItem (plus a GetItem on
+// a failed condition, to say why).
+func (d *Dynamo) RecordKeycloakState(ctx context.Context, key Key, expected int64, st KeycloakState) (User, error) {
+	key, err := key.normalize()
+	if err != nil {
+		return User{}, err
+	}
+	vals := map[string]types.AttributeValue{
+		":ev": n(expected), ":en": &types.AttributeValueMemberBOOL{Value: st.Enabled},
+		":stale": &types.AttributeValueMemberBOOL{Value: st.HashStale}, ":at": s(ddbitem.Time(st.ConfirmedAt)),
+	}
+	set := "enabled = :en, hash_stale = :stale, keycloak_confirmed_at = :at"
+	expr := "SET " + set + " REMOVE required_actions"
+	if len(st.RequiredActions) > 0 {
+		av, err := attributevalue.Marshal(st.RequiredActions)
+		if err != nil {
+			return User{}, fmt.Errorf("encode required actions: %w", err)
+		}
+		vals[":ra"] = av
+		expr = "SET " + set + ", required_actions = :ra"
+	}
+	out, err := d.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: &d.table, Key: d.itemKey(key, skUser),
+		UpdateExpression:          aws.String(expr),
+		ConditionExpression:       aws.String("attribute_exists(pk) AND version = :ev"),
+		ExpressionAttributeValues: vals,
+		ReturnValues:              types.ReturnValueAllNew,
+	})
+	if ddbitem.ConditionFailed(err) {
+		if _, gerr := d.Get(ctx, key); gerr != nil {
+			return User{}, gerr
+		}
+		return User{}, fmt.Errorf("record keycloak state %s: expected version %d: %w", key, expected, ErrVersionConflict)
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("record keycloak state %s: %w", key, err)
+	}
+	return fromItem(out.Attributes)
 }
 
 // Delete costs one DeleteItem.

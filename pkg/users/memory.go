@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -31,6 +32,7 @@ func NewMemory(opts ...Option) *Memory {
 
 func clone(u User) User {
 	u.Attributes = maps.Clone(u.Attributes)
+	u.RequiredActions = slices.Clone(u.RequiredActions)
 	return u
 }
 
@@ -153,6 +155,26 @@ func (m *Memory) SetKeycloakID(_ context.Context, key Key, id string) error {
 	u.KeycloakID = id
 	m.users[key.String()] = u
 	return nil
+}
+
+func (m *Memory) RecordKeycloakState(_ context.Context, key Key, expected int64, st KeycloakState) (User, error) {
+	key, err := key.normalize()
+	if err != nil {
+		return User{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u, ok := m.users[key.String()]
+	switch {
+	case !ok:
+		return User{}, fmt.Errorf("record keycloak state %s: %w", key, ErrNotFound)
+	case u.Version != expected:
+		return User{}, fmt.Errorf("record keycloak state %s: have version %d, expected %d: %w", key, u.Version, expected, ErrVersionConflict)
+	}
+	u = clone(u)
+	st.apply(&u)
+	m.users[key.String()] = u
+	return clone(u), nil
 }
 
 func (m *Memory) Delete(_ context.Context, key Key) error {

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 )
@@ -110,6 +111,13 @@ type User struct {
 	// KeycloakID is Keycloak's user id once known.
 	KeycloakID string
 
+	// What Keycloak decided, as a login or `sync pull` last saw it. These
+	// are Keycloak's facts, not kcguard changes: recording them never
+	// raises Version, so they are never synced back.
+	HashStale           bool      // Keycloak reset the password: no offline login with this hash
+	RequiredActions     []string  // Keycloak's required actions last seen
+	KeycloakConfirmedAt time.Time // last Keycloak-confirmed state (login, sync, pull)
+
 	CreatedAt         time.Time
 	UpdatedAt         time.Time
 	PasswordChangedAt time.Time
@@ -145,6 +153,23 @@ type Profile struct {
 	Email      string
 	Attributes map[string]string
 	Enabled    bool
+}
+
+// KeycloakState is Keycloak's side of a user, as `sync pull` found it.
+type KeycloakState struct {
+	Enabled         bool
+	HashStale       bool
+	RequiredActions []string
+	ConfirmedAt     time.Time
+}
+
+func (st KeycloakState) apply(u *User) {
+	u.Enabled, u.HashStale = st.Enabled, st.HashStale
+	u.RequiredActions = slices.Clone(st.RequiredActions)
+	if len(u.RequiredActions) == 0 {
+		u.RequiredActions = nil
+	}
+	u.KeycloakConfirmedAt = utc(st.ConfirmedAt)
 }
 
 // Filter selects users in List. The zero Filter matches every user.
@@ -204,6 +229,11 @@ type Store interface {
 	// SetKeycloakID records Keycloak's id; it is bookkeeping, not a change,
 	// so Version stays.
 	SetKeycloakID(ctx context.Context, key Key, id string) error
+	// RecordKeycloakState stores what Keycloak decided about the user
+	// (enabled, stale hash, required actions, when it was confirmed) if the
+	// stored Version is still expectedVersion (else ErrVersionConflict).
+	// Version and the sync state do not move.
+	RecordKeycloakState(ctx context.Context, key Key, expectedVersion int64, st KeycloakState) (User, error)
 	// Delete removes the user (ErrNotFound if absent). Its lockout state stays.
 	Delete(ctx context.Context, key Key) error
 
@@ -273,6 +303,10 @@ func prepareNew(u User, now time.Time) (User, error) {
 		u.PasswordChangedAt = now
 	}
 	u.CreatedAt, u.UpdatedAt, u.PasswordChangedAt = utc(u.CreatedAt), utc(u.UpdatedAt), utc(u.PasswordChangedAt)
+	u.KeycloakConfirmedAt = utc(u.KeycloakConfirmedAt)
+	if len(u.RequiredActions) == 0 {
+		u.RequiredActions = nil
+	}
 	u.Attributes = maps.Clone(u.Attributes)
 	return u, nil
 }

@@ -36,6 +36,7 @@ func Run(t *testing.T, newStore func(t *testing.T) users.Store) {
 		{"LockoutKnownAndUnknown", testLockout},
 		{"LockoutWindowExpires", testLockoutWindow},
 		{"KeycloakIDAndDelete", testKeycloakIDDelete},
+		{"RecordKeycloakState", testRecordKeycloakState},
 	}
 	run(t, newStore, cases)
 }
@@ -544,5 +545,44 @@ func testKeycloakIDDelete(t *testing.T, s users.Store, pkg string) {
 	}
 	if _, err := s.Get(ctx, k); !errors.Is(err, users.ErrNotFound) {
 		t.Errorf("get deleted: %v", err)
+	}
+}
+
+// Keycloak's decisions are recorded under the version check but are not a
+// kcguard change: Version and the sync state stay, so nothing is synced back.
+func testRecordKeycloakState(t *testing.T, s users.Store, pkg string) {
+	ctx := context.Background()
+	u := mustCreate(t, s, newUser(pkg, "dora"))
+	k := key(t, pkg, "dora")
+	at := t0.Add(time.Minute)
+	got, err := s.RecordKeycloakState(ctx, k, u.Version, users.KeycloakState{
+		Enabled: false, HashStale: true, RequiredActions: []string{"UPDATE_PASSWORD"}, ConfirmedAt: at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Enabled || !got.HashStale || len(got.RequiredActions) != 1 || got.RequiredActions[0] != "UPDATE_PASSWORD" ||
+		!got.KeycloakConfirmedAt.Equal(at) || got.Version != u.Version || got.Unsynced() != u.Unsynced() {
+		t.Errorf("after record: %+v", got)
+	}
+	read, err := s.Get(ctx, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if read.Enabled || !read.HashStale || len(read.RequiredActions) != 1 || !read.KeycloakConfirmedAt.Equal(at) || read.Version != u.Version {
+		t.Errorf("read back: %+v", read)
+	}
+	if unsynced, _, err := s.ListUnsynced(ctx, pkg, 10, ""); err != nil || len(unsynced) != 1 || unsynced[0].Version != u.Version {
+		t.Errorf("unsynced index changed: %+v, %v", unsynced, err)
+	}
+	// Cleared actions really go away; a stale version is refused.
+	got, err = s.RecordKeycloakState(ctx, k, u.Version, users.KeycloakState{Enabled: true, HashStale: true, ConfirmedAt: at})
+	if err != nil || len(got.RequiredActions) != 0 || !got.Enabled {
+		t.Errorf("clear actions: %+v, %v", got, err)
+	}
+	if _, err := s.RecordKeycloakState(ctx, k, u.Version+1, users.KeycloakState{Enabled: true}); !errors.Is(err, users.ErrVersionConflict) {
+		t.Errorf("stale version: %v, want ErrVersionConflict", err)
+	}
+	if _, err := s.RecordKeycloakState(ctx, key(t, pkg, "nobody"), 1, users.KeycloakState{}); !errors.Is(err, users.ErrNotFound) {
+		t.Errorf("missing user: %v, want ErrNotFound", err)
 	}
 }

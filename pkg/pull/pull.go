@@ -1,0 +1,629 @@
+// Package pull brings what Keycloak decided about users into the local store
+// without waiting for them to log in: disable/enable, deletion, password
+// resets made in Keycloak (the local hash becomes stale) and required
+// actions. It is the scheduled half of the authority rule: Keycloak is
+// authoritative for every decision an administrator or Keycloak itself
+// makes, and kcguard must know them before the next outage, when it can no
+// longer ask.
+//
+// Each run reads the realm's admin events (resource type USER) and user
+// events (UPDATE_PASSWORD, RESET_PASSWORD, UPDATE_CREDENTIAL, ...) since a
+// persisted cursor, and refreshes every user they name from Keycloak's
+// current representation, so the order of events and their duplicates do
+// not matter. When the events cannot be trusted to be complete (first run,
+// events off in the realm, a cursor older than MaxGap, too many events) it
+// compares every user page by page instead: never a silent gap.
+//
+// Nothing here ever queues a sync: the pull only records Keycloak's facts,
+// and recording them does not raise a user's Version.
+package pull
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/kcguard/kcguard/pkg/keycloak"
+	"github.com/kcguard/kcguard/pkg/users"
+)
+
+// Keycloak is what the pull reads from Keycloak (*keycloak.Client).
+type Keycloak interface {
+	AdminEvents(ctx context.Context, pkg string, q keycloak.EventQuery) ([]keycloak.AdminEvent, error)
+	UserEvents(ctx context.Context, pkg string, q keycloak.EventQuery) ([]keycloak.UserEvent, error)
+	ListUsers(ctx context.Context, pkg string, first, max int) ([]keycloak.User, error)
+	GetUser(ctx context.Context, pkg, id string) (keycloak.User, error)
+	PasswordCredentialCreatedAt(ctx context.Context, pkg, userID string) (time.Time, error)
+	ServiceAccountUserID(ctx context.Context, pkg string) (string, error)
+	GetEventsConfig(ctx context.Context, pkg string) (keycloak.EventsConfig, error)
+}
+
+var _ Keycloak = (*keycloak.Client)(nil)
+
+// Users is the part of the local store the pull changes.
+type Users interface {
+	Get(ctx context.Context, key users.Key) (users.User, error)
+	RecordKeycloakState(ctx context.Context, key users.Key, expectedVersion int64, st users.KeycloakState) (users.User, error)
+	Delete(ctx context.Context, key users.Key) error
+	List(ctx context.Context, pkg string, f users.Filter, limit int, cursor string) ([]users.User, string, error)
+}
+
+// Sessions ends the sessions of a user Keycloak disabled or deleted, or
+// whose password it reset. Optional.
+type Sessions interface {
+	RevokeAllForUser(ctx context.Context, pkg, username, exceptID string, now time.Time) (int, error)
+}
+
+// CredentialEventTypes are the user events that change a password in
+// Keycloak (the user's own account console, a reset e-mail, a required
+// action). UPDATE_CREDENTIAL replaces UPDATE_PASSWORD in newer Keycloaks.
+var CredentialEventTypes = []string{"UPDATE_PASSWORD", "RESET_PASSWORD", "UPDATE_CREDENTIAL", "REMOVE_CREDENTIAL"}
+
+// Settings bound a run. Zero values take the documented defaults.
+type Settings struct {
+	// PageSize of event and user pages. Zero means 100.
+	PageSize int
+	// Overlap re-reads this much before the cursor, so an event stamped
+	// just before the previous run but committed after it is not missed.
+	// Re-reading is harmless: applying a user's current state is
+	// idempotent. Zero means 1 minute.
+	Overlap time.Duration
+	// MaxGap is the oldest cursor the events are trusted for: older, and
+	// events may have expired in Keycloak (adminEventsExpiration), so the
+	// run compares every user instead. Keep it below the realm's event
+	// expiration. Zero means 1 hour.
+	MaxGap time.Duration
+	// CompareEvery forces a full page compare this often even when events
+	// are complete, which also confirms users no event named. Zero means 24 hours.
+	CompareEvery time.Duration
+	// MaxEvents per run and package; more than this and the run compares
+	// every user instead. Zero means 10,000.
+	MaxEvents int
+	// OwnChangeSlack is how close a Keycloak password's createdDate must be
+	// to one of kcguard's own credential admin events to count as kcguard's
+	// sync (page compare only). Zero means 5 seconds.
+	OwnChangeSlack time.Duration
+}
+
+func (s Settings) withDefaults() Settings {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if s.PageSize <= 0 {
+		s.PageSize = 100
+	}
+	if s.MaxEvents <= 0 {
+		s.MaxEvents = 10_000
+	}
+	def(&s.Overlap, time.Minute)
+	def(&s.MaxGap, time.Hour)
+	def(&s.CompareEvery, 24*time.Hour)
+	def(&s.OwnChangeSlack, 5*time.Second)
+	return s
+}
+
+// Puller runs the pull for every package.
+type Puller struct {
+	Keycloak Keycloak
+	Users    Users
+	Cursors  CursorStore
+	Sessions Sessions // optional
+	Packages []string
+	Settings Settings
+	Log      *slog.Logger
+}
+
+// Mode says how a package was pulled.
+type Mode string
+
+// Modes.
+const (
+	ModeEvents  Mode = "events"
+	ModeCompare Mode = "compare"
+)
+
+// Result is one package's run.
+type Result struct {
+	Package string `json:"package"`
+	Mode    Mode   `json:"mode"`
+	// Reason a compare ran instead of the events ("" for events).
+	Reason      string   `json:"reason,omitempty"`
+	AdminEvents int      `json:"admin_events"`
+	UserEvents  int      `json:"user_events"`
+	Checked     int      `json:"checked"`   // local users compared with Keycloak
+	Confirmed   int      `json:"confirmed"` // local users whose state was recorded
+	Disabled    int      `json:"disabled"`
+	Enabled     int      `json:"enabled"`
+	Deleted     int      `json:"deleted"`
+	Stale       int      `json:"stale"`
+	ActionsSet  int      `json:"actions_changed"`
+	Revoked     int      `json:"sessions_revoked"`
+	Unknown     int      `json:"unknown"` // Keycloak users kcguard does not have (learnt on login)
+	Malformed   []string `json:"malformed,omitempty"`
+	DurationMS  int64    `json:"duration_ms"`
+	Error       string   `json:"error,omitempty"`
+}
+
+// Run pulls every package at now. A package that fails does not stop the
+// others; the error joins every package's failure.
+func (p *Puller) Run(ctx context.Context, now time.Time) ([]Result, error) {
+	var errs []error
+	out := make([]Result, 0, len(p.Packages))
+	for _, pkg := range p.Packages {
+		r, err := p.Package(ctx, pkg, now)
+		if err != nil {
+			r.Error = err.Error()
+			errs = append(errs, fmt.Errorf("pull %s: %w", pkg, err))
+		}
+		out = append(out, r)
+	}
+	return out, errors.Join(errs...)
+}
+
+func (p *Puller) log() *slog.Logger {
+	if p.Log == nil {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return p.Log
+}
+
+// Package pulls one package. The cursor moves only when the run succeeded,
+// so a failed run is repeated, never skipped.
+func (p *Puller) Package(ctx context.Context, pkg string, now time.Time) (r Result, err error) {
+	start := time.Now()
+	s := p.Settings.withDefaults()
+	r.Package = pkg
+	defer func() { r.DurationMS = time.Since(start).Milliseconds() }()
+	cur, err := p.Cursors.Get(ctx, pkg)
+	if err != nil {
+		return r, err
+	}
+	self, err := p.Keycloak.ServiceAccountUserID(ctx, pkg)
+	if err != nil {
+		return r, err
+	}
+	run := &run{p: p, s: s, pkg: pkg, now: now, self: self, r: &r}
+
+	reason := ""
+	ec, err := p.Keycloak.GetEventsConfig(ctx, pkg)
+	switch {
+	case err != nil:
+		return r, fmt.Errorf("read events config (the service account needs view-events): %w", err)
+	case !ec.AdminEventsEnabled || !ec.AdminEventsDetailsEnabled:
+		reason = "admin events (with details) are off in the realm"
+	case !ec.EventsEnabled || !coversTypes(ec.EnabledEventTypes):
+		reason = "user events for password changes are off in the realm"
+	case cur.Through.IsZero():
+		reason = "first run"
+	case now.Sub(cur.Through) > s.MaxGap:
+		reason = fmt.Sprintf("cursor %s is older than the %s events are trusted for", cur.Through.Format(time.RFC3339), s.MaxGap)
+	case now.Sub(cur.LastCompare) > s.CompareEvery:
+		reason = fmt.Sprintf("last full compare over %s ago", s.CompareEvery)
+	}
+	if reason == "" {
+		complete, err := run.events(ctx, cur.Through.Add(-s.Overlap))
+		if err != nil {
+			return r, err
+		}
+		if !complete {
+			reason = fmt.Sprintf("more than %d events since the cursor", s.MaxEvents)
+		}
+	}
+	next := Cursor{Through: now, LastCompare: cur.LastCompare}
+	if reason != "" {
+		r.Mode, r.Reason = ModeCompare, reason
+		if err := run.compare(ctx, ec.AdminEventsEnabled); err != nil {
+			return r, err
+		}
+		next.LastCompare = now
+	} else {
+		r.Mode = ModeEvents
+	}
+	if err := p.Cursors.Put(ctx, pkg, next); err != nil {
+		return r, err
+	}
+	p.log().InfoContext(ctx, "keycloak pull", "package", pkg, "mode", r.Mode, "reason", r.Reason,
+		"admin_events", r.AdminEvents, "user_events", r.UserEvents, "checked", r.Checked,
+		"disabled", r.Disabled, "enabled", r.Enabled, "deleted", r.Deleted, "stale", r.Stale,
+		"malformed", len(r.Malformed), "duration_ms", time.Since(start).Milliseconds())
+	return r, nil
+}
+
+func coversTypes(enabled []string) bool {
+	// Keycloak stores an empty list as "every type".
+	if len(enabled) == 0 {
+		return true
+	}
+	return slices.Contains(enabled, "UPDATE_PASSWORD") || slices.Contains(enabled, "UPDATE_CREDENTIAL")
+}
+
+// run is one package's pull.
+type run struct {
+	p    *Puller
+	s    Settings
+	pkg  string
+	now  time.Time
+	self string // kcguard's service account: its changes are kcguard's own
+	r    *Result
+
+	// By Keycloak user id: when someone other than kcguard last changed
+	// the password, and when kcguard's own sync did.
+	othersCred map[string]time.Time
+	ownCred    map[string][]time.Time
+}
+
+// touched is what the events say about one Keycloak user.
+type touched struct {
+	deleted  bool
+	username string // from a DELETE event's representation
+}
+
+// events applies the events since from. It reports false, having changed
+// nothing, when there are more than MaxEvents of them.
+func (x *run) events(ctx context.Context, from time.Time) (bool, error) {
+	x.othersCred, x.ownCred = map[string]time.Time{}, map[string][]time.Time{}
+	users := map[string]*touched{}
+	order := []string{}
+	touch := func(id string) *touched {
+		t, ok := users[id]
+		if !ok {
+			t = &touched{}
+			users[id] = t
+			order = append(order, id)
+		}
+		return t
+	}
+	admin, complete, err := pages(ctx, x.s, func(first int) ([]keycloak.AdminEvent, error) {
+		return x.p.Keycloak.AdminEvents(ctx, x.pkg, keycloak.EventQuery{From: from, First: first, Max: x.s.PageSize})
+	})
+	if err != nil || !complete {
+		return false, err
+	}
+	user, complete, err := pages(ctx, x.s, func(first int) ([]keycloak.UserEvent, error) {
+		return x.p.Keycloak.UserEvents(ctx, x.pkg, keycloak.EventQuery{From: from, First: first, Max: x.s.PageSize, Types: CredentialEventTypes})
+	})
+	if err != nil || !complete {
+		return false, err
+	}
+	x.r.AdminEvents, x.r.UserEvents = len(admin), len(user)
+	for _, e := range admin {
+		id := e.UserID()
+		if id == "" || e.Time.IsZero() || e.OperationType == "" {
+			x.malformed("admin event %q: no user, time or operation (resource path %q)", e.ID, e.ResourcePath)
+			continue
+		}
+		t := touch(id)
+		if e.OperationType == "DELETE" && e.SubResource() == "" {
+			t.deleted = true
+			var rep struct {
+				Username string `json:"username"`
+			}
+			if err := json.Unmarshal([]byte(e.Representation), &rep); err == nil {
+				t.username = rep.Username
+			}
+		}
+		x.attribute(e)
+	}
+	for _, e := range user {
+		if e.UserID == "" || e.Time.IsZero() {
+			x.malformed("user event %q (%s): no user or time", e.ID, e.Type)
+			continue
+		}
+		touch(e.UserID)
+		// The user acting in Keycloak: never kcguard's sync.
+		x.credential(e.UserID, e.UserID, e.Time)
+	}
+	for _, id := range order {
+		t := users[id]
+		if err := x.refresh(ctx, id, t); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// pages reads pages until a short one; false if there are more than MaxEvents.
+func pages[T any](ctx context.Context, s Settings, page func(first int) ([]T, error)) ([]T, bool, error) {
+	var all []T
+	for first := 0; ; first += s.PageSize {
+		if err := ctx.Err(); err != nil {
+			return nil, false, err
+		}
+		p, err := page(first)
+		if err != nil {
+			return nil, false, err
+		}
+		all = append(all, p...)
+		if len(all) > s.MaxEvents {
+			return nil, false, nil
+		}
+		if len(p) < s.PageSize {
+			return all, true, nil
+		}
+	}
+}
+
+// attribute records who changed a user's password. Keycloak strips
+// credentials from the representation of admin events, so a user CREATE or
+// UPDATE by kcguard's own service account (its sync imports hashes that
+// way) counts as a possible own credential change; an administrator's
+// reset is the reset-password action or a change below credentials/.
+// Anything else is caught by comparing the password's createdDate.
+func (x *run) attribute(e keycloak.AdminEvent) {
+	id, sub := e.UserID(), e.SubResource()
+	switch {
+	case id == "":
+	case e.ActorUserID == x.self && sub == "" && (e.OperationType == "CREATE" || e.OperationType == "UPDATE"):
+		x.ownCred[id] = append(x.ownCred[id], e.Time)
+	case sub == "reset-password", strings.HasPrefix(sub, "credentials"):
+		x.credential(id, e.ActorUserID, e.Time)
+	}
+}
+
+func (x *run) credential(id, actor string, at time.Time) {
+	if actor != "" && actor == x.self {
+		x.ownCred[id] = append(x.ownCred[id], at)
+		return
+	}
+	if at.After(x.othersCred[id]) {
+		x.othersCred[id] = at
+	}
+}
+
+func (x *run) malformed(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	x.r.Malformed = append(x.r.Malformed, msg)
+	x.p.log().Warn("keycloak pull: malformed event skipped", "package", x.pkg, "detail", msg)
+}
+
+// refresh brings one user named by events up to Keycloak's current state.
+func (x *run) refresh(ctx context.Context, id string, t *touched) error {
+	kc, err := x.p.Keycloak.GetUser(ctx, x.pkg, id)
+	if errors.Is(err, keycloak.ErrNotFound) {
+		return x.deleteByID(ctx, id, t.username)
+	}
+	if err != nil {
+		return err
+	}
+	local, err := x.local(ctx, kc.Username)
+	if errors.Is(err, users.ErrNotFound) || errors.Is(err, users.ErrInvalidKey) {
+		x.r.Unknown++
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	stale, err := x.stale(ctx, local, kc.ID)
+	if err != nil {
+		return err
+	}
+	return x.record(ctx, local, kc, stale)
+}
+
+func (x *run) local(ctx context.Context, username string) (users.User, error) {
+	key, err := users.NewKey(x.pkg, username)
+	if err != nil {
+		return users.User{}, err
+	}
+	return x.p.Users.Get(ctx, key)
+}
+
+// record stores Keycloak's state of one user, retrying once if a login or
+// password change moved the user's version meanwhile.
+func (x *run) record(ctx context.Context, local users.User, kc keycloak.User, stale bool) error {
+	x.r.Checked++
+	st := users.KeycloakState{Enabled: kc.Enabled, HashStale: stale, RequiredActions: kc.RequiredActions, ConfirmedAt: x.now}
+	for attempt := 0; ; attempt++ {
+		_, err := x.p.Users.RecordKeycloakState(ctx, local.Key(), local.Version, st)
+		if errors.Is(err, users.ErrVersionConflict) && attempt == 0 {
+			if local, err = x.p.Users.Get(ctx, local.Key()); err != nil {
+				return err
+			}
+			// A password changed through kcguard after the Keycloak change
+			// is kcguard's newer fact: not stale by this pull.
+			st.HashStale = local.HashStale || (stale && !local.Unsynced())
+			continue
+		}
+		if errors.Is(err, users.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		break
+	}
+	x.r.Confirmed++
+	revoke := false
+	if local.Enabled && !kc.Enabled {
+		x.r.Disabled++
+		revoke = true
+	}
+	if !local.Enabled && kc.Enabled {
+		x.r.Enabled++
+	}
+	if st.HashStale && !local.HashStale {
+		x.r.Stale++
+		revoke = true
+	}
+	if !slices.Equal(local.RequiredActions, kc.RequiredActions) && (len(local.RequiredActions) > 0 || len(kc.RequiredActions) > 0) {
+		x.r.ActionsSet++
+	}
+	if revoke {
+		x.revoke(ctx, local)
+	}
+	return nil
+}
+
+func (x *run) revoke(ctx context.Context, u users.User) {
+	if x.p.Sessions == nil {
+		return
+	}
+	n, err := x.p.Sessions.RevokeAllForUser(ctx, u.Package, u.Username, "", x.now)
+	if err != nil {
+		// The user is already refused at login; a session left running
+		// ends with its idle timeout. Not worth failing the pull for.
+		x.p.log().WarnContext(ctx, "keycloak pull: revoke sessions", "package", u.Package, "username", u.Username, "err", err)
+		return
+	}
+	x.r.Revoked += n
+}
+
+// deleteByID removes the local user of a Keycloak account that is gone.
+// username comes from the DELETE event when there was one; without it the
+// package's users are scanned for the id.
+func (x *run) deleteByID(ctx context.Context, id, username string) error {
+	if username != "" {
+		if u, err := x.local(ctx, username); err == nil && (u.KeycloakID == id || u.KeycloakID == "") {
+			return x.delete(ctx, u)
+		}
+	}
+	cursor := ""
+	for {
+		page, next, err := x.p.Users.List(ctx, x.pkg, users.Filter{}, x.s.PageSize, cursor)
+		if err != nil {
+			return err
+		}
+		for _, u := range page {
+			if u.KeycloakID == id {
+				return x.delete(ctx, u)
+			}
+		}
+		if next == "" {
+			return nil
+		}
+		cursor = next
+	}
+}
+
+func (x *run) delete(ctx context.Context, u users.User) error {
+	if err := x.p.Users.Delete(ctx, u.Key()); err != nil && !errors.Is(err, users.ErrNotFound) {
+		return err
+	}
+	x.r.Deleted++
+	x.revoke(ctx, u)
+	return nil
+}
+
+// compare walks every Keycloak user and every local user of the package.
+// kcguard's own credential changes are recognised by its admin events,
+// when the realm still holds them; a Keycloak password newer than the
+// local one that no own event explains marks the hash stale (fail closed:
+// the user's next online login learns the password again).
+func (x *run) compare(ctx context.Context, adminEvents bool) error {
+	x.othersCred, x.ownCred = map[string]time.Time{}, map[string][]time.Time{}
+	if adminEvents {
+		// Attribution only, newest first: an incomplete list fails closed.
+		evs, _, err := pages(ctx, x.s, func(first int) ([]keycloak.AdminEvent, error) {
+			return x.p.Keycloak.AdminEvents(ctx, x.pkg, keycloak.EventQuery{First: first, Max: x.s.PageSize})
+		})
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			x.attribute(e)
+		}
+	}
+	inKeycloak := map[string]bool{}
+	for first := 0; ; first += x.s.PageSize {
+		page, err := x.p.Keycloak.ListUsers(ctx, x.pkg, first, x.s.PageSize)
+		if err != nil {
+			return err
+		}
+		for _, kc := range page {
+			inKeycloak[kc.ID] = true
+			if err := x.compareOne(ctx, kc); err != nil {
+				return err
+			}
+		}
+		if len(page) < x.s.PageSize {
+			break
+		}
+	}
+	cursor := ""
+	for {
+		page, next, err := x.p.Users.List(ctx, x.pkg, users.Filter{}, x.s.PageSize, cursor)
+		if err != nil {
+			return err
+		}
+		for _, u := range page {
+			// Only users Keycloak had: one not provisioned yet is kcguard's
+			// pending change, not a deletion.
+			if u.KeycloakID != "" && !inKeycloak[u.KeycloakID] {
+				if err := x.delete(ctx, u); err != nil {
+					return err
+				}
+			}
+		}
+		if next == "" {
+			return nil
+		}
+		cursor = next
+	}
+}
+
+func (x *run) compareOne(ctx context.Context, kc keycloak.User) error {
+	local, err := x.local(ctx, kc.Username)
+	if errors.Is(err, users.ErrNotFound) || errors.Is(err, users.ErrInvalidKey) {
+		x.r.Unknown++
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	stale, err := x.stale(ctx, local, kc.ID)
+	if err != nil {
+		return err
+	}
+	return x.record(ctx, local, kc, stale)
+}
+
+// stale decides whether the local hash may still be used offline. A
+// kcguard change Keycloak has not received yet is kcguard's to keep (the
+// authority rule); otherwise a password set in Keycloak by anyone but
+// kcguard's own sync since the local one, or since the pull last confirmed
+// the user, makes it stale. Once stale, only a verified login clears it.
+func (x *run) stale(ctx context.Context, local users.User, id string) (bool, error) {
+	if local.HashStale {
+		return true, nil
+	}
+	if local.Unsynced() {
+		return false, nil
+	}
+	if local.KeycloakID != "" && local.KeycloakID != id {
+		// Same username, another Keycloak account (deleted and created
+		// again): the password kcguard has belongs to the old one.
+		return true, nil
+	}
+	if at, ok := x.othersCred[id]; ok && at.After(local.PasswordChangedAt) {
+		return true, nil
+	}
+	created, err := x.p.Keycloak.PasswordCredentialCreatedAt(ctx, x.pkg, id)
+	switch {
+	case errors.Is(err, keycloak.ErrNotFound):
+		return true, nil // an administrator removed the password
+	case err != nil:
+		return false, err
+	}
+	since := local.PasswordChangedAt
+	if local.KeycloakConfirmedAt.After(since) {
+		since = local.KeycloakConfirmedAt
+	}
+	return created.After(since.Add(time.Second)) && !x.ownAt(id, created), nil
+}
+
+func (x *run) ownAt(id string, at time.Time) bool {
+	for _, t := range x.ownCred[id] {
+		if d := at.Sub(t); d < x.s.OwnChangeSlack && d > -x.s.OwnChangeSlack {
+			return true
+		}
+	}
+	return false
+}
