@@ -10,6 +10,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/cleanup"
 	"github.com/kcguard/kcguard/pkg/dashboard"
 	"github.com/kcguard/kcguard/pkg/httpapi"
+	"github.com/kcguard/kcguard/pkg/pull"
 	"github.com/kcguard/kcguard/pkg/report"
 	"github.com/kcguard/kcguard/pkg/status"
 	"github.com/kcguard/kcguard/pkg/syncjob"
@@ -90,6 +91,21 @@ func (rt *Runtime) RecordCleanup(ctx context.Context, started time.Time, r clean
 		recErr = errors.New("the reconciliation step failed (see the cleanup log)")
 	}
 	rt.RecordRun(ctx, status.JobReconcile, started, ReconcileSummary(r.Reconcile), recErr)
+}
+
+// RecordPull notes a pull of Keycloak's events (results may be nil when
+// the caller printed them itself).
+func (rt *Runtime) RecordPull(ctx context.Context, started time.Time, results []pull.Result, runErr error) {
+	var admin, user, changed int
+	for _, r := range results {
+		admin, user = admin+r.AdminEvents, user+r.UserEvents
+		changed += r.Disabled + r.Enabled + r.Deleted + r.Stale + r.ActionsSet
+	}
+	summary := fmt.Sprintf("%d packages: %d admin and %d user events, %d local users changed", len(results), admin, user, changed)
+	if results == nil {
+		summary = ""
+	}
+	rt.RecordRun(ctx, status.JobPull, started, summary, runErr)
 }
 
 // ReconcileSummary is the one-line account of a reconciliation.
