@@ -353,3 +353,35 @@ func TestSessionsAndAuthorizerUnderRIE(t *testing.T) {
 		t.Error("authorizer accepted a made-up token")
 	}
 }
+
+// The status function answers an IAM caller with the snapshot, and nobody
+// else.
+func TestStatusUnderRIE(t *testing.T) {
+	s := newStack(t)
+	fn := s.start(t, "status")
+	var snap struct {
+		Breaker  struct{ State string } `json:"breaker"`
+		Keycloak []struct {
+			Package   string `json:"package"`
+			Reachable bool   `json:"reachable"`
+		} `json:"keycloak"`
+		Packages []map[string]any `json:"packages"`
+		Errors   []string         `json:"errors"`
+	}
+	resp, rep := invokeHTTP(t, fn, event[events.APIGatewayV2HTTPRequest](t, s.root, "status.json", nil), &snap)
+	if resp.StatusCode != 200 || snap.Breaker.State != "closed" || len(snap.Keycloak) != 2 || len(snap.Packages) != 2 || len(snap.Errors) != 0 {
+		t.Fatalf("GET /status as IAM: %d %s", resp.StatusCode, resp.Body)
+	}
+	for _, k := range snap.Keycloak {
+		if !k.Reachable {
+			t.Errorf("keycloak %s unreachable from the function", k.Package)
+		}
+	}
+	resp, _ = invokeHTTP(t, fn, event(t, s.root, "status.json", func(ev *events.APIGatewayV2HTTPRequest) {
+		ev.RequestContext.Authorizer = nil
+	}), nil)
+	if resp.StatusCode != 403 {
+		t.Errorf("anonymous GET /status: %d %s", resp.StatusCode, resp.Body)
+	}
+	t.Logf("status under the RIE: %v", rep.Duration)
+}
