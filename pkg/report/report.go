@@ -178,20 +178,6 @@ func (r *Reporter) data(ctx context.Context, kind, pkg string, since, now time.T
 
 func newLogins() status.Logins { return status.Logins{ByAuthMode: map[string]int{}} }
 
-func count(l *status.Logins, locked map[string]bool, e audit.Event) {
-	switch e.Outcome {
-	case audit.OutcomeSuccess:
-		l.Success++
-		l.ByAuthMode[e.AuthMode]++
-	case audit.OutcomeLocked:
-		l.Lockout++
-		locked[e.Username] = true
-	default:
-		l.Failure++
-	}
-	l.LockedUsers = len(locked)
-}
-
 func (r *Reporter) period(ctx context.Context, pkg string, since, now time.Time, detailed bool) (Period, error) {
 	p := Period{Logins: newLogins()}
 	locked := map[string]bool{}
@@ -205,7 +191,7 @@ func (r *Reporter) period(ctx context.Context, pkg string, since, now time.Time,
 			b = &Bucket{Start: start, Logins: newLogins()}
 			m[start], lk[start] = b, map[string]bool{}
 		}
-		count(&b.Logins, lk[start], e)
+		b.Logins.Count(e, lk[start])
 	}
 	var events []audit.Event
 	err := r.Audit.ListByPackage(ctx, pkg, since, now.Add(time.Nanosecond), func(e audit.Event) error {
@@ -218,7 +204,7 @@ func (r *Reporter) period(ctx context.Context, pkg string, since, now time.Time,
 		if e.Action != audit.ActionLogin {
 			return nil
 		}
-		count(&p.Logins, locked, e)
+		p.Logins.Count(e, locked)
 		if e.Outcome == audit.OutcomeSuccess {
 			modes[e.AuthMode] = true
 		}
