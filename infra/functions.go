@@ -76,7 +76,11 @@ type Function struct {
 	// TokenKey: may use the token KMS key (cached Keycloak tokens).
 	TokenKey bool
 	// Breaker: runs the fleet-wide breaker, so it may win a transition:
-	// publish the alert and pause or resume the worker's event source.
+	// publish the alert and pause or resume the worker's event source. The
+	// winner of a close also runs a bounded reconciliation pass, so every
+	// breaker function may list unsynced users (USERS Query), journal and
+	// queue their jobs (JOURNAL Put, SendSync) and keep the pass's cursor
+	// (BREAKER item). The grants test checks this holds.
 	Breaker bool
 	// EnsuresMapping: the scheduled safety net that reads the worker's
 	// mapping and re-enables one left paused under a closed breaker.
@@ -145,7 +149,7 @@ var Functions = []Function{
 		},
 		// USERS: the Keycloak logout looks the user up and may learn its
 		// Keycloak id. AUDIT read: session metrics per package.
-		Tables: map[string]Access{"USERS": GetItem | UpdateItem, "SESSIONS": Read | UpdateItem,
+		Tables: map[string]Access{"USERS": Read | UpdateItem, "SESSIONS": Read | UpdateItem,
 			"BREAKER": BreakerItem, "AUDIT": Query, "JOURNAL": PutItem},
 		Keycloak: true, SendSync: true, Breaker: true,
 	},
@@ -159,9 +163,9 @@ var Functions = []Function{
 	{
 		Name: "syncworker", LogicalID: "SyncWorkerFunction", MemoryMB: 256, TimeoutSec: 20,
 		Description: "Replays queued changes into Keycloak (SQS FIFO, partial batch failures)",
-		Tables: map[string]Access{"USERS": GetItem | UpdateItem, "BREAKER": BreakerItem,
+		Tables: map[string]Access{"USERS": Read | UpdateItem, "BREAKER": BreakerItem,
 			"JOURNAL": Read | PutItem},
-		Keycloak: true, SendDLQ: true, ConsumesSyncQueue: true, Breaker: true,
+		Keycloak: true, SendSync: true, SendDLQ: true, ConsumesSyncQueue: true, Breaker: true,
 	},
 	{
 		// Writes only what it cleans or refreshes; users are only read

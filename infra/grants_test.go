@@ -48,7 +48,8 @@ var mayDo = map[string]map[string]string{
 		workerMappings:          "lambda:UpdateEventSourceMapping",
 	},
 	"sessions": {
-		"UsersTable":            ddb("GetItem UpdateItem"),
+		"UsersTable":            ddb("GetItem Query UpdateItem"),
+		"UsersTable/index/*":    ddb("GetItem Query UpdateItem"),
 		"SessionsTable":         ddb("GetItem Query UpdateItem"),
 		"SessionsTable/index/*": ddb("GetItem Query UpdateItem"),
 		"BreakerTable":          ddb("GetItem PutItem UpdateItem"),
@@ -67,12 +68,13 @@ var mayDo = map[string]map[string]string{
 		"SessionsTable": ddb("GetItem"),
 	},
 	"syncworker": {
-		"UsersTable":           ddb("GetItem UpdateItem"),
+		"UsersTable":           ddb("GetItem Query UpdateItem"),
+		"UsersTable/index/*":   ddb("GetItem Query UpdateItem"),
 		"BreakerTable":         ddb("GetItem PutItem UpdateItem"),
 		"JournalTable":         ddb("GetItem Query PutItem"),
 		"JournalTable/index/*": ddb("GetItem Query PutItem"),
 		"secret":               "secretsmanager:GetSecretValue",
-		"SyncQueue":            "sqs:ReceiveMessage sqs:DeleteMessage sqs:ChangeMessageVisibility sqs:GetQueueAttributes sqs:GetQueueUrl",
+		"SyncQueue":            "sqs:ReceiveMessage sqs:DeleteMessage sqs:ChangeMessageVisibility sqs:GetQueueAttributes sqs:GetQueueUrl sqs:SendMessage",
 		"SyncDeadLetterQueue":  "sqs:SendMessage sqs:GetQueueUrl",
 		"SyncQueueKey":         "kms:GenerateDataKey kms:Decrypt",
 		"AlertsTopic":          "sns:Publish",
@@ -142,6 +144,26 @@ func TestEachFunctionMayDoExactly(t *testing.T) {
 				t.Errorf("%d roles with grants, %d functions", len(got), len(Functions))
 			}
 		})
+	}
+}
+
+// Every function that runs the breaker can do what winning a close makes
+// it do: a bounded reconciliation pass (list unsynced users, journal and
+// queue their jobs, keep the pass's cursor in the breaker table).
+func TestBreakerFunctionsCanReconcileOnClose(t *testing.T) {
+	for _, f := range Functions {
+		if !f.Breaker {
+			continue
+		}
+		may := mayDo[f.Name]
+		for res, act := range map[string]string{
+			"UsersTable/index/*": "dynamodb:Query", "JournalTable": "dynamodb:PutItem", "SyncQueue": "sqs:SendMessage",
+			"SyncQueueKey": "kms:GenerateDataKey", "BreakerTable": "dynamodb:PutItem",
+		} {
+			if !strings.Contains(" "+may[res]+" ", " "+act+" ") {
+				t.Errorf("%s runs the breaker but may not %s on %s", f.Name, act, res)
+			}
+		}
 	}
 }
 
