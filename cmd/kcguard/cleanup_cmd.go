@@ -33,7 +33,9 @@ cleanup.schedule_minutes until interrupted (the local stand-in for EventBridge).
 			}
 			c := cleanerFor(rt, cmd.ErrOrStderr(), emf)
 			once := func(ctx context.Context) error {
-				r, err := c.Run(ctx, time.Now())
+				start := time.Now()
+				r, err := c.Run(ctx, start)
+				rt.RecordCleanup(ctx, start, r, err)
 				e.printCleanup(r, asJSON)
 				return err
 			}

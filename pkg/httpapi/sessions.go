@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -187,16 +186,7 @@ func (h *SessionHandlers) logoutUser(ctx context.Context, pkg, username string) 
 }
 
 // admin checks the admin guard: an IAM caller (AWS) or the admin key (local).
-func (h *SessionHandlers) admin(req Request) *Error {
-	if a := req.RequestContext.Authorizer; a != nil && a.IAM != nil && a.IAM.UserARN != "" {
-		return nil
-	}
-	key := Header(req, "x-admin-key")
-	if h.AdminKey != "" && subtle.ConstantTimeCompare([]byte(key), []byte(h.AdminKey)) == 1 {
-		return nil
-	}
-	return &Error{Status: http.StatusForbidden, Code: CodeForbidden, Message: "administrator access required"}
-}
+func (h *SessionHandlers) admin(req Request) *Error { return AdminGuard{Key: h.AdminKey}.Check(req) }
 
 // AdminList handles GET /admin/sessions?package=P&username=U.
 func (h *SessionHandlers) AdminList(ctx context.Context, req Request) (Response, error) {

@@ -56,7 +56,10 @@ func (rt *Runtime) Cleaner(w io.Writer) *cleanup.Cleaner {
 func (rt *Runtime) CleanupHandler() func(ctx context.Context, ev events.EventBridgeEvent) (cleanup.Result, error) {
 	c := rt.Cleaner(os.Stdout)
 	return func(ctx context.Context, _ events.EventBridgeEvent) (cleanup.Result, error) {
-		return c.Run(ctx, time.Now())
+		start := time.Now()
+		r, err := c.Run(ctx, start)
+		rt.RecordCleanup(ctx, start, r, err)
+		return r, err
 	}
 }
 

@@ -65,7 +65,7 @@ func (rt *Runtime) Routes() []httpapi.Route {
 	return append([]httpapi.Route{
 		{Method: "POST", Path: "/login", Handler: a.Login},
 		{Method: "POST", Path: "/password", Handler: a.ChangePassword},
-	}, rt.SessionRoutes()...)
+	}, append(rt.SessionRoutes(), rt.StatusRoutes()...)...)
 }
 
 // Start is a Lambda function's main: build the Runtime once per instance

@@ -33,6 +33,9 @@ func (rt *Runtime) Puller() *pull.Puller {
 func (rt *Runtime) PullHandler() func(ctx context.Context, ev events.EventBridgeEvent) ([]pull.Result, error) {
 	p := rt.Puller()
 	return func(ctx context.Context, _ events.EventBridgeEvent) ([]pull.Result, error) {
-		return p.Run(ctx, time.Now())
+		start := time.Now()
+		res, err := p.Run(ctx, start)
+		rt.RecordPull(ctx, start, res, err)
+		return res, err
 	}
 }
