@@ -16,10 +16,10 @@ import (
 // table's indexes), values the actions allowed on them.
 var mayDo = map[string]map[string]string{
 	"login": {
-		"UsersTable":         ddb("GetItem Query PutItem UpdateItem DeleteItem"),
-		"UsersTable/index/*": ddb("GetItem Query PutItem UpdateItem DeleteItem"),
-		"SessionsTable":      ddb("PutItem"),
-		"TokensTable":        ddb("GetItem PutItem"),
+		"UsersTable":         ddb("GetItem Query PutItem UpdateItem DeleteItem BatchGetItem ConditionCheckItem"),
+		"UsersTable/index/*": ddb("GetItem Query PutItem UpdateItem DeleteItem BatchGetItem ConditionCheckItem"),
+		"SessionsTable":      ddb("PutItem UpdateItem ConditionCheckItem"),
+		"TokensTable":        ddb("GetItem PutItem BatchGetItem"),
 		"BreakerTable":       ddb("GetItem PutItem UpdateItem"),
 		"AuditTable":         ddb("PutItem"),
 		"JournalTable":       ddb("PutItem"),
@@ -32,11 +32,11 @@ var mayDo = map[string]map[string]string{
 		workerMappings:       "lambda:UpdateEventSourceMapping",
 	},
 	"password": {
-		"UsersTable":            ddb("GetItem Query PutItem UpdateItem DeleteItem"),
-		"UsersTable/index/*":    ddb("GetItem Query PutItem UpdateItem DeleteItem"),
+		"UsersTable":            ddb("GetItem Query PutItem UpdateItem DeleteItem BatchGetItem"),
+		"UsersTable/index/*":    ddb("GetItem Query PutItem UpdateItem DeleteItem BatchGetItem"),
 		"SessionsTable":         ddb("GetItem Query UpdateItem"),
 		"SessionsTable/index/*": ddb("GetItem Query UpdateItem"),
-		"TokensTable":           ddb("DeleteItem"),
+		"TokensTable":           ddb("BatchGetItem DeleteItem"),
 		"BreakerTable":          ddb("GetItem PutItem UpdateItem"),
 		"AuditTable":            ddb("PutItem"),
 		"JournalTable":          ddb("PutItem"),
@@ -50,8 +50,8 @@ var mayDo = map[string]map[string]string{
 	"sessions": {
 		"UsersTable":            ddb("GetItem Query UpdateItem"),
 		"UsersTable/index/*":    ddb("GetItem Query UpdateItem"),
-		"SessionsTable":         ddb("GetItem Query UpdateItem"),
-		"SessionsTable/index/*": ddb("GetItem Query UpdateItem"),
+		"SessionsTable":         ddb("GetItem Query UpdateItem BatchGetItem"),
+		"SessionsTable/index/*": ddb("GetItem Query UpdateItem BatchGetItem"),
 		"BreakerTable":          ddb("GetItem PutItem UpdateItem"),
 		"AuditTable":            ddb("Query"),
 		"AuditTable/index/*":    ddb("Query"),
@@ -65,7 +65,7 @@ var mayDo = map[string]map[string]string{
 	},
 	// Reads its session table, nothing else: no secrets, no writes.
 	"authorizer": {
-		"SessionsTable": ddb("GetItem"),
+		"SessionsTable": ddb("GetItem BatchGetItem"),
 	},
 	"syncworker": {
 		"UsersTable":           ddb("GetItem Query UpdateItem"),
@@ -103,14 +103,31 @@ var mayDo = map[string]map[string]string{
 		workerMappings:          "lambda:UpdateEventSourceMapping lambda:GetEventSourceMapping",
 	},
 	// Applies what Keycloak decided: user state, deletions, and the end of
-	// a disabled or deleted user's sessions. BreakerTable: its cursors.
+	// a disabled or deleted user's sessions. BreakerTable: its cursors and
+	// its last-run record.
 	"pull": {
 		"UsersTable":            ddb("GetItem Query UpdateItem DeleteItem"),
 		"UsersTable/index/*":    ddb("GetItem Query UpdateItem DeleteItem"),
 		"SessionsTable":         ddb("Query UpdateItem"),
 		"SessionsTable/index/*": ddb("Query UpdateItem"),
-		"BreakerTable":          ddb("GetItem UpdateItem"),
+		"BreakerTable":          ddb("GetItem PutItem UpdateItem"),
 		"secret":                "secretsmanager:GetSecretValue",
+	},
+	// Reads, never writes; no secrets, no keys (nothing is decrypted).
+	"status": {
+		"UsersTable":            ddb("GetItem Query"),
+		"UsersTable/index/*":    ddb("GetItem Query"),
+		"SessionsTable":         ddb("GetItem Query BatchGetItem"),
+		"SessionsTable/index/*": ddb("GetItem Query BatchGetItem"),
+		"TokensTable":           ddb("Query"),
+		"TokensTable/index/*":   ddb("Query"),
+		"BreakerTable":          ddb("GetItem BatchGetItem"),
+		"AuditTable":            ddb("Query"),
+		"AuditTable/index/*":    ddb("Query"),
+		"JournalTable":          ddb("GetItem Query"),
+		"JournalTable/index/*":  ddb("GetItem Query"),
+		"SyncQueue":             "sqs:GetQueueAttributes sqs:GetQueueUrl",
+		"SyncDeadLetterQueue":   "sqs:GetQueueAttributes sqs:GetQueueUrl",
 	},
 }
 

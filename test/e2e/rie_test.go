@@ -399,3 +399,22 @@ func TestPullUnderRIE(t *testing.T) {
 		t.Errorf("local user after the pull: %+v %v, want disabled", got, err)
 	}
 }
+
+// The status function answers an operator signed in with IAM (the route's
+// authorisation in AWS) and refuses a caller with neither IAM nor the
+// admin key.
+func TestStatusUnderRIE(t *testing.T) {
+	s := newStack(t)
+	f := s.start(t, "status")
+	var body map[string]any
+	resp, _ := invokeHTTP(t, f, event[events.APIGatewayV2HTTPRequest](t, s.root, "status.json", nil), &body)
+	if resp.StatusCode != 200 || body["breaker"] == nil {
+		t.Fatalf("GET /status as an IAM operator: %d %v", resp.StatusCode, resp.Body)
+	}
+	anonymous := event(t, s.root, "status.json", func(ev *events.APIGatewayV2HTTPRequest) {
+		ev.RequestContext.Authorizer = nil
+	})
+	if resp, _ := invokeHTTP(t, f, anonymous, nil); resp.StatusCode != 401 && resp.StatusCode != 403 {
+		t.Errorf("GET /status anonymous: %d %s, want 401 or 403", resp.StatusCode, resp.Body)
+	}
+}
