@@ -26,6 +26,10 @@ const (
 	UpdateItem
 	DeleteItem
 	BatchWriteItem
+	BatchGetItem
+	// ConditionCheckItem: a ConditionCheck inside a login's transaction
+	// (the user's version, the user's sessions not revoked since).
+	ConditionCheckItem
 
 	Read  = GetItem | Query
 	Write = PutItem | UpdateItem | DeleteItem
@@ -34,7 +38,13 @@ const (
 	BreakerItem = GetItem | PutItem | UpdateItem
 )
 
-var accessActions = []string{"GetItem", "Query", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"}
+var accessActions = []string{"GetItem", "Query", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem",
+	"BatchGetItem", "ConditionCheckItem"}
+
+// loginRead is the one BatchGetItem a login and a password change start
+// with: the user, the source's failure counter (users table) and the
+// cached token (tokens table).
+const loginRead = BatchGetItem
 
 // Actions are the IAM actions of a, in a stable order.
 func (a Access) Actions() []string {
@@ -76,7 +86,11 @@ type Function struct {
 	// TokenKey: may use the token KMS key (cached Keycloak tokens).
 	TokenKey bool
 	// Breaker: runs the fleet-wide breaker, so it may win a transition:
-	// publish the alert and pause or resume the worker's event source.
+	// publish the alert and pause or resume the worker's event source. The
+	// winner of a close also runs a bounded reconciliation pass, so every
+	// breaker function may list unsynced users (USERS Query), journal and
+	// queue their jobs (JOURNAL Put, SendSync) and keep the pass's cursor
+	// (BREAKER item). The grants test checks this holds.
 	Breaker bool
 	// EnsuresMapping: the scheduled safety net that reads the worker's
 	// mapping and re-enables one left paused under a closed breaker.
@@ -114,9 +128,13 @@ var Functions = []Function{
 		Name: "login", LogicalID: "LoginFunction", MemoryMB: 1024, TimeoutSec: 10,
 		Description: "POST /login: local check first, Keycloak second, then a session",
 		Routes:      []Route{{Method: "POST", Path: "/login"}},
-		// USERS: lockout counter and lock, rehash on login, sync markers.
-		// SESSIONS/TOKENS/AUDIT: the login transaction's Puts.
-		Tables: map[string]Access{"USERS": Read | Write, "SESSIONS": PutItem, "TOKENS": GetItem | PutItem,
+		// USERS: lockout counter and lock, rehash on login, sync markers,
+		// the transaction's check that the user is still at the version the
+		// login read. SESSIONS: reserve a place under the per-user cap, then
+		// the transaction's Put and its check that the user's sessions were
+		// not revoked since. TOKENS/AUDIT: the transaction's Puts.
+		Tables: map[string]Access{"USERS": Read | Write | loginRead | ConditionCheckItem,
+			"SESSIONS": PutItem | UpdateItem | ConditionCheckItem, "TOKENS": GetItem | PutItem | loginRead,
 			"BREAKER": BreakerItem, "AUDIT": PutItem, "JOURNAL": PutItem},
 		Keycloak: true, SendSync: true, TokenKey: true, Breaker: true,
 	},
@@ -124,9 +142,10 @@ var Functions = []Function{
 		Name: "password", LogicalID: "PasswordFunction", MemoryMB: 1024, TimeoutSec: 15,
 		Description: "POST /password: change the local password, sync it now or through the queue",
 		Routes:      []Route{{Method: "POST", Path: "/password"}},
-		// SESSIONS: revoke the user's other sessions; TOKENS: drop the
-		// user's cached Keycloak tokens (they carry the old password's grant).
-		Tables: map[string]Access{"USERS": Read | Write, "SESSIONS": Read | UpdateItem, "TOKENS": DeleteItem,
+		// SESSIONS: revoke the user's sessions; TOKENS: read with the user,
+		// then drop the cached Keycloak token (it carries the old grant).
+		Tables: map[string]Access{"USERS": Read | Write | loginRead, "SESSIONS": Read | UpdateItem,
+			"TOKENS":  loginRead | DeleteItem,
 			"BREAKER": BreakerItem, "AUDIT": PutItem, "JOURNAL": PutItem},
 		Keycloak: true, SendSync: true, Breaker: true,
 	},
@@ -145,7 +164,7 @@ var Functions = []Function{
 		},
 		// USERS: the Keycloak logout looks the user up and may learn its
 		// Keycloak id. AUDIT read: session metrics per package.
-		Tables: map[string]Access{"USERS": GetItem | UpdateItem, "SESSIONS": Read | UpdateItem,
+		Tables: map[string]Access{"USERS": Read | UpdateItem, "SESSIONS": Read | BatchGetItem | UpdateItem,
 			"BREAKER": BreakerItem, "AUDIT": Query, "JOURNAL": PutItem},
 		Keycloak: true, SendSync: true, Breaker: true,
 	},
@@ -154,14 +173,15 @@ var Functions = []Function{
 		// it can do is what anyone who breaks it can do (issue 11).
 		Name: "authorizer", LogicalID: "AuthorizerFunction", MemoryMB: 256, TimeoutSec: 10,
 		Description: "HTTP API Lambda authorizer accepting kcguard sessions (for downstream APIs)",
-		Tables:      map[string]Access{"SESSIONS": GetItem},
+		// A session and its user's revocation state in one BatchGetItem.
+		Tables: map[string]Access{"SESSIONS": GetItem | BatchGetItem},
 	},
 	{
 		Name: "syncworker", LogicalID: "SyncWorkerFunction", MemoryMB: 256, TimeoutSec: 20,
 		Description: "Replays queued changes into Keycloak (SQS FIFO, partial batch failures)",
-		Tables: map[string]Access{"USERS": GetItem | UpdateItem, "BREAKER": BreakerItem,
+		Tables: map[string]Access{"USERS": Read | UpdateItem, "BREAKER": BreakerItem,
 			"JOURNAL": Read | PutItem},
-		Keycloak: true, SendDLQ: true, ConsumesSyncQueue: true, Breaker: true,
+		Keycloak: true, SendSync: true, SendDLQ: true, ConsumesSyncQueue: true, Breaker: true,
 	},
 	{
 		// Writes only what it cleans or refreshes; users are only read
@@ -179,9 +199,28 @@ var Functions = []Function{
 		// One run per minute; the timeout keeps a run inside its minute.
 		Name: "pull", LogicalID: "PullFunction", MemoryMB: 256, TimeoutSec: 60,
 		Description: "Scheduled pull of Keycloak's admin and user events into the local store",
+		// BREAKER: its cursors and its last-run record.
 		Tables: map[string]Access{"USERS": Read | UpdateItem | DeleteItem, "SESSIONS": Query | UpdateItem,
-			"BREAKER": GetItem | UpdateItem},
+			"BREAKER": GetItem | PutItem | UpdateItem},
 		Keycloak: true,
 		Schedule: pullSchedule,
+	}, {
+		// Operators' read model: reads nearly every table and both queues'
+		// attributes, writes nothing, no secrets (its Keycloak probe needs
+		// none). Every route is IAM-authorised: never public.
+		Name: "status", LogicalID: "StatusFunction", MemoryMB: 512, TimeoutSec: 15,
+		Description: "Operators' status, dashboard and reports (IAM)",
+		Routes: []Route{
+			{Method: "GET", Path: "/status", IAM: true},
+			{Method: "GET", Path: "/dashboard", IAM: true},
+			{Method: "GET", Path: "/dashboard/status", IAM: true},
+			{Method: "GET", Path: "/dashboard/login", IAM: true},
+			{Method: "POST", Path: "/dashboard/login", IAM: true},
+			{Method: "POST", Path: "/dashboard/logout", IAM: true},
+			{Method: "GET", Path: "/reports/{kind}", IAM: true},
+		},
+		Tables: map[string]Access{"USERS": Read, "SESSIONS": Read | BatchGetItem, "TOKENS": Query,
+			"BREAKER": GetItem | BatchGetItem, "AUDIT": Query, "JOURNAL": Read},
+		QueueDepth: true,
 	},
 }

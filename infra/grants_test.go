@@ -16,10 +16,10 @@ import (
 // table's indexes), values the actions allowed on them.
 var mayDo = map[string]map[string]string{
 	"login": {
-		"UsersTable":         ddb("GetItem Query PutItem UpdateItem DeleteItem"),
-		"UsersTable/index/*": ddb("GetItem Query PutItem UpdateItem DeleteItem"),
-		"SessionsTable":      ddb("PutItem"),
-		"TokensTable":        ddb("GetItem PutItem"),
+		"UsersTable":         ddb("GetItem Query PutItem UpdateItem DeleteItem BatchGetItem ConditionCheckItem"),
+		"UsersTable/index/*": ddb("GetItem Query PutItem UpdateItem DeleteItem BatchGetItem ConditionCheckItem"),
+		"SessionsTable":      ddb("PutItem UpdateItem ConditionCheckItem"),
+		"TokensTable":        ddb("GetItem PutItem BatchGetItem"),
 		"BreakerTable":       ddb("GetItem PutItem UpdateItem"),
 		"AuditTable":         ddb("PutItem"),
 		"JournalTable":       ddb("PutItem"),
@@ -32,11 +32,11 @@ var mayDo = map[string]map[string]string{
 		workerMappings:       "lambda:UpdateEventSourceMapping",
 	},
 	"password": {
-		"UsersTable":            ddb("GetItem Query PutItem UpdateItem DeleteItem"),
-		"UsersTable/index/*":    ddb("GetItem Query PutItem UpdateItem DeleteItem"),
+		"UsersTable":            ddb("GetItem Query PutItem UpdateItem DeleteItem BatchGetItem"),
+		"UsersTable/index/*":    ddb("GetItem Query PutItem UpdateItem DeleteItem BatchGetItem"),
 		"SessionsTable":         ddb("GetItem Query UpdateItem"),
 		"SessionsTable/index/*": ddb("GetItem Query UpdateItem"),
-		"TokensTable":           ddb("DeleteItem"),
+		"TokensTable":           ddb("BatchGetItem DeleteItem"),
 		"BreakerTable":          ddb("GetItem PutItem UpdateItem"),
 		"AuditTable":            ddb("PutItem"),
 		"JournalTable":          ddb("PutItem"),
@@ -48,9 +48,10 @@ var mayDo = map[string]map[string]string{
 		workerMappings:          "lambda:UpdateEventSourceMapping",
 	},
 	"sessions": {
-		"UsersTable":            ddb("GetItem UpdateItem"),
-		"SessionsTable":         ddb("GetItem Query UpdateItem"),
-		"SessionsTable/index/*": ddb("GetItem Query UpdateItem"),
+		"UsersTable":            ddb("GetItem Query UpdateItem"),
+		"UsersTable/index/*":    ddb("GetItem Query UpdateItem"),
+		"SessionsTable":         ddb("GetItem Query UpdateItem BatchGetItem"),
+		"SessionsTable/index/*": ddb("GetItem Query UpdateItem BatchGetItem"),
 		"BreakerTable":          ddb("GetItem PutItem UpdateItem"),
 		"AuditTable":            ddb("Query"),
 		"AuditTable/index/*":    ddb("Query"),
@@ -64,15 +65,16 @@ var mayDo = map[string]map[string]string{
 	},
 	// Reads its session table, nothing else: no secrets, no writes.
 	"authorizer": {
-		"SessionsTable": ddb("GetItem"),
+		"SessionsTable": ddb("GetItem BatchGetItem"),
 	},
 	"syncworker": {
-		"UsersTable":           ddb("GetItem UpdateItem"),
+		"UsersTable":           ddb("GetItem Query UpdateItem"),
+		"UsersTable/index/*":   ddb("GetItem Query UpdateItem"),
 		"BreakerTable":         ddb("GetItem PutItem UpdateItem"),
 		"JournalTable":         ddb("GetItem Query PutItem"),
 		"JournalTable/index/*": ddb("GetItem Query PutItem"),
 		"secret":               "secretsmanager:GetSecretValue",
-		"SyncQueue":            "sqs:ReceiveMessage sqs:DeleteMessage sqs:ChangeMessageVisibility sqs:GetQueueAttributes sqs:GetQueueUrl",
+		"SyncQueue":            "sqs:ReceiveMessage sqs:DeleteMessage sqs:ChangeMessageVisibility sqs:GetQueueAttributes sqs:GetQueueUrl sqs:SendMessage",
 		"SyncDeadLetterQueue":  "sqs:SendMessage sqs:GetQueueUrl",
 		"SyncQueueKey":         "kms:GenerateDataKey kms:Decrypt",
 		"AlertsTopic":          "sns:Publish",
@@ -101,14 +103,31 @@ var mayDo = map[string]map[string]string{
 		workerMappings:          "lambda:UpdateEventSourceMapping lambda:GetEventSourceMapping",
 	},
 	// Applies what Keycloak decided: user state, deletions, and the end of
-	// a disabled or deleted user's sessions. BreakerTable: its cursors.
+	// a disabled or deleted user's sessions. BreakerTable: its cursors and
+	// its last-run record.
 	"pull": {
 		"UsersTable":            ddb("GetItem Query UpdateItem DeleteItem"),
 		"UsersTable/index/*":    ddb("GetItem Query UpdateItem DeleteItem"),
 		"SessionsTable":         ddb("Query UpdateItem"),
 		"SessionsTable/index/*": ddb("Query UpdateItem"),
-		"BreakerTable":          ddb("GetItem UpdateItem"),
+		"BreakerTable":          ddb("GetItem PutItem UpdateItem"),
 		"secret":                "secretsmanager:GetSecretValue",
+	},
+	// Reads, never writes; no secrets, no keys (nothing is decrypted).
+	"status": {
+		"UsersTable":            ddb("GetItem Query"),
+		"UsersTable/index/*":    ddb("GetItem Query"),
+		"SessionsTable":         ddb("GetItem Query BatchGetItem"),
+		"SessionsTable/index/*": ddb("GetItem Query BatchGetItem"),
+		"TokensTable":           ddb("Query"),
+		"TokensTable/index/*":   ddb("Query"),
+		"BreakerTable":          ddb("GetItem BatchGetItem"),
+		"AuditTable":            ddb("Query"),
+		"AuditTable/index/*":    ddb("Query"),
+		"JournalTable":          ddb("GetItem Query"),
+		"JournalTable/index/*":  ddb("GetItem Query"),
+		"SyncQueue":             "sqs:GetQueueAttributes sqs:GetQueueUrl",
+		"SyncDeadLetterQueue":   "sqs:GetQueueAttributes sqs:GetQueueUrl",
 	},
 }
 
@@ -142,6 +161,26 @@ func TestEachFunctionMayDoExactly(t *testing.T) {
 				t.Errorf("%d roles with grants, %d functions", len(got), len(Functions))
 			}
 		})
+	}
+}
+
+// Every function that runs the breaker can do what winning a close makes
+// it do: a bounded reconciliation pass (list unsynced users, journal and
+// queue their jobs, keep the pass's cursor in the breaker table).
+func TestBreakerFunctionsCanReconcileOnClose(t *testing.T) {
+	for _, f := range Functions {
+		if !f.Breaker {
+			continue
+		}
+		may := mayDo[f.Name]
+		for res, act := range map[string]string{
+			"UsersTable/index/*": "dynamodb:Query", "JournalTable": "dynamodb:PutItem", "SyncQueue": "sqs:SendMessage",
+			"SyncQueueKey": "kms:GenerateDataKey", "BreakerTable": "dynamodb:PutItem",
+		} {
+			if !strings.Contains(" "+may[res]+" ", " "+act+" ") {
+				t.Errorf("%s runs the breaker but may not %s on %s", f.Name, act, res)
+			}
+		}
 	}
 }
 

@@ -78,14 +78,8 @@ func newSyncCmd(e *env) *cobra.Command {
 		withRuntime("run", "Poll the queue until interrupted (the local stand-in for the SQS event source)", "",
 			func(ctx context.Context, rt *platform.Runtime) error {
 				p := rt.Poller(10)
-				e.log.Info("sync poller running", "queue", rt.Config.Sync.Queue)
-				for ctx.Err() == nil {
-					if _, _, err := p.PollOnce(ctx); err != nil && ctx.Err() == nil {
-						e.log.Warn("sync poll failed", "err", err)
-						time.Sleep(2 * time.Second)
-					}
-				}
-				return nil
+				e.log.Info("sync poller running; paused while the breaker is open", "queue", rt.Config.Sync.Queue)
+				return p.Run(ctx)
 			}),
 		withRuntime("test", "Check Keycloak admin access for every package and that the queue answers", "",
 			func(ctx context.Context, rt *platform.Runtime) error { return e.syncTest(ctx, rt) }),

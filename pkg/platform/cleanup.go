@@ -40,6 +40,11 @@ func (rt *Runtime) Cleaner(w io.Writer) *cleanup.Cleaner {
 	if rt.Journal != nil { // a nil *journal.Dynamo must stay a nil interface
 		c.Journal = rt.Journal
 	}
+	if rt.SyncMapping != nil { // likewise
+		c.SyncDelivery = rt.SyncMapping
+	}
+	c.Probe = rt.Keycloak.Ping
+	c.Cursors = rt.ReconcileCursors()
 	return c
 }
 

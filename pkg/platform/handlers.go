@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
 
@@ -80,11 +81,20 @@ func Start(name string, wire func(*Runtime) any) {
 }
 
 // Worker applies queued sync jobs (functions/syncworker, `kcguard sync`).
+// A record received while the breaker is open goes back until the next
+// probe instead of failing into the visibility timeout.
 func (rt *Runtime) Worker() *syncjob.Worker {
-	return &syncjob.Worker{Applier: rt.Applier, Breaker: rt.Breaker, DLQ: syncjob.SQSDeadLetters{Queue: rt.DLQ}, Log: rt.Log}
+	return &syncjob.Worker{Applier: rt.Applier, Breaker: rt.Breaker, DLQ: syncjob.SQSDeadLetters{Queue: rt.DLQ}, Log: rt.Log,
+		Defer: rt.Queue, NextProbe: func(ctx context.Context) time.Time { return rt.Breaker.State(ctx).NextProbe },
+		DeferFallback: rt.Config.Keycloak.Resilience.Cooldown()}
 }
 
 // Poller feeds the Worker from the queue, as Lambda's event source does.
+// Its Run pauses while the breaker is open, probes Keycloak when a probe is
+// due, and is woken when this process closes the breaker.
 func (rt *Runtime) Poller(waitSeconds int32) *syncjob.Poller {
-	return &syncjob.Poller{Client: rt.SQS, Queue: rt.Queue, Worker: rt.Worker(), WaitSeconds: waitSeconds}
+	p := &syncjob.Poller{Client: rt.SQS, Queue: rt.Queue, Worker: rt.Worker(), WaitSeconds: waitSeconds,
+		Breaker: rt.Breaker, Ping: rt.Keycloak.Ping, Log: rt.Log}
+	rt.poller = p
+	return p
 }

@@ -2,6 +2,7 @@ package syncjob_test
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -93,4 +94,9 @@ func change(t *testing.T, st *users.Memory, pw string) syncjob.Job {
 func grant(kc *keycloaktest.Fake, pw string) bool {
 	_, err := kc.PasswordGrant(context.Background(), key.Package, key.Username, pw)
 	return err == nil
+}
+
+func jsonOf(j syncjob.Job) (string, error) {
+	b, err := json.Marshal(j)
+	return string(b), err
 }

@@ -24,6 +24,9 @@ import (
 	"github.com/kcguard/kcguard/internal/stacktest"
 	"github.com/kcguard/kcguard/internal/testenv"
 	"github.com/kcguard/kcguard/pkg/cleanup"
+	"github.com/kcguard/kcguard/pkg/provision"
+	"github.com/kcguard/kcguard/pkg/pull"
+	"github.com/kcguard/kcguard/pkg/users"
 )
 
 // stack is one test's kcguard on the local stack (its own tables, queue,
@@ -351,6 +354,49 @@ func TestSessionsAndAuthorizerUnderRIE(t *testing.T) {
 	}
 	if authorize("made-up-" + session.SessionToken[:10]) {
 		t.Error("authorizer accepted a made-up token")
+	}
+}
+
+// The pull function, scheduled: an administrator's disable in Keycloak
+// reaches the local store through the built bootstrap.
+func TestPullUnderRIE(t *testing.T) {
+	const realm = "homechoice"
+	admin := testenv.NewKeycloakAdmin(t)
+	admin.GrantServiceAccountRoles(realm, testenv.Homechoice.ClientID, "view-events", "manage-events")
+	s := newStack(t)
+	if _, err := provision.FixEvents(context.Background(), s.RT.Keycloak, realm); err != nil {
+		t.Fatal(err)
+	}
+	// Only the realm whose events this test turned on.
+	pkgs, _ := json.Marshal(map[string]map[string]string{realm: {
+		"realm": s.Config.Keycloak.Packages[realm].Realm, "client_id": s.Config.Keycloak.Packages[realm].ClientID}})
+	s.env["KCGUARD_PACKAGES"] = string(pkgs)
+	u := s.NewUserNamed(t, realm, "infra-pull")
+	p := s.start(t, "pull")
+	run := func() pull.Result {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		payload, _, err := p.Invoke(ctx, event[map[string]any](t, s.root, "pull.json", nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rs []pull.Result
+		if err := json.Unmarshal(payload, &rs); err != nil || len(rs) != 1 {
+			t.Fatalf("not one pull result: %s", payload)
+		}
+		return rs[0]
+	}
+	if first := run(); first.Checked < 1 {
+		t.Fatalf("first run: %+v, want a compare that checks the user", first)
+	}
+	admin.Do("PUT", realm+"/users/"+admin.UserID(realm, u.Name), map[string]any{"enabled": false}, nil)
+	if r := run(); r.Disabled != 1 {
+		t.Errorf("after the disable: %+v, want one user disabled", r)
+	}
+	got, err := s.RT.Users.Get(context.Background(), users.Key{Package: realm, Username: u.Name})
+	if err != nil || got.Enabled {
+		t.Errorf("local user after the pull: %+v %v, want disabled", got, err)
 	}
 }
 
