@@ -404,6 +404,8 @@ func TestPullUnderRIE(t *testing.T) {
 // else.
 func TestStatusUnderRIE(t *testing.T) {
 	s := newStack(t)
+	// The operator role of events/status.json; IAM alone admits nobody.
+	s.env["KCGUARD_ADMIN_PRINCIPALS"] = "arn:aws:sts::123456789012:assumed-role/kcguard-operator/*"
 	fn := s.start(t, "status")
 	var snap struct {
 		Breaker  struct{ State string } `json:"breaker"`
@@ -428,6 +430,12 @@ func TestStatusUnderRIE(t *testing.T) {
 	}), nil)
 	if resp.StatusCode != 403 {
 		t.Errorf("anonymous GET /status: %d %s", resp.StatusCode, resp.Body)
+	}
+	resp, _ = invokeHTTP(t, fn, event(t, s.root, "status.json", func(ev *events.APIGatewayV2HTTPRequest) {
+		ev.RequestContext.Authorizer.IAM.UserARN = "arn:aws:sts::123456789012:assumed-role/some-app/x"
+	}), nil)
+	if resp.StatusCode != 403 {
+		t.Errorf("GET /status by an IAM caller not in api.admin_principals: %d", resp.StatusCode)
 	}
 	t.Logf("status under the RIE: %v", rep.Duration)
 }
