@@ -67,9 +67,9 @@ start (serve).`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		if strings.Contains(err.Error(), "unknown shorthand flag") {
 			// Session ids made before ids avoided a leading '-' still exist.
-			return fmt.Errorf("%w (an argument starting with '-', such as a session id, goes after --: kcguard sessions invalidate -- -ID)", err)
+			return usageError(fmt.Errorf("%w (an argument starting with '-', such as a session id, goes after --: kcguard sessions invalidate -- -ID)", err))
 		}
-		return err
+		return usageError(err)
 	})
 	root.PersistentFlags().StringVar(&e.configPath, "config", os.Getenv("KCGUARD_CONFIG"),
 		"configuration file (YAML); default $KCGUARD_CONFIG")
@@ -83,7 +83,6 @@ start (serve).`,
 	addTo(root, "tokens", newTokensListCmd(e))
 	addTo(root, "sync", newSyncPendingCmd(e), deprecatedAlias(e, "sync-now", newSyncCmd, "now"))
 	addJSONFlags(e, root)
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
 	strictTree(root)
 	return root
 }
