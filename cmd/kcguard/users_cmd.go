@@ -130,6 +130,14 @@ reconciliation carries it to Keycloak. Use POST /password for user changes.`,
 			}
 			e.printf("\nkeycloak id:     %s\npassword set:    %s\nfailed logins:   %d\n",
 				u.KeycloakID, u.PasswordChangedAt.Format(time.RFC3339), entry.Lockout.FailedAttempts)
+			confirmed := "never"
+			if !u.KeycloakConfirmedAt.IsZero() {
+				confirmed = u.KeycloakConfirmedAt.Format(time.RFC3339)
+			}
+			e.printf("keycloak confirmed: %s\nhash stale:      %v\nrequired actions: %v\n", confirmed, u.HashStale, u.RequiredActions)
+			if u.KeycloakMustDecide() {
+				e.printf("offline login:   refused until Keycloak accepts this user again (disabled, reset or actions pending)\n")
+			}
 			if entry.Lockout.Locked(time.Now()) {
 				e.printf("locked until:    %s\n", entry.Lockout.LockedUntil.Format(time.RFC3339))
 			}
@@ -162,7 +170,7 @@ for the local stack: real realm exports carry hashes, not passwords.`,
 		c.Flags().StringVar(&pkg, "package", "", "package (tenant) of the user")
 		_ = c.MarkFlagRequired("package")
 	}
-	cmd.AddCommand(add, setPassword, show, seed)
+	cmd.AddCommand(add, setPassword, show, seed, newUsersImportCmd(e))
 	return cmd
 }
 

@@ -2,6 +2,7 @@ package keycloak
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,6 +48,8 @@ func TestClassifyTokenEndpoint(t *testing.T) {
 		want   error
 	}{
 		{"wrong password", 400, map[string]string{"error": "invalid_grant", "error_description": "Invalid user credentials"}, ErrInvalidCredentials},
+		{"disabled", 400, map[string]string{"error": "invalid_grant", "error_description": "Account disabled"}, ErrAccountDisabled},
+		{"required action", 400, map[string]string{"error": "invalid_grant", "error_description": "Account is not fully set up"}, ErrActionRequired},
 		{"401 invalid_grant", 401, map[string]string{"error": "invalid_grant"}, ErrInvalidCredentials},
 		// Keycloak always names its refusals; a 401/403 without its OAuth
 		// JSON comes from something in front of it and is an outage.
@@ -82,6 +85,11 @@ func TestClassifyTokenEndpoint(t *testing.T) {
 			}
 			if IsOutage(err) != (tc.want == ErrUnavailable) {
 				t.Fatalf("IsOutage = %v", IsOutage(err))
+			}
+			// A named refusal is still a refusal; a plain one names nothing.
+			named := errors.Is(err, ErrAccountDisabled) || errors.Is(err, ErrActionRequired)
+			if named != (tc.want == ErrAccountDisabled || tc.want == ErrActionRequired) || (named && !errors.Is(err, ErrInvalidCredentials)) {
+				t.Fatalf("refusal classification of %v", err)
 			}
 			if strings.Contains(err.Error(), "pa55word-secret") || strings.Contains(err.Error(), "s3cret") {
 				t.Fatalf("error leaks a secret: %v", err)
@@ -229,5 +237,20 @@ func TestNewValidates(t *testing.T) {
 				t.Fatalf("err = %v, want it to mention %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestTokenSubject(t *testing.T) {
+	enc := base64.RawURLEncoding.EncodeToString
+	for _, tc := range []struct{ name, token, want string }{
+		{"keycloak access token", enc([]byte(`{"alg":"RS256"}`)) + "." + enc([]byte(`{"sub":"800e8a8c-9363","exp":1}`)) + ".sig", "800e8a8c-9363"},
+		{"padded payload", enc([]byte(`{}`)) + "." + base64.URLEncoding.EncodeToString([]byte(`{"sub":"id-1"}`)) + ".sig", "id-1"},
+		{"lightweight token without sub", enc([]byte(`{}`)) + "." + enc([]byte(`{"exp":1}`)) + ".sig", ""},
+		{"not a JWT", "opaque-token", ""},
+		{"garbage payload", "a.%%%.c", ""},
+	} {
+		if got := (Token{AccessToken: tc.token}).Subject(); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }

@@ -24,9 +24,20 @@ var (
 	// It does not prove the password is wrong: Keycloak 26.7.3's brute-force
 	// protection answers "Invalid user credentials" also to concurrent
 	// logins of one user and, at times, to a right password shortly after a
-	// wrong one (its events say user_temporarily_disabled). Treat it as
-	// credential drift only with other evidence.
+	// wrong one (its events say user_temporarily_disabled). The login asks
+	// the admin API (InspectAccount) before concluding anything from it.
 	ErrInvalidCredentials = errors.New("keycloak: invalid credentials")
+	// ErrAccountDisabled and ErrActionRequired refine ErrInvalidCredentials
+	// (errors.Is matches both) where Keycloak's answer says why. Keycloak
+	// 26.7.3 names the reason only after the password checked out, so
+	// either one also proves the password right:
+	//   400 invalid_grant "Account disabled"            → ErrAccountDisabled
+	//   400 invalid_grant "Account is not fully set up"  → ErrActionRequired
+	//   400 invalid_grant "Invalid user credentials"     → plain ErrInvalidCredentials:
+	//       wrong password, unknown user, and also a user its brute-force
+	//       detector has locked (only the admin API tells: BruteForceStatus).
+	ErrAccountDisabled = errors.New("keycloak: account disabled")
+	ErrActionRequired  = errors.New("keycloak: account is not fully set up")
 	// ErrNotFound: 404, or no user with that exact username.
 	ErrNotFound = errors.New("keycloak: not found")
 	// ErrConflict: 409, e.g. the username or email already exists.
@@ -52,7 +63,13 @@ type Error struct {
 	Status  int    // HTTP status; 0 for transport errors and timeouts
 	Kind    error  // one of the sentinels above
 	Reason  string // Keycloak's error / error_description / errorMessage, or the transport failure
+	// Refusal refines an ErrInvalidCredentials Kind: ErrAccountDisabled,
+	// ErrActionRequired, or nil when Keycloak gave no reason.
+	Refusal error
 }
+
+// Is matches the refinement as well as the Kind (through Unwrap).
+func (e *Error) Is(target error) bool { return e.Refusal != nil && target == e.Refusal }
 
 func (e *Error) Error() string {
 	msg := "keycloak " + e.Op
@@ -78,6 +95,25 @@ func (e *Error) Unwrap() error { return e.Kind }
 // client does.
 func NewError(op, pkg string, kind error, status int, reason string) *Error {
 	return &Error{Op: op, Package: pkg, Kind: kind, Status: status, Reason: reason}
+}
+
+// Keycloak's error_description texts for a password grant it refused
+// (org.keycloak.events.Errors / the direct grant authenticators, 26.7.3).
+const (
+	descAccountDisabled = "Account disabled"
+	descNotFullySetUp   = "Account is not fully set up"
+)
+
+// classifyRefusal refines a token endpoint's invalid_grant by its
+// error_description; anything else stays a plain refusal.
+func classifyRefusal(description string) error {
+	switch description {
+	case descAccountDisabled:
+		return ErrAccountDisabled
+	case descNotFullySetUp:
+		return ErrActionRequired
+	}
+	return nil
 }
 
 // classifyStatus maps an HTTP error status to its sentinel. oauthErr is the

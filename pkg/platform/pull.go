@@ -20,7 +20,7 @@ func PullSettings(cfg config.Config) pull.Settings {
 // table.
 func (rt *Runtime) Puller() *pull.Puller {
 	return &pull.Puller{
-		Keycloak: rt.Keycloak, Users: rt.Users, Sessions: rt.Sessions,
+		Keycloak: rt.Keycloak, Users: rt.Users, Sessions: rt.Sessions, Breaker: rt.Breaker,
 		Cursors:  &pull.DynamoCursors{DB: rt.DynamoDB, Table: rt.Config.Tables.Breaker},
 		Packages: rt.Config.PackageNames(), Settings: PullSettings(rt.Config), Log: rt.Log,
 	}
