@@ -122,7 +122,7 @@ Tokens and their hashes are never shown; sessions are named by their public id.`
 			if err != nil {
 				return err
 			}
-			n, err := rt.Sessions.RevokeAllForUser(cmd.Context(), pkg, args[0], "", time.Now())
+			n, err := rt.Sessions.RevokeAllForUser(cmd.Context(), pkg, args[0], time.Now())
 			if err != nil {
 				return err
 			}

@@ -34,6 +34,8 @@ type Breaker interface {
 type TokenCache interface {
 	// Get returns the cached token if it is still within its grace period.
 	Get(ctx context.Context, key users.Key, now time.Time) (keycloak.Token, bool, error)
+	// Forget deletes the user's cached token (a password change ends it).
+	Forget(ctx context.Context, key users.Key) error
 }
 
 // Sync gets a change into Keycloak now or later.
@@ -44,7 +46,7 @@ type Sync interface {
 
 // SessionRevoker ends a user's sessions after a password change.
 type SessionRevoker interface {
-	RevokeAllForUser(ctx context.Context, pkg, username, exceptID string, now time.Time) (int, error)
+	RevokeAllForUser(ctx context.Context, pkg, username string, now time.Time) (int, error)
 }
 
 // Ledger stores what an authentication attempt changed. Its DynamoDB
@@ -53,7 +55,10 @@ type SessionRevoker interface {
 type Ledger interface {
 	// LoginSucceeded creates the session (returning its token, which exists
 	// nowhere else) and stores the audit event, caches a fresh Keycloak
-	// token, and clears the failure counter when it was set.
+	// token, and clears the failure counter when it was set. It stores
+	// nothing and returns ErrLoginSuperseded when the user moved past
+	// Success.UserVersion or the user's sessions were revoked at or after
+	// the session's CreatedAt.
 	LoginSucceeded(ctx context.Context, s Success) (token string, session sessions.Record, err error)
 	// LoginFailed counts the failure (with the lockout deadline the policy
 	// derived) and stores the audit event.
@@ -72,6 +77,11 @@ type Success struct {
 	GraceUntil time.Time
 	// ResetLockout clears the key's failure counter.
 	ResetLockout bool
+	// UserVersion, when positive, is the user version the password was
+	// checked against: the session is stored only if the user is still at
+	// it (else ErrLoginSuperseded), so a login that raced a password change
+	// leaves no session.
+	UserVersion int64
 }
 
 // Failure is everything a failed password check writes.

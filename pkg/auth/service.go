@@ -210,7 +210,14 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 	if tier.mode == ModeKeycloak {
 		success.Token, success.GraceUntil = tier.token, now.Add(s.s.GracePeriod)
 	}
+	if entry.Found {
+		success.UserVersion = entry.User.Version
+	}
 	token, sess, err := s.ledger.LoginSucceeded(ctx, success)
+	if errors.Is(err, ErrLoginSuperseded) {
+		s.log.InfoContext(ctx, "login superseded by a concurrent account change", "package", key.Package, "err", err)
+		return LoginResult{}, ErrLoginSuperseded
+	}
 	if err != nil {
 		return LoginResult{}, fmt.Errorf("%w: store session: %v", ErrUnavailable, err)
 	}
@@ -441,16 +448,47 @@ func (s *Service) ChangePassword(ctx context.Context, in PasswordChangeInput) (P
 	event.Outcome = audit.OutcomeSuccess
 	s.auditAlone(ctx, event)
 	if s.s.RevokeOtherSessions {
-		if n, err := s.sessions.RevokeAllForUser(ctx, key.Package, key.Username, "", now); err != nil {
-			s.log.WarnContext(ctx, "sessions not revoked after password change", "package", key.Package, "err", err)
-		} else if n > 0 {
-			s.log.InfoContext(ctx, "sessions revoked after password change", "package", key.Package, "count", n)
-		}
+		s.endLocalSessions(ctx, key)
 	}
 	j := syncjob.New(syncjob.SetPassword, key.Package, key.Username, u.Version, now)
 	j.Hash = &h
 	res := s.sync.Dispatch(ctx, j)
+	if s.s.RevokeOtherSessions {
+		s.endKeycloakSessions(ctx, key, res, now)
+	}
 	return PasswordChangeResult{Synced: res == syncjob.Applied, Sync: string(res)}, nil
+}
+
+// endLocalSessions ends every session and the cached Keycloak token of a
+// user whose password just changed. The revocation time is read after the
+// new hash is stored: a login that read the old hash began before it, so
+// its session is refused or dead (the ledger's checks close the rest).
+func (s *Service) endLocalSessions(ctx context.Context, key users.Key) {
+	if n, err := s.sessions.RevokeAllForUser(ctx, key.Package, key.Username, s.s.Now()); err != nil {
+		s.log.ErrorContext(ctx, "sessions not revoked after password change", "package", key.Package, "username", key.Username, "err", err)
+	} else {
+		s.log.InfoContext(ctx, "sessions revoked after password change", "package", key.Package, "count", n)
+	}
+	if err := s.tokens.Forget(ctx, key); err != nil {
+		s.log.ErrorContext(ctx, "cached keycloak token not deleted after password change", "package", key.Package,
+			"username", key.Username, "err", err)
+	}
+}
+
+// endKeycloakSessions logs the user out of Keycloak after a password change:
+// now when the new hash went in now, else queued behind the set_password
+// job in the user's FIFO group, so Keycloak ends the old sessions once it
+// has the new password and not before.
+func (s *Service) endKeycloakSessions(ctx context.Context, key users.Key, synced syncjob.Result, now time.Time) {
+	j := syncjob.New(syncjob.LogoutUser, key.Package, key.Username, 0, now)
+	if synced == syncjob.Applied {
+		s.sync.Dispatch(ctx, j)
+		return
+	}
+	if err := s.sync.Enqueue(ctx, j); err != nil {
+		s.log.ErrorContext(ctx, "keycloak logout not queued after password change", "event", "logout_enqueue_failed",
+			"package", key.Package, "username", key.Username, "err", err)
+	}
 }
 
 func (s *Service) auditAlone(ctx context.Context, e audit.Event) {

@@ -77,6 +77,10 @@ var (
 	ErrOfflineDisabled    = errors.New("keycloak unavailable and offline login is disabled")
 	ErrConflict           = errors.New("concurrent password change")
 	ErrUnavailable        = errors.New("local credential store unavailable")
+	// ErrLoginSuperseded refuses a login whose password check was overtaken
+	// by a password change or a revocation of the user's sessions before
+	// its session was stored; no session was made and a retry is safe.
+	ErrLoginSuperseded = errors.New("login superseded by a concurrent change to the account")
 )
 
 // LockedError refuses a login during an offline lockout delay.

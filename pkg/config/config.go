@@ -10,6 +10,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"regexp"
@@ -176,6 +177,10 @@ type Password struct {
 type Sessions struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout" env:"KCGUARD_SESSIONS_IDLE_TIMEOUT"`
 	MaxLifetime time.Duration `yaml:"max_lifetime" env:"KCGUARD_SESSIONS_MAX_LIFETIME"`
+	// MaxPerUser caps one user's live sessions: a login beyond it ends the
+	// user's oldest session. Default 10 (0 means the default); -1 turns
+	// the cap off, which saves logins one DynamoDB write.
+	MaxPerUser int `yaml:"max_per_user" env:"KCGUARD_SESSIONS_MAX_PER_USER"`
 }
 
 // Cleanup is the scheduled maintenance run (functions/cleanup,
@@ -210,6 +215,12 @@ type API struct {
 	MaxBodyBytes int    `yaml:"max_body_bytes" env:"KCGUARD_API_MAX_BODY_BYTES"`
 	// AdminKey guards /admin routes locally; in AWS they use IAM auth.
 	AdminKey string `yaml:"admin_key" env:"KCGUARD_ADMIN_KEY"`
+	// AdminPrincipals are the IAM caller ARNs (as API Gateway reports
+	// them: a user or assumed-role session ARN; a trailing "*" matches any
+	// session of a role) allowed on /admin routes. IAM authorisation alone
+	// only proves the caller may invoke the API; empty means no IAM caller
+	// is an administrator. Env: a JSON array or a comma-separated list.
+	AdminPrincipals []string `yaml:"admin_principals" env:"KCGUARD_ADMIN_PRINCIPALS"`
 }
 
 // Pull is `kcguard sync pull` and the scheduled functions/pull: Keycloak's
@@ -346,8 +357,8 @@ func (c Config) Validate() error {
 	var p []string
 	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
 
-	if u, err := url.Parse(c.Keycloak.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		add("keycloak.url %q is not an http(s) URL", c.Keycloak.URL)
+	if err := checkKeycloakURL(c.Keycloak.URL); err != "" {
+		add("keycloak.url %q %s", c.Keycloak.URL, err)
 	}
 	if c.Keycloak.Timeout <= 0 || c.Keycloak.Timeout > 30*time.Second {
 		add("keycloak.timeout %s must be in (0, 30s]", c.Keycloak.Timeout)
@@ -430,6 +441,14 @@ func (c Config) Validate() error {
 	if c.Password.Algorithm != "argon2" && c.Password.Algorithm != "pbkdf2-sha512" {
 		add("password.algorithm %q must be argon2 or pbkdf2-sha512", c.Password.Algorithm)
 	}
+	if c.Sessions.MaxPerUser < -1 || c.Sessions.MaxPerUser > 1000 {
+		add("sessions.max_per_user = %d, must be between 1 and 1000 (0: the default 10, -1: no cap)", c.Sessions.MaxPerUser)
+	}
+	for _, p := range c.API.AdminPrincipals {
+		if !strings.HasPrefix(p, "arn:") || strings.ContainsAny(p, " \t") || strings.Contains(strings.TrimSuffix(p, "*"), "*") {
+			add("api.admin_principals: %q is not an IAM ARN (a trailing * is the only wildcard)", p)
+		}
+	}
 	if c.Sessions.IdleTimeout <= 0 || c.Sessions.MaxLifetime < c.Sessions.IdleTimeout {
 		add("sessions.idle_timeout (%s) must be positive and not above sessions.max_lifetime (%s)",
 			c.Sessions.IdleTimeout, c.Sessions.MaxLifetime)
@@ -500,6 +519,26 @@ func (c Config) Validate() error {
 		return nil
 	}
 	return &ValidationError{Problems: p}
+}
+
+// checkKeycloakURL requires https, except for a Keycloak on this machine
+// (the local stack): passwords and tokens cross this link.
+func checkKeycloakURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "is not an absolute URL"
+	}
+	switch u.Scheme {
+	case "https":
+		return ""
+	case "http":
+		host := u.Hostname()
+		if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
+			return ""
+		}
+		return "must use https (plain http is allowed only for a loopback host such as 127.0.0.1)"
+	}
+	return "is not an https:// URL"
 }
 
 var (

@@ -20,10 +20,11 @@ import (
 
 // TestLoginBudget shows how a login fits its budget of three DynamoDB round
 // trips with these stores (pkg/ledger does this for real): one Query reads
-// the user and its lockout state, then every write of the outcome goes out
-// in one TransactWriteItems built from the stores' *Tx methods — session,
-// cached token, audit and lockout reset on success; counter and audit on
-// failure.
+// the user and its lockout state; on success one UpdateItem reserves the
+// session's place among the user's sessions; then every write of the
+// outcome goes out in one TransactWriteItems built from the stores' *Tx
+// methods — session with its two guards, cached token, audit and lockout
+// reset on success; counter and audit on failure.
 func TestLoginBudget(t *testing.T) {
 	cfg := testenv.AWS(t)
 	calls := ddbcount.New()
@@ -80,12 +81,20 @@ func TestLoginBudget(t *testing.T) {
 			t.Fatalf("lookup: %+v %v", e, err)
 		}
 		// ... hash check and Keycloak succeed ...
-		token, _, sess, err := sessionStore.CreateTx(sessions.Record{Package: key.Package, Username: key.Username,
+		// The session's place among the user's sessions (the cap), refused
+		// if they were revoked since the login began.
+		rec, err := sessionStore.Reserve(ctx, sessions.Record{Package: key.Package, Username: key.Username,
 			AuthMode: sessions.AuthKeycloak, CreatedAt: now, ExpiresAt: now.Add(8 * time.Hour)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		items := []types.TransactWriteItem{sess}
+		token, rec, sess, err := sessionStore.CreateTx(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The guards keep a login that raced a password change or a
+		// revocation from storing its session.
+		items := []types.TransactWriteItem{sess, sessionStore.GuardTx(rec), userStore.VersionCheckTx(key, e.User.Version)}
 		add := func(item types.TransactWriteItem, err error) {
 			t.Helper()
 			if err != nil {
@@ -103,7 +112,7 @@ func TestLoginBudget(t *testing.T) {
 		if _, err := db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items}); err != nil {
 			t.Fatal(err)
 		}
-		if got, want := calls.Snapshot(), map[string]int{"Query": 1, "TransactWriteItems": 1}; !maps.Equal(got, want) {
+		if got, want := calls.Snapshot(), map[string]int{"Query": 1, "UpdateItem": 1, "TransactWriteItems": 1}; !maps.Equal(got, want) {
 			t.Errorf("successful login calls %v, want %v", got, want)
 		}
 

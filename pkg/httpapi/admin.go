@@ -23,7 +23,11 @@ import (
 // send it.
 type AdminGuard struct {
 	Key string
-	Now func() time.Time
+	// Principals are the IAM callers admitted (api.admin_principals, see
+	// AdminPrincipal): IAM authorisation alone only proves the caller may
+	// invoke the API.
+	Principals []string
+	Now        func() time.Time
 }
 
 // DashboardCookie is the name of the dashboard's session cookie.
@@ -41,9 +45,9 @@ func (g AdminGuard) now() time.Time {
 
 var errAdminRequired = &Error{Status: http.StatusForbidden, Code: CodeForbidden, Message: "administrator access required"}
 
-// Check admits an IAM caller or the admin key: every admin route.
+// Check admits a listed IAM caller or the admin key: every admin route.
 func (g AdminGuard) Check(req Request) *Error {
-	if a := req.RequestContext.Authorizer; a != nil && a.IAM != nil && a.IAM.UserARN != "" {
+	if a := req.RequestContext.Authorizer; a != nil && a.IAM != nil && AdminPrincipal(g.Principals, a.IAM.UserARN) {
 		return nil
 	}
 	if g.KeyMatches(Header(req, "x-admin-key")) {

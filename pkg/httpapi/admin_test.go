@@ -30,8 +30,8 @@ func TestDashboardCookie(t *testing.T) {
 		{"expiry edited", g, withCookie(strings.Replace(value, "v1.", "v1.9", 1)), false},
 		{"no cookie", g, Request{}, false},
 		{"admin key header", g, Request{Headers: map[string]string{"x-admin-key": "k1"}}, true},
-		{"IAM caller", g, Request{RequestContext: events.APIGatewayV2HTTPRequestContext{Authorizer: &events.APIGatewayV2HTTPRequestContextAuthorizerDescription{
-			IAM: &events.APIGatewayV2HTTPRequestContextAuthorizerIAMDescription{UserARN: "arn:aws:iam::1:user/ops"}}}}, true},
+		{"listed IAM caller", AdminGuard{Key: "k1", Now: clock, Principals: []string{"arn:aws:iam::1:user/ops"}}, iamCaller("arn:aws:iam::1:user/ops"), true},
+		{"unlisted IAM caller", g, iamCaller("arn:aws:iam::1:user/ops"), false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -52,4 +52,9 @@ func TestDashboardCookie(t *testing.T) {
 	if !strings.Contains(g.SessionCookie(true), "; Secure") {
 		t.Error("no Secure flag off loopback")
 	}
+}
+
+func iamCaller(arn string) Request {
+	return Request{RequestContext: events.APIGatewayV2HTTPRequestContext{Authorizer: &events.APIGatewayV2HTTPRequestContextAuthorizerDescription{
+		IAM: &events.APIGatewayV2HTTPRequestContextAuthorizerIAMDescription{UserARN: arn}}}}
 }

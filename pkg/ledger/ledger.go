@@ -8,6 +8,7 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -44,12 +45,29 @@ func NewDynamo(db TransactWriter, u *users.Dynamo, s *sessions.Dynamo, t *tokenc
 }
 
 // LoginSucceeded implements auth.Ledger.
+//
+// It costs one UpdateItem (the session's place among the user's sessions,
+// refused when they were revoked since the login began) and the one
+// transaction, which carries two ConditionChecks: the user's sessions not
+// revoked since, and the user still at the version the password was
+// checked against.
 func (l *Dynamo) LoginSucceeded(ctx context.Context, s auth.Success) (string, sessions.Record, error) {
-	token, rec, item, err := l.sessions.CreateTx(s.Session)
+	reserved, err := l.sessions.Reserve(ctx, s.Session)
+	if errors.Is(err, sessions.ErrSuperseded) {
+		return "", sessions.Record{}, fmt.Errorf("%w: %v", auth.ErrLoginSuperseded, err)
+	}
 	if err != nil {
 		return "", sessions.Record{}, err
 	}
-	items := []types.TransactWriteItem{item}
+	token, rec, item, err := l.sessions.CreateTx(reserved)
+	if err != nil {
+		return "", sessions.Record{}, err
+	}
+	// Guards first: their indexes name a cancellation's cause.
+	items := []types.TransactWriteItem{item, l.sessions.GuardTx(rec)}
+	if s.UserVersion > 0 {
+		items = append(items, l.users.VersionCheckTx(keyOf(s.Event), s.UserVersion))
+	}
 	a, err := l.audit.RecordTx(s.Event)
 	if err != nil {
 		return "", sessions.Record{}, err
@@ -66,6 +84,9 @@ func (l *Dynamo) LoginSucceeded(ctx context.Context, s auth.Success) (string, se
 		items = append(items, l.users.ResetFailuresTx(keyOf(s.Event)))
 	}
 	if err := l.write(ctx, rec.ID, items); err != nil {
+		if failed := sessions.CancelReasons(err); failed != nil && (failed[1] || s.UserVersion > 0 && failed[2]) {
+			return "", sessions.Record{}, fmt.Errorf("%w: %v", auth.ErrLoginSuperseded, err)
+		}
 		return "", sessions.Record{}, fmt.Errorf("record login: %w", err)
 	}
 	return token, rec, nil

@@ -6,6 +6,7 @@ package platform_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -173,6 +174,16 @@ func TestCredentialDriftIsRepaired(t *testing.T) {
 func TestDynamoDBRoundTripsPerLogin(t *testing.T) {
 	e := stacktest.New(t, fastBreaker)
 	u, v := e.NewUser(t, "homechoice"), e.NewUser(t, "homechoice")
+	// Outage modes read the token cache; with the session cap on (the
+	// default) a login also reserves its place among the user's sessions
+	// (sessions.Dynamo.Reserve, one UpdateItem): keycloak mode stays at 3,
+	// cached and local mode cost 4. sessions.max_per_user: -1 saves it.
+	budget := func(name string) int {
+		if strings.HasSuffix(name, "cached mode") || strings.HasSuffix(name, "local mode") {
+			return 4
+		}
+		return 3
+	}
 	measure := func(name string, f func()) {
 		t.Helper()
 		before := e.Calls.Snapshot()
@@ -184,8 +195,8 @@ func TestDynamoDBRoundTripsPerLogin(t *testing.T) {
 			}
 		}
 		t.Logf("%-28s %d DynamoDB round trips %v", name, n, ops)
-		if n > 3 {
-			t.Errorf("%s: %d DynamoDB round trips, budget 3", name, n)
+		if n > budget(name) {
+			t.Errorf("%s: %d DynamoDB round trips, budget %d", name, n, budget(name))
 		}
 	}
 	measure("keycloak mode", func() { mustMode(t, e, u, u.Password, auth.ModeKeycloak) })

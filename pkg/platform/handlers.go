@@ -33,7 +33,7 @@ func (rt *Runtime) AuthHandlers() *httpapi.AuthHandlers {
 func (rt *Runtime) SessionHandlers() *httpapi.SessionHandlers {
 	return &httpapi.SessionHandlers{Store: rt.Sessions, Keycloak: Sync{Dispatcher: rt.Dispatcher},
 		Reports: rt.SessionReporter(), Packages: rt.Config.PackageNames(),
-		AdminKey: rt.Config.API.AdminKey, Log: rt.Log}
+		AdminKey: rt.Config.API.AdminKey, AdminPrincipals: rt.Config.API.AdminPrincipals, Log: rt.Log}
 }
 
 // Authorizer is the API Gateway Lambda authorizer for downstream APIs. It

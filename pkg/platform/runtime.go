@@ -102,7 +102,8 @@ func Build(ctx context.Context, cfg config.Config, awsCfg aws.Config, log *slog.
 	bs.Notifier = breaker.Notifiers{rt.Alerts, rt.Replay}
 	rt.Breaker = breaker.New(breaker.NewDynamoStore(dynamodb.NewFromConfig(awsCfg), cfg.Tables.Breaker), bs)
 	rt.Users = users.NewDynamo(rt.DynamoDB, cfg.Tables.Users)
-	rt.Sessions = sessions.NewDynamo(rt.DynamoDB, cfg.Tables.Sessions, sessions.WithIdleTimeout(cfg.Sessions.IdleTimeout))
+	rt.Sessions = sessions.NewDynamo(rt.DynamoDB, cfg.Tables.Sessions, sessions.WithIdleTimeout(cfg.Sessions.IdleTimeout),
+		sessions.WithMaxPerUser(cfg.Sessions.MaxPerUser))
 	cipher := tokencache.NewKMSCipher(kms.NewFromConfig(awsCfg), cfg.KMSKeyID)
 	rt.Tokens = tokencache.NewDynamo(rt.DynamoDB, cfg.Tables.Tokens, cipher,
 		tokencache.WithGracePeriod(cfg.Keycloak.Resilience.GracePeriod()))
@@ -196,6 +197,14 @@ func (c CachedTokens) Get(ctx context.Context, key users.Key, now time.Time) (ke
 		ExpiresAt: rec.AccessExpiresAt, RefreshExpiresAt: rec.RefreshExpiresAt,
 		ExpiresIn: max(0, int(rec.AccessExpiresAt.Sub(now).Seconds())),
 	}, true, nil
+}
+
+// Forget implements auth.TokenCache.
+func (c CachedTokens) Forget(ctx context.Context, key users.Key) error {
+	if err := c.Store.Delete(ctx, key.Package, key.Username); err != nil && !isNotFound(err) {
+		return err
+	}
+	return nil
 }
 
 func isNotFound(err error) bool { return errors.Is(err, tokencache.ErrNotFound) }

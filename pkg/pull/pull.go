@@ -57,7 +57,7 @@ type Users interface {
 // Sessions ends the sessions of a user Keycloak disabled or deleted, or
 // whose password it reset. Optional.
 type Sessions interface {
-	RevokeAllForUser(ctx context.Context, pkg, username, exceptID string, now time.Time) (int, error)
+	RevokeAllForUser(ctx context.Context, pkg, username string, now time.Time) (int, error)
 }
 
 // CredentialEventTypes are the user events that change a password in
@@ -466,7 +466,7 @@ func (x *run) revoke(ctx context.Context, u users.User) {
 	if x.p.Sessions == nil {
 		return
 	}
-	n, err := x.p.Sessions.RevokeAllForUser(ctx, u.Package, u.Username, "", x.now)
+	n, err := x.p.Sessions.RevokeAllForUser(ctx, u.Package, u.Username, x.now)
 	if err != nil {
 		// The user is already refused at login; a session left running
 		// ends with its idle timeout. Not worth failing the pull for.
