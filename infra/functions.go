@@ -95,6 +95,9 @@ type Function struct {
 	// EnsuresMapping: the scheduled safety net that reads the worker's
 	// mapping and re-enables one left paused under a closed breaker.
 	EnsuresMapping bool
+	// Admin: serves admin or operator routes, so it learns which IAM
+	// callers are administrators (api.admin_principals).
+	Admin bool
 	// ConsumesSyncQueue: the SQS FIFO event source with partial batch failures.
 	ConsumesSyncQueue bool
 	// Schedule is an EventBridge schedule expression ("rate(5 minutes)").
@@ -166,7 +169,7 @@ var Functions = []Function{
 		// Keycloak id. AUDIT read: session metrics per package.
 		Tables: map[string]Access{"USERS": Read | UpdateItem, "SESSIONS": Read | BatchGetItem | UpdateItem,
 			"BREAKER": BreakerItem, "AUDIT": Query, "JOURNAL": PutItem},
-		Keycloak: true, SendSync: true, Breaker: true,
+		Keycloak: true, SendSync: true, Breaker: true, Admin: true,
 	},
 	{
 		// Read only, nothing else: it runs in front of other APIs, so what
@@ -221,6 +224,6 @@ var Functions = []Function{
 		},
 		Tables: map[string]Access{"USERS": Read, "SESSIONS": Read | BatchGetItem, "TOKENS": Query,
 			"BREAKER": GetItem | BatchGetItem, "AUDIT": Query, "JOURNAL": Read},
-		QueueDepth: true,
+		QueueDepth: true, Admin: true,
 	},
 }

@@ -79,6 +79,8 @@ func newStack(t *testing.T) *stack {
 		"KCGUARD_SYNC_QUEUE": cfg.Sync.Queue, "KCGUARD_SYNC_DLQ": cfg.Sync.DLQ,
 		"KCGUARD_SYNC_VISIBILITY_TIMEOUT_SECONDS": "2",
 		"KCGUARD_KMS_KEY_ID":                      cfg.KMSKeyID,
+		// The operator role of events/*-admin.json and events/status.json.
+		"KCGUARD_ADMIN_PRINCIPALS": "arn:aws:sts::123456789012:assumed-role/kcguard-operator/*",
 	} {
 		env[k] = v
 	}
@@ -416,5 +418,13 @@ func TestStatusUnderRIE(t *testing.T) {
 	})
 	if resp, _ := invokeHTTP(t, f, anonymous, nil); resp.StatusCode != 401 && resp.StatusCode != 403 {
 		t.Errorf("GET /status anonymous: %d %s, want 401 or 403", resp.StatusCode, resp.Body)
+	}
+	// IAM lets anyone allowed to invoke the API through; only the listed
+	// principals are operators.
+	stranger := event(t, s.root, "status.json", func(ev *events.APIGatewayV2HTTPRequest) {
+		ev.RequestContext.Authorizer.IAM.UserARN = "arn:aws:sts::123456789012:assumed-role/some-app/i-0abc"
+	})
+	if resp, _ := invokeHTTP(t, f, stranger, nil); resp.StatusCode != 403 {
+		t.Errorf("GET /status by an unlisted IAM caller: %d %s, want 403", resp.StatusCode, resp.Body)
 	}
 }
