@@ -135,9 +135,11 @@ var Functions = []Function{
 		// the transaction's check that the user is still at the version the
 		// login read. SESSIONS: reserve a place under the per-user cap, then
 		// the transaction's Put and its check that the user's sessions were
-		// not revoked since. TOKENS/AUDIT: the transaction's Puts.
+		// not revoked since, and a read of the new session when an SDK retry
+		// of a landed transaction is refused. TOKENS/AUDIT: the
+		// transaction's Puts.
 		Tables: map[string]Access{"USERS": Read | Write | loginRead | ConditionCheckItem,
-			"SESSIONS": PutItem | UpdateItem | ConditionCheckItem, "TOKENS": GetItem | PutItem | loginRead,
+			"SESSIONS": GetItem | BatchGetItem | PutItem | UpdateItem | ConditionCheckItem, "TOKENS": GetItem | PutItem | loginRead,
 			"BREAKER": BreakerItem, "AUDIT": PutItem, "JOURNAL": PutItem},
 		Keycloak: true, SendSync: true, TokenKey: true, Breaker: true,
 	},

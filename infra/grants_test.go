@@ -18,7 +18,7 @@ var mayDo = map[string]map[string]string{
 	"login": {
 		"UsersTable":         ddb("GetItem Query PutItem UpdateItem DeleteItem BatchGetItem ConditionCheckItem"),
 		"UsersTable/index/*": ddb("GetItem Query PutItem UpdateItem DeleteItem BatchGetItem ConditionCheckItem"),
-		"SessionsTable":      ddb("PutItem UpdateItem ConditionCheckItem"),
+		"SessionsTable":      ddb("GetItem BatchGetItem PutItem UpdateItem ConditionCheckItem"),
 		"TokensTable":        ddb("GetItem PutItem BatchGetItem"),
 		"BreakerTable":       ddb("GetItem PutItem UpdateItem"),
 		"AuditTable":         ddb("PutItem"),
