@@ -121,7 +121,10 @@ func (e *env) printSnapshot(s status.Snapshot) {
 	}
 	for _, r := range s.Runs {
 		ok := "ok"
-		if !r.OK {
+		switch {
+		case r.Running:
+			ok = "running since " + r.StartedAt.UTC().Format(time.RFC3339)
+		case !r.OK:
 			ok = "FAILED: " + r.Error
 		}
 		e.printf("last %-9s %s, %s; %s\n", r.Job, since(r.FinishedAt, s.At), ok, r.Summary)

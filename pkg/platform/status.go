@@ -5,8 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+	snstypes "github.com/aws/aws-sdk-go-v2/service/sns/types"
+
+	"github.com/kcguard/kcguard/pkg/alerts"
 	"github.com/kcguard/kcguard/pkg/cleanup"
 	"github.com/kcguard/kcguard/pkg/dashboard"
 	"github.com/kcguard/kcguard/pkg/httpapi"
@@ -107,6 +113,52 @@ func (rt *Runtime) RecordPull(ctx context.Context, started time.Time, results []
 	}
 	rt.RecordRun(ctx, status.JobPull, started, summary, runErr)
 }
+
+// DailySummary publishes every package's summary of the last day to the
+// alert topic, once a day, from alerts.daily_summary_hour (UTC): the first
+// cleanup run past that hour claims the day and publishes; the others see
+// the claim and do nothing. Off without alerts.topic_arn.
+func (rt *Runtime) DailySummary(ctx context.Context, publisher alerts.SNSAPI, now time.Time) (published int, err error) {
+	hour := rt.Config.Alerts.DailySummaryHour
+	if rt.Config.Alerts.TopicARN == "" || hour < 0 {
+		return 0, nil
+	}
+	now = now.UTC()
+	due := now.Truncate(24 * time.Hour).Add(time.Duration(hour) * time.Hour)
+	if now.Before(due) {
+		return 0, nil
+	}
+	claimed, err := rt.RunLog().Claim(ctx, status.JobDailySummary, due, now)
+	if err != nil || !claimed {
+		return 0, err
+	}
+	var errs []error
+	for _, pkg := range rt.Config.PackageNames() {
+		var b strings.Builder
+		if err := rt.Reporter().WriteText(ctx, &b, pkg, now.Add(-24*time.Hour), now); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		_, err := publisher.Publish(ctx, &sns.PublishInput{TopicArn: aws.String(rt.Config.Alerts.TopicARN),
+			Subject: aws.String(fmt.Sprintf("kcguard daily summary: %s %s", pkg, now.Format("2006-01-02"))),
+			Message: aws.String(b.String()),
+			MessageAttributes: map[string]snstypes.MessageAttributeValue{
+				"event":    {DataType: aws.String("String"), StringValue: aws.String("daily_summary")},
+				"severity": {DataType: aws.String("String"), StringValue: aws.String("info")},
+			}})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("publish daily summary %s: %w", pkg, err))
+			continue
+		}
+		published++
+	}
+	err = errors.Join(errs...)
+	rt.RecordRun(ctx, status.JobDailySummary, now, fmt.Sprintf("published %d package summaries", published), err)
+	return published, err
+}
+
+// SNS is the SNS client for the daily summary.
+func (rt *Runtime) SNS() *sns.Client { return sns.NewFromConfig(rt.AWS) }
 
 // ReconcileSummary is the one-line account of a reconciliation.
 func ReconcileSummary(r syncjob.Reconciled) string {

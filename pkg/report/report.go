@@ -13,6 +13,7 @@ import (
 	"html/template"
 	"io"
 	"sort"
+	texttemplate "text/template"
 	"time"
 
 	"github.com/kcguard/kcguard/pkg/audit"
@@ -54,7 +55,10 @@ type Reporter struct {
 //go:embed report.html
 var source string
 
-var page = template.Must(template.New("report").Funcs(template.FuncMap{
+//go:embed summary.txt
+var textSource string
+
+var funcs = map[string]any{
 	"time": func(t time.Time) string {
 		if t.IsZero() {
 			return "-"
@@ -76,7 +80,12 @@ var page = template.Must(template.New("report").Funcs(template.FuncMap{
 		}
 		return n
 	},
-}).Parse(source))
+}
+
+var (
+	page = template.Must(template.New("report").Funcs(funcs).Parse(source))
+	text = texttemplate.Must(texttemplate.New("summary").Funcs(funcs).Parse(textSource))
+)
 
 // Data is what the template renders.
 type Data struct {
@@ -118,8 +127,26 @@ type UserLine struct {
 	LastIP            string
 }
 
-// Write renders kind for pkg over [since, now).
+// Write renders kind for pkg over [since, now) as HTML.
 func (r *Reporter) Write(ctx context.Context, w io.Writer, kind, pkg string, since, now time.Time) error {
+	d, err := r.data(ctx, kind, pkg, since, now)
+	if err != nil {
+		return err
+	}
+	return page.Execute(w, d)
+}
+
+// WriteText renders the summary as plain text, for e-mail (SNS e-mail
+// subscribers see a message's text as it is).
+func (r *Reporter) WriteText(ctx context.Context, w io.Writer, pkg string, since, now time.Time) error {
+	d, err := r.data(ctx, Summary, pkg, since, now)
+	if err != nil {
+		return err
+	}
+	return text.Execute(w, d)
+}
+
+func (r *Reporter) data(ctx context.Context, kind, pkg string, since, now time.Time) (Data, error) {
 	now, since = now.UTC(), since.UTC()
 	d := Data{Kind: kind, Package: pkg, Since: since, Now: now, Status: r.Status.Read(ctx, now)}
 	for _, p := range d.Status.Packages {
@@ -136,34 +163,20 @@ func (r *Reporter) Write(ctx context.Context, w io.Writer, kind, pkg string, sin
 	case Summary, Detailed:
 		p, err := r.period(ctx, pkg, since, now, kind == Detailed)
 		if err != nil {
-			return err
+			return d, err
 		}
 		d.Period = p
 	case SyncQueue:
 		if err := r.syncQueue(ctx, &d); err != nil {
-			return err
+			return d, err
 		}
 	default:
-		return fmt.Errorf("unknown report %q", kind)
+		return d, fmt.Errorf("unknown report %q", kind)
 	}
-	return page.Execute(w, d)
+	return d, nil
 }
 
 func newLogins() status.Logins { return status.Logins{ByAuthMode: map[string]int{}} }
-
-func count(l *status.Logins, locked map[string]bool, e audit.Event) {
-	switch e.Outcome {
-	case audit.OutcomeSuccess:
-		l.Success++
-		l.ByAuthMode[e.AuthMode]++
-	case audit.OutcomeLocked:
-		l.Lockout++
-		locked[e.Username] = true
-	default:
-		l.Failure++
-	}
-	l.LockedUsers = len(locked)
-}
 
 func (r *Reporter) period(ctx context.Context, pkg string, since, now time.Time, detailed bool) (Period, error) {
 	p := Period{Logins: newLogins()}
@@ -178,7 +191,7 @@ func (r *Reporter) period(ctx context.Context, pkg string, since, now time.Time,
 			b = &Bucket{Start: start, Logins: newLogins()}
 			m[start], lk[start] = b, map[string]bool{}
 		}
-		count(&b.Logins, lk[start], e)
+		b.Logins.Count(e, lk[start])
 	}
 	var events []audit.Event
 	err := r.Audit.ListByPackage(ctx, pkg, since, now.Add(time.Nanosecond), func(e audit.Event) error {
@@ -191,7 +204,7 @@ func (r *Reporter) period(ctx context.Context, pkg string, since, now time.Time,
 		if e.Action != audit.ActionLogin {
 			return nil
 		}
-		count(&p.Logins, locked, e)
+		p.Logins.Count(e, locked)
 		if e.Outcome == audit.OutcomeSuccess {
 			modes[e.AuthMode] = true
 		}

@@ -8,9 +8,11 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"golang.org/x/net/html"
 
 	"github.com/kcguard/kcguard/internal/opstest"
@@ -153,6 +155,8 @@ func TestReportsMatchStatus(t *testing.T) {
 		})
 	}
 
+	t.Run("daily summary", func(t *testing.T) { testDailySummary(t, k, snap) })
+
 	srv := httptest.NewServer(&httpapi.Server{Routes: rt.Routes(), Log: rt.Log})
 	defer srv.Close()
 	get := func(path, key string) (int, string) {
@@ -184,5 +188,80 @@ func TestReportsMatchStatus(t *testing.T) {
 		if code, body := get(c.path, c.key); code != c.status || !strings.Contains(body, c.has) {
 			t.Errorf("GET %s = %d %.120s, want %d with %s", c.path, code, body, c.status, c.has)
 		}
+	}
+}
+
+// topic records what would be published to SNS.
+type topic struct {
+	mu   sync.Mutex
+	msgs []*sns.PublishInput
+}
+
+func (f *topic) Publish(_ context.Context, in *sns.PublishInput, _ ...func(*sns.Options)) (*sns.PublishOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.msgs = append(f.msgs, in)
+	return &sns.PublishOutput{}, nil
+}
+
+func (f *topic) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.msgs)
+}
+
+// The daily summary goes out once a day per package, from the configured
+// hour, however many cleanup runs race for it, and says what status says.
+func testDailySummary(t *testing.T, k *opstest.Known, snap status.Snapshot) {
+	rt := k.Env.RT
+	rt.Config.Alerts.TopicARN = "arn:aws:sns:us-east-1:000000000000:operators-test"
+	// The hour is this one, so the summaries cover what NewKnown did.
+	now := time.Now().UTC()
+	ctx := context.Background()
+	f := &topic{}
+	rt.Config.Alerts.DailySummaryHour = 23
+	if n, err := rt.DailySummary(ctx, f, now.Truncate(24*time.Hour).Add(22*time.Hour+59*time.Minute)); n != 0 || err != nil {
+		t.Fatalf("before the hour: published %d, %v", n, err)
+	}
+	rt.Config.Alerts.DailySummaryHour = now.Hour()
+	var wg sync.WaitGroup
+	for i := 0; i < 6; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := rt.DailySummary(ctx, f, now.Add(time.Duration(i)*time.Millisecond)); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if f.count() != 2 {
+		t.Fatalf("6 racing runs published %d messages, want one per package (2)", f.count())
+	}
+	var hc string
+	for _, m := range f.msgs {
+		if strings.Contains(*m.Subject, "homechoice") {
+			hc = *m.Message
+		}
+	}
+	for _, want := range []string{"package homechoice", "circuit breaker         " + snap.Breaker.State,
+		"successful              1", "keycloak              1", "failed                  2", "refused as locked       2 (2 users)",
+		"users waiting           3"} {
+		if !strings.Contains(hc, want) {
+			t.Errorf("summary lacks %q:\n%s", want, hc)
+		}
+	}
+	if strings.Contains(hc, "<") {
+		t.Error("the e-mail summary has markup")
+	}
+	if n, _ := rt.DailySummary(ctx, f, now.Add(time.Second)); n != 0 {
+		t.Errorf("published again the same day (%d)", n)
+	}
+	if n, err := rt.DailySummary(ctx, f, now.Add(24*time.Hour)); n != 2 || err != nil {
+		t.Errorf("next day: published %d, %v", n, err)
+	}
+	runs, _ := rt.RunLog().LastRuns(ctx)
+	if last := runs[len(runs)-1]; last.Job != "daily_summary" || !last.OK || !strings.Contains(last.Summary, "2 package") {
+		t.Errorf("last daily summary run: %+v", last)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/kcguard/kcguard/pkg/ddbitem"
 )
 
 // The scheduled jobs whose last run status reports.
@@ -16,10 +18,12 @@ const (
 	JobCleanup   = "cleanup"
 	JobPull      = "pull"
 	JobReconcile = "reconcile"
+	// JobDailySummary publishes the daily summary reports (cleanup does).
+	JobDailySummary = "daily_summary"
 )
 
 // Jobs lists them in the order operators read them.
-var Jobs = []string{JobCleanup, JobPull, JobReconcile}
+var Jobs = []string{JobCleanup, JobPull, JobReconcile, JobDailySummary}
 
 // Run is one scheduled job's last run.
 type Run struct {
@@ -27,6 +31,8 @@ type Run struct {
 	StartedAt  time.Time `json:"started_at"`
 	FinishedAt time.Time `json:"finished_at"`
 	OK         bool      `json:"ok"`
+	// Running: started and not finished (or its instance died).
+	Running bool `json:"running,omitempty"`
 	// Summary is a short human line ("refreshed 3, deleted 10 sessions");
 	// never a secret.
 	Summary string `json:"summary,omitempty"`
@@ -66,6 +72,7 @@ type runItem struct {
 	PK         string `dynamodbav:"pk"`
 	Job        string `dynamodbav:"job"`
 	StartedAt  string `dynamodbav:"started_at"`
+	StartedMS  int64  `dynamodbav:"started_ms"`
 	FinishedAt string `dynamodbav:"finished_at"`
 	OK         bool   `dynamodbav:"ok"`
 	Summary    string `dynamodbav:"summary,omitempty"`
@@ -78,7 +85,7 @@ func (l *RunLog) RecordRun(ctx context.Context, r Run) error {
 		return fmt.Errorf("record run: no job name")
 	}
 	av, err := attributevalue.MarshalMap(runItem{PK: runKeyPrefix + r.Job, Job: r.Job,
-		StartedAt: r.StartedAt.UTC().Format(time.RFC3339Nano), FinishedAt: r.FinishedAt.UTC().Format(time.RFC3339Nano),
+		StartedAt: r.StartedAt.UTC().Format(time.RFC3339Nano), StartedMS: r.StartedAt.UnixMilli(), FinishedAt: r.FinishedAt.UTC().Format(time.RFC3339Nano),
 		OK: r.OK, Summary: r.Summary, Error: r.Error})
 	if err != nil {
 		return fmt.Errorf("record run %s: %w", r.Job, err)
@@ -87,6 +94,27 @@ func (l *RunLog) RecordRun(ctx context.Context, r Run) error {
 		return fmt.Errorf("record run %s: %w", r.Job, err)
 	}
 	return nil
+}
+
+// Claim starts a run of job at now unless one already started at or after
+// due: one conditional PutItem, so of several instances reaching a daily
+// job at once exactly one does it.
+func (l *RunLog) Claim(ctx context.Context, job string, due, now time.Time) (bool, error) {
+	av, err := attributevalue.MarshalMap(runItem{PK: runKeyPrefix + job, Job: job,
+		StartedAt: now.UTC().Format(time.RFC3339Nano), StartedMS: now.UnixMilli(), Summary: "running"})
+	if err != nil {
+		return false, err
+	}
+	_, err = l.DB.PutItem(ctx, &dynamodb.PutItemInput{TableName: &l.Table, Item: av,
+		ConditionExpression:       aws.String("attribute_not_exists(pk) OR started_ms < :due"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":due": ddbitem.N(due.UnixMilli())}})
+	if ddbitem.ConditionFailed(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("claim run %s: %w", job, err)
+	}
+	return true, nil
 }
 
 // LastRuns costs one BatchGetItem; jobs that never ran are left out.
@@ -110,6 +138,7 @@ func (l *RunLog) LastRuns(ctx context.Context) ([]Run, error) {
 			r := Run{Job: it.Job, OK: it.OK, Summary: it.Summary, Error: it.Error}
 			r.StartedAt, _ = time.Parse(time.RFC3339Nano, it.StartedAt)
 			r.FinishedAt, _ = time.Parse(time.RFC3339Nano, it.FinishedAt)
+			r.Running = r.FinishedAt.IsZero()
 			byJob[r.Job] = r
 		}
 		req = out.UnprocessedKeys

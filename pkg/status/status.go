@@ -360,15 +360,14 @@ func (r *Reader) readPackage(ctx context.Context, pkg string, now time.Time, fai
 			if e.Action != audit.ActionLogin || e.At.Before(now.Add(-24*time.Hour)) {
 				return
 			}
-			tally(&p.LastDay, lockedDay, e)
+			p.LastDay.Count(e, lockedDay)
 			if !e.At.Before(now.Add(-time.Hour)) {
-				tally(&p.LastHour, lockedHour, e)
+				p.LastHour.Count(e, lockedHour)
 			}
 		})
 		if err != nil {
 			fail("logins "+pkg, err)
 		}
-		p.LastHour.LockedUsers, p.LastDay.LockedUsers = len(lockedHour), len(lockedDay)
 		p.ActiveSessions, p.Hours = rep.ActiveSessions, rep.LoginsPerHour
 		if p.ActiveSessions == nil {
 			p.ActiveSessions = map[string]int{}
@@ -377,7 +376,12 @@ func (r *Reader) readPackage(ctx context.Context, pkg string, now time.Time, fai
 	return p
 }
 
-func tally(l *Logins, locked map[string]bool, e audit.Event) {
+// Count adds one login attempt; locked collects the users refused as
+// locked, whose number LockedUsers is.
+func (l *Logins) Count(e audit.Event, locked map[string]bool) {
+	if l.ByAuthMode == nil {
+		l.ByAuthMode = map[string]int{}
+	}
 	switch e.Outcome {
 	case audit.OutcomeSuccess:
 		l.Success++
@@ -388,6 +392,7 @@ func tally(l *Logins, locked map[string]bool, e audit.Event) {
 	default:
 		l.Failure++
 	}
+	l.LockedUsers = len(locked)
 }
 
 func (r *Reader) readTokens(ctx context.Context, s *Snapshot, now time.Time, fail func(string, error)) {

@@ -402,29 +402,42 @@ func TestPullUnderRIE(t *testing.T) {
 	}
 }
 
-// The status function answers an operator signed in with IAM (the route's
-// authorisation in AWS) and refuses a caller with neither IAM nor the
-// admin key.
+// The status function answers a listed IAM caller with the snapshot, and
+// nobody else.
 func TestStatusUnderRIE(t *testing.T) {
 	s := newStack(t)
-	f := s.start(t, "status")
-	var body map[string]any
-	resp, _ := invokeHTTP(t, f, event[events.APIGatewayV2HTTPRequest](t, s.root, "status.json", nil), &body)
-	if resp.StatusCode != 200 || body["breaker"] == nil {
-		t.Fatalf("GET /status as an IAM operator: %d %v", resp.StatusCode, resp.Body)
+	fn := s.start(t, "status")
+	var snap struct {
+		Breaker  struct{ State string } `json:"breaker"`
+		Keycloak []struct {
+			Package   string `json:"package"`
+			Reachable bool   `json:"reachable"`
+		} `json:"keycloak"`
+		Packages []map[string]any `json:"packages"`
+		Errors   []string         `json:"errors"`
 	}
-	anonymous := event(t, s.root, "status.json", func(ev *events.APIGatewayV2HTTPRequest) {
+	resp, rep := invokeHTTP(t, fn, event[events.APIGatewayV2HTTPRequest](t, s.root, "status.json", nil), &snap)
+	if resp.StatusCode != 200 || snap.Breaker.State != "closed" || len(snap.Keycloak) != 2 || len(snap.Packages) != 2 || len(snap.Errors) != 0 {
+		t.Fatalf("GET /status as IAM: %d %s", resp.StatusCode, resp.Body)
+	}
+	for _, k := range snap.Keycloak {
+		if !k.Reachable {
+			t.Errorf("keycloak %s unreachable from the function", k.Package)
+		}
+	}
+	resp, _ = invokeHTTP(t, fn, event(t, s.root, "status.json", func(ev *events.APIGatewayV2HTTPRequest) {
 		ev.RequestContext.Authorizer = nil
-	})
-	if resp, _ := invokeHTTP(t, f, anonymous, nil); resp.StatusCode != 401 && resp.StatusCode != 403 {
-		t.Errorf("GET /status anonymous: %d %s, want 401 or 403", resp.StatusCode, resp.Body)
+	}), nil)
+	if resp.StatusCode != 403 {
+		t.Errorf("anonymous GET /status: %d %s", resp.StatusCode, resp.Body)
 	}
 	// IAM lets anyone allowed to invoke the API through; only the listed
 	// principals are operators.
 	stranger := event(t, s.root, "status.json", func(ev *events.APIGatewayV2HTTPRequest) {
 		ev.RequestContext.Authorizer.IAM.UserARN = "arn:aws:sts::123456789012:assumed-role/some-app/i-0abc"
 	})
-	if resp, _ := invokeHTTP(t, f, stranger, nil); resp.StatusCode != 403 {
+	if resp, _ := invokeHTTP(t, fn, stranger, nil); resp.StatusCode != 403 {
 		t.Errorf("GET /status by an unlisted IAM caller: %d %s, want 403", resp.StatusCode, resp.Body)
 	}
+	t.Logf("status under the RIE: %v", rep.Duration)
 }
