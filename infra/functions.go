@@ -194,8 +194,11 @@ var Functions = []Function{
 		// The run's time budget (cleanup.time_budget, 4m) stays below this.
 		Name: "cleanup", LogicalID: "CleanupFunction", MemoryMB: 512, TimeoutSec: 300,
 		Description: "Scheduled maintenance: refresh expiring tokens, purge expired items, re-queue unsynced users, metrics",
+		// AUDIT read and BREAKER BatchGetItem: the daily summary it
+		// publishes to the alerts topic (the status report of the day).
 		Tables: map[string]Access{"USERS": Read, "SESSIONS": Query | BatchWriteItem,
-			"TOKENS": Query | PutItem | DeleteItem, "BREAKER": BreakerItem, "JOURNAL": Query | PutItem | DeleteItem},
+			"TOKENS": Query | PutItem | DeleteItem, "BREAKER": BreakerItem | BatchGetItem, "AUDIT": Query,
+			"JOURNAL": Query | PutItem | DeleteItem},
 		Keycloak: true, SendSync: true, QueueDepth: true, TokenKey: true, Breaker: true, EnsuresMapping: true,
 		Schedule: cleanupSchedule,
 	}, {
