@@ -204,8 +204,11 @@ var Functions = []Function{
 	}, {
 		// Keycloak's decisions (disable, delete, reset, required actions)
 		// reach the local store; its cursors are items of the breaker table.
-		// One run per minute; the timeout keeps a run inside its minute.
-		Name: "pull", LogicalID: "PullFunction", MemoryMB: 256, TimeoutSec: 60,
+		// Scheduled every minute; a page-by-page compare of a large realm
+		// (the first run, a gap, every compare_every) takes longer than
+		// that (the RIE test's first run took over 30 s on the loaded test
+		// machine), and a run that times out never moves its cursor.
+		Name: "pull", LogicalID: "PullFunction", MemoryMB: 256, TimeoutSec: 300,
 		Description: "Scheduled pull of Keycloak's admin and user events into the local store",
 		// BREAKER: its cursors and its last-run record.
 		Tables: map[string]Access{"USERS": Read | UpdateItem | DeleteItem, "SESSIONS": Query | UpdateItem,

@@ -90,14 +90,22 @@ func newStack(t *testing.T) *stack {
 // start runs one function's amd64 bootstrap under its own RIE.
 func (s *stack) start(t *testing.T, name string) *rietest.Function {
 	t.Helper()
+	return s.startWithTimeout(t, name, 0)
+}
+
+// startWithTimeout is start with the function timeout the RIE enforces
+// (0: the RIE's 30 s).
+func (s *stack) startWithTimeout(t *testing.T, name string, seconds int) *rietest.Function {
+	t.Helper()
 	bootstrap := filepath.Join(s.root, "dist", "lambda", "amd64", name, "bootstrap")
 	if _, err := os.Stat(bootstrap); err != nil {
 		t.Fatalf("%s is not built: run `make test-rie` (or `make build-functions`): %v", bootstrap, err)
 	}
 	f, err := rietest.Start(name, rietest.Options{
-		RIE:       filepath.Join(s.root, ".cache", "bin", "aws-lambda-rie"),
-		Bootstrap: bootstrap,
-		Env:       s.env,
+		RIE:            filepath.Join(s.root, ".cache", "bin", "aws-lambda-rie"),
+		Bootstrap:      bootstrap,
+		Env:            s.env,
+		TimeoutSeconds: seconds,
 	})
 	if err != nil {
 		t.Fatalf("%v (install the RIE with `make install`)", err)
@@ -385,7 +393,9 @@ func TestPullUnderRIE(t *testing.T) {
 		"realm": s.Config.Keycloak.Packages[realm].Realm, "client_id": s.Config.Keycloak.Packages[realm].ClientID}})
 	s.env["KCGUARD_PACKAGES"] = string(pkgs)
 	u := s.NewUserNamed(t, realm, "infra-pull")
-	p := s.start(t, "pull")
+	// Its deployed timeout: the first run compares page by page with a
+	// Keycloak realm that the other tests share.
+	p := s.startWithTimeout(t, "pull", 300)
 	run := func() pull.Result {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
