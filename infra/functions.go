@@ -95,6 +95,9 @@ type Function struct {
 	// EnsuresMapping: the scheduled safety net that reads the worker's
 	// mapping and re-enables one left paused under a closed breaker.
 	EnsuresMapping bool
+	// Admin: serves admin or operator routes, so it learns which IAM
+	// callers are administrators (api.admin_principals).
+	Admin bool
 	// ConsumesSyncQueue: the SQS FIFO event source with partial batch failures.
 	ConsumesSyncQueue bool
 	// Schedule is an EventBridge schedule expression ("rate(5 minutes)").
@@ -132,9 +135,11 @@ var Functions = []Function{
 		// the transaction's check that the user is still at the version the
 		// login read. SESSIONS: reserve a place under the per-user cap, then
 		// the transaction's Put and its check that the user's sessions were
-		// not revoked since. TOKENS/AUDIT: the transaction's Puts.
+		// not revoked since, and a read of the new session when an SDK retry
+		// of a landed transaction is refused. TOKENS/AUDIT: the
+		// transaction's Puts.
 		Tables: map[string]Access{"USERS": Read | Write | loginRead | ConditionCheckItem,
-			"SESSIONS": PutItem | UpdateItem | ConditionCheckItem, "TOKENS": GetItem | PutItem | loginRead,
+			"SESSIONS": GetItem | BatchGetItem | PutItem | UpdateItem | ConditionCheckItem, "TOKENS": GetItem | PutItem | loginRead,
 			"BREAKER": BreakerItem, "AUDIT": PutItem, "JOURNAL": PutItem},
 		Keycloak: true, SendSync: true, TokenKey: true, Breaker: true,
 	},
@@ -166,7 +171,7 @@ var Functions = []Function{
 		// Keycloak id. AUDIT read: session metrics per package.
 		Tables: map[string]Access{"USERS": Read | UpdateItem, "SESSIONS": Read | BatchGetItem | UpdateItem,
 			"BREAKER": BreakerItem, "AUDIT": Query, "JOURNAL": PutItem},
-		Keycloak: true, SendSync: true, Breaker: true,
+		Keycloak: true, SendSync: true, Breaker: true, Admin: true,
 	},
 	{
 		// Read only, nothing else: it runs in front of other APIs, so what
@@ -189,15 +194,21 @@ var Functions = []Function{
 		// The run's time budget (cleanup.time_budget, 4m) stays below this.
 		Name: "cleanup", LogicalID: "CleanupFunction", MemoryMB: 512, TimeoutSec: 300,
 		Description: "Scheduled maintenance: refresh expiring tokens, purge expired items, re-queue unsynced users, metrics",
+		// AUDIT read and BREAKER BatchGetItem: the daily summary it
+		// publishes to the alerts topic (the status report of the day).
 		Tables: map[string]Access{"USERS": Read, "SESSIONS": Query | BatchWriteItem,
-			"TOKENS": Query | PutItem | DeleteItem, "BREAKER": BreakerItem, "JOURNAL": Query | PutItem | DeleteItem},
+			"TOKENS": Query | PutItem | DeleteItem, "BREAKER": BreakerItem | BatchGetItem, "AUDIT": Query,
+			"JOURNAL": Query | PutItem | DeleteItem},
 		Keycloak: true, SendSync: true, QueueDepth: true, TokenKey: true, Breaker: true, EnsuresMapping: true,
 		Schedule: cleanupSchedule,
 	}, {
 		// Keycloak's decisions (disable, delete, reset, required actions)
 		// reach the local store; its cursors are items of the breaker table.
-		// One run per minute; the timeout keeps a run inside its minute.
-		Name: "pull", LogicalID: "PullFunction", MemoryMB: 256, TimeoutSec: 60,
+		// Scheduled every minute; a page-by-page compare of a large realm
+		// (the first run, a gap, every compare_every) takes longer than
+		// that (the RIE test's first run took over 30 s on the loaded test
+		// machine), and a run that times out never moves its cursor.
+		Name: "pull", LogicalID: "PullFunction", MemoryMB: 256, TimeoutSec: 300,
 		Description: "Scheduled pull of Keycloak's admin and user events into the local store",
 		// BREAKER: its cursors and its last-run record.
 		Tables: map[string]Access{"USERS": Read | UpdateItem | DeleteItem, "SESSIONS": Query | UpdateItem,
@@ -221,6 +232,6 @@ var Functions = []Function{
 		},
 		Tables: map[string]Access{"USERS": Read, "SESSIONS": Read | BatchGetItem, "TOKENS": Query,
 			"BREAKER": GetItem | BatchGetItem, "AUDIT": Query, "JOURNAL": Read},
-		QueueDepth: true,
+		QueueDepth: true, Admin: true,
 	},
 }

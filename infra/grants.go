@@ -130,8 +130,9 @@ func mappingActions(f Function) []string {
 
 // envOf is pkg/config's variables for one function: what every function
 // needs to load its configuration, plus what its grants let it use.
-func (s *Stack) envOf(f Function, keycloakURL, packages awscdk.CfnParameter, secret awssecretsmanager.ISecret,
+func (s *Stack) envOf(f Function, p stackParams, secret awssecretsmanager.ISecret,
 	tokenKey awskms.Key, mappingID *string) *map[string]*string {
+	keycloakURL, packages := p.keycloakURL, p.packages
 	q := SyncQueue
 	stage := s.stage
 	env := map[string]*string{
@@ -156,6 +157,9 @@ func (s *Stack) envOf(f Function, keycloakURL, packages awscdk.CfnParameter, sec
 	if f.Keycloak {
 		env["KCGUARD_KEYCLOAK_SECRETS_ID"] = secret.SecretArn()
 	}
+	if f.Admin {
+		env["KCGUARD_ADMIN_PRINCIPALS"] = p.adminPrincipals.ValueAsString()
+	}
 	if f.Breaker {
 		env["KCGUARD_ALERTS_TOPIC_ARN"] = s.Alerts.TopicArn()
 		env["KCGUARD_SYNC_WORKER_FUNCTION"] = awscdk.Fn_Sub(jsii.String(workerName), nil)
@@ -164,6 +168,12 @@ func (s *Stack) envOf(f Function, keycloakURL, packages awscdk.CfnParameter, sec
 		}
 	}
 	return &env
+}
+
+// stackParams are the CloudFormation parameters the functions' environment
+// is made of (the same names as template.yaml's).
+type stackParams struct {
+	keycloakURL, packages, adminPrincipals awscdk.CfnParameter
 }
 
 // workerFirst orders fns so the sync worker (and its mapping) comes first.

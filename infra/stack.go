@@ -87,6 +87,15 @@ func NewStack(scope constructs.Construct, id string, props *StackProps) *Stack {
 			"Client secrets are in the KeycloakClientSecrets secret."),
 	})
 
+	adminPrincipals := awscdk.NewCfnParameter(st, jsii.String("AdminPrincipals"), &awscdk.CfnParameterProps{
+		Type: jsii.String("String"),
+		Description: jsii.String("IAM callers allowed on the admin and status routes (api.admin_principals), " +
+			"comma-separated ARNs as API Gateway reports them; a trailing * matches any session of a role " +
+			"(arn:aws:sts::ACCOUNT:assumed-role/ROLE/*). Empty: none."),
+		Default: jsii.String(""),
+	})
+	params := stackParams{keycloakURL: keycloakURL, packages: packages, adminPrincipals: adminPrincipals}
+
 	// Token encryption key (envelope encryption of cached Keycloak tokens).
 	tokenKey := awskms.NewKey(st, jsii.String("TokenKey"), &awskms.KeyProps{
 		Description:       jsii.String("kcguard cached Keycloak tokens (envelope encryption data keys)"),
@@ -219,7 +228,7 @@ func NewStack(scope constructs.Construct, id string, props *StackProps) *Stack {
 	openRoutes := map[string]awsapigatewayv2.HttpRoute{}
 	var mappingID *string
 	for _, f := range workerFirst(Functions) {
-		fn := s.newFunction(st, f, props, s.envOf(f, keycloakURL, packages, secret, tokenKey, mappingID), removal)
+		fn := s.newFunction(st, f, props, s.envOf(f, params, secret, tokenKey, mappingID), removal)
 		s.Functions[f.Name] = fn
 		for _, stmt := range statementsOf(f, g) {
 			fn.AddToRolePolicy(stmt)

@@ -23,8 +23,9 @@ import (
 // send it.
 type AdminGuard struct {
 	Key string
-	// Principals are the IAM caller ARNs admitted (api.admin_principals):
-	// IAM only proves a caller may invoke the API, not that it is an admin.
+	// Principals are the IAM callers admitted (api.admin_principals, see
+	// AdminPrincipal): IAM authorisation alone only proves the caller may
+	// invoke the API.
 	Principals []string
 	Now        func() time.Time
 }

@@ -9,15 +9,10 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 )
 
-func iam(arn string) Request {
-	return Request{RequestContext: events.APIGatewayV2HTTPRequestContext{Authorizer: &events.APIGatewayV2HTTPRequestContextAuthorizerDescription{
-		IAM: &events.APIGatewayV2HTTPRequestContextAuthorizerIAMDescription{UserARN: arn}}}}
-}
-
 func TestDashboardCookie(t *testing.T) {
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
-	g := AdminGuard{Key: "k1", Now: clock, Principals: []string{"arn:aws:iam::1:user/*"}}
+	g := AdminGuard{Key: "k1", Now: clock}
 	set := g.SessionCookie(false)
 	value := strings.SplitN(set, ";", 2)[0]
 	withCookie := func(c string) Request { return Request{Headers: map[string]string{"cookie": "other=1; " + c}} }
@@ -35,8 +30,8 @@ func TestDashboardCookie(t *testing.T) {
 		{"expiry edited", g, withCookie(strings.Replace(value, "v1.", "v1.9", 1)), false},
 		{"no cookie", g, Request{}, false},
 		{"admin key header", g, Request{Headers: map[string]string{"x-admin-key": "k1"}}, true},
-		{"listed IAM caller", g, iam("arn:aws:iam::1:user/ops"), true},
-		{"unlisted IAM caller", g, iam("arn:aws:iam::2:user/ops"), false},
+		{"listed IAM caller", AdminGuard{Key: "k1", Now: clock, Principals: []string{"arn:aws:iam::1:user/ops"}}, iamCaller("arn:aws:iam::1:user/ops"), true},
+		{"unlisted IAM caller", g, iamCaller("arn:aws:iam::1:user/ops"), false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -57,4 +52,9 @@ func TestDashboardCookie(t *testing.T) {
 	if !strings.Contains(g.SessionCookie(true), "; Secure") {
 		t.Error("no Secure flag off loopback")
 	}
+}
+
+func iamCaller(arn string) Request {
+	return Request{RequestContext: events.APIGatewayV2HTTPRequestContext{Authorizer: &events.APIGatewayV2HTTPRequestContextAuthorizerDescription{
+		IAM: &events.APIGatewayV2HTTPRequestContextAuthorizerIAMDescription{UserARN: arn}}}}
 }
