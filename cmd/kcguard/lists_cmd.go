@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kcguard/kcguard/pkg/audit"
 	"github.com/kcguard/kcguard/pkg/journal"
 	"github.com/kcguard/kcguard/pkg/status"
 	"github.com/kcguard/kcguard/pkg/users"
@@ -42,6 +43,14 @@ func newUsersHistoryCmd(e *env) *cobra.Command {
 			events, err := rt.Audit.ListByUser(cmd.Context(), key.Package, key.Username, limit)
 			if err != nil {
 				return err
+			}
+			if len(events) == 0 && rt.Config.Audit.UsernameHMACKey != "" {
+				// Attempts on a username kcguard does not know are audited
+				// under its keyed pseudonym, never the typed text.
+				pseudonym := audit.NewPseudonyms([]byte(rt.Config.Audit.UsernameHMACKey)).Username(key.Package, key.Username)
+				if events, err = rt.Audit.ListByUser(cmd.Context(), key.Package, pseudonym, limit); err != nil {
+					return err
+				}
 			}
 			if asJSON {
 				type line struct {

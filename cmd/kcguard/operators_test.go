@@ -85,6 +85,7 @@ func TestJSONOutputs(t *testing.T) {
 		"KCGUARD_TABLE_TOKENS": cfg.Tables.Tokens, "KCGUARD_TABLE_BREAKER": cfg.Tables.Breaker, "KCGUARD_TABLE_AUDIT": cfg.Tables.Audit,
 		"KCGUARD_TABLE_JOURNAL": cfg.Tables.Journal, "KCGUARD_SYNC_QUEUE": cfg.Sync.Queue, "KCGUARD_SYNC_DLQ": cfg.Sync.DLQ,
 		"KCGUARD_KMS_KEY_ID": cfg.KMSKeyID, "KCGUARD_KEYCLOAK_TIMEOUT": "1s",
+		"KCGUARD_AUDIT_USERNAME_HMAC_KEY": opstest.AuditKey,
 	} {
 		t.Setenv(name, v)
 	}

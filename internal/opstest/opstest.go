@@ -22,6 +22,10 @@ import (
 // AdminKey is api.admin_key of a Known stack.
 const AdminKey = "operators-test-admin-key"
 
+// AuditKey is audit.username_hmac_key of a Known stack (unknown usernames
+// are audited under its pseudonyms).
+const AuditKey = "operators-test-audit-key"
+
 // Known is a stack in a known state: breaker forced open with Keycloak cut,
 // 3 queued jobs for 3 users waiting for Keycloak, 2 locked (unknown)
 // usernames, one Keycloak login with its cached token and session, and a
@@ -42,6 +46,10 @@ func NewKnown(t *testing.T) *Known {
 	env := stacktest.New(t, func(c *config.Config) {
 		c.Lockout.MaxFailures, c.Lockout.Delay, c.Lockout.MaxDelay = 1, time.Hour, time.Hour
 		c.API.AdminKey = AdminKey
+		// A loaded machine can make Keycloak's first grant slow; this state
+		// needs that grant to succeed, not to be quick.
+		c.Keycloak.Timeout = 10 * time.Second
+		c.Audit.UsernameHMACKey = AuditKey
 	})
 	ctx := context.Background()
 	k := &Known{Env: env, User: env.NewUser(t, "homechoice")}

@@ -79,7 +79,9 @@ func TestDashboardShowsAnOutage(t *testing.T) {
 	exe := chromium(t)
 	env := stacktest.New(t, func(c *config.Config) {
 		c.API.AdminKey = adminKey
-		c.Keycloak.Timeout = time.Second
+		// The cut is a refused connection, so the timeout only bounds the
+		// logins that must reach a loaded Keycloak.
+		c.Keycloak.Timeout = 5 * time.Second
 		c.Keycloak.Resilience.CooldownSeconds = 1
 		c.Keycloak.Resilience.HealthCheckCacheSeconds = 1
 	})
