@@ -294,9 +294,8 @@ type run struct {
 	ownCred    map[string][]time.Time
 }
 
-// touched is what the events say about one Keycloak user.
+// touched is what the events say about one Keycloak user beyond its id.
 type touched struct {
-	deleted  bool
 	username string // from a DELETE event's representation
 }
 
@@ -304,13 +303,13 @@ type touched struct {
 // nothing, when there are more than MaxEvents of them.
 func (x *run) events(ctx context.Context, from time.Time) (bool, error) {
 	x.othersCred, x.ownCred = map[string]time.Time{}, map[string][]time.Time{}
-	users := map[string]*touched{}
+	named := map[string]*touched{}
 	order := []string{}
 	touch := func(id string) *touched {
-		t, ok := users[id]
+		t, ok := named[id]
 		if !ok {
 			t = &touched{}
-			users[id] = t
+			named[id] = t
 			order = append(order, id)
 		}
 		return t
@@ -336,7 +335,6 @@ func (x *run) events(ctx context.Context, from time.Time) (bool, error) {
 		}
 		t := touch(id)
 		if e.OperationType == "DELETE" && e.SubResource() == "" {
-			t.deleted = true
 			var rep struct {
 				Username string `json:"username"`
 			}
@@ -360,7 +358,7 @@ func (x *run) events(ctx context.Context, from time.Time) (bool, error) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(x.s.Concurrency)
 	for _, id := range order {
-		t := users[id]
+		t := named[id]
 		g.Go(func() error { return x.refresh(gctx, id, t) })
 	}
 	return true, g.Wait()
@@ -562,10 +560,20 @@ func (x *run) delete(ctx context.Context, u users.User) error {
 // the user's next online login learns the password again).
 func (x *run) compare(ctx context.Context, adminEvents bool) error {
 	x.othersCred, x.ownCred = map[string]time.Time{}, map[string][]time.Time{}
-	if adminEvents {
-		// Attribution only, newest first: an incomplete list fails closed.
+	local, err := x.localUsers(ctx)
+	if err != nil {
+		return err
+	}
+	if adminEvents && len(local) > 0 {
+		// Attribution only needs the events since the oldest fact the
+		// compare weighs them against (newest first; an incomplete list
+		// fails closed).
+		since := x.now
+		for _, u := range local {
+			since = minTime(since, maxTime(u.PasswordChangedAt, u.KeycloakConfirmedAt))
+		}
 		evs, _, err := pages(ctx, x.s, func(first int) ([]keycloak.AdminEvent, error) {
-			return x.p.Keycloak.AdminEvents(ctx, x.pkg, keycloak.EventQuery{First: first, Max: x.s.PageSize})
+			return x.p.Keycloak.AdminEvents(ctx, x.pkg, keycloak.EventQuery{From: since.Add(-x.s.Overlap), First: first, Max: x.s.PageSize})
 		})
 		if err != nil {
 			return err
@@ -584,6 +592,10 @@ func (x *run) compare(ctx context.Context, adminEvents bool) error {
 		g.SetLimit(x.s.Concurrency)
 		for _, kc := range page {
 			inKeycloak[kc.ID] = true
+			if _, known := local[users.NormalizeUsername(kc.Username)]; !known {
+				x.count(func(r *Result) { r.Unknown++ })
+				continue
+			}
 			g.Go(func() error { return x.apply(gctx, kc) })
 		}
 		if err := g.Wait(); err != nil {
@@ -593,35 +605,58 @@ func (x *run) compare(ctx context.Context, adminEvents bool) error {
 			break
 		}
 	}
+	for _, u := range local {
+		// Only users Keycloak had: one not provisioned yet is kcguard's
+		// pending change, not a deletion.
+		if u.KeycloakID == "" || inKeycloak[u.KeycloakID] {
+			continue
+		}
+		// Offset paging over users that change meanwhile can skip one:
+		// only Keycloak's own 404 for the id deletes.
+		_, err := x.p.Keycloak.GetUser(ctx, x.pkg, u.KeycloakID)
+		switch {
+		case errors.Is(err, keycloak.ErrNotFound):
+			if err := x.delete(ctx, u); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		}
+	}
+	return nil
+}
+
+// localUsers reads the package's local users, by username.
+func (x *run) localUsers(ctx context.Context) (map[string]users.User, error) {
+	out := map[string]users.User{}
 	cursor := ""
 	for {
 		page, next, err := x.p.Users.List(ctx, x.pkg, users.Filter{}, x.s.PageSize, cursor)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for _, u := range page {
-			// Only users Keycloak had: one not provisioned yet is kcguard's
-			// pending change, not a deletion.
-			if u.KeycloakID == "" || inKeycloak[u.KeycloakID] {
-				continue
-			}
-			// Offset paging over users that change meanwhile can skip
-			// one: only Keycloak's own 404 for the id deletes.
-			_, err := x.p.Keycloak.GetUser(ctx, x.pkg, u.KeycloakID)
-			switch {
-			case errors.Is(err, keycloak.ErrNotFound):
-				if err := x.delete(ctx, u); err != nil {
-					return err
-				}
-			case err != nil:
-				return err
-			}
+			out[u.Username] = u
 		}
 		if next == "" {
-			return nil
+			return out, nil
 		}
 		cursor = next
 	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // apply records Keycloak's state of one user kcguard knows; Keycloak users

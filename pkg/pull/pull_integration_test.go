@@ -176,7 +176,7 @@ func TestPullAppliesKeycloakDecisions(t *testing.T) {
 func TestPullFallsBackToPageCompare(t *testing.T) {
 	e, admin := pullEnv(t)
 	p := pullOnly(e)
-	p.Settings.PageSize = 2 // several pages even in a small realm
+	p.Settings.PageSize = 25 // several pages: the shared realm holds other tests' users too
 	u := e.NewUserPrefixed(t, realm, "pull-gap")
 	r := e.NewUserPrefixed(t, realm, "pull-gapr")
 	runPull(t, p)
