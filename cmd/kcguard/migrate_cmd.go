@@ -90,6 +90,10 @@ user, then a summary) otherwise. It exits non-zero if any user failed.
 			if err != nil {
 				return err
 			}
+			if e.asJSON {
+				return e.printJSON(map[string]any{"package": st.Package, "where": st.Where, "users": st.Users,
+					"synced": st.Synced, "pending": st.Pending, "unmigrated": st.Unmigrated})
+			}
 			e.printf("package %s (%s): %d local users, %d synced to Keycloak, %d pending, %d never provisioned\n",
 				st.Package, st.Where, st.Users, st.Synced, st.Pending, st.Unmigrated)
 			return nil

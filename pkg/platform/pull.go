@@ -35,8 +35,10 @@ func (rt *Runtime) Puller() *pull.Puller {
 func (rt *Runtime) PullHandler() func(ctx context.Context, ev events.EventBridgeEvent) ([]pull.Result, error) {
 	p := rt.Puller()
 	return func(ctx context.Context, _ events.EventBridgeEvent) ([]pull.Result, error) {
-		rs, err := p.Run(ctx, time.Now())
+		start := time.Now()
+		rs, err := p.Run(ctx, start)
 		PublishPull(ctx, &metrics.EMF{W: os.Stdout}, rs)
+		rt.RecordPull(ctx, start, rs, err)
 		return rs, err
 	}
 }

@@ -1,0 +1,48 @@
+package metrics
+
+// Namespace is the CloudWatch namespace of every metric kcguard emits.
+const Namespace = "kcguard"
+
+// Metric is one metric kcguard emits as EMF, with the one dimension set it
+// is published under.
+type Metric struct {
+	Name       string
+	Unit       Unit
+	Dimensions map[string]string
+	// Help says what it counts, for dashboards and their readers.
+	Help string
+}
+
+// cleanupDims are the dimensions of the scheduled cleanup run's metrics.
+var cleanupDims = map[string]string{"Function": "cleanup"}
+
+// Catalog is every metric kcguard emits: the one list the CloudWatch
+// dashboard (infra/), the Grafana dashboard and their tests read, and that
+// the emitters' tests hold the code to, so no dashboard names a metric
+// that does not exist and no emitted metric goes unlisted.
+var Catalog = []Metric{
+	{"TokensRefreshed", Count, cleanupDims, "cached Keycloak tokens refreshed before they expired"},
+	{"TokensDropped", Count, cleanupDims, "cached tokens dropped (refresh token expired or refused)"},
+	{"TokenRefreshFailures", Count, cleanupDims, "token refreshes that failed (Keycloak down or erroring)"},
+	{"ExpiredTokensDeleted", Count, cleanupDims, "cached tokens deleted past their grace period"},
+	{"ExpiredSessionsDeleted", Count, cleanupDims, "expired sessions deleted"},
+	{"UnsyncedUsersFound", Count, cleanupDims, "users whose local version is ahead of Keycloak's"},
+	{"UnsyncedUsersQueued", Count, cleanupDims, "of those, re-queued by reconciliation"},
+	{"SyncQueueDepth", Count, cleanupDims, "sync jobs waiting or in flight"},
+	{"SyncDLQDepth", Count, cleanupDims, "dead-lettered (poison) sync jobs"},
+	{"OldestPendingChangeAge", Seconds, cleanupDims, "age of the oldest change Keycloak has not received"},
+	{"BreakerState", None, cleanupDims, "Keycloak breaker: 0 closed, 1 half-open, 2 open, -1 disabled"},
+	{"CleanupStepErrors", Count, cleanupDims, "cleanup steps that failed this run"},
+	{"CleanupDuration", Milliseconds, cleanupDims, "cleanup run time"},
+	{"JournalEntriesPurged", Count, cleanupDims, "sync journal entries past retention deleted"},
+}
+
+// Lookup finds a catalogued metric by name.
+func Lookup(name string) (Metric, bool) {
+	for _, m := range Catalog {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return Metric{}, false
+}
