@@ -25,6 +25,8 @@ var dashboardRows = []struct {
 	{"Cached Keycloak tokens", []string{"TokensRefreshed", "TokensDropped", "TokenRefreshFailures", "ExpiredTokensDeleted"}, "Sum"},
 	{"Cleanup", []string{"ExpiredSessionsDeleted", "JournalEntriesPurged", "CleanupStepErrors"}, "Sum"},
 	{"Cleanup run time (ms)", []string{"CleanupDuration"}, "Maximum"},
+	{"Logins by auth mode", []string{"LoginsKeycloak", "LoginsCached", "LoginsLocal"}, "Sum"},
+	{"Failed and locked-out logins", []string{"LoginFailures", "LoginsLockedOut", "LoginsRefused", "LoginErrors"}, "Sum"},
 }
 
 func catalogued(name, stat string) awscloudwatch.IMetric {

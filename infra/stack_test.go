@@ -336,8 +336,8 @@ func TestDashboardShowsEveryEmittedMetric(t *testing.T) {
 	body, _ := json.Marshal(dashboards["OperatorsDashboard"]["Properties"].(map[string]any)["DashboardBody"])
 	text := strings.ReplaceAll(string(body), `\"`, `"`)
 	for _, m := range metrics.Catalog {
-		if !strings.Contains(text, `["kcguard","`+m.Name+`","Function","cleanup"`) {
-			t.Errorf("dashboard lacks %s", m.Name)
+		if !strings.Contains(text, `["kcguard","`+m.Name+`","Function","`+m.Dimensions["Function"]+`"`) || len(m.Dimensions) != 1 {
+			t.Errorf("dashboard lacks %s %v", m.Name, m.Dimensions)
 		}
 	}
 	for _, f := range Functions {

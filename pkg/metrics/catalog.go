@@ -16,6 +16,20 @@ type Metric struct {
 // cleanupDims are the dimensions of the scheduled cleanup run's metrics.
 var cleanupDims = map[string]string{"Function": "cleanup"}
 
+// LoginDimensions are the dimensions of the login outcome metrics.
+var LoginDimensions = map[string]string{"Function": "login"}
+
+// The login outcomes: each login answer counts one of them.
+const (
+	LoginsKeycloak  = "LoginsKeycloak"
+	LoginsCached    = "LoginsCached"
+	LoginsLocal     = "LoginsLocal"
+	LoginFailures   = "LoginFailures"
+	LoginsLockedOut = "LoginsLockedOut"
+	LoginsRefused   = "LoginsRefused"
+	LoginErrors     = "LoginErrors"
+)
+
 // Catalog is every metric kcguard emits: the one list the CloudWatch
 // dashboard (infra/), the Grafana dashboard and their tests read, and that
 // the emitters' tests hold the code to, so no dashboard names a metric
@@ -35,6 +49,13 @@ var Catalog = []Metric{
 	{"CleanupStepErrors", Count, cleanupDims, "cleanup steps that failed this run"},
 	{"CleanupDuration", Milliseconds, cleanupDims, "cleanup run time"},
 	{"JournalEntriesPurged", Count, cleanupDims, "sync journal entries past retention deleted"},
+	{LoginsKeycloak, Count, LoginDimensions, "logins Keycloak confirmed (auth_mode keycloak)"},
+	{LoginsCached, Count, LoginDimensions, "logins on a cached Keycloak token (Keycloak down)"},
+	{LoginsLocal, Count, LoginDimensions, "logins on the local store alone (Keycloak down)"},
+	{LoginFailures, Count, LoginDimensions, "wrong username or password"},
+	{LoginsLockedOut, Count, LoginDimensions, "refused by the lockout (user locked, or source throttled)"},
+	{LoginsRefused, Count, LoginDimensions, "other refusals (bad request, disabled account, action required, ...)"},
+	{LoginErrors, Count, LoginDimensions, "answered 5xx (a store or Keycloak unavailable)"},
 }
 
 // Lookup finds a catalogued metric by name.

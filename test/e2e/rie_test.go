@@ -197,6 +197,13 @@ func TestLoginUnderRIE(t *testing.T) {
 	if resp, _ := invokeHTTP(t, login, event(t, s.root, "login.json", withBody(creds)), &bad); resp.StatusCode != 401 || bad.Success {
 		t.Errorf("wrong password: %d %+v, want 401", resp.StatusCode, bad)
 	}
+	// Each answer is counted as an EMF metric on stdout (the dashboards'
+	// auth-mode mix and failures).
+	for _, want := range []string{`"LoginsKeycloak":1`, `"LoginFailures":1`, `"Namespace":"kcguard"`} {
+		if !strings.Contains(login.Output(), want) {
+			t.Errorf("login output lacks the EMF metric %s", want)
+		}
+	}
 
 	// Keycloak down: the local tier still logs the user in.
 	s.Proxy.Disable()
