@@ -32,6 +32,12 @@ func emptyAWS(t *testing.T) {
 
 func TestConfigFixThenValidateOnEmptyMoto(t *testing.T) {
 	kcURL, _ := testenv.Keycloak(t)
+	// A Keycloak that imported the realms before they gave the service
+	// account the event roles gets them here; the realm files have them.
+	admin := testenv.NewKeycloakAdmin(t)
+	for _, r := range []testenv.Realm{testenv.Homechoice, testenv.Janee} {
+		admin.GrantServiceAccountRoles(r.Name, r.ClientID, "view-events", "manage-events")
+	}
 	t.Setenv("KCGUARD_KEYCLOAK_URL", kcURL)
 	emptyAWS(t)
 

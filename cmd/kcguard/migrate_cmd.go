@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/kcguard/kcguard/pkg/migrate"
 	"github.com/kcguard/kcguard/pkg/platform"
@@ -149,11 +150,7 @@ func (e *env) migrate(ctx context.Context, rt *platform.Runtime, pkg string, w m
 
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 type progressBar struct {

@@ -67,6 +67,10 @@ func (e *env) pullOnce(ctx context.Context, p *pull.Puller, asJSON bool) error {
 			e.printf("%s\n", b)
 			continue
 		}
+		if r.Mode == "" {
+			e.printf("%s: %s\n", r.Package, r.Reason)
+			continue
+		}
 		mode := string(r.Mode)
 		if r.Reason != "" {
 			mode += " (" + r.Reason + ")"

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/spf13/cobra"
@@ -63,6 +64,13 @@ start (serve).`,
 			return nil
 		},
 	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		if strings.Contains(err.Error(), "unknown shorthand flag") {
+			// Session ids made before ids avoided a leading '-' still exist.
+			return fmt.Errorf("%w (an argument starting with '-', such as a session id, goes after --: kcguard sessions invalidate -- -ID)", err)
+		}
+		return err
+	})
 	root.PersistentFlags().StringVar(&e.configPath, "config", os.Getenv("KCGUARD_CONFIG"),
 		"configuration file (YAML); default $KCGUARD_CONFIG")
 	root.AddCommand(newConfigCmd(e), newBreakerCmd(e), newUsersCmd(e), newServeCmd(e), newSyncCmd(e), newMigrateCmd(e),

@@ -13,6 +13,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/kcguard/kcguard/pkg/auth"
 	"github.com/kcguard/kcguard/pkg/credential"
@@ -129,6 +130,14 @@ reconciliation carries it to Keycloak. Use POST /password for user changes.`,
 			}
 			e.printf("\nkeycloak id:     %s\npassword set:    %s\nfailed logins:   %d\n",
 				u.KeycloakID, u.PasswordChangedAt.Format(time.RFC3339), entry.Lockout.FailedAttempts)
+			confirmed := "never"
+			if !u.KeycloakConfirmedAt.IsZero() {
+				confirmed = u.KeycloakConfirmedAt.Format(time.RFC3339)
+			}
+			e.printf("keycloak confirmed: %s\nhash stale:      %v\nrequired actions: %v\n", confirmed, u.HashStale, u.RequiredActions)
+			if u.KeycloakMustDecide() {
+				e.printf("offline login:   refused until Keycloak accepts this user again (disabled, reset or actions pending)\n")
+			}
 			if entry.Lockout.Locked(time.Now()) {
 				e.printf("locked until:    %s\n", entry.Lockout.LockedUntil.Format(time.RFC3339))
 			}
@@ -161,7 +170,7 @@ for the local stack: real realm exports carry hashes, not passwords.`,
 		c.Flags().StringVar(&pkg, "package", "", "package (tenant) of the user")
 		_ = c.MarkFlagRequired("package")
 	}
-	cmd.AddCommand(add, setPassword, show, seed)
+	cmd.AddCommand(add, setPassword, show, seed, newUsersImportCmd(e))
 	return cmd
 }
 
@@ -201,12 +210,20 @@ func createUser(ctx context.Context, st users.Store, hasher *credential.Hasher, 
 	return st.Create(ctx, u, time.Now())
 }
 
-// readPassword takes the first line of r (a pipe or a terminal).
+// readPassword takes a password from r: from a terminal without echo (the
+// prompt goes to stderr), else the first line (a pipe).
 func readPassword(r io.Reader) (string, error) {
-	if f, ok := r.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			fmt.Fprint(os.Stderr, "password: ")
+	if f, ok := r.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(os.Stderr, "password: ")
+		b, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(os.Stderr)
+		if err != nil {
+			return "", fmt.Errorf("read password: %w", err)
 		}
+		if len(b) == 0 {
+			return "", errors.New("no password entered")
+		}
+		return string(b), nil
 	}
 	line, err := bufio.NewReader(r).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {

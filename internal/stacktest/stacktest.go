@@ -8,6 +8,7 @@ package stacktest
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -15,14 +16,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/kcguard/kcguard/internal/testenv"
 	"github.com/kcguard/kcguard/pkg/auth"
 	"github.com/kcguard/kcguard/pkg/config"
+	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/ddbcount"
+	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/platform"
 	"github.com/kcguard/kcguard/pkg/provision"
 	"github.com/kcguard/kcguard/pkg/syncjob"
@@ -153,14 +159,7 @@ func (e *Env) NewUserNamed(t testing.TB, pkg, prefix string) User {
 	t.Helper()
 	ctx := context.Background()
 	u := User{Package: pkg, Name: testenv.Unique(prefix), Password: testenv.Unique("Pw-for-tests")}
-	h, err := platform.Hasher(e.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hash, err := h.Hash(u.Password)
-	if err != nil {
-		t.Fatal(err)
-	}
+	hash := e.Hash(t, u.Password)
 	rec, err := e.RT.Users.Create(ctx, users.User{Package: pkg, Username: u.Name, Enabled: true,
 		Email: u.Name + "@example.com", Hash: auth.StoredHash(hash)}, time.Now())
 	if err != nil {
@@ -179,22 +178,86 @@ func (e *Env) NewUserNamed(t testing.TB, pkg, prefix string) User {
 	return u
 }
 
+// NewKeycloakUser creates a unique user in Keycloak only (none locally),
+// as an administrator would, and deletes it when the test ends. It returns
+// the user and its Keycloak id.
+func (e *Env) NewKeycloakUser(t testing.TB, pkg, prefix string) (User, string) {
+	t.Helper()
+	u := User{Package: pkg, Name: testenv.Unique(prefix), Password: testenv.Unique("Pw-kc-only")}
+	id, err := e.RT.Keycloak.CreateUser(context.Background(), pkg, keycloak.UserSpec{Username: u.Name,
+		Email: u.Name + "@example.com", FirstName: "Keycloak", LastName: "Only", EmailVerified: true,
+		Password: e.Hash(t, u.Password)})
+	if err != nil {
+		t.Fatalf("create %s in keycloak: %v", u.Name, err)
+	}
+	t.Cleanup(func() { _ = e.RT.Keycloak.DeleteUser(context.Background(), pkg, id) })
+	return u, id
+}
+
+// Hash hashes password with the configured hasher (Keycloak-compatible).
+func (e *Env) Hash(t testing.TB, password string) credential.Hash {
+	t.Helper()
+	h, err := platform.Hasher(e.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash, err := h.Hash(password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hash
+}
+
 // Login logs u in through the service.
 func (e *Env) Login(u User, password string) (auth.LoginResult, error) {
 	return e.RT.Auth.Login(context.Background(), auth.LoginInput{Package: u.Package, Username: u.Name, Password: password,
 		SourceIP: "127.0.0.1", UserAgent: "stacktest"})
 }
 
-// AssertNoSecrets fails if any secret appears in the captured logs.
+// AssertNoSecrets fails if any secret appears in the captured logs or in
+// any item of the audit table (where, say, a password typed into the
+// username field would land if the trail kept it verbatim).
 func (e *Env) AssertNoSecrets(t testing.TB, secrets ...string) {
 	t.Helper()
 	logs := e.Logs.String()
 	if logs == "" {
 		t.Fatal("no log output was captured: the check would prove nothing")
 	}
+	trail := e.AuditTrail(t) // may be empty: not every test logs in
 	for _, s := range secrets {
-		if s != "" && strings.Contains(logs, s) {
+		if s == "" {
+			continue
+		}
+		if strings.Contains(logs, s) {
 			t.Errorf("a secret (%d characters, starting %.3q) appears in the logs", len(s), s)
 		}
+		if strings.Contains(strings.ToLower(trail), strings.ToLower(s)) {
+			t.Errorf("a secret (%d characters, starting %.3q) appears in the audit table", len(s), s)
+		}
+	}
+}
+
+// AuditTrail is every attribute of every audit item, as text.
+func (e *Env) AuditTrail(t testing.TB) string {
+	t.Helper()
+	var b strings.Builder
+	var start map[string]types.AttributeValue
+	for {
+		out, err := e.RT.DynamoDB.Scan(context.Background(), &dynamodb.ScanInput{
+			TableName: aws.String(e.Config.Tables.Audit), ExclusiveStartKey: start})
+		if err != nil {
+			t.Fatalf("scan the audit table: %v", err)
+		}
+		for _, item := range out.Items {
+			var m map[string]any
+			if err := attributevalue.UnmarshalMap(item, &m); err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintln(&b, m)
+		}
+		if out.LastEvaluatedKey == nil {
+			return b.String()
+		}
+		start = out.LastEvaluatedKey
 	}
 }

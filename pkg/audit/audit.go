@@ -39,12 +39,19 @@ const (
 	OutcomeSuccess            Outcome = "success"
 	OutcomeInvalidCredentials Outcome = "invalid_credentials"
 	OutcomeLocked             Outcome = "locked"
-	OutcomePolicyRejected     Outcome = "policy_rejected"
-	OutcomeConflict           Outcome = "conflict"
+	// OutcomeThrottled: the request's source had failed too often across
+	// usernames; nothing was checked or counted for the user.
+	OutcomeThrottled      Outcome = "throttled"
+	OutcomePolicyRejected Outcome = "policy_rejected"
+	OutcomeConflict       Outcome = "conflict"
 	// OutcomeOfflineDisabled: Keycloak was unreachable and the package does
 	// not allow offline (local or cached) logins.
 	OutcomeOfflineDisabled Outcome = "offline_disabled"
-	OutcomeError           Outcome = "error"
+	// Keycloak's decisions (docs/design.md, "Keycloak is the authority").
+	OutcomeAccountDisabled      Outcome = "account_disabled"
+	OutcomeActionRequired       Outcome = "action_required"
+	OutcomeOfflineWindowExpired Outcome = "offline_window_expired"
+	OutcomeError                Outcome = "error"
 )
 
 // Event is one audit record. It never holds a password or token.

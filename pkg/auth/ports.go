@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/kcguard/kcguard/pkg/audit"
+	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/sessions"
 	"github.com/kcguard/kcguard/pkg/syncjob"
@@ -18,6 +19,56 @@ type Users interface {
 	// UpdatePassword stores a new hash under an optimistic version check
 	// and raises Version (also used with the same hash to mark drift).
 	UpdatePassword(ctx context.Context, key users.Key, expectedVersion int64, h users.Hash, now time.Time) (users.User, error)
+	// Create stores a user learnt from Keycloak (ErrAlreadyExists if taken).
+	Create(ctx context.Context, u users.User, now time.Time) (users.User, error)
+	// ApplyVerdict records what Keycloak decided, without raising Version.
+	ApplyVerdict(ctx context.Context, key users.Key, expectedVersion int64, v users.Verdict) (users.User, error)
+	// Reserve counts an attempt atomically before its password is checked
+	// and refuses it while the key is locked (users.Store.Reserve).
+	Reserve(ctx context.Context, key users.Key, maxFailures int, now time.Time) (users.Attempt, error)
+	// Release clears the key's count after a check that passed, unless a
+	// lock was set meanwhile; for outcomes that write no session.
+	Release(ctx context.Context, key users.Key, now time.Time) (bool, error)
+	// SourceFailures reads a request source's failure state.
+	SourceFailures(ctx context.Context, source string, now time.Time) (users.Lockout, error)
+}
+
+// KeycloakAccounts explains a refused password grant through Keycloak's
+// admin API. Only the rare path where Keycloak refuses a password the
+// local store accepts uses it.
+type KeycloakAccounts interface {
+	keycloak.AccountReader
+	FindUser(ctx context.Context, pkg, username string) (keycloak.User, error)
+}
+
+// LoginReader reads what a login needs before the password check, and the
+// cached Keycloak token it may fall back on after, in one round trip where
+// the store allows (the DynamoDB ledger batches them). Optional: without
+// one the service reads through Users and TokenCache.
+type LoginReader interface {
+	// ReadLogin reads the user (Entry.Lockout is not filled: the
+	// reservation is the lockout's only authority) and, when source is not
+	// empty, the source's failure state.
+	ReadLogin(ctx context.Context, key users.Key, source string, now time.Time) (LoginRead, error)
+}
+
+// LoginRead is what ReadLogin found.
+type LoginRead struct {
+	Entry  users.Entry
+	Source users.Lockout
+	// CachedToken returns the cached Keycloak token within its grace
+	// period; it was read with the user and is decrypted only when called.
+	CachedToken func(ctx context.Context) (keycloak.Token, bool, error)
+}
+
+// PasswordHasher makes and checks local hashes (*credential.Hasher; tests
+// count the checks at this seam).
+type PasswordHasher interface {
+	Hash(password string) (credential.Hash, error)
+	Verify(stored credential.Hash, password string) (bool, error)
+	VerifyDummy(password string) bool
+	NeedsRehash(stored credential.Hash) bool
+	Params() credential.Params
 }
 
 // PasswordGranter is the Keycloak tier of a login.
@@ -50,18 +101,21 @@ type SessionRevoker interface {
 }
 
 // Ledger stores what an authentication attempt changed. Its DynamoDB
-// implementation writes each outcome in ONE round trip (a transaction), which
-// is what keeps every login path within three DynamoDB calls.
+// implementation writes each outcome in ONE round trip (a transaction), plus
+// one UpdateItem on success while sessions.max_per_user caps sessions: a
+// login costs three DynamoDB calls, four in cached and local mode (which
+// also read the token cache).
 type Ledger interface {
 	// LoginSucceeded creates the session (returning its token, which exists
 	// nowhere else) and stores the audit event, caches a fresh Keycloak
-	// token, and clears the failure counter when it was set. It stores
-	// nothing and returns ErrLoginSuperseded when the user moved past
-	// Success.UserVersion or the user's sessions were revoked at or after
-	// the session's CreatedAt.
+	// token, and releases the attempt's reservation (never lifting a lock).
+	// It stores nothing and returns ErrLoginSuperseded when the user moved
+	// past Success.UserVersion or the user's sessions were revoked at or
+	// after the session's CreatedAt.
 	LoginSucceeded(ctx context.Context, s Success) (token string, session sessions.Record, err error)
-	// LoginFailed counts the failure (with the lockout deadline the policy
-	// derived) and stores the audit event.
+	// LoginFailed records a failed check (the attempt was counted when it
+	// was reserved): the lock the policy derived from the attempt's
+	// number, the source's failure, and the audit event.
 	LoginFailed(ctx context.Context, f Failure) error
 	// Audit stores an audit event on its own.
 	Audit(ctx context.Context, e audit.Event) error
@@ -75,8 +129,16 @@ type Success struct {
 	// Token, when set, is a fresh Keycloak token to cache until GraceUntil.
 	Token      *keycloak.Token
 	GraceUntil time.Time
-	// ResetLockout clears the key's failure counter.
+	// ResetLockout releases the login's reservation: it clears the key's
+	// count unless a parallel failure has locked the key meanwhile (the
+	// lock stands and the session is still written).
 	ResetLockout bool
+	// Verdict, when set, records what Keycloak has just confirmed about the
+	// user (KeycloakConfirmedAt, enabled again, hash no longer stale) in the
+	// same write; it never carries a hash.
+	Verdict *users.Verdict
+	// Now is when the login happened (the release's "locked?" test).
+	Now time.Time
 	// UserVersion, when positive, is the user version the password was
 	// checked against: the session is stored only if the user is still at
 	// it (else ErrLoginSuperseded), so a login that raced a password change
@@ -86,7 +148,38 @@ type Success struct {
 
 // Failure is everything a failed password check writes.
 type Failure struct {
-	Key     users.Key
-	Lockout users.Lockout // the new state: count, last failure, lock deadline
-	Event   audit.Event
+	Key users.Key
+	// Attempt is the failed check's reservation; LockedUntil the lock its
+	// failure sets (zero below the threshold).
+	Attempt     users.Attempt
+	LockedUntil time.Time
+	// Source, when not empty, is the request source's id and SourceLockout
+	// its new state (count + 1 from the read before the check, and the
+	// source lock derived from it).
+	Source        string
+	SourceLockout users.Lockout
+	Event         audit.Event
+}
+
+// storeReads is the LoginReader over the plain ports: one call each.
+type storeReads struct {
+	users  Users
+	tokens TokenCache
+}
+
+func (r storeReads) ReadLogin(ctx context.Context, key users.Key, source string, now time.Time) (LoginRead, error) {
+	e, err := r.users.Lookup(ctx, key, now)
+	if err != nil {
+		return LoginRead{}, err
+	}
+	e.Lockout = users.Lockout{} // the reservation decides, not this read
+	read := LoginRead{Entry: e, CachedToken: func(ctx context.Context) (keycloak.Token, bool, error) {
+		return r.tokens.Get(ctx, key, now)
+	}}
+	if source != "" {
+		if read.Source, err = r.users.SourceFailures(ctx, source, now); err != nil {
+			return LoginRead{}, err
+		}
+	}
+	return read, nil
 }

@@ -27,9 +27,24 @@ type Settings struct {
 	// locks the key for FailureDelay × (failures − MaxFailures + 1), at most
 	// MaxFailureDelay (Keycloak's wait increment, SSSD's
 	// offline_failed_login_delay). Zero values mean 5, 30s and 15m.
+	//
+	// Each attempt is reserved atomically before its password is hashed
+	// (users.Store.Reserve), so parallel guesses cannot outrun the count:
+	// at most MaxFailures checks run before the first lock, then one per
+	// lock that has run out.
 	MaxFailures     int
 	FailureDelay    time.Duration
 	MaxFailureDelay time.Duration
+	// SourceMaxFailures failed checks from one source (client address),
+	// whatever usernames they named, are free; from then on each refuses
+	// the source for SourceDelay × (failures − SourceMaxFailures + 1), at
+	// most SourceMaxDelay, with 429 too_many_requests. A source spraying
+	// many usernames is slowed before it can lock the users it names.
+	// Zero values mean 20, 10s and 15m; a negative SourceMaxFailures turns
+	// the source throttle off.
+	SourceMaxFailures int
+	SourceDelay       time.Duration
+	SourceMaxDelay    time.Duration
 	// SessionIdle and SessionLifetime bound a session. Zero means 30m and 12h.
 	SessionIdle     time.Duration
 	SessionLifetime time.Duration
@@ -41,8 +56,26 @@ type Settings struct {
 	// brute-force detector refuse the user's next correct password for a
 	// while (measured on 26.7.3), for a saving of one local hash (~16 ms).
 	ParallelKeycloak bool
+	// LearnOnLogin checks a username unknown to the local store against
+	// Keycloak (when the breaker allows) and, on success, stores the user
+	// with a hash of the verified password, so users who exist only in
+	// Keycloak can log in and keep working through the next outage. Off by
+	// default: it makes a wrong password for an unknown username take a
+	// Keycloak round trip, which timing can tell from a known username's
+	// local refusal (see README, "Keycloak is the authority").
+	LearnOnLogin bool
+	// OfflineWindow refuses local and cached logins during an outage to a
+	// user whose KeycloakConfirmedAt is older than this (SSSD's
+	// offline_credentials_expiration). Zero means no limit.
+	OfflineWindow time.Duration
+	// InspectTimeout bounds the admin calls that explain a refused grant.
+	// Zero means 2s.
+	InspectTimeout time.Duration
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
+	// Sleep waits out the padding that makes every failed check cost the
+	// same (see checkCosts). Nil means a timer that ends with ctx.
+	Sleep func(ctx context.Context, d time.Duration)
 }
 
 func (s Settings) withDefaults() Settings {
@@ -64,20 +97,47 @@ func (s Settings) withDefaults() Settings {
 	if s.SessionLifetime == 0 {
 		s.SessionLifetime = 12 * time.Hour
 	}
+	if s.SourceMaxFailures == 0 {
+		s.SourceMaxFailures = 20
+	}
+	if s.SourceDelay == 0 {
+		s.SourceDelay = 10 * time.Second
+	}
+	if s.SourceMaxDelay == 0 {
+		s.SourceMaxDelay = 15 * time.Minute
+	}
+	if s.InspectTimeout == 0 {
+		s.InspectTimeout = 2 * time.Second
+	}
 	if s.Now == nil {
 		s.Now = time.Now
+	}
+	if s.Sleep == nil {
+		s.Sleep = sleep
 	}
 	return s
 }
 
 // lockedUntil is the lockout deadline after the n-th consecutive failure.
 func (s Settings) lockedUntil(n int, now time.Time) time.Time {
-	if n < s.MaxFailures {
+	return growingDelay(n, s.MaxFailures, s.FailureDelay, s.MaxFailureDelay, now)
+}
+
+// sourceLockedUntil is the source's deadline after its n-th failure.
+func (s Settings) sourceLockedUntil(n int, now time.Time) time.Time {
+	if s.SourceMaxFailures < 0 {
 		return time.Time{}
 	}
-	d := s.FailureDelay * time.Duration(n-s.MaxFailures+1)
-	if d > s.MaxFailureDelay || d <= 0 {
-		d = s.MaxFailureDelay
+	return growingDelay(n, s.SourceMaxFailures, s.SourceDelay, s.SourceMaxDelay, now)
+}
+
+func growingDelay(n, free int, step, most time.Duration, now time.Time) time.Time {
+	if n < free {
+		return time.Time{}
+	}
+	d := step * time.Duration(n-free+1)
+	if d > most || d <= 0 {
+		d = most
 	}
 	return now.Add(d)
 }
@@ -85,14 +145,18 @@ func (s Settings) lockedUntil(n int, now time.Time) time.Time {
 // Service runs the login and password-change flows.
 type Service struct {
 	users    Users
-	hasher   *credential.Hasher
+	hasher   PasswordHasher
 	policy   credential.Policy
 	keycloak PasswordGranter // nil: the Keycloak tier is disabled
+	accounts KeycloakAccounts
 	breaker  Breaker
 	tokens   TokenCache
 	ledger   Ledger
 	sessions SessionRevoker
 	sync     Sync
+	reads    LoginReader
+	names    audit.Pseudonyms
+	costs    *checkCosts
 	packages map[string]bool
 	s        Settings
 	log      *slog.Logger
@@ -101,14 +165,23 @@ type Service struct {
 // Deps are the Service's collaborators.
 type Deps struct {
 	Users    Users
-	Hasher   *credential.Hasher
+	Hasher   PasswordHasher
 	Policy   credential.Policy
 	Keycloak PasswordGranter // nil disables the Keycloak tier
+	// Accounts explains refused grants; nil means Keycloak's, when it
+	// offers them (the real client and the fake both do).
+	Accounts KeycloakAccounts
 	Breaker  Breaker
 	Tokens   TokenCache
 	Ledger   Ledger
 	Sessions SessionRevoker
 	Sync     Sync
+	// Reads, when set, reads a login's user, source counter and cached
+	// token in one round trip; nil reads them through Users and Tokens.
+	Reads LoginReader
+	// UsernameKey keys the HMAC that stands in the audit trail for unknown
+	// usernames (and names request sources); empty takes a random key.
+	UsernameKey []byte
 	// Packages are the known packages (tenants).
 	Packages []string
 	Log      *slog.Logger
@@ -131,8 +204,15 @@ func New(d Deps, s Settings) (*Service, error) {
 	}
 	svc := &Service{
 		users: d.Users, hasher: d.Hasher, policy: d.Policy, keycloak: d.Keycloak, breaker: d.Breaker,
-		tokens: d.Tokens, ledger: d.Ledger, sessions: d.Sessions, sync: d.Sync,
-		packages: map[string]bool{}, s: s.withDefaults(), log: d.Log,
+		tokens: d.Tokens, ledger: d.Ledger, sessions: d.Sessions, sync: d.Sync, reads: d.Reads,
+		names: audit.NewPseudonyms(d.UsernameKey), costs: &checkCosts{},
+		packages: map[string]bool{}, s: s.withDefaults(), log: d.Log, accounts: d.Accounts,
+	}
+	if a, ok := d.Keycloak.(KeycloakAccounts); ok && svc.accounts == nil {
+		svc.accounts = a
+	}
+	if svc.reads == nil {
+		svc.reads = storeReads{users: d.Users, tokens: d.Tokens}
 	}
 	if svc.log == nil {
 		svc.log = slog.New(slog.DiscardHandler)
@@ -145,10 +225,13 @@ func New(d Deps, s Settings) (*Service, error) {
 
 // Login authenticates locally first, then asks Keycloak.
 //
-// A session is only ever issued after the local check passed. By default
-// the tiers run in sequence, so a password the local store refuses never
-// reaches Keycloak: an attacker guessing through kcguard cannot touch
-// Keycloak's brute-force counters, and unknown usernames never reach
+// A session is only ever issued after the local check passed, or after
+// Keycloak alone accepted a user the local store cannot judge (authority.go:
+// a user Keycloak refused last time, or an unknown username with
+// LearnOnLogin). By default the tiers run in sequence, so for a known,
+// healthy user a password the local store refuses never reaches Keycloak:
+// an attacker guessing through kcguard cannot touch Keycloak's brute-force
+// counters, and without LearnOnLogin unknown usernames never reach
 // Keycloak at all. With Settings.ParallelKeycloak, a known, enabled user
 // with no failed attempts on record has the grant started alongside the
 // local hash check (latency is the larger of the two, not their sum); any
@@ -157,26 +240,33 @@ func New(d Deps, s Settings) (*Service, error) {
 // local check fails is cancelled and does not count for the breaker.
 func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error) {
 	now := s.s.Now()
-	key, entry, err := s.lookup(ctx, in.Package, in.Username, now)
+	key, err := s.key(in.Package, in.Username)
 	if err != nil {
 		return LoginResult{}, err
 	}
-	event := audit.Event{Package: key.Package, Username: key.Username, Action: audit.ActionLogin,
+	source := s.sourceOf(in.SourceIP)
+	read, err := s.reads.ReadLogin(ctx, key, source, now)
+	if err != nil {
+		return LoginResult{}, fmt.Errorf("%w: lookup: %v", ErrUnavailable, err)
+	}
+	entry := read.Entry
+	event := audit.Event{Package: key.Package, Username: s.auditName(key, entry), Action: audit.ActionLogin,
 		SourceIP: in.SourceIP, UserAgent: in.UserAgent, RequestID: in.RequestID, At: now}
-	if entry.Lockout.Locked(now) {
-		return LoginResult{}, s.refuseLocked(ctx, entry, event, now)
+	a, err := s.admit(ctx, key, read.Source, event, now)
+	if err != nil {
+		return LoginResult{}, err
 	}
 	var (
 		early  <-chan grant
 		cancel context.CancelFunc = func() {}
 	)
-	if s.s.ParallelKeycloak && s.keycloak != nil && entry.Found && entry.User.Enabled && entry.Lockout.FailedAttempts == 0 {
+	if s.s.ParallelKeycloak && s.keycloak != nil && entry.Found && !entry.User.KeycloakMustDecide() && a.N == 1 {
 		var gctx context.Context
 		gctx, cancel = context.WithCancel(ctx)
 		early = s.startGrant(gctx, key, in.Password)
 	}
 	defer cancel()
-	hash, ok := s.verify(entry, in.Password)
+	hash, ok := s.check(ctx, entry, in.Password)
 	if !ok {
 		if early != nil {
 			// Never leave the grant running past the request: a Lambda
@@ -184,7 +274,11 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 			cancel()
 			<-early
 		}
-		return LoginResult{}, s.countFailure(ctx, key, entry, event, now)
+		fail := func() error { return s.countFailure(ctx, key, a, source, read.Source, event, now) }
+		if s.keycloakDecides(entry) {
+			return s.loginThroughKeycloak(ctx, in, key, entry, event, fail, now)
+		}
+		return LoginResult{}, fail()
 	}
 	var g *grant
 	switch {
@@ -195,31 +289,16 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 		v := s.grant(ctx, key, in.Password)
 		g = &v
 	}
-	tier, err := s.keycloakTier(ctx, key, g, now)
+	tier, err := s.keycloakTier(ctx, entry, g, read.CachedToken, now)
 	if err != nil {
+		s.release(ctx, key, now)
 		event.Outcome = outcomeOf(err)
 		s.auditAlone(ctx, event)
 		return LoginResult{}, err
 	}
-	event.AuthMode, event.Outcome = string(tier.mode), audit.OutcomeSuccess
-	success := Success{Event: event, ResetLockout: entry.Lockout.FailedAttempts > 0, Session: sessions.Record{
-		Package: key.Package, Username: key.Username, AuthMode: sessions.AuthMode(tier.mode),
-		CreatedAt: now, IdleExpiresAt: now.Add(s.s.SessionIdle), ExpiresAt: now.Add(s.s.SessionLifetime),
-		SourceIP: in.SourceIP, UserAgent: in.UserAgent,
-	}}
-	if tier.mode == ModeKeycloak {
-		success.Token, success.GraceUntil = tier.token, now.Add(s.s.GracePeriod)
-	}
-	if entry.Found {
-		success.UserVersion = entry.User.Version
-	}
-	token, sess, err := s.ledger.LoginSucceeded(ctx, success)
-	if errors.Is(err, ErrLoginSuperseded) {
-		s.log.InfoContext(ctx, "login superseded by a concurrent account change", "package", key.Package, "err", err)
-		return LoginResult{}, ErrLoginSuperseded
-	}
+	res, err := s.succeed(ctx, in, key, event, tier, confirmation(entry.User, tier, now), entry.User.Version, now)
 	if err != nil {
-		return LoginResult{}, fmt.Errorf("%w: store session: %v", ErrUnavailable, err)
+		return res, err
 	}
 	if tier.drift {
 		s.markDrift(ctx, entry.User, now)
@@ -227,61 +306,174 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 	if s.hasher.NeedsRehash(hash) {
 		s.rehash(ctx, entry.User, in.Password, now)
 	}
+	return res, nil
+}
+
+// succeed writes a successful login (session, audit record, cached token,
+// Keycloak's verdict and the attempt's release, in one ledger write) and
+// answers.
+//
+// userVersion (when positive) is the user version the password was checked
+// against: a password change landing meanwhile leaves no session.
+func (s *Service) succeed(ctx context.Context, in LoginInput, key users.Key, event audit.Event, tier tierResult,
+	verdict *users.Verdict, userVersion int64, now time.Time) (LoginResult, error) {
+	event.AuthMode, event.Outcome = string(tier.mode), audit.OutcomeSuccess
+	success := Success{Event: event, ResetLockout: true, Now: now, Verdict: verdict, Session: sessions.Record{
+		Package: key.Package, Username: key.Username, AuthMode: sessions.AuthMode(tier.mode),
+		CreatedAt: now, IdleExpiresAt: now.Add(s.s.SessionIdle), ExpiresAt: now.Add(s.s.SessionLifetime),
+		SourceIP: in.SourceIP, UserAgent: in.UserAgent,
+	}}
+	if tier.mode == ModeKeycloak {
+		success.Token, success.GraceUntil = tier.token, now.Add(s.s.GracePeriod)
+	}
+	success.UserVersion = userVersion
+	token, sess, err := s.ledger.LoginSucceeded(ctx, success)
+	if errors.Is(err, ErrLoginSuperseded) {
+		s.log.InfoContext(ctx, "login superseded by a concurrent account change", "package", key.Package, "err", err)
+		return LoginResult{}, ErrLoginSuperseded
+	}
+	if err != nil {
+		s.release(ctx, key, now)
+		return LoginResult{}, fmt.Errorf("%w: store session: %v", ErrUnavailable, err)
+	}
 	return LoginResult{
 		SessionToken: token, ExpiresAt: sess.ExpiresAt, Mode: tier.mode,
 		KeycloakStatus: tier.status, Keycloak: tier.token,
 	}, nil
 }
 
-// lookup checks the package and reads the user with its lockout state.
-func (s *Service) lookup(ctx context.Context, pkg, username string, now time.Time) (users.Key, users.Entry, error) {
+// key checks the package and normalises the username.
+func (s *Service) key(pkg, username string) (users.Key, error) {
 	if !s.packages[pkg] {
-		return users.Key{}, users.Entry{}, ErrUnknownPackage
+		return users.Key{}, ErrUnknownPackage
 	}
 	key, err := users.NewKey(pkg, username)
 	if err != nil {
-		return key, users.Entry{}, ErrInvalidCredentials
+		return key, ErrInvalidCredentials
 	}
-	entry, err := s.users.Lookup(ctx, key, now)
-	if err != nil {
-		return key, entry, fmt.Errorf("%w: lookup: %v", ErrUnavailable, err)
-	}
-	return key, entry, nil
+	return key, nil
 }
 
-// verify checks password against the stored hash in constant time. Unknown,
-// disabled and hash-less users cost one dummy verification of the same price
-// and fail the same way, so neither timing nor answer tells them apart.
-func (s *Service) verify(entry users.Entry, password string) (credential.Hash, bool) {
-	if !entry.Found || !entry.User.Enabled {
-		return credential.Hash{}, s.hasher.VerifyDummy(password)
+// sourceOf is the counter id of a client address ("" when unknown: the
+// source throttle then does not apply).
+func (s *Service) sourceOf(addr string) string {
+	if addr == "" || s.s.SourceMaxFailures < 0 {
+		return ""
+	}
+	return s.names.Source(addr)
+}
+
+// auditName is the username the audit trail and logs keep: a known user's
+// own, or a keyed hash of what was typed, which may be a password.
+func (s *Service) auditName(key users.Key, entry users.Entry) string {
+	if entry.Found {
+		return key.Username
+	}
+	return s.names.Username(key.Package, key.Username)
+}
+
+// admit lets an attempt's password be checked: the source must not be
+// throttled, then the attempt is reserved (counted) before any hashing.
+// A refusal is audited and answered without a hash.
+func (s *Service) admit(ctx context.Context, key users.Key, src users.Lockout, event audit.Event, now time.Time) (users.Attempt, error) {
+	if src.Locked(now) {
+		event.Outcome = audit.OutcomeThrottled
+		s.auditAlone(ctx, event)
+		return users.Attempt{}, &ThrottledError{RetryAfter: src.LockedUntil.Sub(now)}
+	}
+	a, err := s.users.Reserve(ctx, key, s.s.MaxFailures, now)
+	if err != nil {
+		return a, fmt.Errorf("%w: reserve attempt: %v", ErrUnavailable, err)
+	}
+	if !a.Admitted {
+		return a, s.refuseLocked(ctx, a.LockedUntil, event, now)
+	}
+	return a, nil
+}
+
+// release gives back a reservation whose check passed when no session is
+// written (the session's transaction releases it otherwise). Best effort:
+// an unreleased count only brings the next lock closer.
+func (s *Service) release(ctx context.Context, key users.Key, now time.Time) {
+	ctx, cancel := outcomeContext(ctx)
+	defer cancel()
+	if _, err := s.users.Release(ctx, key, now); err != nil {
+		s.log.WarnContext(ctx, "attempt not released", "package", key.Package, "err", err)
+	}
+}
+
+// check verifies the password and pads a failure to the cost of the
+// dearest check seen, so a failure's timing does not depend on the stored
+// algorithm or on whether the user exists.
+func (s *Service) check(ctx context.Context, entry users.Entry, password string) (credential.Hash, bool) {
+	start := s.s.Now()
+	hash, ok, kind := s.verify(entry, password)
+	elapsed := s.s.Now().Sub(start)
+	s.costs.observe(kind, elapsed)
+	if !ok {
+		if d := s.costs.padding(elapsed); d > 0 {
+			s.s.Sleep(ctx, d)
+		}
+	}
+	return hash, ok
+}
+
+// verify checks password against the stored hash in constant time. Unknown
+// and hash-less users, and users Keycloak refused last time (disabled, reset,
+// required actions), cost one dummy verification of the same price and fail
+// the same way, so neither timing nor answer tells them apart.
+// The third result is the check's cost class (see checkCosts).
+func (s *Service) verify(entry users.Entry, password string) (credential.Hash, bool, string) {
+	dummy := paramsKind(s.hasher.Params())
+	if !entry.Found || entry.User.KeycloakMustDecide() {
+		return credential.Hash{}, s.hasher.VerifyDummy(password), dummy
 	}
 	h, err := credential.ParseHash(entry.User.Hash.SecretData, entry.User.Hash.CredentialData)
 	if err != nil {
 		s.log.Error("stored hash unreadable", "package", entry.User.Package, "username", entry.User.Username, "err", err)
-		return h, s.hasher.VerifyDummy(password)
+		return h, s.hasher.VerifyDummy(password), dummy
 	}
 	ok, err := s.hasher.Verify(h, password)
-	return h, ok && err == nil
+	return h, ok && err == nil, hashKind(h)
 }
 
-func (s *Service) refuseLocked(ctx context.Context, entry users.Entry, event audit.Event, now time.Time) error {
+// outcomeContext outlives the request for the write that settles a
+// reserved attempt: a client that hangs up after its guess was checked
+// must not leave the attempt unsettled (users.LostReservation bounds the
+// harm if a write is lost all the same).
+func outcomeContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+}
+
+// inFlightRetry is the Retry-After of an attempt refused because a check at
+// the lock threshold is still running: its outcome decides within moments.
+const inFlightRetry = time.Second
+
+func (s *Service) refuseLocked(ctx context.Context, until time.Time, event audit.Event, now time.Time) error {
 	event.Outcome = audit.OutcomeLocked
 	s.auditAlone(ctx, event)
-	return &LockedError{RetryAfter: entry.Lockout.LockedUntil.Sub(now)}
+	retry := until.Sub(now)
+	if retry < inFlightRetry {
+		retry = inFlightRetry
+	}
+	return &LockedError{RetryAfter: retry}
 }
 
-// countFailure records a failed check. The new count is derived from the
-// state Lookup read, so the counter update and the audit record go out in
-// one transaction; concurrent failures can make the lock deadline one step
-// short, never the count wrong (the store adds atomically).
-func (s *Service) countFailure(ctx context.Context, key users.Key, entry users.Entry, event audit.Event, now time.Time) error {
-	n := entry.Lockout.FailedAttempts + 1
+// countFailure records a failed check: the lock its reservation's number
+// calls for, the source's failure, and the audit record, in one
+// transaction. The attempt itself was counted when it was reserved.
+func (s *Service) countFailure(ctx context.Context, key users.Key, a users.Attempt, source string, src users.Lockout, event audit.Event, now time.Time) error {
 	event.Outcome = audit.OutcomeInvalidCredentials
-	f := Failure{Key: key, Event: event,
-		Lockout: users.Lockout{FailedAttempts: n, LastFailureAt: now, LockedUntil: s.s.lockedUntil(n, now)}}
-	if err := s.ledger.LoginFailed(ctx, f); err != nil {
-		s.log.ErrorContext(ctx, "failed login not recorded", "package", key.Package, "username", key.Username, "err", err)
+	f := Failure{Key: key, Attempt: a, LockedUntil: s.s.lockedUntil(a.N, now), Event: event}
+	if source != "" {
+		n := src.FailedAttempts + 1
+		f.Source = source
+		f.SourceLockout = users.Lockout{FailedAttempts: n, LastFailureAt: now, LockedUntil: s.s.sourceLockedUntil(n, now)}
+	}
+	wctx, cancel := outcomeContext(ctx)
+	defer cancel()
+	if err := s.ledger.LoginFailed(wctx, f); err != nil {
+		s.log.ErrorContext(ctx, "failed login not recorded", "package", key.Package, "username", event.Username, "err", err)
 	}
 	return ErrInvalidCredentials
 }
@@ -321,12 +513,12 @@ func (s *Service) startGrant(ctx context.Context, key users.Key, password string
 // keycloakTier judges the grant of a login whose local check passed, and
 // falls back to a cached token or local mode when Keycloak cannot answer.
 // g is nil when the Keycloak tier is disabled.
-func (s *Service) keycloakTier(ctx context.Context, key users.Key, g *grant, now time.Time) (tierResult, error) {
+func (s *Service) keycloakTier(ctx context.Context, entry users.Entry, g *grant, cached cachedToken, now time.Time) (tierResult, error) {
 	if g == nil {
-		return s.fallback(ctx, key, KeycloakDisabled, now)
+		return s.fallback(ctx, entry, cached, KeycloakDisabled, now)
 	}
 	if !g.allowed {
-		return s.fallback(ctx, key, KeycloakCircuitOpen, now)
+		return s.fallback(ctx, entry, cached, KeycloakCircuitOpen, now)
 	}
 	tok, err := g.tok, g.err
 	switch {
@@ -335,19 +527,24 @@ func (s *Service) keycloakTier(ctx context.Context, key users.Key, g *grant, now
 	case ctx.Err() != nil:
 		return tierResult{}, ctx.Err()
 	case errors.Is(err, keycloak.ErrInvalidCredentials):
-		// Keycloak answered and disagrees with the local store, which stays
-		// authoritative: credential drift. Keycloak gets the local hash again.
-		s.log.WarnContext(ctx, "credential drift: keycloak refused a password the local store accepted",
-			"event", "credential_drift", "package", key.Package, "username", key.Username)
-		return tierResult{mode: ModeLocal, status: KeycloakAvailable, drift: true}, nil
+		// Keycloak answered and disagrees with the local store: who is
+		// right is the authority rule's question (authority.go).
+		return s.keycloakRefused(ctx, entry, err, now)
 	default:
-		s.log.WarnContext(ctx, "keycloak tier failed", "package", key.Package, "err", err)
-		return s.fallback(ctx, key, KeycloakUnavailable, now)
+		s.log.WarnContext(ctx, "keycloak tier failed", "package", entry.User.Package, "err", err)
+		return s.fallback(ctx, entry, cached, KeycloakUnavailable, now)
 	}
 }
 
-func (s *Service) fallback(ctx context.Context, key users.Key, status KeycloakStatus, now time.Time) (tierResult, error) {
-	tok, ok, err := s.tokens.Get(ctx, key, now)
+// cachedToken is the cached Keycloak token read with the user.
+type cachedToken func(ctx context.Context) (keycloak.Token, bool, error)
+
+func (s *Service) fallback(ctx context.Context, entry users.Entry, cached cachedToken, status KeycloakStatus, now time.Time) (tierResult, error) {
+	key := entry.User.Key()
+	if status != KeycloakDisabled && s.offlineWindowExpired(entry.User, now) {
+		return tierResult{}, ErrOfflineWindowExpired
+	}
+	tok, ok, err := cached(ctx)
 	if err != nil {
 		s.log.WarnContext(ctx, "token cache read failed", "package", key.Package, "err", err)
 	}
@@ -360,24 +557,15 @@ func (s *Service) fallback(ctx context.Context, key users.Key, status KeycloakSt
 	return tierResult{mode: ModeLocal, status: status}, nil
 }
 
-// markDrift raises the user's version (same hash) so Keycloak is sent the
-// local hash: now through the queue, and by reconciliation if that send is lost.
-//
-// Keycloak also refuses a right password when its brute-force detector has
-// the user temporarily disabled (concurrent logins can trip it) and says so
-// only in its own log, so a refusal is "suspected drift": re-importing the
-// local hash is harmless if it was not. A user with a sync already pending
-// is not marked again.
+// markDrift queues again the kcguard change Keycloak has just shown it
+// lacks (deduplicated by version; reconciliation would find it too, later).
+// Only an unsynced change is ever pushed: a hash Keycloak has and decided
+// against (an admin reset) must never be sent back (authority.go).
 func (s *Service) markDrift(ctx context.Context, u users.User, now time.Time) {
-	if u.Unsynced() {
+	if !u.Unsynced() {
 		return
 	}
-	nu, err := s.users.UpdatePassword(ctx, u.Key(), u.Version, u.Hash, now)
-	if err != nil {
-		s.log.WarnContext(ctx, "credential drift not recorded", "package", u.Package, "username", u.Username, "err", err)
-		return
-	}
-	s.enqueue(ctx, nu, now)
+	s.enqueue(ctx, u, now)
 }
 
 // rehash replaces a hash made with outdated parameters after a successful
@@ -410,18 +598,27 @@ func (s *Service) enqueue(ctx context.Context, u users.User, now time.Time) {
 // syncs it to Keycloak now or through the queue.
 func (s *Service) ChangePassword(ctx context.Context, in PasswordChangeInput) (PasswordChangeResult, error) {
 	now := s.s.Now()
-	key, entry, err := s.lookup(ctx, in.Package, in.Username, now)
+	key, err := s.key(in.Package, in.Username)
 	if err != nil {
 		return PasswordChangeResult{}, err
 	}
-	event := audit.Event{Package: key.Package, Username: key.Username, Action: audit.ActionPasswordChange,
+	source := s.sourceOf(in.SourceIP)
+	read, err := s.reads.ReadLogin(ctx, key, source, now)
+	if err != nil {
+		return PasswordChangeResult{}, fmt.Errorf("%w: lookup: %v", ErrUnavailable, err)
+	}
+	entry := read.Entry
+	event := audit.Event{Package: key.Package, Username: s.auditName(key, entry), Action: audit.ActionPasswordChange,
 		AuthMode: string(ModeLocal), SourceIP: in.SourceIP, UserAgent: in.UserAgent, RequestID: in.RequestID, At: now}
-	if entry.Lockout.Locked(now) {
-		return PasswordChangeResult{}, s.refuseLocked(ctx, entry, event, now)
+	a, err := s.admit(ctx, key, read.Source, event, now)
+	if err != nil {
+		return PasswordChangeResult{}, err
 	}
-	if _, ok := s.verify(entry, in.OldPassword); !ok {
-		return PasswordChangeResult{}, s.countFailure(ctx, key, entry, event, now)
+	if _, ok := s.check(ctx, entry, in.OldPassword); !ok {
+		return PasswordChangeResult{}, s.countFailure(ctx, key, a, source, read.Source, event, now)
 	}
+	// The old password was right: whatever follows, the attempt is given back.
+	defer s.release(ctx, key, now)
 	if err := s.policy.Check(key.Username, in.NewPassword); err != nil {
 		event.Outcome = audit.OutcomePolicyRejected
 		s.auditAlone(ctx, event)
@@ -452,10 +649,10 @@ func (s *Service) ChangePassword(ctx context.Context, in PasswordChangeInput) (P
 	}
 	j := syncjob.New(syncjob.SetPassword, key.Package, key.Username, u.Version, now)
 	j.Hash = &h
+	// The job carries the Keycloak logout, now or through the queue, so
+	// Keycloak ends the old sessions once it has the new password.
+	j.EndSessions = s.s.RevokeOtherSessions
 	res := s.sync.Dispatch(ctx, j)
-	if s.s.RevokeOtherSessions {
-		s.endKeycloakSessions(ctx, key, res, now)
-	}
 	return PasswordChangeResult{Synced: res == syncjob.Applied, Sync: string(res)}, nil
 }
 
@@ -475,22 +672,6 @@ func (s *Service) endLocalSessions(ctx context.Context, key users.Key) {
 	}
 }
 
-// endKeycloakSessions logs the user out of Keycloak after a password change:
-// now when the new hash went in now, else queued behind the set_password
-// job in the user's FIFO group, so Keycloak ends the old sessions once it
-// has the new password and not before.
-func (s *Service) endKeycloakSessions(ctx context.Context, key users.Key, synced syncjob.Result, now time.Time) {
-	j := syncjob.New(syncjob.LogoutUser, key.Package, key.Username, 0, now)
-	if synced == syncjob.Applied {
-		s.sync.Dispatch(ctx, j)
-		return
-	}
-	if err := s.sync.Enqueue(ctx, j); err != nil {
-		s.log.ErrorContext(ctx, "keycloak logout not queued after password change", "event", "logout_enqueue_failed",
-			"package", key.Package, "username", key.Username, "err", err)
-	}
-}
-
 func (s *Service) auditAlone(ctx context.Context, e audit.Event) {
 	if err := s.ledger.Audit(ctx, e); err != nil {
 		s.log.ErrorContext(ctx, "audit record lost", "action", e.Action, "outcome", e.Outcome, "err", err)
@@ -498,8 +679,20 @@ func (s *Service) auditAlone(ctx context.Context, e audit.Event) {
 }
 
 func outcomeOf(err error) audit.Outcome {
-	if errors.Is(err, ErrOfflineDisabled) {
+	var locked *LockedError
+	switch {
+	case errors.Is(err, ErrOfflineDisabled):
 		return audit.OutcomeOfflineDisabled
+	case errors.Is(err, ErrInvalidCredentials):
+		return audit.OutcomeInvalidCredentials
+	case errors.As(err, &locked):
+		return audit.OutcomeLocked
+	case errors.Is(err, ErrAccountDisabled):
+		return audit.OutcomeAccountDisabled
+	case errors.Is(err, ErrActionRequired):
+		return audit.OutcomeActionRequired
+	case errors.Is(err, ErrOfflineWindowExpired):
+		return audit.OutcomeOfflineWindowExpired
 	}
 	return audit.OutcomeError
 }

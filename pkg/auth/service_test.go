@@ -84,7 +84,12 @@ func (l *memLedger) LoginSucceeded(ctx context.Context, s Success) (string, sess
 	l.successes = append(l.successes, s)
 	l.audits = append(l.audits, s.Event)
 	if s.ResetLockout {
-		if err := l.users.ResetFailures(ctx, users.Key{Package: s.Event.Package, Username: s.Event.Username}); err != nil {
+		if _, err := l.users.Release(ctx, users.Key{Package: s.Event.Package, Username: s.Event.Username}, s.Now); err != nil {
+			return "", sessions.Record{}, err
+		}
+	}
+	if s.Verdict != nil {
+		if _, err := l.users.ApplyVerdict(ctx, users.Key{Package: s.Event.Package, Username: s.Event.Username}, users.AnyVersion, *s.Verdict); err != nil {
 			return "", sessions.Record{}, err
 		}
 	}
@@ -101,15 +106,18 @@ func (l *memLedger) LoginSucceeded(ctx context.Context, s Success) (string, sess
 }
 
 func (l *memLedger) LoginFailed(ctx context.Context, f Failure) error {
+	if err := ctx.Err(); err != nil { // as the DynamoDB client would
+		return err
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.failures = append(l.failures, f)
 	l.audits = append(l.audits, f.Event)
-	if _, err := l.users.RecordFailure(ctx, f.Key, f.Lockout.LastFailureAt); err != nil {
+	if err := l.users.FailAttempt(ctx, f.Key, f.Attempt, f.LockedUntil, f.Event.At); err != nil {
 		return err
 	}
-	if !f.Lockout.LockedUntil.IsZero() {
-		return l.users.SetLockedUntil(ctx, f.Key, f.Lockout.LockedUntil, f.Lockout.LastFailureAt)
+	if f.Source != "" {
+		return l.users.RecordSourceFailure(ctx, f.Source, f.SourceLockout, f.Event.At)
 	}
 	return nil
 }
@@ -271,9 +279,17 @@ func TestLoginKeycloakDisabled(t *testing.T) {
 	}
 }
 
+// Drift by kcguard: a password changed through kcguard that Keycloak has
+// not received yet. Keycloak still has the old one; the local store wins.
 func TestCredentialDrift(t *testing.T) {
 	h := newHarness(t)
-	h.addUser(t, "alice", "new-local-password", "old-keycloak-password")
+	h.addUser(t, "alice", "old-keycloak-password", "old-keycloak-password")
+	h.breaker.open = true // the change is made during an outage and queued
+	h.sync.result = syncjob.Queued
+	if _, err := h.change("alice", "old-keycloak-password", "new-local-password"); err != nil {
+		t.Fatal(err)
+	}
+	h.breaker.open = false
 	res, err := h.login("alice", "new-local-password")
 	if err != nil {
 		t.Fatal(err)
@@ -282,17 +298,15 @@ func TestCredentialDrift(t *testing.T) {
 		t.Fatalf("drift: local stays authoritative; got %+v", res)
 	}
 	u, _ := h.users.Get(context.Background(), users.Key{Package: pkg, Username: "alice"})
-	if u.Version != 2 || !u.Unsynced() {
-		t.Fatalf("drift must raise the version for sync (version %d, synced %d)", u.Version, u.KeycloakSyncedVersion)
-	}
-	// A second refusal while that sync is pending marks nothing more.
-	h.login("alice", "new-local-password")
-	if u2, _ := h.users.Get(context.Background(), u.Key()); u2.Version != 2 || len(h.sync.enqueued) != 1 {
-		t.Fatalf("pending drift marked again: version %d, jobs %d", u2.Version, len(h.sync.enqueued))
+	if u.Version != 2 || !u.Unsynced() || u.HashStale || !u.Enabled {
+		t.Fatalf("drift changes nothing locally: %+v", u)
 	}
 	if len(h.sync.enqueued) != 1 || h.sync.enqueued[0].Version != 2 || h.sync.enqueued[0].Type != syncjob.SetPassword ||
 		h.sync.enqueued[0].Hash == nil {
-		t.Fatalf("drift must queue a set_password job with the hash: %+v", h.sync.enqueued)
+		t.Fatalf("drift must queue the pending change again, with its hash: %+v", h.sync.enqueued)
+	}
+	if n := h.kc.Calls(keycloaktest.GetUser) + h.kc.Calls(keycloaktest.BruteForceStatus) + h.kc.Calls(keycloaktest.FindUser); n != 0 {
+		t.Fatalf("a pending kcguard change explains the refusal; %d admin calls made", n)
 	}
 }
 
@@ -483,14 +497,9 @@ func TestPasswordChange(t *testing.T) {
 			if len(h.tokens.forgotten) != 1 || h.tokens.forgotten[0] != (users.Key{Package: pkg, Username: "alice"}) {
 				t.Fatalf("cached keycloak token not deleted: %v", h.tokens.forgotten)
 			}
-			// The Keycloak logout follows the new password: now when it went
-			// in now, else queued behind it in the user's FIFO group.
-			logouts := h.sync.enqueued
-			if result == syncjob.Applied {
-				logouts = h.sync.dispatched[1:]
-			}
-			if len(logouts) != 1 || logouts[0].Type != syncjob.LogoutUser || logouts[0].Username != "alice" {
-				t.Fatalf("keycloak logout: dispatched %+v, enqueued %+v", h.sync.dispatched, h.sync.enqueued)
+			// The job carries the Keycloak logout, now or through the queue.
+			if !j.EndSessions || len(h.sync.dispatched) != 1 || len(h.sync.enqueued) != 0 {
+				t.Fatalf("keycloak logout not carried by the job: dispatched %+v, enqueued %+v", h.sync.dispatched, h.sync.enqueued)
 			}
 		})
 	}

@@ -77,6 +77,17 @@ var (
 	ErrOfflineDisabled    = errors.New("keycloak unavailable and offline login is disabled")
 	ErrConflict           = errors.New("concurrent password change")
 	ErrUnavailable        = errors.New("local credential store unavailable")
+	// ErrAccountDisabled: Keycloak (an administrator) disabled the account.
+	// Only returned once the password was verified, so it reveals nothing
+	// to someone guessing.
+	ErrAccountDisabled = errors.New("account disabled")
+	// ErrActionRequired: Keycloak requires an action of the user (update
+	// the password, verify the email, ...) before any login; only returned
+	// once the password was verified.
+	ErrActionRequired = errors.New("account requires an action in the identity provider")
+	// ErrOfflineWindowExpired: Keycloak is down and the user's last
+	// Keycloak-confirmed login is older than the offline window.
+	ErrOfflineWindowExpired = errors.New("keycloak unavailable and the offline login window has expired")
 	// ErrLoginSuperseded refuses a login whose password check was overtaken
 	// by a password change or a revocation of the user's sessions before
 	// its session was stored; no session was made and a retry is safe.
@@ -88,6 +99,14 @@ type LockedError struct{ RetryAfter time.Duration }
 
 func (e *LockedError) Error() string {
 	return fmt.Sprintf("too many failed logins; retry after %s", e.RetryAfter.Round(time.Second))
+}
+
+// ThrottledError refuses an attempt from a source (client address) that
+// failed too often across usernames; the users it named are not locked.
+type ThrottledError struct{ RetryAfter time.Duration }
+
+func (e *ThrottledError) Error() string {
+	return fmt.Sprintf("too many failed logins from this source; retry after %s", e.RetryAfter.Round(time.Second))
 }
 
 // WeakPasswordError is a new password the policy refuses.

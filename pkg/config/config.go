@@ -29,6 +29,7 @@ type Config struct {
 	// KMSKeyID encrypts cached Keycloak tokens at rest (key id, ARN or alias).
 	KMSKeyID   string     `yaml:"kms_key_id" env:"KCGUARD_KMS_KEY_ID"`
 	Lockout    Lockout    `yaml:"lockout"`
+	Audit      Audit      `yaml:"audit"`
 	Password   Password   `yaml:"password"`
 	Sessions   Sessions   `yaml:"sessions"`
 	Cleanup    Cleanup    `yaml:"cleanup"`
@@ -75,6 +76,10 @@ type Keycloak struct {
 	// ParallelGrant starts the Keycloak grant alongside the local hash check
 	// (see auth.Settings.ParallelKeycloak for the trade-off). Default off.
 	ParallelGrant bool `yaml:"parallel_grant" env:"KCGUARD_KEYCLOAK_PARALLEL_GRANT"`
+	// LearnOnLogin checks usernames unknown locally against Keycloak and
+	// stores those it accepts (see auth.Settings.LearnOnLogin for the
+	// timing trade-off). Default off.
+	LearnOnLogin bool `yaml:"learn_on_login" env:"KCGUARD_KEYCLOAK_LEARN_ON_LOGIN"`
 	// AdminTimeout bounds admin API calls (sync, migration).
 	AdminTimeout time.Duration `yaml:"admin_timeout" env:"KCGUARD_KEYCLOAK_ADMIN_TIMEOUT"`
 	// Packages maps a package (tenant) to its realm and client. In Lambda it
@@ -103,6 +108,16 @@ type Resilience struct {
 	TokenGracePeriodHours   int  `yaml:"token_grace_period_hours" env:"KCGUARD_RESILIENCE_TOKEN_GRACE_PERIOD_HOURS"`
 	AllowOfflineMode        bool `yaml:"allow_offline_mode" env:"KCGUARD_RESILIENCE_ALLOW_OFFLINE_MODE"`
 	HealthCheckCacheSeconds int  `yaml:"health_check_cache_seconds" env:"KCGUARD_RESILIENCE_HEALTH_CHECK_CACHE_SECONDS"`
+	// OfflineCredentialsExpirationDays refuses local and cached logins
+	// during an outage to users Keycloak has not confirmed (login, sync,
+	// pull) for this many days (SSSD's offline_credentials_expiration).
+	// 0, the default, means no limit.
+	OfflineCredentialsExpirationDays int `yaml:"offline_credentials_expiration_days" env:"KCGUARD_RESILIENCE_OFFLINE_CREDENTIALS_EXPIRATION_DAYS"`
+}
+
+// OfflineWindow is OfflineCredentialsExpirationDays as a duration (0: no limit).
+func (r Resilience) OfflineWindow() time.Duration {
+	return time.Duration(r.OfflineCredentialsExpirationDays) * 24 * time.Hour
 }
 
 // Cooldown is CooldownSeconds as a duration.
@@ -166,6 +181,24 @@ type Lockout struct {
 	// (Keycloak's wait increment), up to MaxDelay.
 	Delay    time.Duration `yaml:"delay" env:"KCGUARD_LOCKOUT_DELAY"`
 	MaxDelay time.Duration `yaml:"max_delay" env:"KCGUARD_LOCKOUT_MAX_DELAY"`
+	// SourceMaxFailures failed checks from one client address, across any
+	// usernames, are free; then the address gets 429 too_many_requests for
+	// SourceDelay, growing by SourceDelay per failure up to SourceMaxDelay,
+	// before it can lock the users it names. -1 turns it off.
+	SourceMaxFailures int           `yaml:"source_max_failures" env:"KCGUARD_LOCKOUT_SOURCE_MAX_FAILURES"`
+	SourceDelay       time.Duration `yaml:"source_delay" env:"KCGUARD_LOCKOUT_SOURCE_DELAY"`
+	SourceMaxDelay    time.Duration `yaml:"source_max_delay" env:"KCGUARD_LOCKOUT_SOURCE_MAX_DELAY"`
+}
+
+// Audit is the audit trail.
+type Audit struct {
+	// UsernameHMACKey keys the HMAC-SHA256 that the trail keeps instead of
+	// an unknown username (it may be a password typed in the wrong field)
+	// and that names client addresses in the source throttle. In AWS it can
+	// also come from the Secrets Manager secret (entry
+	// "_audit_username_hmac_key"). Empty: a random key per process, so
+	// pseudonyms cannot be correlated across instances.
+	UsernameHMACKey string `yaml:"username_hmac_key" env:"KCGUARD_AUDIT_USERNAME_HMAC_KEY"`
 }
 
 // Password is the policy for new passwords.
@@ -294,7 +327,8 @@ func Default() Config {
 			ConflictPolicy:           "local_wins",
 		},
 		KMSKeyID: "alias/kcguard-tokens",
-		Lockout:  Lockout{MaxFailures: 5, Delay: 30 * time.Second, MaxDelay: 15 * time.Minute},
+		Lockout: Lockout{MaxFailures: 5, Delay: 30 * time.Second, MaxDelay: 15 * time.Minute,
+			SourceMaxFailures: 20, SourceDelay: 10 * time.Second, SourceMaxDelay: 15 * time.Minute},
 		Password: Password{MinLength: 12, Algorithm: "argon2", RevokeOtherSessions: true},
 		Sessions: Sessions{IdleTimeout: 30 * time.Minute, MaxLifetime: 12 * time.Hour},
 		Cleanup: Cleanup{ScheduleMinutes: 5, RefreshWindow: 10 * time.Minute, RefreshLimit: 200, RefreshConcurrency: 4,
@@ -396,6 +430,7 @@ func (c Config) Validate() error {
 	between("cooldown_seconds", r.CooldownSeconds, 1, 3600)
 	between("token_grace_period_hours", r.TokenGracePeriodHours, 0, 168)
 	between("health_check_cache_seconds", r.HealthCheckCacheSeconds, 0, 300)
+	between("offline_credentials_expiration_days", r.OfflineCredentialsExpirationDays, 0, 3650)
 	if r.HealthCheckCacheSeconds > r.CooldownSeconds && r.CooldownSeconds > 0 {
 		add("keycloak.resilience.health_check_cache_seconds (%d) must not exceed cooldown_seconds (%d)",
 			r.HealthCheckCacheSeconds, r.CooldownSeconds)
@@ -439,6 +474,12 @@ func (c Config) Validate() error {
 	}
 	if c.Lockout.Delay <= 0 || c.Lockout.MaxDelay < c.Lockout.Delay {
 		add("lockout.delay (%s) must be positive and not above lockout.max_delay (%s)", c.Lockout.Delay, c.Lockout.MaxDelay)
+	}
+	if c.Lockout.SourceMaxFailures == 0 || c.Lockout.SourceMaxFailures < -1 {
+		add("lockout.source_max_failures = %d, must be at least 1 (or -1: off)", c.Lockout.SourceMaxFailures)
+	}
+	if c.Lockout.SourceMaxFailures > 0 && (c.Lockout.SourceDelay <= 0 || c.Lockout.SourceMaxDelay < c.Lockout.SourceDelay) {
+		add("lockout.source_delay (%s) must be positive and not above lockout.source_max_delay (%s)", c.Lockout.SourceDelay, c.Lockout.SourceMaxDelay)
 	}
 	if c.Password.MinLength < 8 || c.Password.MinLength > 1024 {
 		add("password.min_length = %d, must be between 8 and 1024", c.Password.MinLength)

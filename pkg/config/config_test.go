@@ -128,3 +128,24 @@ func TestExampleConfigIsValid(t *testing.T) {
 		t.Fatalf("example has packages %v, want homechoice and janee", cfg.PackageNames())
 	}
 }
+
+func TestAuthoritySettings(t *testing.T) {
+	cfg, err := load("", env(map[string]string{
+		"KCGUARD_KEYCLOAK_LEARN_ON_LOGIN":                        "true",
+		"KCGUARD_RESILIENCE_OFFLINE_CREDENTIALS_EXPIRATION_DAYS": "14",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Keycloak.LearnOnLogin || cfg.Keycloak.Resilience.OfflineWindow() != 14*24*time.Hour {
+		t.Fatalf("learn %v, window %s", cfg.Keycloak.LearnOnLogin, cfg.Keycloak.Resilience.OfflineWindow())
+	}
+	if d := Default(); d.Keycloak.LearnOnLogin || d.Keycloak.Resilience.OfflineWindow() != 0 {
+		t.Fatal("defaults: learn_on_login off, no offline window")
+	}
+	cfg.Keycloak.Packages = map[string]Package{"hc": {Realm: "hc", ClientID: "kcguard"}}
+	cfg.Keycloak.Resilience.OfflineCredentialsExpirationDays = -1
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "offline_credentials_expiration_days") {
+		t.Fatalf("negative window: %v", err)
+	}
+}

@@ -39,6 +39,13 @@ const (
 	PBKDF2SHA256 Algorithm = "pbkdf2-sha256"
 )
 
+// Supported reports whether kcguard can verify hashes of algorithm a (the
+// parameters are checked by ParseHash). Keycloak may hold others: custom
+// providers, or hashes imported from older systems.
+func Supported(a Algorithm) bool {
+	return a == Argon2 || a == PBKDF2SHA512 || a == PBKDF2SHA256
+}
+
 // Argon2 parameter names in credentialData.additionalParameters, as in
 // Keycloak's Argon2PasswordHashProviderFactory.
 const (
@@ -207,7 +214,7 @@ func (h Hash) validate() error {
 		if h.Argon2Parallelism < 1 {
 			return bad("argon2 parallelism must be at least 1")
 		}
-	default:
+	default: // !Supported(h.Algorithm)
 		return bad("algorithm %q unsupported", h.Algorithm)
 	}
 	return nil

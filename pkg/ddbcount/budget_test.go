@@ -18,13 +18,16 @@ import (
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
-// TestLoginBudget shows how a login fits its budget of three DynamoDB round
-// trips with these stores (pkg/ledger does this for real): one Query reads
-// the user and its lockout state; on success one UpdateItem reserves the
-// session's place among the user's sessions; then every write of the
-// outcome goes out in one TransactWriteItems built from the stores' *Tx
-// methods — session with its two guards, cached token, audit and lockout
-// reset on success; counter and audit on failure.
+// TestLoginBudget shows how a login fits its budget of DynamoDB round trips
+// with these stores (pkg/ledger does this for real, reading the user, the
+// source counter and the cached token in one BatchGetItem): one read, one
+// conditional UpdateItem that reserves the attempt before the hash check;
+// on success one more UpdateItem reserves the session's place among the
+// user's sessions (the cap; refused if they were revoked since the login
+// began); then every write of the outcome in one TransactWriteItems built
+// from the stores' *Tx methods — session with its two guards, cached token,
+// audit and the reservation's release on success; lock and audit on
+// failure. Three round trips for a failure, four for a success.
 func TestLoginBudget(t *testing.T) {
 	cfg := testenv.AWS(t)
 	calls := ddbcount.New()
@@ -53,19 +56,23 @@ func TestLoginBudget(t *testing.T) {
 		if err != nil || !e.Found {
 			t.Fatalf("lookup: %+v %v", e, err)
 		}
+		at, err := userStore.Reserve(ctx, key, 1, now)
+		if err != nil || !at.Admitted {
+			t.Fatalf("reserve: %+v %v", at, err)
+		}
 		// ... hash check fails; the delay policy locks for a minute ...
-		lock := users.Lockout{FailedAttempts: e.Lockout.FailedAttempts + 1, LastFailureAt: now, LockedUntil: now.Add(time.Minute)}
+		lock := users.Lockout{FailedAttempts: at.N, LastFailureAt: now, LockedUntil: now.Add(time.Minute)}
 		a, err := auditStore.RecordTx(audit.Event{Package: key.Package, Username: key.Username, Action: audit.ActionLogin,
 			Outcome: audit.OutcomeInvalidCredentials, At: now})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if _, err := db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{
-			TransactItems: []types.TransactWriteItem{userStore.RecordFailureTx(key, lock), a},
+			TransactItems: []types.TransactWriteItem{userStore.FailAttemptTx(key, at, lock.LockedUntil, now), a},
 		}); err != nil {
 			t.Fatal(err)
 		}
-		if got, want := calls.Snapshot(), map[string]int{"Query": 1, "TransactWriteItems": 1}; !maps.Equal(got, want) {
+		if got, want := calls.Snapshot(), map[string]int{"Query": 1, "UpdateItem": 1, "TransactWriteItems": 1}; !maps.Equal(got, want) {
 			t.Errorf("failed login calls %v, want %v", got, want)
 		}
 		if l, _ := userStore.Lockout(ctx, key, now); l.FailedAttempts != 1 || !l.LockedUntil.Equal(lock.LockedUntil) {
@@ -79,6 +86,9 @@ func TestLoginBudget(t *testing.T) {
 		e, err := userStore.Lookup(ctx, key, now)
 		if err != nil || e.Lockout.FailedAttempts != 1 {
 			t.Fatalf("lookup: %+v %v", e, err)
+		}
+		if at, err := userStore.Reserve(ctx, key, 1, now); err != nil || !at.Admitted {
+			t.Fatalf("reserve after the lock: %+v %v", at, err)
 		}
 		// ... hash check and Keycloak succeed ...
 		// The session's place among the user's sessions (the cap), refused
@@ -106,13 +116,11 @@ func TestLoginBudget(t *testing.T) {
 			AccessToken: "at", RefreshToken: "rt", AccessExpiresAt: now.Add(5 * time.Minute), CachedAt: now}))
 		add(auditStore.RecordTx(audit.Event{Package: key.Package, Username: key.Username, Action: audit.ActionLogin,
 			AuthMode: string(sessions.AuthKeycloak), Outcome: audit.OutcomeSuccess, At: now}))
-		if e.Lockout.FailedAttempts > 0 {
-			add(userStore.ResetFailuresTx(key), nil)
-		}
+		add(userStore.ReleaseTx(key, now), nil)
 		if _, err := db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items}); err != nil {
 			t.Fatal(err)
 		}
-		if got, want := calls.Snapshot(), map[string]int{"Query": 1, "UpdateItem": 1, "TransactWriteItems": 1}; !maps.Equal(got, want) {
+		if got, want := calls.Snapshot(), map[string]int{"Query": 1, "UpdateItem": 2, "TransactWriteItems": 1}; !maps.Equal(got, want) {
 			t.Errorf("successful login calls %v, want %v", got, want)
 		}
 

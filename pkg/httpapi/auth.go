@@ -139,6 +139,7 @@ func (h *AuthHandlers) ChangePassword(ctx context.Context, req Request) (Respons
 // codes. Unexpected errors are logged in full and answered generically.
 func (h *AuthHandlers) fail(ctx context.Context, op string, err error) Response {
 	var locked *auth.LockedError
+	var throttled *auth.ThrottledError
 	var weak *auth.WeakPasswordError
 	switch {
 	case errors.Is(err, auth.ErrInvalidCredentials):
@@ -146,6 +147,18 @@ func (h *AuthHandlers) fail(ctx context.Context, op string, err error) Response 
 	case errors.As(err, &locked):
 		return Fail(&Error{Status: http.StatusTooManyRequests, Code: CodeLocked,
 			Message: "too many failed attempts; try again later", RetryAfter: locked.RetryAfter})
+	case errors.Is(err, auth.ErrAccountDisabled):
+		return Fail(&Error{Status: http.StatusUnauthorized, Code: CodeAccountDisabled,
+			Message: "this account is disabled; contact your administrator"})
+	case errors.Is(err, auth.ErrActionRequired):
+		return Fail(&Error{Status: http.StatusForbidden, Code: CodeActionRequired,
+			Message: "this account needs an action (e.g. a new password) in the identity provider before it can log in"})
+	case errors.Is(err, auth.ErrOfflineWindowExpired):
+		return Fail(&Error{Status: http.StatusUnauthorized, Code: CodeOfflineWindowExpired,
+			Message: "the identity provider is unavailable and this account has not been confirmed by it recently enough to log in offline"})
+	case errors.As(err, &throttled):
+		return Fail(&Error{Status: http.StatusTooManyRequests, Code: CodeTooManyRequests,
+			Message: "too many failed attempts from this address; try again later", RetryAfter: throttled.RetryAfter})
 	case errors.Is(err, auth.ErrUnknownPackage):
 		return Fail(&Error{Status: http.StatusNotFound, Code: CodeUnknownPackage, Message: "unknown package"})
 	case errors.As(err, &weak):

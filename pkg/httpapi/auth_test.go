@@ -24,12 +24,20 @@ func (f *fakeAuth) Login(_ context.Context, in auth.LoginInput) (auth.LoginResul
 		return auth.LoginResult{}, auth.ErrInvalidCredentials
 	case "locked":
 		return auth.LoginResult{}, &auth.LockedError{RetryAfter: 90*time.Second + time.Millisecond}
+	case "throttled":
+		return auth.LoginResult{}, &auth.ThrottledError{RetryAfter: 20 * time.Second}
 	case "nopkg":
 		return auth.LoginResult{}, auth.ErrUnknownPackage
 	case "storedown":
 		return auth.LoginResult{}, fmt.Errorf("lookup: %w", auth.ErrUnavailable)
 	case "offline":
 		return auth.LoginResult{}, auth.ErrOfflineDisabled
+	case "disabled":
+		return auth.LoginResult{}, auth.ErrAccountDisabled
+	case "actions":
+		return auth.LoginResult{}, auth.ErrActionRequired
+	case "expired":
+		return auth.LoginResult{}, auth.ErrOfflineWindowExpired
 	case "bug":
 		return auth.LoginResult{}, errors.New("secret internal detail")
 	}
@@ -108,6 +116,10 @@ func TestLoginBadInput(t *testing.T) {
 		}, 400, CodeInvalidRequest},
 		{"wrong password", `{"username":"wrong","password":"b","package":"p"}`, nil, 401, CodeInvalidCredentials},
 		{"locked", `{"username":"locked","password":"b","package":"p"}`, nil, 429, CodeLocked},
+		{"disabled in keycloak", `{"username":"disabled","password":"b","package":"p"}`, nil, 401, CodeAccountDisabled},
+		{"keycloak required action", `{"username":"actions","password":"b","package":"p"}`, nil, 403, CodeActionRequired},
+		{"offline window expired", `{"username":"expired","password":"b","package":"p"}`, nil, 401, CodeOfflineWindowExpired},
+		{"source throttled", `{"username":"throttled","password":"b","package":"p"}`, nil, 429, CodeTooManyRequests},
 		{"unknown package", `{"username":"nopkg","password":"b","package":"p"}`, nil, 404, CodeUnknownPackage},
 		{"store down", `{"username":"storedown","password":"b","package":"p"}`, nil, 503, CodeUnavailable},
 		{"offline disabled", `{"username":"offline","password":"b","package":"p"}`, nil, 503, CodeOfflineDisabled},
@@ -140,6 +152,14 @@ func TestLockedAnswerHasRetryAfter(t *testing.T) {
 	resp, _ := call(t, h.Login, `{"username":"locked","password":"b","package":"p"}`)
 	if got := resp.Headers["Retry-After"]; got != "91" {
 		t.Fatalf("Retry-After = %q, want 91 (rounded up)", got)
+	}
+}
+
+func TestThrottledAnswerHasRetryAfter(t *testing.T) {
+	h := &AuthHandlers{Service: &fakeAuth{}, MaxBodyBytes: 8 << 10}
+	resp, out := call(t, h.Login, `{"username":"throttled","password":"b","package":"p"}`)
+	if resp.StatusCode != 429 || out["error"]["code"] != CodeTooManyRequests || resp.Headers["Retry-After"] != "20" {
+		t.Fatalf("got %d %q Retry-After %q", resp.StatusCode, out["error"]["code"], resp.Headers["Retry-After"])
 	}
 }
 

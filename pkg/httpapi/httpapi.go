@@ -43,6 +43,7 @@ const (
 	CodeInvalidRequest     = "invalid_request"
 	CodeInvalidCredentials = "invalid_credentials"
 	CodeLocked             = "locked"
+	CodeTooManyRequests    = "too_many_requests"
 	CodeUnknownPackage     = "unknown_package"
 	CodeWeakPassword       = "weak_password"
 	CodeConflict           = "conflict"
@@ -51,9 +52,13 @@ const (
 	CodeNotFound           = "not_found"
 	CodeForbidden          = "forbidden"
 	CodeOfflineDisabled    = "offline_login_disabled"
-	CodeUnavailable        = "unavailable"
-	CodeInternal           = "internal"
-	CodeMethodNotAllowed   = "method_not_allowed"
+	// Keycloak's decisions, named only after the password was verified.
+	CodeAccountDisabled      = "account_disabled"
+	CodeActionRequired       = "action_required"
+	CodeOfflineWindowExpired = "offline_window_expired"
+	CodeUnavailable          = "unavailable"
+	CodeInternal             = "internal"
+	CodeMethodNotAllowed     = "method_not_allowed"
 )
 
 // BadRequest is a 400 invalid_request with a message for the client.

@@ -11,6 +11,8 @@ package keycloak
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -50,6 +52,13 @@ type Keycloak interface {
 	// ImportPasswordHash replaces the user's password with a hash made by
 	// pkg/credential. No plaintext is involved.
 	ImportPasswordHash(ctx context.Context, pkg, userID string, h credential.Hash) error
+	// GetUser returns the user with that id (ErrNotFound if deleted), with
+	// Enabled and RequiredActions as Keycloak holds them.
+	GetUser(ctx context.Context, pkg, userID string) (User, error)
+	// BruteForceStatus is Keycloak's brute-force detector's view of the
+	// user: the only place that tells a temporarily locked user, whose
+	// grants Keycloak answers with plain "Invalid user credentials".
+	BruteForceStatus(ctx context.Context, pkg, userID string) (BruteForce, error)
 	// PasswordCredentialCreatedAt is when the user's current password was set
 	// in Keycloak, or ErrNotFound if the user has none.
 	PasswordCredentialCreatedAt(ctx context.Context, pkg, userID string) (time.Time, error)
@@ -249,12 +258,29 @@ func (c *Client) call(ctx context.Context, op, pkg string, timeout time.Duration
 	if !resp.IsError() {
 		return resp, nil
 	}
-	var oauthErr, reason string
+	var oauthErr, description, reason string
 	if e, ok := resp.Error().(*gocloak.HTTPErrorResponse); ok && e != nil {
-		oauthErr, reason = e.Error, e.String()
+		oauthErr, description, reason = e.Error, e.Description, e.String()
 	}
-	return nil, &Error{Op: op, Package: pkg, Status: status,
-		Kind: classifyStatus(status, tokenEndpoint, oauthErr), Reason: reason}
+	kind := classifyStatus(status, tokenEndpoint, oauthErr)
+	if unrecognisedRefusal(status, tokenEndpoint, oauthErr) {
+		kind, reason = ErrUnavailable, "refusal without Keycloak's OAuth error body (a proxy in front of Keycloak?)"
+	}
+	ce := &Error{Op: op, Package: pkg, Status: status, Kind: kind, Reason: reason}
+	if ce.Kind == ErrInvalidCredentials {
+		ce.Refusal = classifyRefusal(description)
+	}
+	return nil, ce
+}
+
+// unrecognisedRefusal reports a 401 or 403 from the token endpoint that
+// does not carry Keycloak's OAuth JSON error: Keycloak always names its
+// refusals (invalid_grant, invalid_client, ...), so this one comes from
+// something in front of it (a proxy, a WAF, a login page) and says nothing
+// about the password. It is an outage: reading it as a wrong password would
+// refuse every user, or mark every login as credential drift.
+func unrecognisedRefusal(status int, tokenEndpoint bool, oauthErr string) bool {
+	return tokenEndpoint && oauthErr == "" && (status == http.StatusUnauthorized || status == http.StatusForbidden)
 }
 
 // transportReason drops the request URL from a transport error: the text
@@ -290,6 +316,27 @@ func (t Token) GoString() string { return t.String() }
 // LogValue keeps slog from printing the tokens.
 func (t Token) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("type", t.TokenType), slog.Time("expires_at", t.ExpiresAt))
+}
+
+// Subject is the access token's "sub" claim: the user's Keycloak id. The
+// token is not verified here; it came straight from Keycloak's token
+// endpoint. Empty if the token carries none (a lightweight access token).
+func (t Token) Subject() string {
+	parts := strings.Split(t.AccessToken, ".")
+	if len(parts) != 3 {
+		return ""
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return ""
+	}
+	var claims struct {
+		Sub string `json:"sub"`
+	}
+	if json.Unmarshal(payload, &claims) != nil {
+		return ""
+	}
+	return claims.Sub
 }
 
 func toToken(j *gocloak.JWT, sent time.Time) Token {
@@ -428,8 +475,8 @@ type User struct {
 	EmailVerified bool
 	Attributes    map[string][]string
 	CreatedAt     time.Time
-	// RequiredActions are what Keycloak makes the user do before its next
-	// login (VERIFY_EMAIL, UPDATE_PASSWORD, ...).
+	// RequiredActions (UPDATE_PASSWORD, VERIFY_EMAIL, ...): Keycloak refuses
+	// password grants until they are done.
 	RequiredActions []string
 }
 
@@ -442,13 +489,58 @@ func fromGocloak(u *gocloak.User) User {
 	if u.Attributes != nil {
 		out.Attributes = *u.Attributes
 	}
-	if u.RequiredActions != nil {
-		out.RequiredActions = *u.RequiredActions
-	}
 	if u.CreatedTimestamp != nil {
 		out.CreatedAt = time.UnixMilli(*u.CreatedTimestamp)
 	}
+	if u.RequiredActions != nil && len(*u.RequiredActions) > 0 {
+		out.RequiredActions = *u.RequiredActions
+	}
 	return out
+}
+
+// GetUser implements Keycloak: GET /admin/realms/{realm}/users/{id}.
+func (c *Client) GetUser(ctx context.Context, pkg, userID string) (User, error) {
+	var u gocloak.User
+	_, err := c.admin(ctx, "get user", pkg, func(ctx context.Context, r Realm, tok string) (*resty.Response, error) {
+		return c.gc.GetRequestWithBearerAuth(ctx, tok).SetResult(&u).Get(c.adminURL(r.Realm, "users", userID))
+	})
+	if err != nil {
+		return User{}, err
+	}
+	return fromGocloak(&u), nil
+}
+
+// BruteForce is Keycloak's brute-force state of one user.
+type BruteForce struct {
+	// Locked: Keycloak refuses every password, right or wrong, until
+	// LockedUntil (zero when locked until an administrator unlocks).
+	Locked      bool
+	LockedUntil time.Time
+	Failures    int
+}
+
+// BruteForceStatus implements Keycloak: GET /admin/realms/{realm}/
+// attack-detection/brute-force/users/{id}, which on 26.7.3 answers
+// {"disabled":true,"failedLoginNotBefore":<epoch s>,"numFailures":n,...}
+// for a locked user (and all zeros, 200, for an unknown id).
+func (c *Client) BruteForceStatus(ctx context.Context, pkg, userID string) (BruteForce, error) {
+	var st struct {
+		Disabled             bool  `json:"disabled"`
+		FailedLoginNotBefore int64 `json:"failedLoginNotBefore"`
+		NumFailures          int   `json:"numFailures"`
+	}
+	_, err := c.admin(ctx, "brute-force status", pkg, func(ctx context.Context, r Realm, tok string) (*resty.Response, error) {
+		return c.gc.GetRequestWithBearerAuth(ctx, tok).SetResult(&st).
+			Get(c.adminURL(r.Realm, "attack-detection", "brute-force", "users", userID))
+	})
+	if err != nil {
+		return BruteForce{}, err
+	}
+	b := BruteForce{Locked: st.Disabled, Failures: st.NumFailures}
+	if st.Disabled && st.FailedLoginNotBefore > 0 {
+		b.LockedUntil = time.Unix(st.FailedLoginNotBefore, 0)
+	}
+	return b, nil
 }
 
 // FindUser implements Keycloak.
@@ -545,11 +637,15 @@ type UserUpdate struct {
 	// with UserSpec, Keycloak ≥ 24 silently drops attributes its user
 	// profile does not declare (verified on 26.7.3 with the local realms).
 	Attributes map[string][]string
+	// RequiredActions, if non-nil, replaces the user's required actions
+	// (what an administrator does in the admin console; tests).
+	RequiredActions *[]string
 }
 
 // UpdateUser implements Keycloak.
 func (c *Client) UpdateUser(ctx context.Context, pkg, userID string, upd UserUpdate) error {
-	u := gocloak.User{Enabled: upd.Enabled, Email: upd.Email, FirstName: upd.FirstName, LastName: upd.LastName}
+	u := gocloak.User{Enabled: upd.Enabled, Email: upd.Email, FirstName: upd.FirstName, LastName: upd.LastName,
+		RequiredActions: upd.RequiredActions}
 	if upd.Attributes != nil {
 		u.Attributes = &upd.Attributes
 	}

@@ -379,7 +379,10 @@ func TestUserAdmin(t *testing.T) {
 // log in to Keycloak 26.7.3 with the new password and not the old one.
 func TestImportPasswordHash(t *testing.T) {
 	base, _ := testenv.Keycloak(t)
-	c := newClient(t, base, nil)
+	// Keycloak verifies pbkdf2-sha512 at 210,000 iterations: on the shared,
+	// loaded test machine that can exceed the 2 s login timeout, which
+	// would fail this test for a reason it does not test.
+	c := newClient(t, base, func(o *keycloak.Options) { o.RequestTimeout = 10 * time.Second })
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name   string
@@ -496,4 +499,42 @@ func TestNoSecretsInLogsOrErrors(t *testing.T) {
 func TestContract(t *testing.T) {
 	base, _ := testenv.Keycloak(t)
 	keycloaktest.RunContract(t, newClient(t, base, nil), pkgHC)
+}
+
+// Keycloak 26.7.3 answers a user its brute-force detector has locked with
+// the same "Invalid user credentials" as a wrong password, even to the right
+// password; only the admin API's brute-force status tells the two apart.
+func TestBruteForceLockIsOnlyVisibleInTheAdminAPI(t *testing.T) {
+	base, _ := testenv.Keycloak(t)
+	c := newClient(t, base, nil)
+	ctx := context.Background()
+	pw := "authority-Right-Pass-1"
+	id, user := uniqueUser(t, c, keycloak.UserSpec{Username: testenv.Unique("authority-bf"),
+		Password: mustHash(t, credential.Params{}, pw)})
+	if bf, err := c.BruteForceStatus(ctx, pkgHC, id); err != nil || bf.Locked {
+		t.Fatalf("fresh user: %+v %v", bf, err)
+	}
+	if err := keycloaktest.LockUser(ctx, c, pkgHC, user, id); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.PasswordGrant(ctx, pkgHC, user, pw)
+	if !errors.Is(err, keycloak.ErrInvalidCredentials) || errors.Is(err, keycloak.ErrAccountDisabled) || errors.Is(err, keycloak.ErrActionRequired) {
+		t.Fatalf("locked, right password: %v, want a plain invalid credentials", err)
+	}
+	bf, err := c.BruteForceStatus(ctx, pkgHC, id)
+	if err != nil || !bf.Locked || !bf.LockedUntil.After(time.Now()) || bf.Failures < 1 {
+		t.Fatalf("brute-force status of a locked user: %+v %v", bf, err)
+	}
+	a, err := keycloak.InspectAccount(ctx, c, pkgHC, id)
+	if err != nil || !a.Found || !a.BruteForce.Locked || !a.User.Enabled {
+		t.Fatalf("inspect: %+v %v", a, err)
+	}
+	// Enabling the user (what an administrator's unlock does) clears it.
+	on := true
+	if err := c.UpdateUser(ctx, pkgHC, id, keycloak.UserUpdate{Enabled: &on}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PasswordGrant(ctx, pkgHC, user, pw); err != nil {
+		t.Fatalf("after unlock: %v", err)
+	}
 }

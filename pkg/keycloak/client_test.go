@@ -2,6 +2,7 @@ package keycloak
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,6 +35,11 @@ func jsonReply(w http.ResponseWriter, status int, body any) {
 	_ = json.NewEncoder(w).Encode(body)
 }
 
+// rawBody is a non-JSON answer: content type and body.
+type rawBody [2]string
+
+func raw(contentType, body string) rawBody { return rawBody{contentType, body} }
+
 func TestClassifyTokenEndpoint(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -42,8 +48,16 @@ func TestClassifyTokenEndpoint(t *testing.T) {
 		want   error
 	}{
 		{"wrong password", 400, map[string]string{"error": "invalid_grant", "error_description": "Invalid user credentials"}, ErrInvalidCredentials},
+		{"disabled", 400, map[string]string{"error": "invalid_grant", "error_description": "Account disabled"}, ErrAccountDisabled},
+		{"required action", 400, map[string]string{"error": "invalid_grant", "error_description": "Account is not fully set up"}, ErrActionRequired},
 		{"401 invalid_grant", 401, map[string]string{"error": "invalid_grant"}, ErrInvalidCredentials},
-		{"401 bare", 401, nil, ErrInvalidCredentials},
+		// Keycloak always names its refusals; a 401/403 without its OAuth
+		// JSON comes from something in front of it and is an outage.
+		{"401 bare", 401, nil, ErrUnavailable},
+		{"401 html from a proxy", 401, raw("text/html", "<html><body>401 Authorization Required</body></html>"), ErrUnavailable},
+		{"403 from a WAF", 403, raw("text/plain", "Forbidden"), ErrUnavailable},
+		{"401 empty", 401, raw("", ""), ErrUnavailable},
+		{"401 JSON without error", 401, map[string]string{"message": "Unauthorized"}, ErrUnavailable},
 		{"bad client secret", 401, map[string]string{"error": "invalid_client", "error_description": "Invalid client credentials"}, ErrRejected},
 		{"grant not allowed", 400, map[string]string{"error": "unauthorized_client"}, ErrRejected},
 		{"realm missing", 404, map[string]string{"error": "Realm does not exist"}, ErrNotFound},
@@ -55,6 +69,14 @@ func TestClassifyTokenEndpoint(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := testClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if raw, ok := tc.body.(rawBody); ok {
+					if raw[0] != "" {
+						w.Header().Set("Content-Type", raw[0])
+					}
+					w.WriteHeader(tc.status)
+					_, _ = w.Write([]byte(raw[1]))
+					return
+				}
 				jsonReply(w, tc.status, tc.body)
 			}))
 			_, err := c.PasswordGrant(context.Background(), "hc", "alice", "pa55word-secret")
@@ -63,6 +85,11 @@ func TestClassifyTokenEndpoint(t *testing.T) {
 			}
 			if IsOutage(err) != (tc.want == ErrUnavailable) {
 				t.Fatalf("IsOutage = %v", IsOutage(err))
+			}
+			// A named refusal is still a refusal; a plain one names nothing.
+			named := errors.Is(err, ErrAccountDisabled) || errors.Is(err, ErrActionRequired)
+			if named != (tc.want == ErrAccountDisabled || tc.want == ErrActionRequired) || (named && !errors.Is(err, ErrInvalidCredentials)) {
+				t.Fatalf("refusal classification of %v", err)
 			}
 			if strings.Contains(err.Error(), "pa55word-secret") || strings.Contains(err.Error(), "s3cret") {
 				t.Fatalf("error leaks a secret: %v", err)
@@ -210,5 +237,20 @@ func TestNewValidates(t *testing.T) {
 				t.Fatalf("err = %v, want it to mention %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestTokenSubject(t *testing.T) {
+	enc := base64.RawURLEncoding.EncodeToString
+	for _, tc := range []struct{ name, token, want string }{
+		{"keycloak access token", enc([]byte(`{"alg":"RS256"}`)) + "." + enc([]byte(`{"sub":"800e8a8c-9363","exp":1}`)) + ".sig", "800e8a8c-9363"},
+		{"padded payload", enc([]byte(`{}`)) + "." + base64.URLEncoding.EncodeToString([]byte(`{"sub":"id-1"}`)) + ".sig", "id-1"},
+		{"lightweight token without sub", enc([]byte(`{}`)) + "." + enc([]byte(`{"exp":1}`)) + ".sig", ""},
+		{"not a JWT", "opaque-token", ""},
+		{"garbage payload", "a.%%%.c", ""},
+	} {
+		if got := (Token{AccessToken: tc.token}).Subject(); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }

@@ -161,18 +161,6 @@ func (c *Client) ListUsers(ctx context.Context, pkg string, first, max int) ([]U
 	return out, nil
 }
 
-// GetUser returns the user with Keycloak id id, or ErrNotFound.
-func (c *Client) GetUser(ctx context.Context, pkg, id string) (User, error) {
-	var u gocloak.User
-	_, err := c.admin(ctx, "get user", pkg, func(ctx context.Context, r Realm, tok string) (*resty.Response, error) {
-		return c.gc.GetRequestWithBearerAuth(ctx, tok).SetResult(&u).Get(c.adminURL(r.Realm, "users", id))
-	})
-	if err != nil {
-		return User{}, err
-	}
-	return fromGocloak(&u), nil
-}
-
 // ServiceAccountUserID is the Keycloak user id of the package's service
 // account (its token's subject): admin events it caused are kcguard's own.
 func (c *Client) ServiceAccountUserID(ctx context.Context, pkg string) (string, error) {

@@ -8,8 +8,11 @@ package ledger
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -17,6 +20,7 @@ import (
 
 	"github.com/kcguard/kcguard/pkg/audit"
 	"github.com/kcguard/kcguard/pkg/auth"
+	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/sessions"
 	"github.com/kcguard/kcguard/pkg/tokencache"
 	"github.com/kcguard/kcguard/pkg/users"
@@ -25,6 +29,7 @@ import (
 // TransactWriter is the part of the DynamoDB client the ledger uses.
 type TransactWriter interface {
 	TransactWriteItems(context.Context, *dynamodb.TransactWriteItemsInput, ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error)
+	BatchGetItem(context.Context, *dynamodb.BatchGetItemInput, ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error)
 }
 
 // Dynamo is the DynamoDB ledger. The stores build the items (they own their
@@ -37,7 +42,10 @@ type Dynamo struct {
 	audit    *audit.Dynamo
 }
 
-var _ auth.Ledger = (*Dynamo)(nil)
+var (
+	_ auth.Ledger      = (*Dynamo)(nil)
+	_ auth.LoginReader = (*Dynamo)(nil)
+)
 
 // NewDynamo bundles the stores' writes into transactions on db.
 func NewDynamo(db TransactWriter, u *users.Dynamo, s *sessions.Dynamo, t *tokencache.Dynamo, a *audit.Dynamo) *Dynamo {
@@ -63,11 +71,25 @@ func (l *Dynamo) LoginSucceeded(ctx context.Context, s auth.Success) (string, se
 	if err != nil {
 		return "", sessions.Record{}, err
 	}
-	// Guards first: their indexes name a cancellation's cause.
+	// Guards first: their indexes name a cancellation's cause. The user
+	// item is touched once: the verdict, when there is one, carries the
+	// version check.
 	items := []types.TransactWriteItem{item, l.sessions.GuardTx(rec)}
-	if s.UserVersion > 0 {
+	switch {
+	case s.Verdict != nil:
+		expected := users.AnyVersion
+		if s.UserVersion > 0 {
+			expected = s.UserVersion
+		}
+		v, err := l.users.VerdictTx(keyOf(s.Event), expected, *s.Verdict)
+		if err != nil {
+			return "", sessions.Record{}, err
+		}
+		items = append(items, v)
+	case s.UserVersion > 0:
 		items = append(items, l.users.VersionCheckTx(keyOf(s.Event), s.UserVersion))
 	}
+	userChecked := s.Verdict != nil || s.UserVersion > 0
 	a, err := l.audit.RecordTx(s.Event)
 	if err != nil {
 		return "", sessions.Record{}, err
@@ -80,16 +102,43 @@ func (l *Dynamo) LoginSucceeded(ctx context.Context, s auth.Success) (string, se
 		}
 		items = append(items, t)
 	}
+	// The release stays the last item: releaseRefused finds it by position.
 	if s.ResetLockout {
-		items = append(items, l.users.ResetFailuresTx(keyOf(s.Event)))
+		items = append(items, l.users.ReleaseTx(keyOf(s.Event), s.Now))
 	}
-	if err := l.write(ctx, rec.ID, items); err != nil {
-		if failed := sessions.CancelReasons(err); failed != nil && (failed[1] || s.UserVersion > 0 && failed[2]) {
+	err = l.write(ctx, rec.ID, items)
+	if s.ResetLockout && releaseRefused(err, len(items)-1) {
+		// A parallel failure locked the key while this login's correct
+		// password was being checked: the lock stands, the session is
+		// written without the release (a fresh token: other items).
+		err = l.write(ctx, rec.ID+"-kept-lock", items[:len(items)-1])
+	}
+	if err != nil {
+		if failed := sessions.CancelReasons(err); failed != nil && (failed[1] || userChecked && failed[2]) {
 			return "", sessions.Record{}, fmt.Errorf("%w: %v", auth.ErrLoginSuperseded, err)
 		}
 		return "", sessions.Record{}, fmt.Errorf("record login: %w", err)
 	}
 	return token, rec, nil
+}
+
+// releaseRefused reports whether a transaction was cancelled only because
+// its item i (the release) found the key locked.
+func releaseRefused(err error, i int) bool {
+	var tc *types.TransactionCanceledException
+	if !errors.As(err, &tc) || len(tc.CancellationReasons) <= i {
+		return false
+	}
+	for j, r := range tc.CancellationReasons {
+		code := aws.ToString(r.Code)
+		switch {
+		case j == i && code != "ConditionalCheckFailed":
+			return false
+		case j != i && code != "" && code != "None":
+			return false
+		}
+	}
+	return true
 }
 
 // LoginFailed implements auth.Ledger.
@@ -98,11 +147,97 @@ func (l *Dynamo) LoginFailed(ctx context.Context, f auth.Failure) error {
 	if err != nil {
 		return err
 	}
-	items := []types.TransactWriteItem{l.users.RecordFailureTx(f.Key, f.Lockout), a}
-	if err := l.write(ctx, "", items); err != nil {
+	items := []types.TransactWriteItem{l.users.FailAttemptTx(f.Key, f.Attempt, f.LockedUntil, f.Event.At), a}
+	if f.Source != "" {
+		items = append(items, l.users.RecordSourceFailureTx(f.Source, f.SourceLockout, f.Event.At))
+	}
+	// The counters ADD: an SDK retry of a transaction that did land must
+	// not count the failure twice (DynamoDB honours the token for 10 min).
+	token := make([]byte, 16)
+	_, _ = rand.Read(token)
+	if err := l.write(ctx, hex.EncodeToString(token), items); err != nil {
 		return fmt.Errorf("record failed login: %w", err)
 	}
 	return nil
+}
+
+// ReadLogin implements auth.LoginReader: the user item, the source's
+// counter and the cached token in one BatchGetItem (strongly consistent).
+// The token is read for every login, used only when Keycloak cannot
+// answer, and decrypted only then: the price of keeping every login path
+// within three DynamoDB round trips with the reservation added.
+func (l *Dynamo) ReadLogin(ctx context.Context, key users.Key, source string, now time.Time) (auth.LoginRead, error) {
+	userKey, err := l.users.UserKey(key)
+	if err != nil {
+		return auth.LoginRead{}, err
+	}
+	tokenKey, err := l.tokens.ItemKey(key.Package, key.Username)
+	if err != nil {
+		return auth.LoginRead{}, err
+	}
+	usersTable, tokensTable := l.users.TableName(), l.tokens.TableName()
+	keys := []map[string]types.AttributeValue{userKey}
+	if source != "" {
+		keys = append(keys, l.users.SourceKey(source))
+	}
+	req := map[string]types.KeysAndAttributes{usersTable: {Keys: keys, ConsistentRead: aws.Bool(true)}}
+	if tokensTable == usersTable {
+		return auth.LoginRead{}, fmt.Errorf("read login: the token cache needs its own table")
+	}
+	req[tokensTable] = types.KeysAndAttributes{Keys: []map[string]types.AttributeValue{tokenKey}, ConsistentRead: aws.Bool(true)}
+	found := map[string][]map[string]types.AttributeValue{}
+	for attempt := 0; len(req) > 0; attempt++ {
+		if attempt == 3 {
+			return auth.LoginRead{}, fmt.Errorf("read login %s: keys left unprocessed", key)
+		}
+		out, err := l.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: req})
+		if err != nil {
+			return auth.LoginRead{}, fmt.Errorf("read login %s: %w", key, err)
+		}
+		for t, items := range out.Responses {
+			found[t] = append(found[t], items...)
+		}
+		req = out.UnprocessedKeys
+	}
+	var read auth.LoginRead
+	for _, item := range found[usersTable] {
+		switch {
+		case sameKey(item, userKey):
+			if read.Entry, err = users.EntryFromItem(item); err != nil {
+				return auth.LoginRead{}, err
+			}
+		case source != "" && sameKey(item, l.users.SourceKey(source)):
+			if read.Source, err = users.DecodeSource(item, now); err != nil {
+				return auth.LoginRead{}, err
+			}
+		}
+	}
+	var tokenItem map[string]types.AttributeValue
+	if items := found[tokensTable]; len(items) > 0 {
+		tokenItem = items[0]
+	}
+	read.CachedToken = func(ctx context.Context) (keycloak.Token, bool, error) {
+		rec, err := l.tokens.FromItem(ctx, tokenItem, now)
+		if errors.Is(err, tokencache.ErrNotFound) {
+			return keycloak.Token{}, false, nil
+		}
+		if err != nil {
+			return keycloak.Token{}, false, err
+		}
+		return KeycloakToken(rec, now), true, nil
+	}
+	return read, nil
+}
+
+func sameKey(item, key map[string]types.AttributeValue) bool {
+	for name, v := range key {
+		a, ok1 := item[name].(*types.AttributeValueMemberS)
+		b, ok2 := v.(*types.AttributeValueMemberS)
+		if !ok1 || !ok2 || a.Value != b.Value {
+			return false
+		}
+	}
+	return true
 }
 
 // Audit implements auth.Ledger.
@@ -129,5 +264,15 @@ func tokenRecord(s auth.Success) tokencache.Record {
 		AccessToken: t.AccessToken, RefreshToken: t.RefreshToken, TokenType: t.TokenType,
 		AccessExpiresAt: t.ExpiresAt, RefreshExpiresAt: t.RefreshExpiresAt,
 		CachedAt: s.Event.At, GraceUntil: s.GraceUntil,
+	}
+}
+
+// KeycloakToken is a cached entry as the login answers it (the inverse of
+// tokenRecord).
+func KeycloakToken(rec tokencache.Record, now time.Time) keycloak.Token {
+	return keycloak.Token{
+		AccessToken: rec.AccessToken, RefreshToken: rec.RefreshToken, TokenType: rec.TokenType,
+		ExpiresAt: rec.AccessExpiresAt, RefreshExpiresAt: rec.RefreshExpiresAt,
+		ExpiresIn: max(0, int(rec.AccessExpiresAt.Sub(now).Seconds())),
 	}
 }

@@ -39,7 +39,13 @@ func (l Stores) LoginSucceeded(ctx context.Context, s auth.Success) (string, ses
 		}
 	}
 	if s.ResetLockout {
-		if err := l.Users.ResetFailures(ctx, keyOf(s.Event)); err != nil {
+		// Release keeps a lock a parallel failure set meanwhile.
+		if _, err := l.Users.Release(ctx, keyOf(s.Event), s.Now); err != nil {
+			return "", sessions.Record{}, err
+		}
+	}
+	if s.Verdict != nil {
+		if _, err := l.Users.ApplyVerdict(ctx, keyOf(s.Event), users.AnyVersion, *s.Verdict); err != nil {
 			return "", sessions.Record{}, err
 		}
 	}
@@ -60,11 +66,11 @@ func (l Stores) LoginSucceeded(ctx context.Context, s auth.Success) (string, ses
 
 // LoginFailed implements auth.Ledger.
 func (l Stores) LoginFailed(ctx context.Context, f auth.Failure) error {
-	if _, err := l.Users.RecordFailure(ctx, f.Key, f.Lockout.LastFailureAt); err != nil {
+	if err := l.Users.FailAttempt(ctx, f.Key, f.Attempt, f.LockedUntil, f.Event.At); err != nil {
 		return err
 	}
-	if !f.Lockout.LockedUntil.IsZero() {
-		if err := l.Users.SetLockedUntil(ctx, f.Key, f.Lockout.LockedUntil, f.Lockout.LastFailureAt); err != nil {
+	if f.Source != "" {
+		if err := l.Users.RecordSourceFailure(ctx, f.Source, f.SourceLockout, f.Event.At); err != nil {
 			return err
 		}
 	}

@@ -15,7 +15,6 @@ import (
 	"github.com/kcguard/kcguard/pkg/breaker"
 	"github.com/kcguard/kcguard/pkg/config"
 	"github.com/kcguard/kcguard/pkg/keycloak"
-	"github.com/kcguard/kcguard/pkg/platform"
 )
 
 func fastBreaker(c *config.Config) {
@@ -145,30 +144,35 @@ func TestPasswordChangeWithKeycloakUpIsAppliedAtOnce(t *testing.T) {
 	}
 }
 
+// Drift by kcguard: a password changed through kcguard while Keycloak was
+// down. Keycloak still has the old one when it returns; until the queued
+// change lands, the local store wins and the change is pushed again.
 func TestCredentialDriftIsRepaired(t *testing.T) {
-	e := stacktest.New(t)
+	e := stacktest.New(t, fastBreaker)
 	u := e.NewUser(t, "homechoice")
 	ctx := context.Background()
-	// Someone changed the password in Keycloak behind kcguard's back.
-	h, _ := platform.Hasher(e.Config)
-	other, _ := h.Hash("set-directly-in-keycloak-1")
-	kc, err := e.RT.Keycloak.FindUser(ctx, u.Package, u.Name)
-	if err != nil {
+	if _, err := e.RT.Breaker.ForceOpen(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.RT.Keycloak.ImportPasswordHash(ctx, u.Package, kc.ID, other); err != nil {
+	newPassword := "changed-in-outage-" + u.Password
+	if res, err := e.RT.Auth.ChangePassword(ctx, auth.PasswordChangeInput{Package: u.Package, Username: u.Name,
+		OldPassword: u.Password, NewPassword: newPassword}); err != nil || res.Sync != "queued" {
+		t.Fatalf("change during outage: %+v %v", res, err)
+	}
+	if _, err := e.RT.Breaker.ForceClose(ctx); err != nil {
 		t.Fatal(err)
 	}
-	res, err := e.Login(u, u.Password)
+	res, err := e.Login(u, newPassword)
 	if err != nil || res.Mode != auth.ModeLocal || res.KeycloakStatus != auth.KeycloakAvailable {
-		t.Fatalf("drift: local stays authoritative: %+v %v", res, err)
+		t.Fatalf("drift: the kcguard change wins: %+v %v", res, err)
 	}
-	if out, err := e.RT.Poller(0).Drain(ctx); err != nil || out.Applied != 1 {
+	if out, err := e.RT.Poller(0).Drain(ctx); err != nil || out.Applied < 1 {
 		t.Fatalf("drain: %+v %v", out, err)
 	}
-	if res, err := e.Login(u, u.Password); err != nil || res.Mode != auth.ModeKeycloak {
-		t.Fatalf("after the drift sync Keycloak agrees again: %+v %v", res, err)
+	if res, err := e.Login(u, newPassword); err != nil || res.Mode != auth.ModeKeycloak {
+		t.Fatalf("after the sync Keycloak agrees again: %+v %v", res, err)
 	}
+	e.AssertNoSecrets(t, u.Password, newPassword)
 }
 
 func TestDynamoDBRoundTripsPerLogin(t *testing.T) {
@@ -207,6 +211,15 @@ func TestDynamoDBRoundTripsPerLogin(t *testing.T) {
 	measure("cached mode", func() { mustMode(t, e, u, u.Password, auth.ModeCached) })
 	measure("local mode", func() { mustMode(t, e, v, v.Password, auth.ModeLocal) })
 	e.Proxy.Enable()
+	for range e.Config.Lockout.MaxFailures {
+		e.Login(v, "wrong-password-x")
+	}
+	measure("locked", func() {
+		var le *auth.LockedError
+		if _, err := e.Login(v, v.Password); !errors.As(err, &le) {
+			t.Fatalf("want locked: %v", err)
+		}
+	})
 }
 
 func mustMode(t *testing.T, e *stacktest.Env, u stacktest.User, pw string, want auth.Mode) {

@@ -120,16 +120,26 @@ func Build(ctx context.Context, cfg config.Config, awsCfg aws.Config, log *slog.
 	if err != nil {
 		return nil, err
 	}
-	rt.Auth, err = auth.New(auth.Deps{
-		Users: rt.Users, Hasher: hasher, Policy: credential.Policy{MinLength: cfg.Password.MinLength},
-		Keycloak: rt.Keycloak, Breaker: rt.Breaker, Tokens: CachedTokens{Store: rt.Tokens},
-		Ledger:   ledger.NewDynamo(rt.DynamoDB, rt.Users, rt.Sessions, rt.Tokens, rt.Audit),
-		Sessions: rt.Sessions, Sync: Sync{Dispatcher: rt.Dispatcher}, Packages: cfg.PackageNames(), Log: log,
-	}, AuthSettings(cfg))
-	if err != nil {
+	if cfg.Audit.UsernameHMACKey == "" {
+		log.Warn("audit.username_hmac_key is not set: unknown usernames are audited under a per-process random key")
+	}
+	if rt.Auth, err = rt.NewAuth(hasher); err != nil {
 		return nil, err
 	}
 	return rt, nil
+}
+
+// NewAuth builds the login and password service over the Runtime's stores
+// with the given hasher (Build uses the configured one; tests count checks).
+func (rt *Runtime) NewAuth(hasher auth.PasswordHasher) (*auth.Service, error) {
+	cfg := rt.Config
+	led := ledger.NewDynamo(rt.DynamoDB, rt.Users, rt.Sessions, rt.Tokens, rt.Audit)
+	return auth.New(auth.Deps{
+		Users: rt.Users, Hasher: hasher, Policy: credential.Policy{MinLength: cfg.Password.MinLength},
+		Keycloak: rt.Keycloak, Breaker: rt.Breaker, Tokens: CachedTokens{Store: rt.Tokens},
+		Ledger: led, Reads: led, UsernameKey: []byte(cfg.Audit.UsernameHMACKey),
+		Sessions: rt.Sessions, Sync: Sync{Dispatcher: rt.Dispatcher}, Packages: cfg.PackageNames(), Log: rt.Log,
+	}, AuthSettings(cfg))
 }
 
 // KeycloakClient builds the Keycloak adapter for every configured package.
@@ -154,13 +164,22 @@ func AuthSettings(cfg config.Config) auth.Settings {
 		AllowOfflineMode: cfg.Keycloak.Resilience.AllowOfflineMode,
 		GracePeriod:      cfg.Keycloak.Resilience.GracePeriod(),
 		MaxFailures:      cfg.Lockout.MaxFailures, FailureDelay: cfg.Lockout.Delay, MaxFailureDelay: cfg.Lockout.MaxDelay,
-		SessionIdle: cfg.Sessions.IdleTimeout, SessionLifetime: cfg.Sessions.MaxLifetime,
+		SourceMaxFailures: cfg.Lockout.SourceMaxFailures, SourceDelay: cfg.Lockout.SourceDelay,
+		SourceMaxDelay: cfg.Lockout.SourceMaxDelay,
+		SessionIdle:    cfg.Sessions.IdleTimeout, SessionLifetime: cfg.Sessions.MaxLifetime,
 		RevokeOtherSessions: cfg.Password.RevokeOtherSessions, ParallelKeycloak: cfg.Keycloak.ParallelGrant,
+		LearnOnLogin: cfg.Keycloak.LearnOnLogin, OfflineWindow: cfg.Keycloak.Resilience.OfflineWindow(),
+		InspectTimeout: cfg.Keycloak.Timeout,
 	}
 }
 
+// auditKeySecret is the entry of the Secrets Manager secret that holds
+// audit.username_hmac_key (package names never start with "_").
+const auditKeySecret = "_audit_username_hmac_key"
+
 // resolveSecrets fills the packages' client secrets from a Secrets Manager
-// secret holding {"<package>": "<client secret>"}.
+// secret holding {"<package>": "<client secret>"} and, optionally, the
+// audit HMAC key under auditKeySecret.
 func resolveSecrets(ctx context.Context, sm *secretsmanager.Client, cfg *config.Config) error {
 	out, err := sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: &cfg.Keycloak.SecretsID})
 	if err != nil {
@@ -169,6 +188,9 @@ func resolveSecrets(ctx context.Context, sm *secretsmanager.Client, cfg *config.
 	var secrets map[string]string
 	if err := json.Unmarshal([]byte(aws.ToString(out.SecretString)), &secrets); err != nil {
 		return fmt.Errorf("keycloak client secrets %s: not a JSON object of strings", cfg.Keycloak.SecretsID)
+	}
+	if k, ok := secrets[auditKeySecret]; ok {
+		cfg.Audit.UsernameHMACKey = k
 	}
 	for name, p := range cfg.Keycloak.Packages {
 		if s, ok := secrets[name]; ok {
@@ -192,11 +214,7 @@ func (c CachedTokens) Get(ctx context.Context, key users.Key, now time.Time) (ke
 	default:
 		return keycloak.Token{}, false, err
 	}
-	return keycloak.Token{
-		AccessToken: rec.AccessToken, RefreshToken: rec.RefreshToken, TokenType: rec.TokenType,
-		ExpiresAt: rec.AccessExpiresAt, RefreshExpiresAt: rec.RefreshExpiresAt,
-		ExpiresIn: max(0, int(rec.AccessExpiresAt.Sub(now).Seconds())),
-	}, true, nil
+	return ledger.KeycloakToken(rec, now), true, nil
 }
 
 // Forget implements auth.TokenCache.

@@ -27,8 +27,12 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kcguard/kcguard/pkg/breaker"
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/users"
 )
@@ -49,9 +53,14 @@ var _ Keycloak = (*keycloak.Client)(nil)
 // Users is the part of the local store the pull changes.
 type Users interface {
 	Get(ctx context.Context, key users.Key) (users.User, error)
-	RecordKeycloakState(ctx context.Context, key users.Key, expectedVersion int64, st users.KeycloakState) (users.User, error)
+	ApplyVerdict(ctx context.Context, key users.Key, expectedVersion int64, v users.Verdict) (users.User, error)
 	Delete(ctx context.Context, key users.Key) error
 	List(ctx context.Context, pkg string, f users.Filter, limit int, cursor string) ([]users.User, string, error)
+}
+
+// Breaker is the fleet's view of Keycloak's health (*breaker.Breaker).
+type Breaker interface {
+	State(ctx context.Context) breaker.Status
 }
 
 // Sessions ends the sessions of a user Keycloak disabled or deleted, or
@@ -64,6 +73,12 @@ type Sessions interface {
 // Keycloak (the user's own account console, a reset e-mail, a required
 // action). UPDATE_CREDENTIAL replaces UPDATE_PASSWORD in newer Keycloaks.
 var CredentialEventTypes = []string{"UPDATE_PASSWORD", "RESET_PASSWORD", "UPDATE_CREDENTIAL", "REMOVE_CREDENTIAL"}
+
+// UserEventTypes are the user events the pull reads: the credential ones,
+// and Keycloak's own permanent brute-force lockout, which disables the user
+// without an admin event. (A temporary lockout ends by itself; a login
+// asks Keycloak about it.)
+var UserEventTypes = append(slices.Clone(CredentialEventTypes), "USER_DISABLED_BY_PERMANENT_LOCKOUT")
 
 // Settings bound a run. Zero values take the documented defaults.
 type Settings struct {
@@ -85,6 +100,9 @@ type Settings struct {
 	// MaxEvents per run and package; more than this and the run compares
 	// every user instead. Zero means 10,000.
 	MaxEvents int
+	// Concurrency bounds the users refreshed from Keycloak at once. Zero
+	// means 8.
+	Concurrency int
 	// OwnChangeSlack is how close a Keycloak password's createdDate must be
 	// to one of kcguard's own credential admin events to count as kcguard's
 	// sync (page compare only). Zero means 5 seconds.
@@ -99,6 +117,9 @@ func (s Settings) withDefaults() Settings {
 	}
 	if s.PageSize <= 0 {
 		s.PageSize = 100
+	}
+	if s.Concurrency <= 0 {
+		s.Concurrency = 8
 	}
 	if s.MaxEvents <= 0 {
 		s.MaxEvents = 10_000
@@ -116,6 +137,10 @@ type Puller struct {
 	Users    Users
 	Cursors  CursorStore
 	Sessions Sessions // optional
+	// Breaker, if set, skips the run while it is not closed: Keycloak is
+	// down or recovering, and the cursor waits (a long outage ends in a
+	// compare, as the cursor is then older than MaxGap).
+	Breaker  Breaker
 	Packages []string
 	Settings Settings
 	Log      *slog.Logger
@@ -133,8 +158,8 @@ const (
 // Result is one package's run.
 type Result struct {
 	Package string `json:"package"`
-	Mode    Mode   `json:"mode"`
-	// Reason a compare ran instead of the events ("" for events).
+	Mode    Mode   `json:"mode"` // "" when skipped
+	// Reason a compare ran instead of the events, or the run was skipped.
 	Reason      string   `json:"reason,omitempty"`
 	AdminEvents int      `json:"admin_events"`
 	UserEvents  int      `json:"user_events"`
@@ -182,6 +207,12 @@ func (p *Puller) Package(ctx context.Context, pkg string, now time.Time) (r Resu
 	s := p.Settings.withDefaults()
 	r.Package = pkg
 	defer func() { r.DurationMS = time.Since(start).Milliseconds() }()
+	if p.Breaker != nil {
+		if st := p.Breaker.State(ctx); st.State != breaker.StateClosed && st.State != breaker.StateDisabled {
+			r.Reason = "skipped: breaker " + string(st.State)
+			return r, nil
+		}
+	}
 	cur, err := p.Cursors.Get(ctx, pkg)
 	if err != nil {
 		return r, err
@@ -203,6 +234,8 @@ func (p *Puller) Package(ctx context.Context, pkg string, now time.Time) (r Resu
 		reason = "user events for password changes are off in the realm"
 	case cur.Through.IsZero():
 		reason = "first run"
+	case ec.EventsExpiration > 0 && now.Sub(cur.Through) > time.Duration(ec.EventsExpiration)*time.Second:
+		reason = fmt.Sprintf("cursor %s is older than the realm keeps user events (%ds)", cur.Through.Format(time.RFC3339), ec.EventsExpiration)
 	case now.Sub(cur.Through) > s.MaxGap:
 		reason = fmt.Sprintf("cursor %s is older than the %s events are trusted for", cur.Through.Format(time.RFC3339), s.MaxGap)
 	case now.Sub(cur.LastCompare) > s.CompareEvery:
@@ -253,6 +286,7 @@ type run struct {
 	now  time.Time
 	self string // kcguard's service account: its changes are kcguard's own
 	r    *Result
+	mu   sync.Mutex // guards r
 
 	// By Keycloak user id: when someone other than kcguard last changed
 	// the password, and when kcguard's own sync did.
@@ -260,9 +294,8 @@ type run struct {
 	ownCred    map[string][]time.Time
 }
 
-// touched is what the events say about one Keycloak user.
+// touched is what the events say about one Keycloak user beyond its id.
 type touched struct {
-	deleted  bool
 	username string // from a DELETE event's representation
 }
 
@@ -270,13 +303,13 @@ type touched struct {
 // nothing, when there are more than MaxEvents of them.
 func (x *run) events(ctx context.Context, from time.Time) (bool, error) {
 	x.othersCred, x.ownCred = map[string]time.Time{}, map[string][]time.Time{}
-	users := map[string]*touched{}
+	named := map[string]*touched{}
 	order := []string{}
 	touch := func(id string) *touched {
-		t, ok := users[id]
+		t, ok := named[id]
 		if !ok {
 			t = &touched{}
-			users[id] = t
+			named[id] = t
 			order = append(order, id)
 		}
 		return t
@@ -288,7 +321,7 @@ func (x *run) events(ctx context.Context, from time.Time) (bool, error) {
 		return false, err
 	}
 	user, complete, err := pages(ctx, x.s, func(first int) ([]keycloak.UserEvent, error) {
-		return x.p.Keycloak.UserEvents(ctx, x.pkg, keycloak.EventQuery{From: from, First: first, Max: x.s.PageSize, Types: CredentialEventTypes})
+		return x.p.Keycloak.UserEvents(ctx, x.pkg, keycloak.EventQuery{From: from, First: first, Max: x.s.PageSize, Types: UserEventTypes})
 	})
 	if err != nil || !complete {
 		return false, err
@@ -302,7 +335,6 @@ func (x *run) events(ctx context.Context, from time.Time) (bool, error) {
 		}
 		t := touch(id)
 		if e.OperationType == "DELETE" && e.SubResource() == "" {
-			t.deleted = true
 			var rep struct {
 				Username string `json:"username"`
 			}
@@ -318,19 +350,22 @@ func (x *run) events(ctx context.Context, from time.Time) (bool, error) {
 			continue
 		}
 		touch(e.UserID)
-		// The user acting in Keycloak: never kcguard's sync.
-		x.credential(e.UserID, e.UserID, e.Time)
-	}
-	for _, id := range order {
-		t := users[id]
-		if err := x.refresh(ctx, id, t); err != nil {
-			return false, err
+		if slices.Contains(CredentialEventTypes, e.Type) {
+			// The user acting in Keycloak: never kcguard's sync.
+			x.credential(e.UserID, e.UserID, e.Time)
 		}
 	}
-	return true, nil
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(x.s.Concurrency)
+	for _, id := range order {
+		t := named[id]
+		g.Go(func() error { return x.refresh(gctx, id, t) })
+	}
+	return true, g.Wait()
 }
 
-// pages reads pages until a short one; false if there are more than MaxEvents.
+// pages reads pages until a short one. Past MaxEvents it stops and reports
+// false with what it read (Keycloak's newest first).
 func pages[T any](ctx context.Context, s Settings, page func(first int) ([]T, error)) ([]T, bool, error) {
 	var all []T
 	for first := 0; ; first += s.PageSize {
@@ -343,7 +378,7 @@ func pages[T any](ctx context.Context, s Settings, page func(first int) ([]T, er
 		}
 		all = append(all, p...)
 		if len(all) > s.MaxEvents {
-			return nil, false, nil
+			return all, false, nil
 		}
 		if len(p) < s.PageSize {
 			return all, true, nil
@@ -378,9 +413,26 @@ func (x *run) credential(id, actor string, at time.Time) {
 	}
 }
 
+// verdict is Keycloak's state of a user as the pull records it.
+func verdict(kc keycloak.User, stale bool, now time.Time) users.Verdict {
+	actions := kc.RequiredActions
+	if actions == nil {
+		actions = []string{} // none: clear the stored list
+	}
+	return users.Verdict{Enabled: &kc.Enabled, HashStale: &stale, RequiredActions: actions, ConfirmedAt: now}
+}
+
+// count changes the result under the run's lock: users are refreshed
+// concurrently.
+func (x *run) count(f func(r *Result)) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	f(x.r)
+}
+
 func (x *run) malformed(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	x.r.Malformed = append(x.r.Malformed, msg)
+	x.count(func(r *Result) { r.Malformed = append(r.Malformed, msg) })
 	x.p.log().Warn("keycloak pull: malformed event skipped", "package", x.pkg, "detail", msg)
 }
 
@@ -393,19 +445,7 @@ func (x *run) refresh(ctx context.Context, id string, t *touched) error {
 	if err != nil {
 		return err
 	}
-	local, err := x.local(ctx, kc.Username)
-	if errors.Is(err, users.ErrNotFound) || errors.Is(err, users.ErrInvalidKey) {
-		x.r.Unknown++
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	stale, err := x.stale(ctx, local, kc.ID)
-	if err != nil {
-		return err
-	}
-	return x.record(ctx, local, kc, stale)
+	return x.apply(ctx, kc)
 }
 
 func (x *run) local(ctx context.Context, username string) (users.User, error) {
@@ -419,17 +459,16 @@ func (x *run) local(ctx context.Context, username string) (users.User, error) {
 // record stores Keycloak's state of one user, retrying once if a login or
 // password change moved the user's version meanwhile.
 func (x *run) record(ctx context.Context, local users.User, kc keycloak.User, stale bool) error {
-	x.r.Checked++
-	st := users.KeycloakState{Enabled: kc.Enabled, HashStale: stale, RequiredActions: kc.RequiredActions, ConfirmedAt: x.now}
+	x.count(func(r *Result) { r.Checked++ })
 	for attempt := 0; ; attempt++ {
-		_, err := x.p.Users.RecordKeycloakState(ctx, local.Key(), local.Version, st)
+		_, err := x.p.Users.ApplyVerdict(ctx, local.Key(), local.Version, verdict(kc, stale, x.now))
 		if errors.Is(err, users.ErrVersionConflict) && attempt == 0 {
 			if local, err = x.p.Users.Get(ctx, local.Key()); err != nil {
 				return err
 			}
 			// A password changed through kcguard after the Keycloak change
 			// is kcguard's newer fact: not stale by this pull.
-			st.HashStale = local.HashStale || (stale && !local.Unsynced())
+			stale = local.HashStale || (stale && !local.Unsynced())
 			continue
 		}
 		if errors.Is(err, users.ErrNotFound) {
@@ -440,22 +479,24 @@ func (x *run) record(ctx context.Context, local users.User, kc keycloak.User, st
 		}
 		break
 	}
-	x.r.Confirmed++
 	revoke := false
-	if local.Enabled && !kc.Enabled {
-		x.r.Disabled++
-		revoke = true
-	}
-	if !local.Enabled && kc.Enabled {
-		x.r.Enabled++
-	}
-	if st.HashStale && !local.HashStale {
-		x.r.Stale++
-		revoke = true
-	}
-	if !slices.Equal(local.RequiredActions, kc.RequiredActions) && (len(local.RequiredActions) > 0 || len(kc.RequiredActions) > 0) {
-		x.r.ActionsSet++
-	}
+	x.count(func(r *Result) {
+		r.Confirmed++
+		if local.Enabled && !kc.Enabled {
+			r.Disabled++
+			revoke = true
+		}
+		if !local.Enabled && kc.Enabled {
+			r.Enabled++
+		}
+		if stale && !local.HashStale {
+			r.Stale++
+			revoke = true
+		}
+		if !slices.Equal(local.RequiredActions, kc.RequiredActions) {
+			r.ActionsSet++
+		}
+	})
 	if revoke {
 		x.revoke(ctx, local)
 	}
@@ -473,7 +514,7 @@ func (x *run) revoke(ctx context.Context, u users.User) {
 		x.p.log().WarnContext(ctx, "keycloak pull: revoke sessions", "package", u.Package, "username", u.Username, "err", err)
 		return
 	}
-	x.r.Revoked += n
+	x.count(func(r *Result) { r.Revoked += n })
 }
 
 // deleteByID removes the local user of a Keycloak account that is gone.
@@ -507,7 +548,7 @@ func (x *run) delete(ctx context.Context, u users.User) error {
 	if err := x.p.Users.Delete(ctx, u.Key()); err != nil && !errors.Is(err, users.ErrNotFound) {
 		return err
 	}
-	x.r.Deleted++
+	x.count(func(r *Result) { r.Deleted++ })
 	x.revoke(ctx, u)
 	return nil
 }
@@ -519,10 +560,20 @@ func (x *run) delete(ctx context.Context, u users.User) error {
 // the user's next online login learns the password again).
 func (x *run) compare(ctx context.Context, adminEvents bool) error {
 	x.othersCred, x.ownCred = map[string]time.Time{}, map[string][]time.Time{}
-	if adminEvents {
-		// Attribution only, newest first: an incomplete list fails closed.
+	local, err := x.localUsers(ctx)
+	if err != nil {
+		return err
+	}
+	if adminEvents && len(local) > 0 {
+		// Attribution only needs the events since the oldest fact the
+		// compare weighs them against (newest first; an incomplete list
+		// fails closed).
+		since := x.now
+		for _, u := range local {
+			since = minTime(since, maxTime(u.PasswordChangedAt, u.KeycloakConfirmedAt))
+		}
 		evs, _, err := pages(ctx, x.s, func(first int) ([]keycloak.AdminEvent, error) {
-			return x.p.Keycloak.AdminEvents(ctx, x.pkg, keycloak.EventQuery{First: first, Max: x.s.PageSize})
+			return x.p.Keycloak.AdminEvents(ctx, x.pkg, keycloak.EventQuery{From: since.Add(-x.s.Overlap), First: first, Max: x.s.PageSize})
 		})
 		if err != nil {
 			return err
@@ -537,42 +588,83 @@ func (x *run) compare(ctx context.Context, adminEvents bool) error {
 		if err != nil {
 			return err
 		}
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(x.s.Concurrency)
 		for _, kc := range page {
 			inKeycloak[kc.ID] = true
-			if err := x.compareOne(ctx, kc); err != nil {
-				return err
+			if _, known := local[users.NormalizeUsername(kc.Username)]; !known {
+				x.count(func(r *Result) { r.Unknown++ })
+				continue
 			}
+			g.Go(func() error { return x.apply(gctx, kc) })
+		}
+		if err := g.Wait(); err != nil {
+			return err
 		}
 		if len(page) < x.s.PageSize {
 			break
 		}
 	}
+	for _, u := range local {
+		// Only users Keycloak had: one not provisioned yet is kcguard's
+		// pending change, not a deletion.
+		if u.KeycloakID == "" || inKeycloak[u.KeycloakID] {
+			continue
+		}
+		// Offset paging over users that change meanwhile can skip one:
+		// only Keycloak's own 404 for the id deletes.
+		_, err := x.p.Keycloak.GetUser(ctx, x.pkg, u.KeycloakID)
+		switch {
+		case errors.Is(err, keycloak.ErrNotFound):
+			if err := x.delete(ctx, u); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		}
+	}
+	return nil
+}
+
+// localUsers reads the package's local users, by username.
+func (x *run) localUsers(ctx context.Context) (map[string]users.User, error) {
+	out := map[string]users.User{}
 	cursor := ""
 	for {
 		page, next, err := x.p.Users.List(ctx, x.pkg, users.Filter{}, x.s.PageSize, cursor)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for _, u := range page {
-			// Only users Keycloak had: one not provisioned yet is kcguard's
-			// pending change, not a deletion.
-			if u.KeycloakID != "" && !inKeycloak[u.KeycloakID] {
-				if err := x.delete(ctx, u); err != nil {
-					return err
-				}
-			}
+			out[u.Username] = u
 		}
 		if next == "" {
-			return nil
+			return out, nil
 		}
 		cursor = next
 	}
 }
 
-func (x *run) compareOne(ctx context.Context, kc keycloak.User) error {
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// apply records Keycloak's state of one user kcguard knows; Keycloak users
+// kcguard does not know are left to learn-on-login.
+func (x *run) apply(ctx context.Context, kc keycloak.User) error {
 	local, err := x.local(ctx, kc.Username)
 	if errors.Is(err, users.ErrNotFound) || errors.Is(err, users.ErrInvalidKey) {
-		x.r.Unknown++
+		x.count(func(r *Result) { r.Unknown++ })
 		return nil
 	}
 	if err != nil {

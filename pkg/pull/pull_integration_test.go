@@ -18,6 +18,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/config"
 	"github.com/kcguard/kcguard/pkg/provision"
 	"github.com/kcguard/kcguard/pkg/pull"
+	"github.com/kcguard/kcguard/pkg/sessions"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -71,12 +72,13 @@ func TestPullAppliesKeycloakDecisions(t *testing.T) {
 	reset := e.NewUserPrefixed(t, realm, "pull-reset")
 	own := e.NewUserPrefixed(t, realm, "pull-own")
 	gone := e.NewUserPrefixed(t, realm, "pull-del")
+	plain := e.NewUserPrefixed(t, realm, "pull-ok")
 
 	first := runPull(t, p)
-	if first.Mode != pull.ModeCompare || first.Reason != "first run" || first.Checked < 4 {
+	if first.Mode != pull.ModeCompare || first.Reason != "first run" || first.Checked < 5 {
 		t.Fatalf("first run must compare every user: %+v", first)
 	}
-	for _, n := range []string{alice.Name, reset.Name, own.Name, gone.Name} {
+	for _, n := range []string{alice.Name, reset.Name, own.Name, gone.Name, plain.Name} {
 		u, err := local(t, e, n)
 		if err != nil || !u.Enabled || u.HashStale || u.KeycloakConfirmedAt.IsZero() {
 			t.Fatalf("after first run %s: %+v %v", n, u, err)
@@ -89,6 +91,12 @@ func TestPullAppliesKeycloakDecisions(t *testing.T) {
 	if res, err := e.RT.Auth.ChangePassword(context.Background(), auth.PasswordChangeInput{Package: realm, Username: own.Name,
 		OldPassword: own.Password, NewPassword: newPw}); err != nil || !res.Synced {
 		t.Fatalf("password change through kcguard: %+v %v", res, err)
+	}
+
+	// A session alice opened while she was allowed ends with the disable.
+	login, err := e.Login(alice, alice.Password)
+	if err != nil {
+		t.Fatal(err)
 	}
 
 	disabledAt := time.Now()
@@ -120,20 +128,35 @@ func TestPullAppliesKeycloakDecisions(t *testing.T) {
 	if _, err := local(t, e, gone.Name); !errors.Is(err, users.ErrNotFound) {
 		t.Errorf("deleted in Keycloak, local user must be gone: %v", err)
 	}
+	if _, err := e.RT.Sessions.GetByToken(context.Background(), login.SessionToken, time.Now()); !errors.Is(err, sessions.ErrRevoked) {
+		t.Errorf("session of the disabled user: %v, want revoked", err)
+	}
 	// Nothing on this path queues a sync: the disabled user stays synced.
 	if u, _ := local(t, e, alice.Name); u.Unsynced() {
 		t.Errorf("pull raised the version: %+v", u)
 	}
 
-	// Keycloak down: the disabled user is refused offline, the others are not.
+	// Keycloak down: what Keycloak decided holds. The disabled user, the
+	// reset (stale) password and the user with a required action are
+	// refused offline, exactly like a wrong password; an untouched user is not.
 	e.Proxy.Disable()
-	if _, err := e.Login(alice, alice.Password); !errors.Is(err, auth.ErrInvalidCredentials) {
-		t.Errorf("disabled user offline: %v, want refused", err)
+	for _, c := range []struct {
+		u  stacktest.User
+		pw string
+	}{{alice, alice.Password}, {reset, reset.Password}, {own, newPw}} {
+		if _, err := e.Login(c.u, c.pw); !errors.Is(err, auth.ErrInvalidCredentials) {
+			t.Errorf("%s offline: %v, want refused", c.u.Name, err)
+		}
 	}
-	if res, err := e.Login(own, newPw); err != nil || res.Mode == auth.ModeKeycloak {
-		t.Errorf("enabled user offline: %+v %v", res, err)
+	if res, err := e.Login(plain, plain.Password); err != nil || res.Mode == auth.ModeKeycloak {
+		t.Errorf("untouched user offline: %+v %v", res, err)
 	}
 	e.Proxy.Enable()
+	// The offline logins opened the breaker, and the pull waits for it:
+	// Keycloak is back, as a probe would find.
+	if _, err := e.RT.Breaker.Reset(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 
 	// Re-enabled by the administrator: allowed again after the next pull.
 	admin.Do("PUT", realm+"/users/"+admin.UserID(realm, alice.Name), map[string]any{"enabled": true}, nil)
@@ -141,11 +164,11 @@ func TestPullAppliesKeycloakDecisions(t *testing.T) {
 		t.Errorf("re-enable: %+v", r)
 	}
 	e.Proxy.Disable()
-	if res, err := e.Login(alice, alice.Password); err != nil || res.Mode != auth.ModeLocal {
+	if res, err := e.Login(alice, alice.Password); err != nil || res.Mode == auth.ModeKeycloak {
 		t.Errorf("re-enabled user offline: %+v %v", res, err)
 	}
 	e.Proxy.Enable()
-	e.AssertNoSecrets(t, alice.Password, reset.Password, own.Password, newPw)
+	e.AssertNoSecrets(t, alice.Password, reset.Password, own.Password, plain.Password, newPw, login.SessionToken)
 }
 
 // A cursor older than pull.max_gap (events may have expired) makes the run
@@ -153,7 +176,7 @@ func TestPullAppliesKeycloakDecisions(t *testing.T) {
 func TestPullFallsBackToPageCompare(t *testing.T) {
 	e, admin := pullEnv(t)
 	p := pullOnly(e)
-	p.Settings.PageSize = 2 // several pages even in a small realm
+	p.Settings.PageSize = 25 // several pages: the shared realm holds other tests' users too
 	u := e.NewUserPrefixed(t, realm, "pull-gap")
 	r := e.NewUserPrefixed(t, realm, "pull-gapr")
 	runPull(t, p)

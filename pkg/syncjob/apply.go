@@ -122,8 +122,8 @@ func (a *Applier) Sync(ctx context.Context, j Job) (Report, error) {
 		return Report{Result: res}, err
 	}
 	if j.Version <= u.KeycloakSyncedVersion {
-		return Report{Result: Superseded, Version: u.KeycloakSyncedVersion,
-			Reason: fmt.Sprintf("keycloak already has version %d", u.KeycloakSyncedVersion)}, nil
+		return a.endSessions(ctx, j, u, Report{Result: Superseded, Version: u.KeycloakSyncedVersion,
+			Reason: fmt.Sprintf("keycloak already has version %d", u.KeycloakSyncedVersion)})
 	}
 	hash, err := credential.ParseHash(u.Hash.SecretData, u.Hash.CredentialData)
 	if err != nil {
@@ -163,6 +163,19 @@ func (a *Applier) Sync(ctx context.Context, j Job) (Report, error) {
 	a.logger().InfoContext(ctx, "synced to keycloak", "package", u.Package, "username", u.Username,
 		"job", j.ID, "job_version", j.Version, "applied_version", u.Version, "keycloak_id", id,
 		"created", rep.Created, "conflict", string(rep.Conflict))
+	return a.endSessions(ctx, j, u, rep)
+}
+
+// endSessions logs the user out of Keycloak for a job that asks it, after
+// the password part is settled. A failure fails the job: its retry finds
+// the password superseded and logs out again (logging out is idempotent).
+func (a *Applier) endSessions(ctx context.Context, j Job, u users.User, rep Report) (Report, error) {
+	if !j.EndSessions {
+		return rep, nil
+	}
+	if _, err := a.logout(ctx, u); err != nil {
+		return Report{}, fmt.Errorf("end keycloak sessions of %s: %w", u.Key(), err)
+	}
 	return rep, nil
 }
 

@@ -43,6 +43,10 @@ type Job struct {
 	Version   int64            `json:"version"`
 	CreatedAt time.Time        `json:"created_at"`
 	Hash      *credential.Hash `json:"hash,omitempty"`
+	// EndSessions also logs the user out of Keycloak once Keycloak has the
+	// user's current password (a password change ends every session,
+	// Keycloak's too), whether this job applies it or finds it superseded.
+	EndSessions bool `json:"end_sessions,omitempty"`
 }
 
 // New makes a job with a fresh id.

@@ -190,29 +190,47 @@ func (d *Dynamo) decode(ctx context.Context, av map[string]types.AttributeValue)
 
 // Get costs one GetItem (no KMS call while the data key is cached).
 func (d *Dynamo) Get(ctx context.Context, pkg, username string, now time.Time) (Record, error) {
-	pk, err := entryKey(pkg, username)
+	key, err := d.ItemKey(pkg, username)
 	if err != nil {
 		return Record{}, err
 	}
-	out, err := d.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: &d.table, Key: pkKey(pk), ConsistentRead: aws.Bool(true)})
+	out, err := d.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: &d.table, Key: key, ConsistentRead: aws.Bool(true)})
 	if err != nil {
-		return Record{}, fmt.Errorf("get cached token %s: %w", pk, err)
+		return Record{}, fmt.Errorf("get cached token %s#%s: %w", pkg, username, err)
 	}
-	if out.Item == nil {
-		return Record{}, fmt.Errorf("cached token %s: %w", pk, ErrNotFound)
+	return d.FromItem(ctx, out.Item, now)
+}
+
+// TableName is the table the store works on.
+func (d *Dynamo) TableName() string { return d.table }
+
+// ItemKey is the key of the user's entry, for a caller that reads it
+// together with other items (BatchGetItem) and hands it to FromItem.
+func (d *Dynamo) ItemKey(pkg, username string) (map[string]types.AttributeValue, error) {
+	pk, err := entryKey(pkg, username)
+	if err != nil {
+		return nil, err
+	}
+	return pkKey(pk), nil
+}
+
+// FromItem is Get's answer for an item read elsewhere (nil: no entry).
+func (d *Dynamo) FromItem(ctx context.Context, av map[string]types.AttributeValue, now time.Time) (Record, error) {
+	if av == nil {
+		return Record{}, fmt.Errorf("cached token: %w", ErrNotFound)
 	}
 	// Check the grace period before decrypting: a stale entry costs no KMS call.
-	if g, ok := out.Item["grace_until"].(*types.AttributeValueMemberS); ok {
+	if g, ok := av["grace_until"].(*types.AttributeValueMemberS); ok {
 		if t, err := ddbitem.ParseTime(g.Value); err == nil && !now.Before(t) {
-			return Record{}, fmt.Errorf("cached token %s: %w", pk, ErrNotFound)
+			return Record{}, fmt.Errorf("cached token: %w", ErrNotFound)
 		}
 	}
-	r, err := d.decode(ctx, out.Item)
+	r, err := d.decode(ctx, av)
 	if err != nil {
 		return Record{}, err
 	}
 	if !usable(r, now) {
-		return Record{}, fmt.Errorf("cached token %s: %w", pk, ErrNotFound)
+		return Record{}, fmt.Errorf("cached token: %w", ErrNotFound)
 	}
 	return r, nil
 }

@@ -2,8 +2,10 @@ package users
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -22,13 +24,17 @@ import (
 //	            while Version > KeycloakSyncedVersion, unsynced_pkg (unsynced index)
 //	sk=lockout  failure counters, for known and unknown usernames alike;
 //	            expires_at (epoch seconds) is the table's TTL attribute and
-//	            is only ever set on lockout items, never on accounts
+//	            is only ever set on lockout and source items, never on accounts
+//
+// and one partition per request source ("source#<id>", sk=source) holding
+// that source's failure counter, TTL'd like a lockout item.
 const (
 	IndexByPackage = "by_package"
 	IndexUnsynced  = "unsynced"
 
 	skUser    = "user"
 	skLockout = "lockout"
+	skSource  = "source"
 )
 
 // Table describes the users table.
@@ -84,18 +90,19 @@ type userItem struct {
 	Version           int64             `dynamodbav:"version"`
 	SyncedVersion     int64             `dynamodbav:"keycloak_synced_version"`
 	KeycloakID        string            `dynamodbav:"keycloak_id,omitempty"`
-	CreatedAt         string            `dynamodbav:"created_at,omitempty"`
-	UpdatedAt         string            `dynamodbav:"updated_at,omitempty"`
-	PasswordChangedAt string            `dynamodbav:"password_changed_at,omitempty"`
 	HashStale         bool              `dynamodbav:"hash_stale,omitempty"`
 	RequiredActions   []string          `dynamodbav:"required_actions,omitempty"`
 	ConfirmedAt       string            `dynamodbav:"keycloak_confirmed_at,omitempty"`
+	CreatedAt         string            `dynamodbav:"created_at,omitempty"`
+	UpdatedAt         string            `dynamodbav:"updated_at,omitempty"`
+	PasswordChangedAt string            `dynamodbav:"password_changed_at,omitempty"`
 }
 
 type lockoutItem struct {
 	FailedAttempts int    `dynamodbav:"failed_attempts"`
 	LastFailureAt  string `dynamodbav:"last_failure_at,omitempty"`
 	LockedUntil    string `dynamodbav:"locked_until,omitempty"`
+	Gate           int    `dynamodbav:"gate,omitempty"`
 	ExpiresAt      int64  `dynamodbav:"expires_at"`
 }
 
@@ -125,21 +132,22 @@ func fromItem(av map[string]types.AttributeValue) (User, error) {
 		Version: it.Version, KeycloakSyncedVersion: it.SyncedVersion, KeycloakID: it.KeycloakID,
 		HashStale: it.HashStale, RequiredActions: it.RequiredActions,
 	}
-	if len(u.RequiredActions) == 0 {
-		u.RequiredActions = nil
-	}
 	if len(u.Attributes) == 0 {
 		u.Attributes = nil
 	}
+	if len(u.RequiredActions) == 0 {
+		u.RequiredActions = nil
+	}
 	var err error
-	if u.CreatedAt, err = ddbitem.ParseTime(it.CreatedAt); err == nil {
-		if u.UpdatedAt, err = ddbitem.ParseTime(it.UpdatedAt); err == nil {
-			if u.PasswordChangedAt, err = ddbitem.ParseTime(it.PasswordChangedAt); err == nil {
-				u.KeycloakConfirmedAt, err = ddbitem.ParseTime(it.ConfirmedAt)
-			}
+	for _, f := range []struct {
+		dst *time.Time
+		src string
+	}{{&u.CreatedAt, it.CreatedAt}, {&u.UpdatedAt, it.UpdatedAt}, {&u.PasswordChangedAt, it.PasswordChangedAt}, {&u.KeycloakConfirmedAt, it.ConfirmedAt}} {
+		if *f.dst, err = ddbitem.ParseTime(f.src); err != nil {
+			return u, err
 		}
 	}
-	return u, err
+	return u, nil
 }
 
 func fromLockoutItem(av map[string]types.AttributeValue, now time.Time) (Lockout, error) {
@@ -149,7 +157,7 @@ func fromLockoutItem(av map[string]types.AttributeValue, now time.Time) (Lockout
 	}
 	// TTL deletes lazily (up to days late; moto never), so an expired
 	// counter must read as zero here.
-	if it.ExpiresAt <= now.Unix() {
+	if stale(it, now) {
 		return Lockout{}, nil
 	}
 	l := Lockout{FailedAttempts: it.FailedAttempts}
@@ -159,6 +167,8 @@ func fromLockoutItem(av map[string]types.AttributeValue, now time.Time) (Lockout
 	}
 	return l, err
 }
+
+func stale(it lockoutItem, now time.Time) bool { return it.ExpiresAt <= now.Unix() }
 
 func (d *Dynamo) itemKey(k Key, sk string) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{
@@ -301,7 +311,7 @@ func (d *Dynamo) UpdatePassword(ctx context.Context, key Key, expected int64, h 
 		"hash_algorithm = :alg, secret_data = :sd, credential_data = :cd, updated_at = :now, password_changed_at = :now",
 		map[string]types.AttributeValue{
 			":alg": s(h.Algorithm), ":sd": s(h.SecretData), ":cd": s(h.CredentialData), ":now": s(ddbitem.Time(now)),
-		}, "", samePassword(h, now))
+		}, "hash_stale", samePassword(h, now))
 }
 
 // UpdateProfile costs one UpdateItem (plus a GetItem on conflict).
@@ -386,44 +396,126 @@ func (d *Dynamo) SetKeycloakID(ctx context.Context, key Key, id string) error {
 	return nil
 }
 
-// RecordKeycloakState costs one conditional UpdateItem (plus a GetItem on
-// a failed condition, to say why).
-func (d *Dynamo) RecordKeycloakState(ctx context.Context, key Key, expected int64, st KeycloakState) (User, error) {
+// ApplyVerdict costs one UpdateItem (plus a GetItem when the condition
+// fails, to tell a missing user from a version conflict).
+func (d *Dynamo) ApplyVerdict(ctx context.Context, key Key, expected int64, v Verdict) (User, error) {
 	key, err := key.normalize()
 	if err != nil {
 		return User{}, err
 	}
-	vals := map[string]types.AttributeValue{
-		":ev": n(expected), ":en": &types.AttributeValueMemberBOOL{Value: st.Enabled},
-		":stale": &types.AttributeValueMemberBOOL{Value: st.HashStale}, ":at": s(ddbitem.Time(st.ConfirmedAt)),
+	if err := v.check(key); err != nil {
+		return User{}, err
 	}
-	set := "enabled = :en, hash_stale = :stale, keycloak_confirmed_at = :at"
-	expr := "SET " + set + " REMOVE required_actions"
-	if len(st.RequiredActions) > 0 {
-		av, err := attributevalue.Marshal(st.RequiredActions)
-		if err != nil {
-			return User{}, fmt.Errorf("encode required actions: %w", err)
-		}
-		vals[":ra"] = av
-		expr = "SET " + set + ", required_actions = :ra"
+	upd, vals, err := verdictUpdate(v)
+	if err != nil {
+		return User{}, err
+	}
+	cond := "attribute_exists(pk)"
+	if expected != AnyVersion {
+		cond += " AND version = :ev"
+		vals[":ev"] = n(expected)
+	}
+	if v.Hash != nil {
+		cond += " AND version = keycloak_synced_version"
+	}
+	if upd == "" {
+		return d.Get(ctx, key)
+	}
+	if len(vals) == 0 {
+		vals = nil // DynamoDB refuses an empty map
 	}
 	out, err := d.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName: &d.table, Key: d.itemKey(key, skUser),
-		UpdateExpression:          aws.String(expr),
-		ConditionExpression:       aws.String("attribute_exists(pk) AND version = :ev"),
-		ExpressionAttributeValues: vals,
-		ReturnValues:              types.ReturnValueAllNew,
+		UpdateExpression: aws.String(upd), ConditionExpression: aws.String(cond),
+		ExpressionAttributeValues: vals, ReturnValues: types.ReturnValueAllNew,
 	})
 	if ddbitem.ConditionFailed(err) {
 		if _, gerr := d.Get(ctx, key); gerr != nil {
 			return User{}, gerr
 		}
-		return User{}, fmt.Errorf("record keycloak state %s: expected version %d: %w", key, expected, ErrVersionConflict)
+		return User{}, fmt.Errorf("apply verdict %s: expected version %d, no unsynced change: %w", key, expected, ErrVersionConflict)
 	}
 	if err != nil {
-		return User{}, fmt.Errorf("record keycloak state %s: %w", key, err)
+		return User{}, fmt.Errorf("apply verdict %s: %w", key, err)
 	}
 	return fromItem(out.Attributes)
+}
+
+// VerdictTx builds ApplyVerdict(key, AnyVersion, v) for a caller that
+// writes it inside a successful login's transaction (Keycloak has just
+// confirmed the user: the stamp rides on a write the login makes anyway).
+// v must not carry a Hash.
+func (d *Dynamo) VerdictTx(key Key, expectedVersion int64, v Verdict) (types.TransactWriteItem, error) {
+	if k, err := key.normalize(); err == nil {
+		key = k
+	}
+	if v.Hash != nil {
+		return types.TransactWriteItem{}, fmt.Errorf("users: verdict for %s: a learnt hash cannot ride on a login transaction", key)
+	}
+	upd, vals, err := verdictUpdate(v)
+	if err != nil || upd == "" {
+		return types.TransactWriteItem{}, fmt.Errorf("users: empty verdict for %s: %v", key, err)
+	}
+	cond := "attribute_exists(pk)"
+	if expectedVersion != AnyVersion {
+		// The login's version check rides here: a transaction may touch
+		// the user item only once.
+		cond, vals[":expected"] = cond+" AND version = :expected", n(expectedVersion)
+	}
+	if len(vals) == 0 {
+		vals = nil // DynamoDB refuses an empty map
+	}
+	return types.TransactWriteItem{Update: &types.Update{
+		TableName: aws.String(d.table), Key: d.itemKey(key, skUser),
+		UpdateExpression: aws.String(upd), ConditionExpression: aws.String(cond),
+		ExpressionAttributeValues: vals,
+	}}, nil
+}
+
+// verdictUpdate is the update expression recording v ("" when v is empty).
+func verdictUpdate(v Verdict) (string, map[string]types.AttributeValue, error) {
+	var set, remove []string
+	vals := map[string]types.AttributeValue{}
+	if v.Enabled != nil {
+		set, vals[":en"] = append(set, "enabled = :en"), &types.AttributeValueMemberBOOL{Value: *v.Enabled}
+	}
+	if v.HashStale != nil {
+		if *v.HashStale {
+			set, vals[":stale"] = append(set, "hash_stale = :stale"), &types.AttributeValueMemberBOOL{Value: true}
+		} else {
+			remove = append(remove, "hash_stale")
+		}
+	}
+	if v.RequiredActions != nil {
+		if len(v.RequiredActions) == 0 {
+			remove = append(remove, "required_actions")
+		} else {
+			av, err := attributevalue.Marshal(v.RequiredActions)
+			if err != nil {
+				return "", nil, fmt.Errorf("encode required actions: %w", err)
+			}
+			set, vals[":ra"] = append(set, "required_actions = :ra"), av
+		}
+	}
+	if !v.ConfirmedAt.IsZero() {
+		set, vals[":conf"] = append(set, "keycloak_confirmed_at = :conf"), s(ddbitem.Time(v.ConfirmedAt))
+	}
+	if v.KeycloakID != "" {
+		set, vals[":kid"] = append(set, "keycloak_id = :kid"), s(v.KeycloakID)
+	}
+	if v.Hash != nil {
+		set = append(set, "hash_algorithm = :alg", "secret_data = :sd", "credential_data = :cd",
+			"updated_at = :conf", "password_changed_at = :conf")
+		vals[":alg"], vals[":sd"], vals[":cd"] = s(v.Hash.Algorithm), s(v.Hash.SecretData), s(v.Hash.CredentialData)
+	}
+	var expr string
+	if len(set) > 0 {
+		expr = "SET " + strings.Join(set, ", ")
+	}
+	if len(remove) > 0 {
+		expr = strings.TrimSpace(expr + " REMOVE " + strings.Join(remove, ", "))
+	}
+	return expr, vals, nil
 }
 
 // Delete costs one DeleteItem.
@@ -460,156 +552,6 @@ func (d *Dynamo) Lockout(ctx context.Context, key Key, now time.Time) (Lockout, 
 		return Lockout{}, nil
 	}
 	return fromLockoutItem(out.Item, now)
-}
-
-// RecordFailure costs one UpdateItem; when the counter had outlived its
-// window (TTL had not deleted it yet) a second write starts it afresh.
-func (d *Dynamo) RecordFailure(ctx context.Context, key Key, now time.Time) (int, error) {
-	key, err := key.normalize()
-	if err != nil {
-		return 0, err
-	}
-	vals := map[string]types.AttributeValue{
-		":one": n(1), ":now": s(ddbitem.Time(now)), ":nowu": n(now.Unix()),
-		":exp": n(now.Add(d.opts.failureWindow).Unix()),
-	}
-	// A few rounds, because a concurrent failure may restart a stale
-	// counter between our two writes; the ADD then simply succeeds.
-	for range 3 {
-		out, err := d.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-			TableName:                 &d.table,
-			Key:                       d.itemKey(key, skLockout),
-			UpdateExpression:          aws.String("ADD failed_attempts :one SET last_failure_at = :now, expires_at = :exp"),
-			ConditionExpression:       aws.String("attribute_not_exists(expires_at) OR expires_at > :nowu"),
-			ExpressionAttributeValues: vals,
-			ReturnValues:              types.ReturnValueUpdatedNew,
-		})
-		if err == nil {
-			var it lockoutItem
-			if err := attributevalue.UnmarshalMap(out.Attributes, &it); err != nil {
-				return 0, fmt.Errorf("decode lockout: %w", err)
-			}
-			return it.FailedAttempts, nil
-		}
-		if !ddbitem.ConditionFailed(err) {
-			return 0, fmt.Errorf("record failure %s: %w", key, err)
-		}
-		_, err = d.db.PutItem(ctx, &dynamodb.PutItemInput{
-			TableName: &d.table,
-			Item: map[string]types.AttributeValue{
-				"pk": s(key.String()), "sk": s(skLockout),
-				"failed_attempts": n(1), "last_failure_at": s(ddbitem.Time(now)), "expires_at": vals[":exp"],
-			},
-			ConditionExpression:       aws.String("expires_at <= :nowu"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{":nowu": vals[":nowu"]},
-		})
-		if err == nil {
-			return 1, nil
-		}
-		if !ddbitem.ConditionFailed(err) {
-			return 0, fmt.Errorf("record failure %s: %w", key, err)
-		}
-	}
-	return 0, fmt.Errorf("record failure %s: counter kept changing", key)
-}
-
-// SetLockedUntil costs one UpdateItem (two when the counter had outlived
-// its window: the lock then starts a fresh item, as the counter would).
-func (d *Dynamo) SetLockedUntil(ctx context.Context, key Key, until, now time.Time) error {
-	key, err := key.normalize()
-	if err != nil {
-		return err
-	}
-	vals := map[string]types.AttributeValue{
-		":u": s(ddbitem.Time(until)), ":exp": n(lockExpiry(until, now, d.opts.failureWindow).Unix()), ":nowu": n(now.Unix()),
-	}
-	for range 3 {
-		_, err = d.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-			TableName:                 &d.table,
-			Key:                       d.itemKey(key, skLockout),
-			UpdateExpression:          aws.String("SET locked_until = :u, expires_at = :exp"),
-			ConditionExpression:       aws.String("attribute_not_exists(expires_at) OR expires_at > :nowu"),
-			ExpressionAttributeValues: vals,
-		})
-		if err == nil {
-			return nil
-		}
-		if !ddbitem.ConditionFailed(err) {
-			return fmt.Errorf("set locked until %s: %w", key, err)
-		}
-		_, err = d.db.PutItem(ctx, &dynamodb.PutItemInput{
-			TableName: &d.table,
-			Item: map[string]types.AttributeValue{
-				"pk": s(key.String()), "sk": s(skLockout), "failed_attempts": n(0), "locked_until": vals[":u"], "expires_at": vals[":exp"],
-			},
-			ConditionExpression:       aws.String("expires_at <= :nowu"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{":nowu": vals[":nowu"]},
-		})
-		if err == nil {
-			return nil
-		}
-		if !ddbitem.ConditionFailed(err) {
-			return fmt.Errorf("set locked until %s: %w", key, err)
-		}
-	}
-	return fmt.Errorf("set locked until %s: lockout item kept changing", key)
-}
-
-// ResetFailures costs one DeleteItem.
-func (d *Dynamo) ResetFailures(ctx context.Context, key Key) error {
-	key, err := key.normalize()
-	if err != nil {
-		return err
-	}
-	if _, err := d.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: &d.table, Key: d.itemKey(key, skLockout)}); err != nil {
-		return fmt.Errorf("reset failures %s: %w", key, err)
-	}
-	return nil
-}
-
-// ResetFailuresTx builds the delete ResetFailures would send, for a caller
-// that writes a successful login's changes in one TransactWriteItems.
-// The key is expected to be valid already (the caller has looked it up).
-func (d *Dynamo) ResetFailuresTx(key Key) types.TransactWriteItem {
-	if k, err := key.normalize(); err == nil {
-		key = k
-	}
-	return types.TransactWriteItem{Delete: &types.Delete{TableName: aws.String(d.table), Key: d.itemKey(key, skLockout)}}
-}
-
-// RecordFailureTx builds the lockout update of a failed login for a caller
-// that writes it together with the audit event in one TransactWriteItems
-// (a transaction cannot return the new count, so the caller derives l
-// from its Lookup: count + 1, the failure time and the lock deadline of
-// its delay policy).
-//
-// The counter is still incremented atomically (ADD), so parallel guesses
-// each count even though every caller computed the same l. Only a first
-// failure (l.FailedAttempts <= 1, i.e. the caller saw no live counter)
-// SETs the count to 1, which restarts a counter that outlived its window
-// and that TTL has not removed yet.
-func (d *Dynamo) RecordFailureTx(key Key, l Lockout) types.TransactWriteItem {
-	if k, err := key.normalize(); err == nil {
-		key = k
-	}
-	vals := map[string]types.AttributeValue{
-		":one": n(1), ":last": s(ddbitem.Time(l.LastFailureAt)),
-		":exp": n(lockExpiry(l.LockedUntil, l.LastFailureAt, d.opts.failureWindow).Unix()),
-	}
-	expr := "ADD failed_attempts :one SET last_failure_at = :last, expires_at = :exp"
-	if l.FailedAttempts <= 1 {
-		expr = "SET failed_attempts = :one, last_failure_at = :last, expires_at = :exp"
-	}
-	if l.LockedUntil.IsZero() {
-		expr += " REMOVE locked_until"
-	} else {
-		expr += ", locked_until = :until"
-		vals[":until"] = s(ddbitem.Time(l.LockedUntil))
-	}
-	return types.TransactWriteItem{Update: &types.Update{
-		TableName: aws.String(d.table), Key: d.itemKey(key, skLockout),
-		UpdateExpression: aws.String(expr), ExpressionAttributeValues: vals,
-	}}
 }
 
 // ListUnsynced Queries the sparse unsynced index: one Query per page.
@@ -672,4 +614,240 @@ func (d *Dynamo) list(ctx context.Context, index, attr, pkg string, limit int, c
 		}
 		start = out.LastEvaluatedKey
 	}
+}
+
+// Reserve costs one conditional UpdateItem: ADD counts the attempt, and the
+// condition refuses it while the key is locked or its gate is reached, so
+// parallel requests cannot outrun the count (each gets its own N from
+// UPDATED_NEW). Only a counter that outlived its window (TTL had not
+// deleted it yet) costs a second write that starts it afresh.
+func (d *Dynamo) Reserve(ctx context.Context, key Key, maxFailures int, now time.Time) (Attempt, error) {
+	key, err := key.normalize()
+	if err != nil {
+		return Attempt{}, err
+	}
+	vals := map[string]types.AttributeValue{
+		":one": n(1), ":now": s(ddbitem.Time(now)), ":nowu": n(now.Unix()), ":max": n(int64(maxFailures)),
+		":exp": n(now.Add(d.opts.failureWindow).Unix()), ":lost": s(ddbitem.Time(now.Add(-LostReservation))),
+	}
+	for range 3 {
+		out, err := d.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+			TableName:        &d.table,
+			Key:              d.itemKey(key, skLockout),
+			UpdateExpression: aws.String("ADD failed_attempts :one SET expires_at = :exp, reserved_at = :now"),
+			// Times are fixed-width UTC strings, so they compare as strings.
+			ConditionExpression: aws.String("attribute_not_exists(expires_at) OR (expires_at > :nowu" +
+				" AND (attribute_not_exists(locked_until) OR locked_until <= :now)" +
+				" AND (attribute_not_exists(failed_attempts) OR failed_attempts < :max OR failed_attempts < gate" +
+				" OR attribute_not_exists(reserved_at) OR reserved_at <= :lost))"),
+			ExpressionAttributeValues:           vals,
+			ReturnValues:                        types.ReturnValueUpdatedNew,
+			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+		})
+		if err == nil {
+			var it lockoutItem
+			if err := attributevalue.UnmarshalMap(out.Attributes, &it); err != nil {
+				return Attempt{}, fmt.Errorf("decode lockout: %w", err)
+			}
+			return Attempt{Admitted: true, N: it.FailedAttempts}, nil
+		}
+		var ccf *types.ConditionalCheckFailedException
+		if !errors.As(err, &ccf) {
+			return Attempt{}, fmt.Errorf("reserve attempt %s: %w", key, err)
+		}
+		var old lockoutItem
+		if err := attributevalue.UnmarshalMap(ccf.Item, &old); err != nil {
+			return Attempt{}, fmt.Errorf("decode lockout: %w", err)
+		}
+		if !stale(old, now) {
+			until, err := ddbitem.ParseTime(old.LockedUntil)
+			return Attempt{LockedUntil: until}, err
+		}
+		// The counter outlived its window: start afresh, unless a
+		// concurrent attempt already did (then go round again).
+		_, err = d.db.PutItem(ctx, &dynamodb.PutItemInput{
+			TableName: &d.table,
+			Item: map[string]types.AttributeValue{
+				"pk": s(key.String()), "sk": s(skLockout), "failed_attempts": n(1), "expires_at": vals[":exp"],
+				"reserved_at": vals[":now"],
+			},
+			ConditionExpression:       aws.String("expires_at <= :nowu"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":nowu": vals[":nowu"]},
+		})
+		if err == nil {
+			return Attempt{Admitted: true, N: 1}, nil
+		}
+		if !ddbitem.ConditionFailed(err) {
+			return Attempt{}, fmt.Errorf("reserve attempt %s: %w", key, err)
+		}
+	}
+	return Attempt{}, fmt.Errorf("reserve attempt %s: counter kept changing", key)
+}
+
+// FailAttempt costs one UpdateItem (FailAttemptTx in a transaction).
+func (d *Dynamo) FailAttempt(ctx context.Context, key Key, a Attempt, lockedUntil, now time.Time) error {
+	tx := d.FailAttemptTx(key, a, lockedUntil, now)
+	u := tx.Update
+	_, err := d.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: u.TableName, Key: u.Key,
+		UpdateExpression: u.UpdateExpression, ConditionExpression: u.ConditionExpression,
+		ExpressionAttributeValues: u.ExpressionAttributeValues})
+	if ddbitem.ConditionFailed(err) {
+		return nil // a longer lock is already in place
+	}
+	if err != nil {
+		return fmt.Errorf("fail attempt %s: %w", key, err)
+	}
+	return nil
+}
+
+// FailAttemptTx builds FailAttempt's update for a transaction. The attempt
+// was counted when it was reserved, so this only stamps the failure and, at
+// the threshold, sets the lock and opens the gate one attempt wider (the one
+// that may run once the lock is over). Attempts at the threshold are admitted
+// one at a time, so their locks arrive in order and never shorten each other;
+// the update has no condition and cannot cancel the transaction it is in.
+func (d *Dynamo) FailAttemptTx(key Key, a Attempt, lockedUntil, now time.Time) types.TransactWriteItem {
+	if k, err := key.normalize(); err == nil {
+		key = k
+	}
+	vals := map[string]types.AttributeValue{
+		":last": s(ddbitem.Time(now)), ":exp": n(lockExpiry(lockedUntil, now, d.opts.failureWindow).Unix()),
+	}
+	expr := "SET last_failure_at = :last, expires_at = :exp"
+	if !lockedUntil.IsZero() {
+		expr += ", locked_until = :until, gate = :gate"
+		vals[":until"], vals[":gate"] = s(ddbitem.Time(lockedUntil)), n(int64(a.N+1))
+	}
+	return types.TransactWriteItem{Update: &types.Update{
+		TableName: aws.String(d.table), Key: d.itemKey(key, skLockout),
+		UpdateExpression: aws.String(expr), ExpressionAttributeValues: vals,
+	}}
+}
+
+// Release costs one conditional DeleteItem (ReleaseTx in a transaction).
+func (d *Dynamo) Release(ctx context.Context, key Key, now time.Time) (bool, error) {
+	key, err := key.normalize()
+	if err != nil {
+		return false, err
+	}
+	del := d.ReleaseTx(key, now).Delete
+	_, err = d.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: del.TableName, Key: del.Key,
+		ConditionExpression: del.ConditionExpression, ExpressionAttributeValues: del.ExpressionAttributeValues})
+	switch {
+	case ddbitem.ConditionFailed(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("release attempts %s: %w", key, err)
+	}
+	return true, nil
+}
+
+// ReleaseTx builds Release's delete for a transaction. Its condition keeps a
+// lock set meanwhile by a parallel failure: the transaction is then
+// cancelled with ReleaseCancelled true for this item, and the caller writes
+// again without it.
+func (d *Dynamo) ReleaseTx(key Key, now time.Time) types.TransactWriteItem {
+	if k, err := key.normalize(); err == nil {
+		key = k
+	}
+	return types.TransactWriteItem{Delete: &types.Delete{
+		TableName: aws.String(d.table), Key: d.itemKey(key, skLockout),
+		ConditionExpression:       aws.String("attribute_not_exists(locked_until) OR locked_until <= :now"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":now": s(ddbitem.Time(now))},
+	}}
+}
+
+func (d *Dynamo) sourceKey(source string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{"pk": s("source#" + source), "sk": s(skSource)}
+}
+
+// SourceFailures costs one GetItem.
+func (d *Dynamo) SourceFailures(ctx context.Context, source string, now time.Time) (Lockout, error) {
+	if err := checkSource(source); err != nil {
+		return Lockout{}, err
+	}
+	out, err := d.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: &d.table, Key: d.sourceKey(source), ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		return Lockout{}, fmt.Errorf("get source failures: %w", err)
+	}
+	if out.Item == nil {
+		return Lockout{}, nil
+	}
+	return fromLockoutItem(out.Item, now)
+}
+
+// SourceKey is the item key of a source's counter, for a caller that reads
+// it together with other items (BatchGetItem); DecodeSource reads the item.
+func (d *Dynamo) SourceKey(source string) map[string]types.AttributeValue { return d.sourceKey(source) }
+
+// DecodeSource reads a source item from a batch read (nil: no failures).
+func DecodeSource(av map[string]types.AttributeValue, now time.Time) (Lockout, error) {
+	if av == nil {
+		return Lockout{}, nil
+	}
+	return fromLockoutItem(av, now)
+}
+
+// RecordSourceFailure costs one UpdateItem.
+func (d *Dynamo) RecordSourceFailure(ctx context.Context, source string, l Lockout, now time.Time) error {
+	if err := checkSource(source); err != nil {
+		return err
+	}
+	u := d.RecordSourceFailureTx(source, l, now).Update
+	if _, err := d.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: u.TableName, Key: u.Key,
+		UpdateExpression: u.UpdateExpression, ExpressionAttributeValues: u.ExpressionAttributeValues}); err != nil {
+		return fmt.Errorf("record source failure: %w", err)
+	}
+	return nil
+}
+
+// RecordSourceFailureTx builds the source counter update for the failed
+// login's transaction. The source throttle is a rate limit, not a lock
+// anyone relies on for a bound: l comes from the read before the check
+// (count + 1 and the lock derived from it). The count is ADDed, so parallel
+// failures all count; only when the read saw no live counter is it SET to 1,
+// which restarts one that outlived its window.
+func (d *Dynamo) RecordSourceFailureTx(source string, l Lockout, now time.Time) types.TransactWriteItem {
+	vals := map[string]types.AttributeValue{
+		":one": n(1), ":last": s(ddbitem.Time(now)),
+		":exp": n(lockExpiry(l.LockedUntil, now, d.opts.sourceWindow).Unix()),
+	}
+	expr := "ADD failed_attempts :one SET last_failure_at = :last, expires_at = :exp"
+	if l.FailedAttempts <= 1 {
+		expr = "SET failed_attempts = :one, last_failure_at = :last, expires_at = :exp"
+	}
+	if !l.LockedUntil.IsZero() {
+		expr += ", locked_until = :until"
+		vals[":until"] = s(ddbitem.Time(l.LockedUntil))
+	}
+	return types.TransactWriteItem{Update: &types.Update{
+		TableName: aws.String(d.table), Key: d.sourceKey(source),
+		UpdateExpression: aws.String(expr), ExpressionAttributeValues: vals,
+	}}
+}
+
+// TableName is the table the store works on.
+func (d *Dynamo) TableName() string { return d.table }
+
+// UserKey is the item key of the user's account, for a caller that reads it
+// together with other items (BatchGetItem) and hands it to EntryFromItem.
+func (d *Dynamo) UserKey(key Key) (map[string]types.AttributeValue, error) {
+	key, err := key.normalize()
+	if err != nil {
+		return nil, err
+	}
+	return d.itemKey(key, skUser), nil
+}
+
+// EntryFromItem is the Entry of a user item read elsewhere (nil: not found);
+// its Lockout is left zero.
+func EntryFromItem(av map[string]types.AttributeValue) (Entry, error) {
+	if av == nil {
+		return Entry{}, nil
+	}
+	u, err := fromItem(av)
+	if err != nil {
+		return Entry{}, err
+	}
+	return Entry{User: u, Found: true}, nil
 }

@@ -16,18 +16,21 @@ type Memory struct {
 	mu       sync.Mutex
 	users    map[string]User
 	lockouts map[string]memLockout
+	sources  map[string]memLockout
 }
 
 type memLockout struct {
 	Lockout
-	expires time.Time // like the DynamoDB TTL attribute
+	gate       int       // admit while FailedAttempts < max(gate, maxFailures)
+	reservedAt time.Time // the last admitted attempt
+	expires    time.Time // like the DynamoDB TTL attribute
 }
 
 var _ Store = (*Memory)(nil)
 
 // NewMemory returns an empty in-memory store.
 func NewMemory(opts ...Option) *Memory {
-	return &Memory{opts: buildOptions(opts), users: map[string]User{}, lockouts: map[string]memLockout{}}
+	return &Memory{opts: buildOptions(opts), users: map[string]User{}, lockouts: map[string]memLockout{}, sources: map[string]memLockout{}}
 }
 
 func clone(u User) User {
@@ -105,7 +108,7 @@ func (m *Memory) change(key Key, expected int64, fn func(*User), mine func(User)
 
 func (m *Memory) UpdatePassword(_ context.Context, key Key, expected int64, h Hash, now time.Time) (User, error) {
 	return m.change(key, expected, func(u *User) {
-		u.Hash = h
+		u.Hash, u.HashStale = h, false
 		u.UpdatedAt, u.PasswordChangedAt = utc(now), utc(now)
 	}, samePassword(h, now))
 }
@@ -157,9 +160,12 @@ func (m *Memory) SetKeycloakID(_ context.Context, key Key, id string) error {
 	return nil
 }
 
-func (m *Memory) RecordKeycloakState(_ context.Context, key Key, expected int64, st KeycloakState) (User, error) {
+func (m *Memory) ApplyVerdict(_ context.Context, key Key, expected int64, v Verdict) (User, error) {
 	key, err := key.normalize()
 	if err != nil {
+		return User{}, err
+	}
+	if err := v.check(key); err != nil {
 		return User{}, err
 	}
 	m.mu.Lock()
@@ -167,12 +173,13 @@ func (m *Memory) RecordKeycloakState(_ context.Context, key Key, expected int64,
 	u, ok := m.users[key.String()]
 	switch {
 	case !ok:
-		return User{}, fmt.Errorf("record keycloak state %s: %w", key, ErrNotFound)
-	case u.Version != expected:
-		return User{}, fmt.Errorf("record keycloak state %s: have version %d, expected %d: %w", key, u.Version, expected, ErrVersionConflict)
+		return User{}, fmt.Errorf("apply verdict %s: %w", key, ErrNotFound)
+	case expected != AnyVersion && u.Version != expected:
+		return User{}, fmt.Errorf("apply verdict %s: have version %d, expected %d: %w", key, u.Version, expected, ErrVersionConflict)
+	case v.Hash != nil && u.Unsynced():
+		return User{}, fmt.Errorf("apply verdict %s: unsynced change pending: %w", key, ErrVersionConflict)
 	}
-	u = clone(u)
-	st.apply(&u)
+	u = clone(v.apply(u))
 	m.users[key.String()] = u
 	return clone(u), nil
 }
@@ -192,11 +199,90 @@ func (m *Memory) Delete(_ context.Context, key Key) error {
 }
 
 func (m *Memory) lockoutLocked(key Key, now time.Time) Lockout {
-	l, ok := m.lockouts[key.String()]
+	return m.live(m.lockouts, key.String(), now).Lockout
+}
+
+// live is the stored counter, or zero once it has outlived its window.
+func (m *Memory) live(items map[string]memLockout, k string, now time.Time) memLockout {
+	l, ok := items[k]
 	if !ok || !now.Before(l.expires) {
-		return Lockout{}
+		return memLockout{}
 	}
-	return l.Lockout
+	return l
+}
+
+func (m *Memory) Reserve(_ context.Context, key Key, maxFailures int, now time.Time) (Attempt, error) {
+	key, err := key.normalize()
+	if err != nil {
+		return Attempt{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l := m.live(m.lockouts, key.String(), now)
+	if l.Locked(now) || (l.FailedAttempts >= max(l.gate, maxFailures) && now.Before(l.reservedAt.Add(LostReservation))) {
+		return Attempt{LockedUntil: l.LockedUntil}, nil
+	}
+	l.FailedAttempts++
+	l.reservedAt = now
+	l.expires = now.Add(m.opts.failureWindow)
+	m.lockouts[key.String()] = l
+	return Attempt{Admitted: true, N: l.FailedAttempts}, nil
+}
+
+func (m *Memory) FailAttempt(_ context.Context, key Key, a Attempt, lockedUntil, now time.Time) error {
+	key, err := key.normalize()
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l := m.live(m.lockouts, key.String(), now)
+	l.LastFailureAt = utc(now)
+	if !lockedUntil.IsZero() {
+		l.LockedUntil = laterLock(l.LockedUntil, utc(lockedUntil))
+		l.gate = max(l.gate, a.N+1)
+	}
+	l.expires = lockExpiry(l.LockedUntil, now, m.opts.failureWindow)
+	m.lockouts[key.String()] = l
+	return nil
+}
+
+func (m *Memory) Release(_ context.Context, key Key, now time.Time) (bool, error) {
+	key, err := key.normalize()
+	if err != nil {
+		return false, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.live(m.lockouts, key.String(), now).Locked(now) {
+		return false, nil
+	}
+	delete(m.lockouts, key.String())
+	return true, nil
+}
+
+func (m *Memory) SourceFailures(_ context.Context, source string, now time.Time) (Lockout, error) {
+	if err := checkSource(source); err != nil {
+		return Lockout{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.live(m.sources, source, now).Lockout, nil
+}
+
+func (m *Memory) RecordSourceFailure(_ context.Context, source string, l Lockout, now time.Time) error {
+	if err := checkSource(source); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur := m.live(m.sources, source, now)
+	cur.FailedAttempts++
+	cur.LastFailureAt = utc(now)
+	cur.LockedUntil = laterLock(cur.LockedUntil, utc(l.LockedUntil))
+	cur.expires = lockExpiry(cur.LockedUntil, now, m.opts.sourceWindow)
+	m.sources[source] = cur
+	return nil
 }
 
 func (m *Memory) Lockout(_ context.Context, key Key, now time.Time) (Lockout, error) {
@@ -209,33 +295,6 @@ func (m *Memory) Lockout(_ context.Context, key Key, now time.Time) (Lockout, er
 	return m.lockoutLocked(key, now), nil
 }
 
-func (m *Memory) RecordFailure(_ context.Context, key Key, now time.Time) (int, error) {
-	key, err := key.normalize()
-	if err != nil {
-		return 0, err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	l := m.lockoutLocked(key, now)
-	l.FailedAttempts++
-	l.LastFailureAt = utc(now)
-	m.lockouts[key.String()] = memLockout{Lockout: l, expires: now.Add(m.opts.failureWindow)}
-	return l.FailedAttempts, nil
-}
-
-func (m *Memory) SetLockedUntil(_ context.Context, key Key, until, now time.Time) error {
-	key, err := key.normalize()
-	if err != nil {
-		return err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	l := m.lockoutLocked(key, now)
-	l.LockedUntil = utc(until)
-	m.lockouts[key.String()] = memLockout{Lockout: l, expires: lockExpiry(until, now, m.opts.failureWindow)}
-	return nil
-}
-
 // lockExpiry keeps a lock item alive for the window after the later of now
 // and the lock's end, so a long lock is never forgotten early.
 func lockExpiry(until, now time.Time, window time.Duration) time.Time {
@@ -243,17 +302,6 @@ func lockExpiry(until, now time.Time, window time.Duration) time.Time {
 		return until.Add(window)
 	}
 	return now.Add(window)
-}
-
-func (m *Memory) ResetFailures(_ context.Context, key Key) error {
-	key, err := key.normalize()
-	if err != nil {
-		return err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.lockouts, key.String())
-	return nil
 }
 
 func (m *Memory) ListUnsynced(_ context.Context, pkg string, limit int, cursor string) ([]User, string, error) {

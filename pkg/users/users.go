@@ -16,7 +16,10 @@
 // Failed-login counters live in a separate lockout item under the same
 // partition key, whether or not the user exists. Counting unknown usernames
 // the same way as known ones means a lockout (429) never reveals which
-// usernames exist, and one Query reads the user and its lockout together.
+// usernames exist. A login reserves its attempt on that item (Reserve: one
+// atomic conditional write) before any password is hashed, so parallel
+// requests cannot outrun the count. Request sources (client addresses,
+// keyed-hashed by the caller) have failure counters of their own.
 package users
 
 import (
@@ -26,7 +29,6 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
-	"slices"
 	"strings"
 	"time"
 )
@@ -111,12 +113,22 @@ type User struct {
 	// KeycloakID is Keycloak's user id once known.
 	KeycloakID string
 
-	// What Keycloak decided, as a login or `sync pull` last saw it. These
-	// are Keycloak's facts, not kcguard changes: recording them never
-	// raises Version, so they are never synced back.
-	HashStale           bool      // Keycloak reset the password: no offline login with this hash
-	RequiredActions     []string  // Keycloak's required actions last seen
-	KeycloakConfirmedAt time.Time // last Keycloak-confirmed state (login, sync, pull)
+	// Keycloak is the authority for what an administrator or Keycloak
+	// itself decides (see docs/design.md); these fields record what
+	// kcguard last learnt of it. Enabled=false above is Keycloak's disable.
+	// They change through ApplyVerdict, never through Version.
+
+	// HashStale: Keycloak reset the password, so Hash is an old password
+	// that must not log anyone in offline; a Keycloak-verified login
+	// replaces the hash and clears the flag.
+	HashStale bool
+	// RequiredActions are Keycloak's required actions last seen
+	// (e.g. UPDATE_PASSWORD); Keycloak refuses logins until they are done.
+	RequiredActions []string
+	// KeycloakConfirmedAt is the last time Keycloak confirmed this user's
+	// state (a login through Keycloak, a sync or a pull). The offline
+	// window is measured from it. Logins refresh it coarsely (ConfirmEvery).
+	KeycloakConfirmedAt time.Time
 
 	CreatedAt         time.Time
 	UpdatedAt         time.Time
@@ -126,8 +138,86 @@ type User struct {
 // Key returns the user's key.
 func (u User) Key() Key { return Key{Package: u.Package, Username: u.Username} }
 
+// KeycloakMustDecide reports whether Keycloak refused this user last time
+// it was asked (disabled, password reset, required actions): then the
+// local hash alone must log no one in, online or offline, until Keycloak
+// accepts the user again.
+func (u User) KeycloakMustDecide() bool {
+	return !u.Enabled || u.HashStale || len(u.RequiredActions) > 0
+}
+
 // Unsynced reports whether Keycloak lags behind the local record.
 func (u User) Unsynced() bool { return u.Version > u.KeycloakSyncedVersion }
+
+// ConfirmEvery is how stale KeycloakConfirmedAt may get before a login
+// through Keycloak refreshes it: the offline window is counted in days, so
+// a coarse stamp keeps the normal login free of an extra write.
+const ConfirmEvery = 5 * time.Minute
+
+// ConfirmDue reports whether a Keycloak-confirmed login at now should
+// refresh KeycloakConfirmedAt.
+func (u User) ConfirmDue(now time.Time) bool {
+	return now.Sub(u.KeycloakConfirmedAt) >= ConfirmEvery
+}
+
+// AnyVersion, as the expected version of ApplyVerdict, skips the version
+// check: for facts that hold whatever kcguard changed meanwhile (Keycloak
+// just confirmed the user is enabled).
+const AnyVersion int64 = -1
+
+// Verdict is what Keycloak decided about a user, to be recorded locally.
+// Zero fields leave the stored value alone. It is not a kcguard change:
+// applying it never raises Version and so never queues a sync.
+type Verdict struct {
+	Enabled   *bool
+	HashStale *bool
+	// RequiredActions, when non-nil, replaces the stored list (an empty
+	// slice clears it).
+	RequiredActions []string
+	// ConfirmedAt, when not zero, becomes KeycloakConfirmedAt.
+	ConfirmedAt time.Time
+	// KeycloakID, when not empty, is recorded.
+	KeycloakID string
+	// Hash, when set, replaces the password hash with one of a password
+	// Keycloak has just verified ("learn"); PasswordChangedAt becomes
+	// ConfirmedAt. Only allowed on a user with no unsynced change, whose
+	// Version Keycloak therefore already has.
+	Hash *Hash
+}
+
+// apply returns u with the verdict recorded.
+func (v Verdict) apply(u User) User {
+	if v.Enabled != nil {
+		u.Enabled = *v.Enabled
+	}
+	if v.HashStale != nil {
+		u.HashStale = *v.HashStale
+	}
+	if v.RequiredActions != nil {
+		u.RequiredActions = nil
+		if len(v.RequiredActions) > 0 {
+			u.RequiredActions = append([]string(nil), v.RequiredActions...)
+		}
+	}
+	if !v.ConfirmedAt.IsZero() {
+		u.KeycloakConfirmedAt = utc(v.ConfirmedAt)
+	}
+	if v.KeycloakID != "" {
+		u.KeycloakID = v.KeycloakID
+	}
+	if v.Hash != nil {
+		u.Hash = *v.Hash
+		u.PasswordChangedAt, u.UpdatedAt = utc(v.ConfirmedAt), utc(v.ConfirmedAt)
+	}
+	return u
+}
+
+func (v Verdict) check(key Key) error {
+	if v.Hash != nil && v.ConfirmedAt.IsZero() {
+		return fmt.Errorf("users: verdict for %s: a learnt hash needs ConfirmedAt", key)
+	}
+	return nil
+}
 
 // Lockout is the failed-login state of a key, known user or not.
 type Lockout struct {
@@ -139,6 +229,32 @@ type Lockout struct {
 
 // Locked reports whether logins must be refused at now.
 func (l Lockout) Locked(now time.Time) bool { return now.Before(l.LockedUntil) }
+
+// Attempt is a password check reserved before it runs (Store.Reserve).
+//
+// The reservation counts the attempt up front, so N parallel guesses are N
+// counts before any of them is hashed, and a key admits at most its gate's
+// worth of checks in flight: max_failures at first, then one more each time
+// a lock has run out.
+type Attempt struct {
+	// Admitted reports whether the check may run. When false nothing was
+	// counted and the caller refuses the attempt as locked.
+	Admitted bool
+	// N is the attempt's place in the key's unreleased count (1-based):
+	// the caller's delay policy derives the lock from it when the check fails.
+	N int
+	// LockedUntil is the lock that refused the attempt. It is zero or past
+	// when the refusal came from a check at the lock threshold still in
+	// flight (its outcome decides the next lock).
+	LockedUntil time.Time
+}
+
+// LostReservation is how long an admitted attempt at the gate may go
+// without its outcome (FailAttempt, Release) before the next one is
+// admitted: a crash or a dropped write between the reservation and the
+// outcome must not leave the key refusing every login for the whole
+// failure window. It outlasts any login function (timeouts of 10-20 s).
+const LostReservation = 30 * time.Second
 
 // Entry is what a login needs in one read: the user, if there is one, and
 // the lockout state, which exists for unknown usernames as well.
@@ -153,23 +269,6 @@ type Profile struct {
 	Email      string
 	Attributes map[string]string
 	Enabled    bool
-}
-
-// KeycloakState is Keycloak's side of a user, as `sync pull` found it.
-type KeycloakState struct {
-	Enabled         bool
-	HashStale       bool
-	RequiredActions []string
-	ConfirmedAt     time.Time
-}
-
-func (st KeycloakState) apply(u *User) {
-	u.Enabled, u.HashStale = st.Enabled, st.HashStale
-	u.RequiredActions = slices.Clone(st.RequiredActions)
-	if len(u.RequiredActions) == 0 {
-		u.RequiredActions = nil
-	}
-	u.KeycloakConfirmedAt = utc(st.ConfirmedAt)
 }
 
 // Filter selects users in List. The zero Filter matches every user.
@@ -218,7 +317,8 @@ type Store interface {
 	// a lost response looks like, and it must not read as a conflict.
 	Create(ctx context.Context, u User, now time.Time) (User, error)
 	// UpdatePassword replaces the hash if the stored Version is still
-	// expectedVersion (else ErrVersionConflict) and raises Version.
+	// expectedVersion (else ErrVersionConflict) and raises Version. A new
+	// hash is no longer the stale one: HashStale is cleared.
 	UpdatePassword(ctx context.Context, key Key, expectedVersion int64, h Hash, now time.Time) (User, error)
 	// UpdateProfile replaces the profile under the same version check.
 	UpdateProfile(ctx context.Context, key Key, expectedVersion int64, p Profile, now time.Time) (User, error)
@@ -229,24 +329,41 @@ type Store interface {
 	// SetKeycloakID records Keycloak's id; it is bookkeeping, not a change,
 	// so Version stays.
 	SetKeycloakID(ctx context.Context, key Key, id string) error
-	// RecordKeycloakState stores what Keycloak decided about the user
-	// (enabled, stale hash, required actions, when it was confirmed) if the
-	// stored Version is still expectedVersion (else ErrVersionConflict).
-	// Version and the sync state do not move.
-	RecordKeycloakState(ctx context.Context, key Key, expectedVersion int64, st KeycloakState) (User, error)
+	// ApplyVerdict records Keycloak's decision about the user if the stored
+	// Version is still expectedVersion (AnyVersion: unconditionally), else
+	// ErrVersionConflict; ErrNotFound if the user is gone. Version and
+	// KeycloakSyncedVersion stay, so nothing is queued for Keycloak. A
+	// verdict with a Hash also fails with ErrVersionConflict on a user with
+	// an unsynced change: kcguard's pending change wins over a learnt hash.
+	ApplyVerdict(ctx context.Context, key Key, expectedVersion int64, v Verdict) (User, error)
 	// Delete removes the user (ErrNotFound if absent). Its lockout state stays.
 	Delete(ctx context.Context, key Key) error
 
 	// Lockout returns the key's lockout state; counters older than the
 	// failure window read as zero.
 	Lockout(ctx context.Context, key Key, now time.Time) (Lockout, error)
-	// RecordFailure atomically adds one failed attempt and returns the new
-	// count; the caller derives the delay and calls SetLockedUntil.
-	RecordFailure(ctx context.Context, key Key, now time.Time) (int, error)
-	// SetLockedUntil refuses logins for the key until until.
-	SetLockedUntil(ctx context.Context, key Key, until, now time.Time) error
-	// ResetFailures clears the lockout state (after a successful login).
-	ResetFailures(ctx context.Context, key Key) error
+	// Reserve counts one attempt for key before its password is checked, in
+	// one atomic write, and admits it only while the key is not locked and
+	// fewer than its gate (maxFailures at first) attempts are counted, or
+	// the last admitted attempt is older than LostReservation (its outcome
+	// was never written). A refusal counts nothing.
+	Reserve(ctx context.Context, key Key, maxFailures int, now time.Time) (Attempt, error)
+	// FailAttempt records that the reserved attempt a failed its check. A
+	// non-zero lockedUntil locks the key (never shortening a longer lock)
+	// and lets one more attempt through once it has run out.
+	FailAttempt(ctx context.Context, key Key, a Attempt, lockedUntil, now time.Time) error
+	// Release clears the key's count after a check that passed, unless the
+	// key is locked at now: a success racing a lock never lifts it. It
+	// reports whether it cleared.
+	Release(ctx context.Context, key Key, now time.Time) (bool, error)
+
+	// SourceFailures returns the failure state of a request source (an
+	// opaque id, e.g. a keyed hash of the client IP); counters older than
+	// the source window read as zero.
+	SourceFailures(ctx context.Context, source string, now time.Time) (Lockout, error)
+	// RecordSourceFailure counts a failed check from source and sets its
+	// lock to l.LockedUntil when that is later than the stored one.
+	RecordSourceFailure(ctx context.Context, source string, l Lockout, now time.Time) error
 
 	// ListUnsynced lists the package's users with Version > KeycloakSyncedVersion.
 	ListUnsynced(ctx context.Context, pkg string, limit int, cursor string) ([]User, string, error)
@@ -259,6 +376,21 @@ type Option func(*options)
 
 type options struct {
 	failureWindow time.Duration
+	sourceWindow  time.Duration
+}
+
+// DefaultSourceWindow is how long a source's failure counter lives after
+// its last failure or lock.
+const DefaultSourceWindow = time.Hour
+
+// WithSourceWindow sets how long source failure counters live (default
+// DefaultSourceWindow).
+func WithSourceWindow(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.sourceWindow = d
+		}
+	}
 }
 
 // WithFailureWindow sets how long failure counters live after the last
@@ -273,7 +405,7 @@ func WithFailureWindow(d time.Duration) Option {
 }
 
 func buildOptions(opts []Option) options {
-	o := options{failureWindow: DefaultFailureWindow}
+	o := options{failureWindow: DefaultFailureWindow, sourceWindow: DefaultSourceWindow}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -304,11 +436,27 @@ func prepareNew(u User, now time.Time) (User, error) {
 	}
 	u.CreatedAt, u.UpdatedAt, u.PasswordChangedAt = utc(u.CreatedAt), utc(u.UpdatedAt), utc(u.PasswordChangedAt)
 	u.KeycloakConfirmedAt = utc(u.KeycloakConfirmedAt)
+	u.Attributes = maps.Clone(u.Attributes)
 	if len(u.RequiredActions) == 0 {
 		u.RequiredActions = nil
 	}
-	u.Attributes = maps.Clone(u.Attributes)
 	return u, nil
+}
+
+// checkSource refuses an empty or oversize source id.
+func checkSource(source string) error {
+	if source == "" || len(source) > MaxNameLength {
+		return fmt.Errorf("%w: source %.16q", ErrInvalidKey, source)
+	}
+	return nil
+}
+
+// laterLock is the later of a stored lock and a new one: locks only grow.
+func laterLock(cur, next time.Time) time.Time {
+	if next.After(cur) {
+		return next
+	}
+	return cur
 }
 
 func utc(t time.Time) time.Time {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -134,6 +135,50 @@ func RunContract(t *testing.T, kc keycloak.Keycloak, pkg string) {
 		}
 	})
 
+	// What an administrator decides shows in the grant's answer only when
+	// the password is right; a wrong one learns nothing.
+	t.Run("disabled and required actions are named to the right password only", func(t *testing.T) {
+		id, user := newUser(t, "first-Password-1")
+		off, on := false, true
+		if err := kc.UpdateUser(ctx, pkg, id, keycloak.UserUpdate{Enabled: &off}); err != nil {
+			t.Fatal(err)
+		}
+		_, err := kc.PasswordGrant(ctx, pkg, user, "first-Password-1")
+		if !errors.Is(err, keycloak.ErrAccountDisabled) || !errors.Is(err, keycloak.ErrInvalidCredentials) || keycloak.IsOutage(err) {
+			t.Fatalf("disabled, right password: %v", err)
+		}
+		_, err = kc.PasswordGrant(ctx, pkg, user, "wrong-Password-1")
+		if !errors.Is(err, keycloak.ErrInvalidCredentials) || errors.Is(err, keycloak.ErrAccountDisabled) {
+			t.Fatalf("disabled, wrong password: %v", err)
+		}
+		acts := []string{"UPDATE_PASSWORD"}
+		if err := kc.UpdateUser(ctx, pkg, id, keycloak.UserUpdate{Enabled: &on, RequiredActions: &acts}); err != nil {
+			t.Fatal(err)
+		}
+		_, err = kc.PasswordGrant(ctx, pkg, user, "first-Password-1")
+		if !errors.Is(err, keycloak.ErrActionRequired) || errors.Is(err, keycloak.ErrAccountDisabled) {
+			t.Fatalf("required action, right password: %v", err)
+		}
+		a, err := keycloak.InspectAccount(ctx, kc, pkg, id)
+		if err != nil || !a.Found || !a.User.Enabled || len(a.User.RequiredActions) != 1 || a.User.RequiredActions[0] != "UPDATE_PASSWORD" ||
+			a.BruteForce.Locked || a.PasswordSetAt.IsZero() {
+			t.Fatalf("inspect: %+v %v", a, err)
+		}
+		none := []string{}
+		if err := kc.UpdateUser(ctx, pkg, id, keycloak.UserUpdate{RequiredActions: &none}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kc.PasswordGrant(ctx, pkg, user, "first-Password-1"); err != nil {
+			t.Fatalf("actions cleared: %v", err)
+		}
+		if err := kc.DeleteUser(ctx, pkg, id); err != nil {
+			t.Fatal(err)
+		}
+		if a, err := keycloak.InspectAccount(ctx, kc, pkg, id); err != nil || a.Found {
+			t.Fatalf("inspect a deleted user: %+v %v", a, err)
+		}
+	})
+
 	t.Run("ping", func(t *testing.T) {
 		if err := kc.Ping(ctx); err != nil {
 			t.Fatal(err)
@@ -145,4 +190,28 @@ func randomSuffix() string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// LockUser drives a real Keycloak's brute-force detector with wrong
+// passwords until it locks the user (BruteForceStatus says so), for tests.
+// Two quick failures usually do (quickLoginCheckMilliSeconds); on a loaded
+// machine they may be further apart, so it goes on up to the realm's
+// failureFactor (10 in local/realms), which locks whatever the timing.
+func LockUser(ctx context.Context, kc keycloak.Keycloak, pkg, username, userID string) error {
+	for i := 0; i < 12; i++ {
+		if _, err := kc.PasswordGrant(ctx, pkg, username, "certainly-wrong-"+randomSuffix()); !errors.Is(err, keycloak.ErrInvalidCredentials) {
+			return fmt.Errorf("wrong password %d: %v", i+1, err)
+		}
+		if i == 0 {
+			continue
+		}
+		bf, err := kc.BruteForceStatus(ctx, pkg, userID)
+		if err != nil {
+			return err
+		}
+		if bf.Locked {
+			return nil
+		}
+	}
+	return fmt.Errorf("keycloak did not lock %s", username)
 }

@@ -6,6 +6,7 @@ package keycloaktest
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"strings"
@@ -25,6 +26,8 @@ const (
 	UpdateUser                  = "UpdateUser"
 	ImportPasswordHash          = "ImportPasswordHash"
 	PasswordCredentialCreatedAt = "PasswordCredentialCreatedAt"
+	GetUser                     = "GetUser"
+	BruteForceStatus            = "BruteForceStatus"
 	LogoutUser                  = "LogoutUser"
 	DeleteUser                  = "DeleteUser"
 	Ping                        = "Ping"
@@ -51,9 +54,10 @@ type Fake struct {
 }
 
 type fakeUser struct {
-	user      keycloak.User
-	password  credential.Hash
-	createdAt time.Time // of the password credential
+	user        keycloak.User
+	password    credential.Hash
+	createdAt   time.Time // of the password credential
+	lockedUntil time.Time // brute-force lock
 }
 
 type refreshEntry struct {
@@ -110,6 +114,35 @@ func (f *Fake) SetPassword(pkg, userID, password string) {
 	defer f.mu.Unlock()
 	if u := f.pkg(pkg)[userID]; u != nil {
 		u.password, u.createdAt = h, f.Now()
+	}
+}
+
+// SetEnabled enables or disables a user as an administrator would in
+// Keycloak's admin console.
+func (f *Fake) SetEnabled(pkg, userID string, enabled bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if u := f.pkg(pkg)[userID]; u != nil {
+		u.user.Enabled = enabled
+	}
+}
+
+// SetRequiredActions sets a user's required actions (none clears them).
+func (f *Fake) SetRequiredActions(pkg, userID string, actions ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if u := f.pkg(pkg)[userID]; u != nil {
+		u.user.RequiredActions = actions
+	}
+}
+
+// Lock makes Keycloak's brute-force detector lock the user until until:
+// like Keycloak 26, every grant is then "Invalid user credentials".
+func (f *Fake) Lock(pkg, userID string, until time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if u := f.pkg(pkg)[userID]; u != nil {
+		u.lockedUntil = until
 	}
 }
 
@@ -217,7 +250,7 @@ func (f *Fake) token(pkg, userID string) keycloak.Token {
 	rt := "fake-refresh-" + newID()
 	f.refresh[rt] = refreshEntry{pkg: pkg, userID: userID, expires: now.Add(f.RefreshLifetime)}
 	return keycloak.Token{
-		AccessToken: "fake-access-" + newID(), RefreshToken: rt, TokenType: "Bearer",
+		AccessToken: fakeJWT(userID), RefreshToken: rt, TokenType: "Bearer",
 		ExpiresIn: int(f.TokenLifetime / time.Second), RefreshExpiresIn: int(f.RefreshLifetime / time.Second),
 		ExpiresAt: now.Add(f.TokenLifetime), RefreshExpiresAt: now.Add(f.RefreshLifetime),
 	}
@@ -225,6 +258,12 @@ func (f *Fake) token(pkg, userID string) keycloak.Token {
 
 func invalid(op, pkg string) error {
 	return keycloak.NewError(op, pkg, keycloak.ErrInvalidCredentials, 400, "invalid_grant")
+}
+
+func refused(op, pkg string, why error, description string) error {
+	e := keycloak.NewError(op, pkg, keycloak.ErrInvalidCredentials, 400, "invalid_grant: "+description)
+	e.Refusal = why
+	return e
 }
 
 func notFound(op, pkg string) error {
@@ -239,11 +278,14 @@ func (f *Fake) PasswordGrant(ctx context.Context, pkg, username, password string
 	f.mu.Lock()
 	u := f.byName(pkg, username)
 	var stored credential.Hash
+	locked := false
 	if u != nil {
-		stored = u.password
+		stored, locked = u.password, f.Now().Before(u.lockedUntil)
 	}
 	f.mu.Unlock()
-	if u == nil || stored.IsZero() {
+	// Keycloak 26.7.3's order: a locked user learns nothing, a wrong
+	// password learns nothing, and only then the account's state is named.
+	if u == nil || stored.IsZero() || locked {
 		return keycloak.Token{}, invalid("password grant", pkg)
 	}
 	// Verify outside the lock: imported hashes may be at full cost.
@@ -253,7 +295,10 @@ func (f *Fake) PasswordGrant(ctx context.Context, pkg, username, password string
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !u.user.Enabled {
-		return keycloak.Token{}, invalid("password grant", pkg)
+		return keycloak.Token{}, refused("password grant", pkg, keycloak.ErrAccountDisabled, "Account disabled")
+	}
+	if len(u.user.RequiredActions) > 0 {
+		return keycloak.Token{}, refused("password grant", pkg, keycloak.ErrActionRequired, "Account is not fully set up")
 	}
 	return f.token(pkg, u.user.ID), nil
 }
@@ -324,6 +369,9 @@ func (f *Fake) UpdateUser(ctx context.Context, pkg, userID string, upd keycloak.
 	}
 	if upd.Enabled != nil {
 		u.user.Enabled = *upd.Enabled
+		if *upd.Enabled {
+			u.lockedUntil = time.Time{}
+		}
 	}
 	if upd.Email != nil {
 		u.user.Email = *upd.Email
@@ -336,6 +384,12 @@ func (f *Fake) UpdateUser(ctx context.Context, pkg, userID string, upd keycloak.
 	}
 	if upd.Attributes != nil {
 		u.user.Attributes = upd.Attributes
+	}
+	if upd.RequiredActions != nil {
+		u.user.RequiredActions = nil
+		if len(*upd.RequiredActions) > 0 {
+			u.user.RequiredActions = append([]string(nil), *upd.RequiredActions...)
+		}
 	}
 	return nil
 }
@@ -373,6 +427,33 @@ func (f *Fake) PasswordCredentialCreatedAt(ctx context.Context, pkg, userID stri
 	return u.createdAt.Truncate(time.Millisecond), nil
 }
 
+// GetUser implements keycloak.Keycloak.
+func (f *Fake) GetUser(ctx context.Context, pkg, userID string) (keycloak.User, error) {
+	if err := f.enter(ctx, GetUser); err != nil {
+		return keycloak.User{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if u := f.pkg(pkg)[userID]; u != nil {
+		return u.user, nil
+	}
+	return keycloak.User{}, notFound("get user", pkg)
+}
+
+// BruteForceStatus implements keycloak.Keycloak. Like Keycloak, an unknown
+// id reads as not locked.
+func (f *Fake) BruteForceStatus(ctx context.Context, pkg, userID string) (keycloak.BruteForce, error) {
+	if err := f.enter(ctx, BruteForceStatus); err != nil {
+		return keycloak.BruteForce{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if u := f.pkg(pkg)[userID]; u != nil && f.Now().Before(u.lockedUntil) {
+		return keycloak.BruteForce{Locked: true, LockedUntil: u.lockedUntil.Truncate(time.Second), Failures: 1}, nil
+	}
+	return keycloak.BruteForce{}, nil
+}
+
 // LogoutUser implements keycloak.Keycloak: the user's refresh tokens stop working.
 func (f *Fake) LogoutUser(ctx context.Context, pkg, userID string) error {
 	if err := f.enter(ctx, LogoutUser); err != nil {
@@ -407,6 +488,14 @@ func (f *Fake) DeleteUser(ctx context.Context, pkg, userID string) error {
 
 // Ping implements keycloak.Keycloak.
 func (f *Fake) Ping(ctx context.Context) error { return f.enter(ctx, Ping) }
+
+// fakeJWT is an unsigned token shaped like Keycloak's, whose "sub" claim
+// is the user's id (Token.Subject reads it).
+func fakeJWT(userID string) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(`{"alg":"none","typ":"JWT"}`)) + "." +
+		enc([]byte(`{"sub":"`+userID+`","jti":"`+newID()+`"}`)) + ".fake-signature"
+}
 
 func newID() string {
 	b := make([]byte, 16)

@@ -35,8 +35,13 @@ func Run(t *testing.T, newStore func(t *testing.T) users.Store) {
 		{"ListFilterPages", testListFilter},
 		{"LockoutKnownAndUnknown", testLockout},
 		{"LockoutWindowExpires", testLockoutWindow},
+		{"ReserveGateAndLock", testReserve},
+		{"ReserveWindowRestarts", testReserveWindow},
+		{"ReleaseKeepsALock", testReleaseKeepsLock},
+		{"SourceFailures", testSourceFailures},
 		{"KeycloakIDAndDelete", testKeycloakIDDelete},
-		{"RecordKeycloakState", testRecordKeycloakState},
+		{"KeycloakVerdict", testVerdict},
+		{"LearntHash", testLearntHash},
 	}
 	run(t, newStore, cases)
 }
@@ -54,14 +59,14 @@ func run(t *testing.T, newStore func(t *testing.T) users.Store, cases []testCase
 	}
 }
 
-// RunConcurrent checks that compare-and-swap and the failure counter hold
+// RunConcurrent checks that compare-and-swap and the attempt reservation hold
 // under concurrent callers. It needs a backend that serialises writes to an
 // item, as DynamoDB does; moto (5.2.x) does not, so run it against the
 // in-memory store and real DynamoDB only.
 func RunConcurrent(t *testing.T, newStore func(t *testing.T) users.Store) {
 	run(t, newStore, []testCase{
 		{"ConcurrentUpdateOneWins", testConcurrentUpdate},
-		{"RecordFailureAtomic", testRecordFailureAtomic},
+		{"ReserveAdmitsAtMostTheGate", testReserveConcurrent},
 	})
 }
 
@@ -415,14 +420,14 @@ func testLockout(t *testing.T, s users.Store, pkg string) {
 	mustCreate(t, s, newUser(pkg, "gus"))
 	for _, name := range []string{"gus", "nobody-here"} {
 		k := key(t, pkg, name)
+		var a users.Attempt
 		for i := 1; i <= 3; i++ {
-			n, err := s.RecordFailure(ctx, k, t0.Add(time.Duration(i)*time.Second))
-			if err != nil || n != i {
-				t.Fatalf("%s failure %d: got %d, %v", name, i, n, err)
+			if a = reserve(t, s, k, 3, t0); !a.Admitted || a.N != i {
+				t.Fatalf("%s attempt %d: %+v", name, i, a)
 			}
 		}
 		until := t0.Add(5 * time.Minute)
-		if err := s.SetLockedUntil(ctx, k, until, t0.Add(3*time.Second)); err != nil {
+		if err := s.FailAttempt(ctx, k, a, until, t0.Add(3*time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		e, err := s.Lookup(ctx, k, t0.Add(4*time.Second))
@@ -437,19 +442,19 @@ func testLockout(t *testing.T, s users.Store, pkg string) {
 		if l2, _ := s.Lockout(ctx, k, t0.Add(4*time.Second)); l2 != l {
 			t.Errorf("%s Lockout %+v, Lookup %+v", name, l2, l)
 		}
-		if err := s.ResetFailures(ctx, k); err != nil {
-			t.Fatal(err)
+		if ok, err := s.Release(ctx, k, until); err != nil || !ok {
+			t.Fatalf("%s release: %v %v", name, ok, err)
 		}
 		if l, _ := s.Lockout(ctx, k, t0); l != (users.Lockout{}) {
-			t.Errorf("%s after reset: %+v", name, l)
+			t.Errorf("%s after release: %+v", name, l)
 		}
 	}
 	// The user record is untouched by lockout bookkeeping.
 	if u, err := s.Get(ctx, key(t, pkg, "gus")); err != nil || u.Version != 1 {
 		t.Errorf("user after lockout: %+v %v", u, err)
 	}
-	// Resetting a key with no counter is fine.
-	if err := s.ResetFailures(ctx, key(t, pkg, "never-failed")); err != nil {
+	// Releasing a key with no counter is fine.
+	if _, err := s.Release(ctx, key(t, pkg, "never-failed"), t0); err != nil {
 		t.Error(err)
 	}
 }
@@ -458,7 +463,8 @@ func testLockoutWindow(t *testing.T, s users.Store, pkg string) {
 	ctx := context.Background()
 	k := key(t, pkg, "hal")
 	for range 4 {
-		if _, err := s.RecordFailure(ctx, k, t0); err != nil {
+		a := reserve(t, s, k, 5, t0)
+		if err := s.FailAttempt(ctx, k, a, time.Time{}, t0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -466,61 +472,14 @@ func testLockoutWindow(t *testing.T, s users.Store, pkg string) {
 	if l, _ := s.Lockout(ctx, k, late); l.FailedAttempts != 0 {
 		t.Errorf("counter outlived its window: %+v", l)
 	}
-	if n, err := s.RecordFailure(ctx, k, late); err != nil || n != 1 {
-		t.Errorf("failure after window: %d %v, want 1", n, err)
-	}
-	// A lock set on a stale counter starts afresh rather than reviving it.
-	stale := key(t, pkg, "hal-stale")
-	for range 3 {
-		if _, err := s.RecordFailure(ctx, stale, t0); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.SetLockedUntil(ctx, stale, late.Add(time.Minute), late); err != nil {
-		t.Fatal(err)
-	}
-	if l, _ := s.Lockout(ctx, stale, late); l.FailedAttempts != 0 || !l.LockedUntil.Equal(late.Add(time.Minute)) {
-		t.Errorf("lock on stale counter: %+v", l)
-	}
 	// A lock ending after the failure window keeps the item alive.
+	a := reserve(t, s, k, 1, late)
 	until := late.Add(30 * time.Minute)
-	if err := s.SetLockedUntil(ctx, k, until, late); err != nil {
+	if err := s.FailAttempt(ctx, k, a, until, late); err != nil {
 		t.Fatal(err)
 	}
 	if l, _ := s.Lockout(ctx, k, until.Add(Window/2)); l.FailedAttempts != 1 || !l.LockedUntil.Equal(until) {
 		t.Errorf("lock forgotten early: %+v", l)
-	}
-}
-
-func testRecordFailureAtomic(t *testing.T, s users.Store, pkg string) {
-	ctx := context.Background()
-	k := key(t, pkg, "ivy")
-	const n = 10
-	var wg sync.WaitGroup
-	seen := make(chan int, n)
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, err := s.RecordFailure(ctx, k, t0)
-			if err != nil {
-				t.Error(err)
-			}
-			seen <- c
-		}()
-	}
-	wg.Wait()
-	close(seen)
-	counts := map[int]bool{}
-	for c := range seen {
-		counts[c] = true
-	}
-	// Every caller saw a distinct count: no increment was lost.
-	if len(counts) != n {
-		t.Errorf("distinct counts %v, want 1..%d", counts, n)
-	}
-	if l, _ := s.Lockout(ctx, k, t0); l.FailedAttempts != n {
-		t.Errorf("count %d, want %d", l.FailedAttempts, n)
 	}
 }
 
@@ -548,41 +507,288 @@ func testKeycloakIDDelete(t *testing.T, s users.Store, pkg string) {
 	}
 }
 
-// Keycloak's decisions are recorded under the version check but are not a
-// kcguard change: Version and the sync state stay, so nothing is synced back.
-func testRecordKeycloakState(t *testing.T, s users.Store, pkg string) {
+func testVerdict(t *testing.T, s users.Store, pkg string) {
 	ctx := context.Background()
-	u := mustCreate(t, s, newUser(pkg, "dora"))
-	k := key(t, pkg, "dora")
-	at := t0.Add(time.Minute)
-	got, err := s.RecordKeycloakState(ctx, k, u.Version, users.KeycloakState{
-		Enabled: false, HashStale: true, RequiredActions: []string{"UPDATE_PASSWORD"}, ConfirmedAt: at})
+	u := newUser(pkg, "vera")
+	u.Version, u.KeycloakSyncedVersion = 2, 2
+	created := mustCreate(t, s, u)
+	if created.HashStale || created.RequiredActions != nil || !created.KeycloakConfirmedAt.IsZero() {
+		t.Fatalf("new user carries Keycloak state: %+v", created)
+	}
+	off, yes := false, true
+	conf := t0.Add(time.Hour)
+	got, err := s.ApplyVerdict(ctx, key(t, pkg, "vera"), 2, users.Verdict{
+		Enabled: &off, HashStale: &yes, RequiredActions: []string{"UPDATE_PASSWORD", "VERIFY_EMAIL"},
+		ConfirmedAt: conf, KeycloakID: "kc-vera"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Enabled || !got.HashStale || len(got.RequiredActions) != 1 || got.RequiredActions[0] != "UPDATE_PASSWORD" ||
-		!got.KeycloakConfirmedAt.Equal(at) || got.Version != u.Version || got.Unsynced() != u.Unsynced() {
-		t.Errorf("after record: %+v", got)
+	want := created
+	want.Enabled, want.HashStale, want.RequiredActions, want.KeycloakConfirmedAt, want.KeycloakID =
+		false, true, []string{"UPDATE_PASSWORD", "VERIFY_EMAIL"}, conf, "kc-vera"
+	sameUser(t, got, want)
+	if !got.KeycloakConfirmedAt.Equal(conf) {
+		t.Errorf("confirmed at %v, want %v", got.KeycloakConfirmedAt, conf)
 	}
-	read, err := s.Get(ctx, k)
+	read, err := s.Get(ctx, key(t, pkg, "vera"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if read.Enabled || !read.HashStale || len(read.RequiredActions) != 1 || !read.KeycloakConfirmedAt.Equal(at) || read.Version != u.Version {
-		t.Errorf("read back: %+v", read)
+	sameUser(t, read, want)
+	if read.Version != 2 || read.Unsynced() {
+		t.Errorf("a verdict is not a kcguard change: version %d synced %d", read.Version, read.KeycloakSyncedVersion)
 	}
-	if unsynced, _, err := s.ListUnsynced(ctx, pkg, 10, ""); err != nil || len(unsynced) != 1 || unsynced[0].Version != u.Version {
-		t.Errorf("unsynced index changed: %+v, %v", unsynced, err)
+	if names := unsyncedNames(t, s, pkg); len(names) != 0 {
+		t.Errorf("a verdict must never make a user unsynced (it would be queued): %v", names)
 	}
-	// Cleared actions really go away; a stale version is refused.
-	got, err = s.RecordKeycloakState(ctx, k, u.Version, users.KeycloakState{Enabled: true, HashStale: true, ConfirmedAt: at})
-	if err != nil || len(got.RequiredActions) != 0 || !got.Enabled {
-		t.Errorf("clear actions: %+v, %v", got, err)
+	// A kcguard change made since the verdict was formed wins.
+	if _, err := s.ApplyVerdict(ctx, key(t, pkg, "vera"), 1, users.Verdict{Enabled: &yes}); !errors.Is(err, users.ErrVersionConflict) {
+		t.Errorf("stale expected version: %v, want ErrVersionConflict", err)
 	}
-	if _, err := s.RecordKeycloakState(ctx, k, u.Version+1, users.KeycloakState{Enabled: true}); !errors.Is(err, users.ErrVersionConflict) {
-		t.Errorf("stale version: %v, want ErrVersionConflict", err)
+	// Clearing: flags off, the actions list emptied; untouched fields stay.
+	no := false
+	got, err = s.ApplyVerdict(ctx, key(t, pkg, "vera"), users.AnyVersion, users.Verdict{Enabled: &yes, HashStale: &no, RequiredActions: []string{}})
+	if err != nil || !got.Enabled || got.HashStale || got.RequiredActions != nil || got.KeycloakID != "kc-vera" || !got.KeycloakConfirmedAt.Equal(conf) {
+		t.Errorf("clear: %+v %v", got, err)
 	}
-	if _, err := s.RecordKeycloakState(ctx, key(t, pkg, "nobody"), 1, users.KeycloakState{}); !errors.Is(err, users.ErrNotFound) {
+	if read, _ := s.Get(ctx, key(t, pkg, "vera")); read.HashStale || read.RequiredActions != nil || !read.Enabled {
+		t.Errorf("cleared state not stored: %+v", read)
+	}
+	if _, err := s.ApplyVerdict(ctx, key(t, pkg, "nobody"), users.AnyVersion, users.Verdict{Enabled: &yes}); !errors.Is(err, users.ErrNotFound) {
 		t.Errorf("missing user: %v, want ErrNotFound", err)
 	}
 }
+
+func testLearntHash(t *testing.T, s users.Store, pkg string) {
+	ctx := context.Background()
+	u := newUser(pkg, "lena")
+	u.Version, u.KeycloakSyncedVersion, u.HashStale = 4, 4, true
+	mustCreate(t, s, u)
+	learnt := users.Hash{Algorithm: "argon2", SecretData: `{"value":"learnt"}`, CredentialData: `{"hashIterations":5}`}
+	no := false
+	conf := t0.Add(2 * time.Hour)
+	if _, err := s.ApplyVerdict(ctx, key(t, pkg, "lena"), 4, users.Verdict{Hash: &learnt}); err == nil {
+		t.Error("a learnt hash without ConfirmedAt must be refused")
+	}
+	got, err := s.ApplyVerdict(ctx, key(t, pkg, "lena"), 4, users.Verdict{Hash: &learnt, HashStale: &no, ConfirmedAt: conf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Hash != learnt || got.HashStale || got.Version != 4 || got.Unsynced() || !got.PasswordChangedAt.Equal(conf) {
+		t.Errorf("learnt: %+v", got)
+	}
+	// kcguard's own pending change is never overwritten by a learnt hash.
+	yes := true
+	if _, err := s.ApplyVerdict(ctx, key(t, pkg, "lena"), 4, users.Verdict{HashStale: &yes}); err != nil {
+		t.Fatal(err)
+	}
+	mine := users.Hash{Algorithm: "argon2", SecretData: `{"value":"mine"}`, CredentialData: `{"hashIterations":5}`}
+	changed, err := s.UpdatePassword(ctx, key(t, pkg, "lena"), 4, mine, t0.Add(3*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changed.HashStale {
+		t.Error("a new local hash (an operator's set-password) is no longer the stale one")
+	}
+	if _, err := s.ApplyVerdict(ctx, key(t, pkg, "lena"), changed.Version, users.Verdict{Hash: &learnt, ConfirmedAt: conf}); !errors.Is(err, users.ErrVersionConflict) {
+		t.Errorf("learn over an unsynced change: %v, want ErrVersionConflict", err)
+	}
+	if read, _ := s.Get(ctx, key(t, pkg, "lena")); read.Hash != mine {
+		t.Errorf("the pending change was overwritten: %+v", read.Hash)
+	}
+}
+func reserve(t *testing.T, s users.Store, k users.Key, maxFailures int, now time.Time) users.Attempt {
+	t.Helper()
+	a, err := s.Reserve(context.Background(), k, maxFailures, now)
+	if err != nil {
+		t.Fatalf("reserve %s: %v", k, err)
+	}
+	return a
+}
+
+func testReserve(t *testing.T, s users.Store, pkg string) {
+	ctx := context.Background()
+	mustCreate(t, s, newUser(pkg, "kit"))
+	const max = 3
+	for _, name := range []string{"kit", "nobody-at-all"} {
+		k := key(t, pkg, name)
+		for i := 1; i <= max; i++ {
+			if a := reserve(t, s, k, max, t0); !a.Admitted || a.N != i {
+				t.Fatalf("%s attempt %d: %+v", name, i, a)
+			}
+		}
+		// The gate is reached while the third check is in flight: refused, nothing counted.
+		if a := reserve(t, s, k, max, t0); a.Admitted || !a.LockedUntil.IsZero() {
+			t.Fatalf("%s over the gate: %+v", name, a)
+		}
+		until := t0.Add(30 * time.Second)
+		if err := s.FailAttempt(ctx, k, users.Attempt{Admitted: true, N: max}, until, t0); err != nil {
+			t.Fatal(err)
+		}
+		if a := reserve(t, s, k, max, t0.Add(time.Second)); a.Admitted || !a.LockedUntil.Equal(until) {
+			t.Fatalf("%s while locked: %+v", name, a)
+		}
+		e, err := s.Lookup(ctx, k, t0.Add(time.Second))
+		if err != nil || e.Lockout.FailedAttempts != max || !e.Lockout.LockedUntil.Equal(until) || !e.Lockout.LastFailureAt.Equal(t0) {
+			t.Fatalf("%s lookup while locked: %+v %v", name, e.Lockout, err)
+		}
+		// Once the lock is over exactly one more attempt runs.
+		after := until.Add(time.Second)
+		if a := reserve(t, s, k, max, after); !a.Admitted || a.N != max+1 {
+			t.Fatalf("%s after the lock: %+v", name, a)
+		}
+		if a := reserve(t, s, k, max, after); a.Admitted {
+			t.Fatalf("%s second attempt after the lock must wait for the first: %+v", name, a)
+		}
+		// An attempt whose outcome never came (a crash, a dropped write)
+		// holds the gate only so long: then one more is admitted.
+		if a := reserve(t, s, k, max, after.Add(users.LostReservation-time.Second)); a.Admitted {
+			t.Fatalf("%s admitted while the last attempt may still report: %+v", name, a)
+		}
+		lost := after.Add(users.LostReservation)
+		if a := reserve(t, s, k, max, lost); !a.Admitted || a.N != max+2 {
+			t.Fatalf("%s after a lost reservation: %+v", name, a)
+		}
+		if a := reserve(t, s, k, max, lost); a.Admitted {
+			t.Fatalf("%s only one attempt replaces a lost one: %+v", name, a)
+		}
+		after = lost
+		// A failure below the threshold never lifts or sets a lock.
+		if err := s.FailAttempt(ctx, k, users.Attempt{Admitted: true, N: 1}, time.Time{}, after); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := s.Release(ctx, k, after); err != nil || !ok {
+			t.Fatalf("%s release after the lock: %v %v", name, ok, err)
+		}
+		if a := reserve(t, s, k, max, after); !a.Admitted || a.N != 1 {
+			t.Fatalf("%s after release: %+v", name, a)
+		}
+	}
+	if u, err := s.Get(ctx, key(t, pkg, "kit")); err != nil || u.Version != 1 {
+		t.Errorf("user after reservations: %+v %v", u, err)
+	}
+}
+
+func testReserveWindow(t *testing.T, s users.Store, pkg string) {
+	k := key(t, pkg, "lou")
+	for i := 1; i <= 2; i++ {
+		reserve(t, s, k, 5, t0)
+	}
+	if a := reserve(t, s, k, 5, t0.Add(Window+time.Second)); !a.Admitted || a.N != 1 {
+		t.Errorf("a counter past its window must restart: %+v", a)
+	}
+}
+
+func testReleaseKeepsLock(t *testing.T, s users.Store, pkg string) {
+	ctx := context.Background()
+	k := key(t, pkg, "max")
+	reserve(t, s, k, 2, t0)
+	right := reserve(t, s, k, 2, t0) // a correct password, still being checked
+	until := t0.Add(time.Minute)
+	// A parallel wrong guess at the threshold locks the key first ...
+	if err := s.FailAttempt(ctx, k, users.Attempt{Admitted: true, N: 2}, until, t0); err != nil {
+		t.Fatal(err)
+	}
+	// ... so the success racing it must not clear the lock.
+	if ok, err := s.Release(ctx, k, t0); err != nil || ok {
+		t.Fatalf("release while locked: %v %v (attempt %+v)", ok, err, right)
+	}
+	if l, _ := s.Lockout(ctx, k, t0); !l.LockedUntil.Equal(until) || l.FailedAttempts != 2 {
+		t.Fatalf("lock lost: %+v", l)
+	}
+	// A failure never shortens a lock either.
+	if err := s.FailAttempt(ctx, k, users.Attempt{Admitted: true, N: 1}, time.Time{}, t0); err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := s.Lockout(ctx, k, t0); !l.LockedUntil.Equal(until) {
+		t.Fatalf("a later failure below the threshold lifted the lock: %+v", l)
+	}
+}
+
+func testSourceFailures(t *testing.T, s users.Store, pkg string) {
+	ctx := context.Background()
+	src := "src-" + pkg
+	if l, err := s.SourceFailures(ctx, src, t0); err != nil || l != (users.Lockout{}) {
+		t.Fatalf("fresh source: %+v %v", l, err)
+	}
+	until := t0.Add(10 * time.Second)
+	for i := 1; i <= 3; i++ {
+		l := users.Lockout{FailedAttempts: i}
+		if i == 3 {
+			l.LockedUntil = until
+		}
+		if err := s.RecordSourceFailure(ctx, src, l, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := s.SourceFailures(ctx, src, t0)
+	if err != nil || l.FailedAttempts != 3 || !l.LockedUntil.Equal(until) || !l.LastFailureAt.Equal(t0) {
+		t.Fatalf("source after 3 failures: %+v %v", l, err)
+	}
+	// Source counters are apart from user keys: the users it named are untouched.
+	if lo, _ := s.Lockout(ctx, key(t, pkg, src), t0); lo != (users.Lockout{}) {
+		t.Fatalf("a source counter leaked into a user key: %+v", lo)
+	}
+	if l, _ := s.SourceFailures(ctx, src, until.Add(users.DefaultSourceWindow+time.Second)); l != (users.Lockout{}) {
+		t.Fatalf("source counter outlived its window: %+v", l)
+	}
+	if _, err := s.SourceFailures(ctx, "", t0); !errors.Is(err, users.ErrInvalidKey) {
+		t.Fatalf("empty source: %v", err)
+	}
+}
+
+// Parallel reserves the gate admits, and what one test run admits.
+const (
+	ParallelGuesses = 200
+	GuessGate       = 5
+)
+
+func testReserveConcurrent(t *testing.T, s users.Store, pkg string) {
+	k := key(t, pkg, "ned")
+	admitted := ReserveInParallel(t, s, k, ParallelGuesses, GuessGate)
+	if len(admitted) != GuessGate {
+		t.Errorf("%d of %d parallel reservations admitted, want %d", len(admitted), ParallelGuesses, GuessGate)
+	}
+	for i, n := range admitted {
+		if n != i+1 {
+			t.Errorf("admitted attempt numbers %v, want 1..%d", admitted, GuessGate)
+			break
+		}
+	}
+}
+
+// ReserveInParallel fires n reservations at once and returns the sorted
+// attempt numbers of those admitted.
+func ReserveInParallel(t *testing.T, s users.Store, k users.Key, n, maxFailures int) []int {
+	t.Helper()
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		admitted []int
+		start    = make(chan struct{})
+	)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			a, err := s.Reserve(context.Background(), k, maxFailures, t0)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if a.Admitted {
+				mu.Lock()
+				admitted = append(admitted, a.N)
+				mu.Unlock()
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	sort.Ints(admitted)
+	return admitted
+}
+
+// T0 is the suite's clock.
+func T0() time.Time { return t0 }
