@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
 	"github.com/aws/jsii-runtime-go"
@@ -25,12 +27,27 @@ var dashboardRows = []struct {
 	{"Cached Keycloak tokens", []string{"TokensRefreshed", "TokensDropped", "TokenRefreshFailures", "ExpiredTokensDeleted"}, "Sum"},
 	{"Cleanup", []string{"ExpiredSessionsDeleted", "JournalEntriesPurged", "CleanupStepErrors"}, "Sum"},
 	{"Cleanup run time (ms)", []string{"CleanupDuration"}, "Maximum"},
+	{"Logins by auth mode", []string{"LoginsKeycloak", "LoginsCached", "LoginsLocal"}, "Sum"},
+	{"Failed and locked-out logins", []string{"LoginFailures", "LoginsLockedOut", "LoginsRefused", "LoginErrors"}, "Sum"},
+	{"Keycloak's decisions pulled (per package)", []string{"PullFailed", "PullSkipped", "PullCompare", "PullEvents",
+		"PullDisabled", "PullDeleted", "PullStale", "PullMalformed"}, "Sum"},
+	{"Pull duration (per package, ms)", []string{"PullDuration"}, "Maximum"},
 }
 
 func catalogued(name, stat string) awscloudwatch.IMetric {
 	m, ok := metrics.Lookup(name)
 	if !ok {
 		panic("dashboard: metric " + name + " is not in metrics.Catalog (the code does not emit it)")
+	}
+	for dim, v := range m.Dimensions {
+		if v == metrics.AnyValue { // one series per value: a search
+			return awscloudwatch.NewMathExpression(&awscloudwatch.MathExpressionProps{
+				Expression: jsii.String(fmt.Sprintf(`SEARCH('{%s,%s} MetricName="%s"', '%s', 300)`,
+					metrics.Namespace, dim, m.Name, stat)),
+				Label: jsii.String(m.Name), Period: awscdk.Duration_Minutes(jsii.Number(5)),
+				UsingMetrics: &map[string]awscloudwatch.IMetric{},
+			})
+		}
 	}
 	return awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
 		Namespace: jsii.String(metrics.Namespace), MetricName: jsii.String(m.Name), DimensionsMap: toStrMap(m.Dimensions),

@@ -54,7 +54,7 @@ func PublishPull(ctx context.Context, pub metrics.Publisher, rs []pull.Result) {
 			}
 			return 0
 		}
-		_ = pub.Publish(ctx, "kcguard", map[string]string{"Package": r.Package}, []metrics.Value{
+		_ = pub.Publish(ctx, metrics.Namespace, map[string]string{"Package": r.Package}, []metrics.Value{
 			{Name: "PullDuration", Value: float64(r.DurationMS), Unit: metrics.Milliseconds},
 			{Name: "PullFailed", Value: flag(r.Error != ""), Unit: metrics.Count},
 			{Name: "PullSkipped", Value: flag(r.Error == "" && r.Mode == ""), Unit: metrics.Count},

@@ -176,6 +176,10 @@ type loginBody struct {
 func TestLoginUnderRIE(t *testing.T) {
 	s := newStack(t)
 	u := s.NewUser(t, "homechoice")
+	// The shared Keycloak of a loaded test machine can take over the 2 s
+	// default to grant (seen: "no answer within 2s", load average 20 on
+	// 2 cores); this test is about the bootstrap, not Keycloak's latency.
+	s.env["KCGUARD_KEYCLOAK_TIMEOUT"] = "5s"
 	login := s.start(t, "login")
 	creds := map[string]string{"username": u.Name, "password": u.Password, "package": u.Package}
 
@@ -192,6 +196,13 @@ func TestLoginUnderRIE(t *testing.T) {
 	var bad loginBody
 	if resp, _ := invokeHTTP(t, login, event(t, s.root, "login.json", withBody(creds)), &bad); resp.StatusCode != 401 || bad.Success {
 		t.Errorf("wrong password: %d %+v, want 401", resp.StatusCode, bad)
+	}
+	// Each answer is counted as an EMF metric on stdout (the dashboards'
+	// auth-mode mix and failures).
+	for _, want := range []string{`"LoginsKeycloak":1`, `"LoginFailures":1`, `"Namespace":"kcguard"`} {
+		if !strings.Contains(login.Output(), want) {
+			t.Errorf("login output lacks the EMF metric %s", want)
+		}
 	}
 
 	// Keycloak down: the local tier still logs the user in.
@@ -237,19 +248,19 @@ func TestPasswordUnderRIE(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The new hash, and the end of the user's Keycloak sessions (issue 11:
-	// a password change logs the old password's sessions out, through the
-	// queue while Keycloak is down), both in the user's FIFO group.
-	var types []string
-	for _, m := range out.Messages {
-		var job struct{ Type, Username string }
-		if err := json.Unmarshal([]byte(aws.ToString(m.Body)), &job); err != nil || job.Username != u.Name {
-			t.Errorf("queued %s: %v, want a job for %s", aws.ToString(m.Body), err, u.Name)
-		}
-		types = append(types, job.Type)
+	// One job: the new hash, carrying the end of the user's Keycloak
+	// sessions (issue 11: a password change logs the old password's
+	// sessions out, through the queue while Keycloak is down).
+	if len(out.Messages) != 1 {
+		t.Fatalf("queue holds %d messages, want the one sync job for %s", len(out.Messages), u.Name)
 	}
-	if strings.Join(types, ",") != "set_password,logout_user" {
-		t.Errorf("queued jobs %v, want [set_password logout_user] for %s", types, u.Name)
+	var job struct {
+		Type, Username string
+		EndSessions    bool `json:"end_sessions"`
+	}
+	if err := json.Unmarshal([]byte(aws.ToString(out.Messages[0].Body)), &job); err != nil ||
+		job.Type != "set_password" || job.Username != u.Name || !job.EndSessions {
+		t.Errorf("queued %s (%v), want set_password for %s that ends its Keycloak sessions", aws.ToString(out.Messages[0].Body), err, u.Name)
 	}
 }
 
@@ -336,6 +347,10 @@ func TestCleanupUnderRIE(t *testing.T) {
 func TestSessionsAndAuthorizerUnderRIE(t *testing.T) {
 	s := newStack(t)
 	u := s.NewUser(t, "homechoice")
+	// The shared Keycloak of a loaded test machine can take over the 2 s
+	// default to grant (seen: "no answer within 2s", load average 20 on
+	// 2 cores); this test is about the bootstrap, not Keycloak's latency.
+	s.env["KCGUARD_KEYCLOAK_TIMEOUT"] = "5s"
 	login := s.start(t, "login")
 	var session loginBody
 	if resp, _ := invokeHTTP(t, login, event(t, s.root, "login.json", withBody(map[string]string{
