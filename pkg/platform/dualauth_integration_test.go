@@ -6,7 +6,6 @@ package platform_test
 import (
 	"context"
 	"errors"
-	"strings"
 	"testing"
 	"time"
 
@@ -178,16 +177,9 @@ func TestCredentialDriftIsRepaired(t *testing.T) {
 func TestDynamoDBRoundTripsPerLogin(t *testing.T) {
 	e := stacktest.New(t, fastBreaker)
 	u, v := e.NewUser(t, "homechoice"), e.NewUser(t, "homechoice")
-	// Outage modes read the token cache; with the session cap on (the
-	// default) a login also reserves its place among the user's sessions
-	// (sessions.Dynamo.Reserve, one UpdateItem): keycloak mode stays at 3,
-	// cached and local mode cost 4. sessions.max_per_user: -1 saves it.
-	budget := func(name string) int {
-		if strings.HasSuffix(name, "cached mode") || strings.HasSuffix(name, "local mode") {
-			return 4
-		}
-		return 3
-	}
+	// The session cap's count rides on the login's one read and one
+	// transaction (ledger.ReadLogin, sessions.Dynamo.AdmitTx).
+	budget := func(string) int { return 3 }
 	measure := func(name string, f func()) {
 		t.Helper()
 		before := e.Calls.Snapshot()
