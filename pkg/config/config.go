@@ -216,7 +216,7 @@ type Sessions struct {
 	MaxLifetime time.Duration `yaml:"max_lifetime" env:"KCGUARD_SESSIONS_MAX_LIFETIME"`
 	// MaxPerUser caps one user's live sessions: a login beyond it ends the
 	// user's oldest session. Default 10 (0 means the default); -1 turns
-	// the cap off, which saves logins one DynamoDB write.
+	// the cap off.
 	MaxPerUser int `yaml:"max_per_user" env:"KCGUARD_SESSIONS_MAX_PER_USER"`
 }
 
