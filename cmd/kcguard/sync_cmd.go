@@ -159,6 +159,16 @@ func (e *env) syncStatus(ctx context.Context, rt *platform.Runtime) error {
 	}
 	st := rt.Breaker.State(ctx)
 	e.printf("breaker: %s (generation %d)\n", st.State, st.Generation)
+	if rt.SyncMapping != nil {
+		switch paused, err := rt.SyncMapping.Paused(ctx); {
+		case err != nil:
+			e.printf("sync worker: unknown (%v)\n", err)
+		case paused:
+			e.printf("sync worker: paused (its event source mapping is disabled while the breaker is open)\n")
+		default:
+			e.printf("sync worker: running\n")
+		}
+	}
 	if rt.Journal == nil {
 		e.printf("journal: off (tables.journal is empty)\n")
 		return nil

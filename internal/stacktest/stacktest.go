@@ -89,6 +89,10 @@ func New(t testing.TB, mutate ...func(*config.Config)) *Env {
 	cfg.Sync.VisibilityTimeoutSeconds = 2 // failed jobs come back quickly in tests
 	cfg.KMSKeyID = "alias/" + id
 	cfg.Log.Level = "debug"
+	// The shared moto stalls for seconds when the machine is loaded; the
+	// production bounds (aws.*) would turn that into 503s in tests that
+	// are not about them. Tests of the bounds set their own.
+	cfg.AWS.AttemptTimeout, cfg.AWS.CallBudget = 10*time.Second, 20*time.Second
 	for _, m := range mutate {
 		m(&cfg)
 	}
@@ -144,18 +148,12 @@ type User struct {
 // test ends.
 func (e *Env) NewUser(t testing.TB, pkg string) User {
 	t.Helper()
-	return e.NewUserNamed(t, pkg, "it-user")
+	return e.NewUserPrefixed(t, pkg, "it-user")
 }
 
-// NewUserPrefixed is NewUserNamed (the pull branch's name for it).
+// NewUserPrefixed is NewUser with the username starting with prefix, so a
+// test's Keycloak users are recognisable in the shared Keycloak.
 func (e *Env) NewUserPrefixed(t testing.TB, pkg, prefix string) User {
-	t.Helper()
-	return e.NewUserNamed(t, pkg, prefix)
-}
-
-// NewUserNamed is NewUser with a name prefix of the test's own (Keycloak
-// is shared: a prefix tells whose users these are).
-func (e *Env) NewUserNamed(t testing.TB, pkg, prefix string) User {
 	t.Helper()
 	ctx := context.Background()
 	u := User{Package: pkg, Name: testenv.Unique(prefix), Password: testenv.Unique("Pw-for-tests")}

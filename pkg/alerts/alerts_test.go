@@ -2,7 +2,6 @@ package alerts_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,11 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/kcguard/kcguard/internal/testenv"
 	"github.com/kcguard/kcguard/pkg/alerts"
@@ -66,7 +62,7 @@ func TestAlertsOncePerTransitionAcrossInstances(t *testing.T) {
 	const instances = 4
 	cfg := testenv.AWS(t)
 	ctx := context.Background()
-	topic, read := subscribedTopic(t, cfg)
+	topic, read := testenv.AlertTopic(t, cfg)
 	table := testenv.Table(t, cfg, breaker.Table("breaker"))
 	store := breaker.NewDynamoStore(dynamodb.NewFromConfig(cfg), table)
 	var mu sync.Mutex
@@ -117,75 +113,19 @@ func TestAlertsOncePerTransitionAcrossInstances(t *testing.T) {
 		}
 	}
 	got := read(4)
-	count := map[string]int{}
-	for _, k := range got.kinds {
-		count[k]++
+	count, texts := map[string]int{}, ""
+	for _, a := range got {
+		count[a.Event]++
+		texts += a.Text + "\n---\n"
 	}
-	if len(got.kinds) != 4 || count[alerts.Opened] != 2 || count[alerts.Closed] != 2 {
-		t.Fatalf("alerts %v, want one opened and one closed per outage (2 outages)", got.kinds)
+	if len(got) != 4 || count[alerts.Opened] != 2 || count[alerts.Closed] != 2 {
+		t.Fatalf("alerts %v, want one opened and one closed per outage (2 outages)", count)
 	}
-	if !strings.Contains(strings.Join(got.texts, "\n"), "Outage: 20m") || !strings.Contains(strings.Join(got.texts, "\n"), "7 queued changes") {
-		t.Errorf("the second closed alert must give the outage (3 failed probes, 4 × 5m) and the backlog:\n%s", strings.Join(got.texts, "\n---\n"))
+	if !strings.Contains(texts, "Outage: 20m") || !strings.Contains(texts, "7 queued changes") {
+		t.Errorf("the second closed alert must give the outage (3 failed probes, 4 × 5m) and the backlog:\n%s", texts)
 	}
 }
 
 type fixedBacklog int
 
 func (n fixedBacklog) Depth(context.Context) (int, error) { return int(n), nil }
-
-type received struct{ kinds, texts []string }
-
-// subscribedTopic makes an SNS topic with an SQS queue subscribed to it;
-// read waits (up to 20s) for n messages, then a little longer for extras.
-func subscribedTopic(t *testing.T, cfg aws.Config) (string, func(n int) received) {
-	t.Helper()
-	ctx := context.Background()
-	sn, sq := sns.NewFromConfig(cfg), sqs.NewFromConfig(cfg)
-	name := testenv.Unique("replay-alerts")
-	topic, err := sn.CreateTopic(ctx, &sns.CreateTopicInput{Name: &name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = sn.DeleteTopic(context.Background(), &sns.DeleteTopicInput{TopicArn: topic.TopicArn}) })
-	q, err := sq.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: &name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = sq.DeleteQueue(context.Background(), &sqs.DeleteQueueInput{QueueUrl: q.QueueUrl}) })
-	attrs, err := sq.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: q.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sn.Subscribe(ctx, &sns.SubscribeInput{TopicArn: topic.TopicArn, Protocol: aws.String("sqs"),
-		Endpoint: aws.String(attrs.Attributes["QueueArn"])}); err != nil {
-		t.Fatal(err)
-	}
-	return aws.ToString(topic.TopicArn), func(n int) received {
-		var r received
-		deadline := time.Now().Add(20 * time.Second)
-		for time.Now().Before(deadline) {
-			wait := int32(1)
-			if len(r.kinds) >= n {
-				wait = 2 // one more look for alerts that should not exist
-				deadline = time.Now()
-			}
-			out, err := sq.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: wait})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, m := range out.Messages {
-				var env struct {
-					Message           string
-					MessageAttributes map[string]struct{ Value string }
-				}
-				if err := json.Unmarshal([]byte(aws.ToString(m.Body)), &env); err != nil {
-					t.Fatalf("not an SNS envelope: %v", err)
-				}
-				r.kinds = append(r.kinds, env.MessageAttributes["event"].Value)
-				r.texts = append(r.texts, env.Message)
-				_, _ = sq.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: q.QueueUrl, ReceiptHandle: m.ReceiptHandle})
-			}
-		}
-		return r
-	}
-}

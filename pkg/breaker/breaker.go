@@ -521,6 +521,16 @@ func (b *Breaker) trip(ctx context.Context, rec Record) {
 		OpenUntil: now.Add(b.s.Cooldown), Failures: rec.Failures, OpenedAt: now,
 		Reason: fmt.Sprintf("%d consecutive failures", rec.Failures),
 	}
+	if rec.OpenedAt.After(time.Time{}) && now.Sub(rec.Since) < b.capped(rec.Reopens) {
+		// Hysteresis: re-opened sooner after closing than the cooldown it
+		// had just served. A flapping Keycloak keeps its back-off growing
+		// (cooldown × 2ⁿ up to MaxCooldown) instead of starting again at
+		// one cooldown, which bounds alerts and probes to one pair per
+		// back-off period however fast it flaps.
+		n := rec.Reopens + 1
+		next.Reopens, next.OpenUntil = n, now.Add(b.backoff(n))
+		next.Reason += fmt.Sprintf("; flapping: re-opened %s after closing (back-off %d)", now.Sub(rec.Since).Round(time.Second), n)
+	}
 	switch err := b.store.Swap(ctx, b.s.Name, rec.Generation, next); {
 	case err == nil:
 		b.rememberOwn(next)
@@ -591,8 +601,10 @@ func (b *Breaker) doneProbe(ctx context.Context, lease Record, callErr error) {
 	now := b.s.Now()
 	var next Record
 	if b.successful(callErr) {
+		// Reopens stays: if the breaker re-opens within the back-off it
+		// just served, the back-off goes on growing (see trip).
 		next = Record{State: StateClosed, Generation: lease.Generation + 1, Since: now, Reason: "probe succeeded",
-			OpenedAt: lease.OpenedAt, Reopens: 0}
+			OpenedAt: lease.OpenedAt, Reopens: lease.Reopens}
 	} else {
 		n := lease.Reopens + 1
 		next = Record{
@@ -616,14 +628,19 @@ func (b *Breaker) doneProbe(ctx context.Context, lease Record, callErr error) {
 	}
 }
 
-// backoff is Cooldown × 2ⁿ, capped at MaxCooldown, minus up to 20% jitter
-// so that re-probes of many breakers do not line up.
-func (b *Breaker) backoff(n int) time.Duration {
+// capped is Cooldown × 2ⁿ, capped at MaxCooldown.
+func (b *Breaker) capped(n int) time.Duration {
 	d := b.s.Cooldown
 	for i := 0; i < n && d < b.s.MaxCooldown; i++ {
 		d *= 2
 	}
-	d = min(d, b.s.MaxCooldown)
+	return min(d, b.s.MaxCooldown)
+}
+
+// backoff is capped(n) minus up to 20% jitter so that re-probes of many
+// breakers do not line up.
+func (b *Breaker) backoff(n int) time.Duration {
+	d := b.capped(n)
 	if j := int64(d / 5); j > 0 {
 		d -= time.Duration(mrand.Int64N(j))
 	}

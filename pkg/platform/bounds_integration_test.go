@@ -31,7 +31,7 @@ func TestAWSBrownoutAnswers503WithinBudget(t *testing.T) {
 		c.AWS = config.AWS{AttemptTimeout: attempt, CallBudget: budget, MaxAttempts: 3}
 	}
 	e := stacktest.New(t, bounds)
-	u := e.NewUserNamed(t, "homechoice", "replay")
+	u := e.NewUserPrefixed(t, "homechoice", "replay")
 	ctx := context.Background()
 
 	moto := testenv.NewProxy(t, strings.TrimPrefix(testenv.MotoEndpoint, "http://"))

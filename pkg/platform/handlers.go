@@ -8,6 +8,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 
+	"github.com/kcguard/kcguard/pkg/breaker"
 	"github.com/kcguard/kcguard/pkg/config"
 	"github.com/kcguard/kcguard/pkg/httpapi"
 	"github.com/kcguard/kcguard/pkg/syncjob"
@@ -85,8 +86,21 @@ func Start(name string, wire func(*Runtime) any) {
 // probe instead of failing into the visibility timeout.
 func (rt *Runtime) Worker() *syncjob.Worker {
 	return &syncjob.Worker{Applier: rt.Applier, Breaker: rt.Breaker, DLQ: syncjob.SQSDeadLetters{Queue: rt.DLQ}, Log: rt.Log,
-		Defer: rt.Queue, NextProbe: func(ctx context.Context) time.Time { return rt.Breaker.State(ctx).NextProbe },
-		DeferFallback: rt.Config.Keycloak.Resilience.Cooldown()}
+		Defer: rt.Queue, NextProbe: rt.nextProbe,
+		// Forced open (no probe time): no longer than a plain failure would wait.
+		DeferFallback: min(rt.Config.Keycloak.Resilience.Cooldown(), time.Duration(rt.Config.Sync.VisibilityTimeoutSeconds)*time.Second)}
+}
+
+// nextProbe is when a record refused by the breaker may be tried again: the
+// open breaker's next probe; while the fleet's breaker is still closed (this
+// instance saw a failure and lets one trial call through at a time) as soon
+// as the instance re-reads the fleet's verdict.
+func (rt *Runtime) nextProbe(ctx context.Context) time.Time {
+	st := rt.Breaker.State(ctx)
+	if st.State == breaker.StateClosed {
+		return time.Now().Add(max(time.Second, rt.Config.Keycloak.Resilience.StateCacheTTL()))
+	}
+	return st.NextProbe
 }
 
 // Poller feeds the Worker from the queue, as Lambda's event source does.

@@ -38,10 +38,27 @@ func (rt *Runtime) wakePoller() {
 	}
 }
 
-// reconcileOnClose re-queues users Keycloak has not caught up with, right
-// after the breaker closes (bounded; in Lambda the instance may be frozen
-// before it ends, and the scheduled cleanup finishes the work).
+// DrainWait bounds how long the pass on close waits for the queue to drain.
+const DrainWait = 2 * time.Minute
+
+// reconcileOnClose re-queues users Keycloak has not caught up with once the
+// breaker has closed and the queue has drained (or DrainWait passed): what
+// is still unsynced then is what the queue does not hold (a lost send).
+// Re-queuing earlier would only duplicate jobs the drain is about to apply.
+// Bounded; in Lambda the instance may be frozen before it ends, and the
+// scheduled cleanup finishes the work.
 func (rt *Runtime) reconcileOnClose(ctx context.Context) {
+	wait, cancelWait := context.WithTimeout(ctx, DrainWait)
+	for wait.Err() == nil {
+		if n, err := (QueueDepth{Queue: rt.Queue}).Depth(wait); err == nil && n == 0 {
+			break
+		}
+		select {
+		case <-wait.Done():
+		case <-time.After(2 * time.Second):
+		}
+	}
+	cancelWait()
 	ctx, cancel := context.WithTimeout(ctx, ReconcileOnClose)
 	defer cancel()
 	q := syncjob.JournaledQueue{Queue: rt.Queue, Applier: rt.Applier}

@@ -99,7 +99,9 @@ func Build(ctx context.Context, cfg config.Config, awsCfg aws.Config, log *slog.
 		return nil, err
 	}
 	bs := BreakerSettings(cfg, log)
-	bs.Notifier = breaker.Notifiers{rt.Alerts, rt.Replay}
+	// Pausing the worker first: it is what keeps queued changes from
+	// burning receives; the alert can wait for it.
+	bs.Notifier = breaker.Notifiers{rt.Replay, rt.Alerts}
 	rt.Breaker = breaker.New(breaker.NewDynamoStore(dynamodb.NewFromConfig(awsCfg), cfg.Tables.Breaker), bs)
 	rt.Users = users.NewDynamo(rt.DynamoDB, cfg.Tables.Users)
 	rt.Sessions = sessions.NewDynamo(rt.DynamoDB, cfg.Tables.Sessions, sessions.WithIdleTimeout(cfg.Sessions.IdleTimeout),

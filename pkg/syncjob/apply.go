@@ -122,8 +122,14 @@ func (a *Applier) Sync(ctx context.Context, j Job) (Report, error) {
 		return Report{Result: res}, err
 	}
 	if j.Version <= u.KeycloakSyncedVersion {
-		return a.endSessions(ctx, j, u, Report{Result: Superseded, Version: u.KeycloakSyncedVersion,
-			Reason: fmt.Sprintf("keycloak already has version %d", u.KeycloakSyncedVersion)})
+		rep := Report{Result: Superseded, Version: u.KeycloakSyncedVersion,
+			Reason: fmt.Sprintf("keycloak already has version %d", u.KeycloakSyncedVersion)}
+		if j.Version != u.Version {
+			// A newer change follows: its job ends the sessions, and ending
+			// them here too could end a session the new password just made.
+			return rep, nil
+		}
+		return a.endSessions(ctx, j, u, rep)
 	}
 	hash, err := credential.ParseHash(u.Hash.SecretData, u.Hash.CredentialData)
 	if err != nil {
@@ -167,8 +173,10 @@ func (a *Applier) Sync(ctx context.Context, j Job) (Report, error) {
 }
 
 // endSessions logs the user out of Keycloak for a job that asks it, after
-// the password part is settled. A failure fails the job: its retry finds
-// the password superseded and logs out again (logging out is idempotent).
+// the password part is settled: the job that applied the password, or the
+// newest change's job when an earlier job (say a drift re-sync) applied
+// it. A failure fails the job: its retry finds the password superseded and
+// logs out again (logging out is idempotent).
 func (a *Applier) endSessions(ctx context.Context, j Job, u users.User, rep Report) (Report, error) {
 	if !j.EndSessions {
 		return rep, nil

@@ -47,3 +47,30 @@ func TestPasswordJobEndsKeycloakSessions(t *testing.T) {
 		t.Fatal("Keycloak must have the new password")
 	}
 }
+
+// TestQueuedChangesLogOutOnceEach: three password changes queued during an
+// outage; the first job applies the newest password and logs out, the
+// middle one (a newer change follows) does not, the newest does again.
+func TestQueuedChangesLogOutOnceEach(t *testing.T) {
+	ctx := context.Background()
+	st, kc := users.NewMemory(), keycloaktest.New()
+	a := &Applier{Keycloak: kc, Users: st}
+	kc.AddUser(pkg, "bob", "keycloak-old-password")
+	var jobs []Job
+	for _, pw := range []string{"outage-password-1", "outage-password-2", "outage-password-3"} {
+		j := changeTo(t, st, "bob", pw)
+		j.EndSessions = true
+		jobs = append(jobs, j)
+	}
+	var logouts []int
+	for _, j := range jobs {
+		before := kc.Calls(keycloaktest.LogoutUser)
+		if _, err := a.Apply(ctx, j); err != nil {
+			t.Fatal(err)
+		}
+		logouts = append(logouts, kc.Calls(keycloaktest.LogoutUser)-before)
+	}
+	if logouts[0] != 1 || logouts[1] != 0 || logouts[2] != 1 {
+		t.Fatalf("logouts per job %v, want [1 0 1]", logouts)
+	}
+}

@@ -45,7 +45,8 @@ type Job struct {
 	Hash      *credential.Hash `json:"hash,omitempty"`
 	// EndSessions also logs the user out of Keycloak once Keycloak has the
 	// user's current password (a password change ends every session,
-	// Keycloak's too), whether this job applies it or finds it superseded.
+	// Keycloak's too): when this job applies it, or finds it applied by an
+	// earlier job and is the user's newest change.
 	EndSessions bool `json:"end_sessions,omitempty"`
 }
 

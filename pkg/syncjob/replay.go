@@ -10,6 +10,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
 	"github.com/kcguard/kcguard/pkg/breaker"
 )
@@ -101,11 +102,24 @@ func (m *EventSourceMapping) set(ctx context.Context, on bool) error {
 	if err != nil {
 		return err
 	}
-	if _, err := m.Client.UpdateEventSourceMapping(ctx, &lambda.UpdateEventSourceMappingInput{
-		UUID: aws.String(id), Enabled: aws.Bool(on)}); err != nil {
-		return fmt.Errorf("set event source mapping %s enabled=%v: %w", id, on, err)
+	for {
+		_, err := m.Client.UpdateEventSourceMapping(ctx, &lambda.UpdateEventSourceMappingInput{
+			UUID: aws.String(id), Enabled: aws.Bool(on)})
+		var busy *lambdatypes.ResourceInUseException
+		if !errors.As(err, &busy) {
+			if err != nil {
+				return fmt.Errorf("set event source mapping %s enabled=%v: %w", id, on, err)
+			}
+			return nil
+		}
+		// The previous change (a close right after an open) is still
+		// being applied: try again until the caller's deadline.
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("set event source mapping %s enabled=%v: still updating: %w", id, on, err)
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
-	return nil
 }
 
 // Paused implements Pauser: the mapping is neither enabled nor enabling.

@@ -1,21 +1,17 @@
 package syncjob_test
 
 import (
-	"archive/zip"
-	"bytes"
 	"context"
 	"errors"
-	"net/http"
-	"net/url"
+	"maps"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
-	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/kcguard/kcguard/internal/testenv"
@@ -34,7 +30,11 @@ func TestReplayPausesAndResumesTheEventSourceMapping(t *testing.T) {
 	lc := lambda.NewFromConfig(cfg)
 	spec, _ := testenv.Queue(t, cfg, 5)
 	queue := syncjob.NewSQSQueue(sqs.NewFromConfig(cfg), spec.Name)
-	fn := workerFunction(t, lc, queue)
+	arn, err := queue.ARN(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn := testenv.WorkerFunction(t, cfg, arn)
 
 	m := syncjob.NewEventSourceMapping(lc, fn, "", queue)
 	var woken, reconciled atomic.Int32
@@ -118,7 +118,7 @@ func TestWorkerDefersRecordsWhileOpen(t *testing.T) {
 		t.Fatalf("forced open: deferred %s, want the fallback 90s", got)
 	}
 	// A deferral that fails leaves a plain failure (visibility timeout).
-	d.fail = true
+	d.failing()
 	_, out = w.Process(context.Background(), events.SQSEvent{Records: ev.Records[:1]})
 	if out.Failed != 1 || out.Deferred != 0 {
 		t.Fatalf("failed deferral: %+v", out)
@@ -130,11 +130,14 @@ type openBreaker struct{}
 func (openBreaker) Allow(context.Context) (func(error), error) { return nil, breaker.ErrOpen }
 
 type deferrals struct {
+	mu   sync.Mutex
 	fail bool
 	m    map[string]time.Duration
 }
 
 func (d *deferrals) Defer(_ context.Context, h string, dur time.Duration) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if d.fail {
 		return errors.New("sqs down")
 	}
@@ -144,60 +147,13 @@ func (d *deferrals) Defer(_ context.Context, h string, dur time.Duration) error 
 	d.m[h] = dur
 	return nil
 }
-func (d *deferrals) all() map[string]time.Duration { return d.m }
-func (d *deferrals) reset()                        { d.m = nil }
 
-// workerFunction creates a stand-in sync worker function in moto with an
-// event source mapping on queue, all deleted when the test ends.
-func workerFunction(t *testing.T, lc *lambda.Client, queue *syncjob.SQSQueue) string {
-	t.Helper()
-	ctx := context.Background()
-	name := testenv.Unique("replay-syncworker")
-	role := motoRole(t, name)
-	var zipped bytes.Buffer
-	zw := zip.NewWriter(&zipped)
-	f, _ := zw.Create("bootstrap")
-	_, _ = f.Write([]byte("#!/bin/sh\n"))
-	_ = zw.Close()
-	if _, err := lc.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: &name, Role: &role,
-		Runtime: lambdatypes.RuntimeProvidedal2023, Handler: aws.String("bootstrap"),
-		Code: &lambdatypes.FunctionCode{ZipFile: zipped.Bytes()}}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_, _ = lc.DeleteFunction(context.Background(), &lambda.DeleteFunctionInput{FunctionName: &name})
-	})
-	arn, err := queue.ARN(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	esm, err := lc.CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{FunctionName: &name,
-		EventSourceArn: &arn, BatchSize: aws.Int32(10)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_, _ = lc.DeleteEventSourceMapping(context.Background(), &lambda.DeleteEventSourceMappingInput{UUID: esm.UUID})
-	})
-	return name
+func (d *deferrals) all() map[string]time.Duration {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return maps.Clone(d.m)
 }
 
-// motoRole creates an IAM role in moto (moto's Lambda wants one that
-// exists) with a plain query-API call: the project needs no IAM client.
-func motoRole(t *testing.T, name string) string {
-	t.Helper()
-	form := url.Values{"Action": {"CreateRole"}, "Version": {"2010-05-08"}, "RoleName": {name},
-		"AssumeRolePolicyDocument": {`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}`}}
-	req, _ := http.NewRequest("POST", testenv.MotoEndpoint+"/", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("create role in moto: %s", resp.Status)
-	}
-	return "arn:aws:iam::123456789012:role/" + name
-}
+func (d *deferrals) reset() { d.mu.Lock(); d.m = nil; d.mu.Unlock() }
+
+func (d *deferrals) failing() { d.mu.Lock(); d.fail = true; d.mu.Unlock() }

@@ -407,7 +407,7 @@ func TestPullUnderRIE(t *testing.T) {
 	pkgs, _ := json.Marshal(map[string]map[string]string{realm: {
 		"realm": s.Config.Keycloak.Packages[realm].Realm, "client_id": s.Config.Keycloak.Packages[realm].ClientID}})
 	s.env["KCGUARD_PACKAGES"] = string(pkgs)
-	u := s.NewUserNamed(t, realm, "infra-pull")
+	u := s.NewUserPrefixed(t, realm, "infra-pull")
 	// Its deployed timeout: the first run compares page by page with a
 	// Keycloak realm that the other tests share.
 	p := s.startWithTimeout(t, "pull", 300)
