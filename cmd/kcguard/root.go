@@ -23,6 +23,7 @@ type env struct {
 	cfg        config.Config
 	aws        *aws.Config
 	out        io.Writer
+	stderr     io.Writer // progress bars and notes that are not the command's output
 	log        *slog.Logger
 	// asJSON is set by --json on the status-like commands.
 	asJSON bool
@@ -54,7 +55,7 @@ start (serve).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			e.out = cmd.OutOrStdout()
+			e.out, e.stderr = cmd.OutOrStdout(), cmd.ErrOrStderr()
 			cfg, err := config.Load(e.configPath)
 			if err != nil {
 				return err
