@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kcguard/kcguard/pkg/breaker"
+	"github.com/kcguard/kcguard/pkg/status"
 )
 
 func newBreakerCmd(e *env) *cobra.Command {
@@ -55,6 +56,10 @@ func (e *env) breaker(ctx context.Context) (*breaker.Breaker, error) {
 }
 
 func (e *env) printStatus(st breaker.Status) {
+	if e.asJSON {
+		_ = e.printJSON(status.BreakerOf(st))
+		return
+	}
 	when := func(t time.Time) string {
 		if t.IsZero() {
 			return "-"

@@ -34,11 +34,11 @@ func TestUsersImportCommand(t *testing.T) {
 	for _, l := range strings.Split(out, "\n") {
 		var rec struct {
 			Done, Total int
-			Outcome     string
+			Item        struct{ Outcome string }
 		}
 		if json.Unmarshal([]byte(l), &rec) == nil && rec.Total == 8 {
 			lines++
-			outcomes[rec.Outcome]++
+			outcomes[rec.Item.Outcome]++
 		}
 	}
 	if lines != 8 || outcomes["created"] != 3 || outcomes["unsupported_hash"] != 1 || outcomes["malformed"] != 2 {

@@ -16,6 +16,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/platform"
 	"github.com/kcguard/kcguard/pkg/provision"
+	"github.com/kcguard/kcguard/pkg/status"
 	"github.com/kcguard/kcguard/pkg/syncjob"
 )
 
@@ -39,7 +40,9 @@ func newSyncCmd(e *env) *cobra.Command {
 		"reconcile queries the sparse 'unsynced' index (never a scan) and queues a job per user;\nSQS deduplication makes re-queuing a job still in the queue a no-op.",
 		func(ctx context.Context, rt *platform.Runtime) error {
 			q := syncjob.JournaledQueue{Queue: rt.Queue, Applier: rt.Applier}
-			r, err := syncjob.Reconcile(ctx, rt.Users, q, rt.Config.PackageNames(), limit, time.Now())
+			start := time.Now()
+			r, err := syncjob.Reconcile(ctx, rt.Users, q, rt.Config.PackageNames(), limit, start)
+			rt.RecordRun(ctx, status.JobReconcile, start, platform.ReconcileSummary(r), err)
 			e.printf("unsynced users found: %d, queued: %d, failed: %d, complete: %v\n", r.Found, r.Queued, r.Failed, r.Done)
 			return err
 		})
@@ -108,6 +111,19 @@ func (e *env) runtime(ctx context.Context) (*platform.Runtime, error) {
 }
 
 func (e *env) syncStatus(ctx context.Context, rt *platform.Runtime) error {
+	if e.asJSON { // the sync parts of the status read model
+		r := rt.StatusReader()
+		r.Probe, r.Sessions, r.Tokens, r.Runs = nil, nil, nil, nil
+		s := r.Read(ctx, time.Now())
+		waiting := map[string]int{}
+		for _, p := range s.Packages {
+			waiting[p.Name] = p.UsersWaiting
+		}
+		if len(s.Errors) > 0 {
+			return fmt.Errorf("sync status: %s", strings.Join(s.Errors, "; "))
+		}
+		return e.printJSON(map[string]any{"breaker": s.Breaker, "queue": s.Queue, "journal": s.Journal, "users_waiting": waiting})
+	}
 	v, f, err := rt.Queue.Depth(ctx)
 	if err != nil {
 		return err

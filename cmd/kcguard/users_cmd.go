@@ -114,6 +114,13 @@ reconciliation carries it to Keycloak. Use POST /password for user changes.`,
 				return fmt.Errorf("no user %s in package %s", key.Username, key.Package)
 			}
 			u := entry.User
+			if e.asJSON {
+				return e.printJSON(map[string]any{"username": u.Username, "package": u.Package, "enabled": u.Enabled,
+					"email": u.Email, "attributes": u.Attributes, "hash_algorithm": u.Hash.Algorithm, "version": u.Version,
+					"keycloak_synced_version": u.KeycloakSyncedVersion, "sync_pending": u.Unsynced(), "keycloak_id": u.KeycloakID,
+					"password_changed_at": u.PasswordChangedAt, "failed_logins": entry.Lockout.FailedAttempts,
+					"locked_until": entry.Lockout.LockedUntil})
+			}
 			e.printf("user:            %s\npackage:         %s\nenabled:         %v\nemail:           %s\n",
 				u.Username, u.Package, u.Enabled, u.Email)
 			e.printf("attributes:      %v\nhash:            %s\nversion:         %d\nkeycloak synced: %d",

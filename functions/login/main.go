@@ -1,10 +1,16 @@
 // Function login serves POST /login: local check first, Keycloak second.
+// Each answer is counted by outcome (auth mode, failure, lockout) as an EMF
+// metric on stdout.
 package main
 
 import (
+	"os"
+
 	"github.com/kcguard/kcguard/pkg/platform"
 )
 
 func main() {
-	platform.Start("login", func(rt *platform.Runtime) any { return rt.AuthHandlers().Login })
+	platform.Start("login", func(rt *platform.Runtime) any {
+		return platform.CountLogins(rt.AuthHandlers().Login, os.Stdout)
+	})
 }

@@ -59,6 +59,11 @@ type LoginRead struct {
 	// CachedToken returns the cached Keycloak token within its grace
 	// period; it was read with the user and is decrypted only when called.
 	CachedToken func(ctx context.Context) (keycloak.Token, bool, error)
+	// NextSessionSeq is the Seq the login's session takes (one more than
+	// the sessions the user was given when read; see sessions.Record.Seq).
+	// Zero when the reader does not read session state: the ledger then
+	// asks the session store.
+	NextSessionSeq int64
 }
 
 // PasswordHasher makes and checks local hashes (*credential.Hasher; tests
@@ -101,10 +106,9 @@ type SessionRevoker interface {
 }
 
 // Ledger stores what an authentication attempt changed. Its DynamoDB
-// implementation writes each outcome in ONE round trip (a transaction), plus
-// one UpdateItem on success while sessions.max_per_user caps sessions: a
-// login costs three DynamoDB calls, four in cached and local mode (which
-// also read the token cache).
+// implementation writes each outcome in ONE round trip (a transaction); the
+// session cap's count rides in it (ReadLogin reads the user's session
+// count), so every login path stays within three DynamoDB calls.
 type Ledger interface {
 	// LoginSucceeded creates the session (returning its token, which exists
 	// nowhere else) and stores the audit event, caches a fresh Keycloak

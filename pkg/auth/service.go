@@ -276,7 +276,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 		}
 		fail := func() error { return s.countFailure(ctx, key, a, source, read.Source, event, now) }
 		if s.keycloakDecides(entry) {
-			return s.loginThroughKeycloak(ctx, in, key, entry, event, fail, now)
+			return s.loginThroughKeycloak(ctx, in, key, read, event, fail, now)
 		}
 		return LoginResult{}, fail()
 	}
@@ -296,7 +296,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 		s.auditAlone(ctx, event)
 		return LoginResult{}, err
 	}
-	res, err := s.succeed(ctx, in, key, event, tier, confirmation(entry.User, tier, now), entry.User.Version, now)
+	res, err := s.succeed(ctx, in, key, event, tier, confirmation(entry.User, tier, now), entry.User.Version, read.NextSessionSeq, now)
 	if err != nil {
 		return res, err
 	}
@@ -316,13 +316,17 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 // userVersion (when positive) is the user version the password was checked
 // against: a password change landing meanwhile leaves no session.
 func (s *Service) succeed(ctx context.Context, in LoginInput, key users.Key, event audit.Event, tier tierResult,
-	verdict *users.Verdict, userVersion int64, now time.Time) (LoginResult, error) {
+	verdict *users.Verdict, userVersion, nextSessionSeq int64, now time.Time) (LoginResult, error) {
 	event.AuthMode, event.Outcome = string(tier.mode), audit.OutcomeSuccess
 	success := Success{Event: event, ResetLockout: true, Now: now, Verdict: verdict, Session: sessions.Record{
 		Package: key.Package, Username: key.Username, AuthMode: sessions.AuthMode(tier.mode),
 		CreatedAt: now, IdleExpiresAt: now.Add(s.s.SessionIdle), ExpiresAt: now.Add(s.s.SessionLifetime),
 		SourceIP: in.SourceIP, UserAgent: in.UserAgent,
 	}}
+	// The session's place among the user's sessions (the cap), when the
+	// read found it; stores that count themselves (sessions.Memory)
+	// overwrite it.
+	success.Session.Seq = nextSessionSeq
 	if tier.mode == ModeKeycloak {
 		success.Token, success.GraceUntil = tier.token, now.Add(s.s.GracePeriod)
 	}

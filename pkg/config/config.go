@@ -46,6 +46,10 @@ type Alerts struct {
 	// TopicARN is the SNS topic the winner of each breaker transition
 	// publishes to (opened, closed). Empty: transitions are only logged.
 	TopicARN string `yaml:"topic_arn" env:"KCGUARD_ALERTS_TOPIC_ARN"`
+	// DailySummaryHour is the UTC hour from which the first cleanup run of
+	// each day publishes every package's summary report to TopicARN (e-mail
+	// subscribers read it). Default 7; -1 turns the daily summary off.
+	DailySummaryHour int `yaml:"daily_summary_hour" env:"KCGUARD_ALERTS_DAILY_SUMMARY_HOUR"`
 }
 
 // AWS bounds every AWS SDK call (DynamoDB, SQS, KMS, SNS, Secrets Manager,
@@ -212,7 +216,7 @@ type Sessions struct {
 	MaxLifetime time.Duration `yaml:"max_lifetime" env:"KCGUARD_SESSIONS_MAX_LIFETIME"`
 	// MaxPerUser caps one user's live sessions: a login beyond it ends the
 	// user's oldest session. Default 10 (0 means the default); -1 turns
-	// the cap off, which saves logins one DynamoDB write.
+	// the cap off.
 	MaxPerUser int `yaml:"max_per_user" env:"KCGUARD_SESSIONS_MAX_PER_USER"`
 }
 
@@ -312,7 +316,8 @@ func Default() Config {
 			Audit:    "kcguard-audit",
 			Journal:  "kcguard-sync-journal",
 		},
-		Pull: Pull{ScheduleMinutes: 1, MaxGap: time.Hour, CompareEvery: 24 * time.Hour, PageSize: 100},
+		Pull:   Pull{ScheduleMinutes: 1, MaxGap: time.Hour, CompareEvery: 24 * time.Hour, PageSize: 100},
+		Alerts: Alerts{DailySummaryHour: 7},
 		Sync: Sync{
 			Queue:                    "kcguard-sync.fifo",
 			DLQ:                      "kcguard-sync-dlq.fifo",
@@ -552,6 +557,9 @@ func (c Config) Validate() error {
 	}
 	if a := c.Alerts.TopicARN; a != "" && !strings.HasPrefix(a, "arn:") {
 		add("alerts.topic_arn %q is not an ARN", a)
+	}
+	if h := c.Alerts.DailySummaryHour; h < -1 || h > 23 {
+		add("alerts.daily_summary_hour = %d, must be a UTC hour 0..23 or -1 (off)", h)
 	}
 	if c.Log.Format != "json" && c.Log.Format != "text" {
 		add("log.format %q must be json or text", c.Log.Format)

@@ -18,16 +18,16 @@ import (
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
-// TestLoginBudget shows how a login fits its budget of DynamoDB round trips
-// with these stores (pkg/ledger does this for real, reading the user, the
-// source counter and the cached token in one BatchGetItem): one read, one
-// conditional UpdateItem that reserves the attempt before the hash check;
-// on success one more UpdateItem reserves the session's place among the
-// user's sessions (the cap; refused if they were revoked since the login
-// began); then every write of the outcome in one TransactWriteItems built
-// from the stores' *Tx methods — session with its two guards, cached token,
-// audit and the reservation's release on success; lock and audit on
-// failure. Three round trips for a failure, four for a success.
+// TestLoginBudget spells out, with the stores' own calls, how a login fits
+// its budget of three DynamoDB round trips: one read, one conditional
+// UpdateItem that reserves the attempt before the hash check, then every
+// write of the outcome in one TransactWriteItems built from the stores' *Tx
+// methods — session with its guards, cached token, audit and the
+// reservation's release on success; lock and audit on failure. Here the
+// session's place among the user's sessions is reserved by its own
+// UpdateItem (sessions.Dynamo.Reserve); pkg/ledger saves that one by
+// reading the count with the user (ReadLogin) and admitting the session
+// inside the transaction (AdmitTx).
 func TestLoginBudget(t *testing.T) {
 	cfg := testenv.AWS(t)
 	calls := ddbcount.New()

@@ -1,7 +1,6 @@
 // Package ddbcount counts AWS SDK calls per operation, so tests can hold a
-// flow to its DynamoDB round-trip budget (login within three, four in the
-// outage modes with the session cap on) and document what each store
-// operation costs.
+// flow to its DynamoDB round-trip budget (login must stay within three) and
+// document what each store operation costs.
 //
 // It counts API calls, not HTTP attempts: the middleware runs in the
 // Initialize step, before the retry loop, so a budget checks the design of a

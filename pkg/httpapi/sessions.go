@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -192,14 +191,7 @@ func (h *SessionHandlers) logoutUser(ctx context.Context, pkg, username string) 
 // admin checks the admin guard: a listed IAM caller (AWS) or the admin key
 // (local). Every refusal is the same 403 forbidden.
 func (h *SessionHandlers) admin(req Request) *Error {
-	if a := req.RequestContext.Authorizer; a != nil && a.IAM != nil && AdminPrincipal(h.AdminPrincipals, a.IAM.UserARN) {
-		return nil
-	}
-	key := Header(req, "x-admin-key")
-	if h.AdminKey != "" && subtle.ConstantTimeCompare([]byte(key), []byte(h.AdminKey)) == 1 {
-		return nil
-	}
-	return &Error{Status: http.StatusForbidden, Code: CodeForbidden, Message: "administrator access required"}
+	return AdminGuard{Key: h.AdminKey, Principals: h.AdminPrincipals}.Check(req)
 }
 
 // AdminPrincipal reports whether the IAM caller arn is one of principals:

@@ -54,18 +54,23 @@ func NewDynamo(db TransactWriter, u *users.Dynamo, s *sessions.Dynamo, t *tokenc
 
 // LoginSucceeded implements auth.Ledger.
 //
-// It costs one UpdateItem (the session's place among the user's sessions,
-// refused when they were revoked since the login began) and the one
-// transaction, which carries two ConditionChecks: the user's sessions not
-// revoked since, and the user still at the version the password was
+// It costs the one transaction when the login's read brought the user's
+// session count (ReadLogin), else one UpdateItem more (Reserve). The
+// transaction checks that the user's sessions were not revoked since the
+// login began and that the user is still at the version the password was
 // checked against.
 func (l *Dynamo) LoginSucceeded(ctx context.Context, s auth.Success) (string, sessions.Record, error) {
-	reserved, err := l.sessions.Reserve(ctx, s.Session)
-	if errors.Is(err, sessions.ErrSuperseded) {
-		return "", sessions.Record{}, fmt.Errorf("%w: %v", auth.ErrLoginSuperseded, err)
-	}
-	if err != nil {
-		return "", sessions.Record{}, err
+	// ReadLogin read the user's session count (Session.Seq is the next):
+	// the transaction counts the session. Without that read, Reserve asks.
+	reserved, admit := s.Session, l.sessions.AdmitTx
+	if reserved.Seq == 0 {
+		var err error
+		if reserved, err = l.sessions.Reserve(ctx, s.Session); errors.Is(err, sessions.ErrSuperseded) {
+			return "", sessions.Record{}, fmt.Errorf("%w: %v", auth.ErrLoginSuperseded, err)
+		} else if err != nil {
+			return "", sessions.Record{}, err
+		}
+		admit = l.sessions.GuardTx
 	}
 	token, rec, item, err := l.sessions.CreateTx(reserved)
 	if err != nil {
@@ -74,7 +79,7 @@ func (l *Dynamo) LoginSucceeded(ctx context.Context, s auth.Success) (string, se
 	// Guards first: their indexes name a cancellation's cause. The user
 	// item is touched once: the verdict, when there is one, carries the
 	// version check.
-	items := []types.TransactWriteItem{item, l.sessions.GuardTx(rec)}
+	items := []types.TransactWriteItem{item, admit(rec)}
 	switch {
 	case s.Verdict != nil:
 		expected := users.AnyVersion
@@ -200,6 +205,13 @@ func (l *Dynamo) ReadLogin(ctx context.Context, key users.Key, source string, no
 		return auth.LoginRead{}, fmt.Errorf("read login: the token cache needs its own table")
 	}
 	req[tokensTable] = types.KeysAndAttributes{Keys: []map[string]types.AttributeValue{tokenKey}, ConsistentRead: aws.Bool(true)}
+	// The user's session state rides along: the login's session takes the
+	// next Seq without a round trip of its own (sessions.Dynamo.AdmitTx).
+	sessionsTable := l.sessions.TableName()
+	if sessionsTable == usersTable || sessionsTable == tokensTable {
+		return auth.LoginRead{}, fmt.Errorf("read login: the sessions need their own table")
+	}
+	req[sessionsTable] = types.KeysAndAttributes{Keys: []map[string]types.AttributeValue{l.sessions.StateKey(key.Package, key.Username)}, ConsistentRead: aws.Bool(true)}
 	found := map[string][]map[string]types.AttributeValue{}
 	for attempt := 0; len(req) > 0; attempt++ {
 		if attempt == 3 {
@@ -227,6 +239,15 @@ func (l *Dynamo) ReadLogin(ctx context.Context, key users.Key, source string, no
 			}
 		}
 	}
+	var stateItem map[string]types.AttributeValue
+	if items := found[sessionsTable]; len(items) > 0 {
+		stateItem = items[0]
+	}
+	seq, err := sessions.SeqFromItem(stateItem)
+	if err != nil {
+		return auth.LoginRead{}, err
+	}
+	read.NextSessionSeq = seq + 1
 	var tokenItem map[string]types.AttributeValue
 	if items := found[tokensTable]; len(items) > 0 {
 		tokenItem = items[0]

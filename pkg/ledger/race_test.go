@@ -171,3 +171,54 @@ func raceLoginAndChange(t *testing.T, b backend, after, revoke bool) {
 		t.Fatalf("session of the new password: %v", err)
 	}
 }
+
+// TestCapThroughLogins: 12 logins of one user keep the newest 10 sessions
+// (sessions.DefaultMaxPerUser), with the DynamoDB ledger reading the
+// session count in the login's one read (ReadLogin) or asking the store.
+func TestCapThroughLogins(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		new    func(*testing.T) backend
+		reader bool
+	}{
+		{"memory", memoryBackend, false},
+		{"dynamo", dynamoBackend, false},
+		{"dynamo with ReadLogin", dynamoBackend, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx := context.Background()
+			b := c.new(t)
+			hasher, err := credential.NewHasher(credential.Params{Algorithm: credential.Argon2, Iterations: 1, Argon2MemoryKiB: 64})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, _ := hasher.Hash("cap-password-123")
+			if _, err := b.users.Create(ctx, users.User{Package: "homechoice", Username: "capped", Enabled: true, Hash: auth.StoredHash(h)}, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			deps := auth.Deps{Users: b.users, Hasher: hasher, Tokens: platform.CachedTokens{Store: tokencache.NewMemory()},
+				Ledger: b.ledger, Sessions: b.sessions, Sync: noSync{}, Packages: []string{"homechoice"}}
+			if c.reader {
+				deps.Reads = b.ledger.(auth.LoginReader)
+			}
+			svc, err := auth.New(deps, auth.Settings{AllowOfflineMode: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var toks []string
+			for range sessions.DefaultMaxPerUser + 2 {
+				res, err := svc.Login(ctx, auth.LoginInput{Package: "homechoice", Username: "capped", Password: "cap-password-123"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				toks = append(toks, res.SessionToken)
+			}
+			for i, tok := range toks {
+				_, err := b.sessions.GetByToken(ctx, tok, time.Now())
+				if evicted := i < 2; evicted != errors.Is(err, sessions.ErrRevoked) || !evicted && err != nil {
+					t.Errorf("session %d of %d: %v (evicted: %v)", i+1, len(toks), err, evicted)
+				}
+			}
+		})
+	}
+}

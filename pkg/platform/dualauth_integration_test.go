@@ -6,7 +6,6 @@ package platform_test
 import (
 	"context"
 	"errors"
-	"strings"
 	"testing"
 	"time"
 
@@ -72,11 +71,16 @@ func TestLoginAcrossAnOutage(t *testing.T) {
 func TestSlowKeycloakCostsAtMostTheTimeout(t *testing.T) {
 	e := stacktest.New(t, fastBreaker)
 	u := e.NewUser(t, "janee")
+	warmStart := time.Now()
 	if _, err := e.Login(u, u.Password); err != nil { // warm connections and the KMS data key
 		t.Fatal(err)
 	}
+	// The login's own work (DynamoDB, hashing) is what a healthy login
+	// just took; on a loaded machine that alone can exceed a fixed
+	// margin. Keycloak's 3 s stall must cost at most the timeout on top.
+	own := time.Since(warmStart)
 	e.Proxy.Latency(3000) // above the 1 s timeout
-	limit := e.Config.Keycloak.Timeout + 200*time.Millisecond
+	limit := e.Config.Keycloak.Timeout + 200*time.Millisecond + own
 	for i := 0; i < e.Config.Keycloak.Resilience.FailureThreshold; i++ {
 		start := time.Now()
 		res, err := e.Login(u, u.Password)
@@ -178,17 +182,9 @@ func TestCredentialDriftIsRepaired(t *testing.T) {
 func TestDynamoDBRoundTripsPerLogin(t *testing.T) {
 	e := stacktest.New(t, fastBreaker)
 	u, v := e.NewUser(t, "homechoice"), e.NewUser(t, "homechoice")
-	// Every path reads once (user, source counter and cached token in one
-	// BatchGetItem), reserves the attempt (UpdateItem) and writes its
-	// outcome in one transaction: 3. A success also reserves its place
-	// among the user's sessions (sessions.Dynamo.Reserve, one UpdateItem,
-	// the session cap): 4. sessions.max_per_user: -1 saves that one.
-	budget := func(name string) int {
-		if strings.Contains(name, " mode") {
-			return 4
-		}
-		return 3
-	}
+	// The session cap's count rides on the login's one read and one
+	// transaction (ledger.ReadLogin, sessions.Dynamo.AdmitTx).
+	budget := func(string) int { return 3 }
 	measure := func(name string, f func()) {
 		t.Helper()
 		before := e.Calls.Snapshot()

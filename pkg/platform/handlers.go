@@ -37,7 +37,9 @@ func (rt *Runtime) SessionHandlers() *httpapi.SessionHandlers {
 		AdminKey: rt.Config.API.AdminKey, AdminPrincipals: rt.Config.API.AdminPrincipals, Log: rt.Log}
 }
 
-// Authorizer is the API Gateway Lambda authorizer for downstream APIs.
+// Authorizer is the API Gateway Lambda authorizer for downstream APIs. It
+// only reads (its IAM role can do nothing else: infra/functions.go), so it
+// does not slide idle expiry.
 func (rt *Runtime) Authorizer() *httpapi.Authorizer {
 	return &httpapi.Authorizer{Store: rt.Sessions, Log: rt.Log,
 		DenyDegraded: httpapi.NewDegradedRoutes(rt.Config.Authorizer.DenyDegradedRoutes)}
@@ -64,7 +66,7 @@ func (rt *Runtime) Routes() []httpapi.Route {
 	return append([]httpapi.Route{
 		{Method: "POST", Path: "/login", Handler: a.Login},
 		{Method: "POST", Path: "/password", Handler: a.ChangePassword},
-	}, rt.SessionRoutes()...)
+	}, append(rt.SessionRoutes(), rt.StatusRoutes()...)...)
 }
 
 // Start is a Lambda function's main: build the Runtime once per instance

@@ -35,8 +35,10 @@ func (rt *Runtime) Puller() *pull.Puller {
 func (rt *Runtime) PullHandler() func(ctx context.Context, ev events.EventBridgeEvent) ([]pull.Result, error) {
 	p := rt.Puller()
 	return func(ctx context.Context, _ events.EventBridgeEvent) ([]pull.Result, error) {
-		rs, err := p.Run(ctx, time.Now())
+		start := time.Now()
+		rs, err := p.Run(ctx, start)
 		PublishPull(ctx, &metrics.EMF{W: os.Stdout}, rs)
+		rt.RecordPull(ctx, start, rs, err)
 		return rs, err
 	}
 }
@@ -52,7 +54,7 @@ func PublishPull(ctx context.Context, pub metrics.Publisher, rs []pull.Result) {
 			}
 			return 0
 		}
-		_ = pub.Publish(ctx, "kcguard", map[string]string{"Package": r.Package}, []metrics.Value{
+		_ = pub.Publish(ctx, metrics.Namespace, map[string]string{"Package": r.Package}, []metrics.Value{
 			{Name: "PullDuration", Value: float64(r.DurationMS), Unit: metrics.Milliseconds},
 			{Name: "PullFailed", Value: flag(r.Error != ""), Unit: metrics.Count},
 			{Name: "PullSkipped", Value: flag(r.Error == "" && r.Mode == ""), Unit: metrics.Count},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -33,5 +34,39 @@ func TestPublishPull(t *testing.T) {
 	}
 	if jn["Package"] != "janee" || jn["PullFailed"] != 1.0 || jn["PullSkipped"] != 0.0 {
 		t.Errorf("janee: %v", jn)
+	}
+}
+
+// What a pull publishes is exactly what metrics.Catalog lists under the
+// Package dimension (names, units): the dashboards are built from it.
+func TestPublishPullEmitsTheCatalogue(t *testing.T) {
+	var buf bytes.Buffer
+	platform.PublishPull(context.Background(), &metrics.EMF{W: &buf}, []pull.Result{{Package: "homechoice"}})
+	var line struct {
+		AWS struct {
+			CloudWatchMetrics []struct {
+				Namespace  string
+				Dimensions [][]string
+				Metrics    []struct{ Name, Unit string }
+			}
+		} `json:"_aws"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &line); err != nil || len(line.AWS.CloudWatchMetrics) != 1 {
+		t.Fatalf("not one EMF directive: %v %s", err, buf.String())
+	}
+	d := line.AWS.CloudWatchMetrics[0]
+	got := map[string]string{}
+	for _, m := range d.Metrics {
+		got[m.Name] = m.Unit
+	}
+	want := map[string]string{}
+	for _, m := range metrics.Catalog {
+		if m.Dimensions["Package"] == metrics.AnyValue {
+			want[m.Name] = string(m.Unit)
+		}
+	}
+	if d.Namespace != metrics.Namespace || len(d.Dimensions) != 1 || strings.Join(d.Dimensions[0], ",") != "Package" ||
+		!reflect.DeepEqual(got, want) {
+		t.Errorf("pull emits %s %v %v,\ncatalogue lists %v", d.Namespace, d.Dimensions, got, want)
 	}
 }

@@ -180,7 +180,9 @@ func (d *Dynamo) newItem(rec Record) (token string, created Record, av map[strin
 	return token, rec, av, nil
 }
 
-// Reserve gives the login its place among the user's sessions (rec.Seq):
+// Reserve gives a session its place among the user's sessions (rec.Seq)
+// for a caller that did not read the user's state (a login that did uses
+// AdmitTx instead):
 // one UpdateItem on the user's state, refused with ErrSuperseded when the
 // user's sessions were revoked at or after rec.CreatedAt. Call it once the
 // password is verified (a wrong password must not evict a session), then
@@ -219,6 +221,41 @@ func (d *Dynamo) Reserve(ctx context.Context, rec Record) (Record, error) {
 	}
 	rec.Seq = st.Seq
 	return rec, nil
+}
+
+// TableName is the sessions table, for a caller that reads a user's state
+// together with other tables' items (BatchGetItem).
+func (d *Dynamo) TableName() string { return d.table }
+
+// StateKey is the key of the user's state item, for such a read.
+func (d *Dynamo) StateKey(pkg, username string) map[string]types.AttributeValue {
+	return stateKey(pkg, users.NormalizeUsername(username))
+}
+
+// SeqFromItem reads how many sessions the user was given from the state
+// item StateKey found (nil: none yet).
+func SeqFromItem(av map[string]types.AttributeValue) (int64, error) {
+	st, err := fromStateItem(av)
+	return st.Seq, err
+}
+
+// AdmitTx is the login transaction's update of the user's state when the
+// caller read the user's Seq beforehand (StateKey with its other reads):
+// rec.Seq is that Seq plus one, and the update counts the session, under
+// the same condition as GuardTx, so no Reserve round trip is needed. Two
+// concurrent logins of one user can take the same Seq; the cap then ends
+// the older of them one login early, never late.
+func (d *Dynamo) AdmitTx(rec Record) types.TransactWriteItem {
+	return types.TransactWriteItem{Update: &types.Update{
+		TableName: aws.String(d.table), Key: d.StateKey(rec.Package, rec.Username),
+		UpdateExpression:         aws.String("SET pkg = :p, username = :u, #ttl = :ttl ADD seq :one"),
+		ConditionExpression:      aws.String(admitCondition),
+		ExpressionAttributeNames: map[string]string{"#ttl": TTLAttribute},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":p": ddbitem.S(rec.Package), ":u": ddbitem.S(users.NormalizeUsername(rec.Username)), ":one": ddbitem.N(1),
+			":ttl": ddbitem.N(ddbitem.EpochCeil(rec.ExpiresAt)), ":created": ddbitem.S(ddbitem.Time(rec.CreatedAt)),
+		},
+	}}
 }
 
 // GuardTx is the ConditionCheck that keeps a session out of the table when
