@@ -1,8 +1,16 @@
 package platform
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/kcguard/kcguard/pkg/config"
 )
@@ -48,5 +56,33 @@ func TestLongPollFitsInAnAttempt(t *testing.T) {
 	}
 	if got := LongPoll(10, config.Default().AWS.AttemptTimeout); got >= int32(config.Default().AWS.AttemptTimeout/time.Second) {
 		t.Errorf("default config: long poll %ds does not fit in a %s attempt", got, config.Default().AWS.AttemptTimeout)
+	}
+}
+
+// Finding 6: a receive slower than aws.attempt_timeout is waited for, once,
+// not abandoned and retried (SQS may deliver into an abandoned receive,
+// and the message then burns a receive with nobody working on it).
+func TestSlowReceiveIsNotAbandoned(t *testing.T) {
+	var requests atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		time.Sleep(1500 * time.Millisecond) // slower than the attempt timeout and the call budget below
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		_, _ = w.Write([]byte(`{"Messages":[]}`))
+	}))
+	defer srv.Close()
+	cfg := Bounded(aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("a", "b", "")},
+		config.AWS{AttemptTimeout: 500 * time.Millisecond, CallBudget: time.Second, MaxAttempts: 3})
+	client := sqs.NewFromConfig(cfg, func(o *sqs.Options) { o.BaseEndpoint = aws.String(srv.URL) })
+	in := &sqs.ReceiveMessageInput{QueueUrl: aws.String(srv.URL + "/q"), WaitTimeSeconds: 1}
+	if _, err := client.ReceiveMessage(context.Background(), in); err == nil {
+		t.Fatal("without the receive options the slow receive should time out (the bounds of a request path)")
+	}
+	requests.Store(0)
+	if _, err := client.ReceiveMessage(context.Background(), in, ReceiveOptions(1)); err != nil {
+		t.Fatalf("receive with ReceiveOptions: %v", err)
+	}
+	if n := requests.Load(); n != 1 {
+		t.Fatalf("%d receive requests, want 1 (no retry of a receive)", n)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/kcguard/kcguard/pkg/config"
@@ -58,4 +59,30 @@ func Bounded(c aws.Config, b config.AWS) aws.Config {
 			}), middleware.Before)
 	})
 	return c
+}
+
+// ReceiveOptions are the per-call options of the sync poller's
+// ReceiveMessage. A receive is not on a request path, and one the client
+// abandons is worse than a slow one: SQS may still deliver into it, so
+// the message counts a receive toward maxReceiveCount and stays invisible
+// for the visibility timeout with nobody working on it. When moto (or
+// SQS) answered slower than aws.attempt_timeout, the SDK's retries of the
+// timed-out receive dead-lettered healthy jobs ("received 4 times",
+// RELIABILITY.md finding 6). So a receive gets one attempt, with the wait
+// plus 30 s to answer, outside the call budget.
+func ReceiveOptions(waitSeconds int32) func(*sqs.Options) {
+	limit := time.Duration(waitSeconds)*time.Second + 30*time.Second
+	client := awshttp.NewBuildableClient().WithTimeout(limit).
+		WithTransportOptions(func(t *http.Transport) { t.ResponseHeaderTimeout = limit })
+	return func(o *sqs.Options) {
+		o.HTTPClient = client
+		o.RetryMaxAttempts = 1
+		o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
+			if _, ok := st.Initialize.Get(callBudgetID); ok {
+				_, err := st.Initialize.Remove(callBudgetID)
+				return err
+			}
+			return nil
+		})
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/kcguard/kcguard/pkg/breaker"
 	"github.com/kcguard/kcguard/pkg/config"
@@ -127,7 +128,8 @@ func (rt *Runtime) nextProbe(ctx context.Context) time.Time {
 // due, and is woken when this process closes the breaker.
 func (rt *Runtime) Poller(waitSeconds int32) *syncjob.Poller {
 	p := &syncjob.Poller{Client: rt.SQS, Queue: rt.Queue, Worker: rt.Worker(), WaitSeconds: LongPoll(waitSeconds, rt.Config.AWS.AttemptTimeout),
-		Breaker: rt.Breaker, Ping: rt.Keycloak.Ping, Log: rt.Log}
+		ReceiveOptions: []func(*sqs.Options){ReceiveOptions(LongPoll(waitSeconds, rt.Config.AWS.AttemptTimeout))},
+		Breaker:        rt.Breaker, Ping: rt.Keycloak.Ping, Log: rt.Log}
 	rt.poller = p
 	return p
 }

@@ -40,6 +40,9 @@ type Poller struct {
 	Breaker PollerBreaker
 	// Ping probes Keycloak when the paused Run finds a probe due.
 	Ping func(ctx context.Context) error
+	// ReceiveOptions are passed to every ReceiveMessage (platform gives a
+	// receive one long attempt: an abandoned receive burns a receive).
+	ReceiveOptions []func(*sqs.Options)
 	// PauseCheck is how often a paused Run re-reads the breaker (default 1s).
 	PauseCheck time.Duration
 	Log        *slog.Logger
@@ -58,7 +61,7 @@ func (p *Poller) PollOnce(ctx context.Context) (received int, out Outcome, err e
 	msgs, err := p.Client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 		QueueUrl: &url, MaxNumberOfMessages: 10, WaitTimeSeconds: p.WaitSeconds,
 		MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll},
-	})
+	}, p.ReceiveOptions...)
 	if err != nil {
 		return 0, out, fmt.Errorf("receive sync jobs: %w", err)
 	}
