@@ -51,10 +51,17 @@ type Settings struct {
 	// RevokeOtherSessions ends the user's sessions after a password change.
 	RevokeOtherSessions bool
 	// ParallelKeycloak starts the Keycloak grant alongside the local hash
-	// check for users with no failed attempts on record. Off by default:
-	// the one wrong password it can let through makes Keycloak's
-	// brute-force detector refuse the user's next correct password for a
-	// while (measured on 26.7.3), for a saving of one local hash (~16 ms).
+	// check for a known, enabled user whose reservation is the only one on
+	// record (no failed or concurrent attempt): the login then costs the
+	// larger of the two, not their sum. The configuration turns it on by
+	// default (keycloak.parallel_grant); the zero value here runs them in
+	// sequence. A wrong password it lets through reaches Keycloak as it
+	// would from any direct client, once: the failure it leaves on record
+	// puts the user's next attempts back in sequence until a success, so
+	// Keycloak never sees two of kcguard's wrong passwords in a row (its
+	// quick-login check needs two failures within
+	// quickLoginCheckMilliSeconds). Keycloak's answer to a password the
+	// local check refused is never used.
 	ParallelKeycloak bool
 	// LearnOnLogin checks a username unknown to the local store against
 	// Keycloak (when the breaker allows) and, on success, stores the user

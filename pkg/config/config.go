@@ -46,7 +46,9 @@ type Keycloak struct {
 	// longer than this on Keycloak.
 	Timeout time.Duration `yaml:"timeout" env:"KCGUARD_KEYCLOAK_TIMEOUT"`
 	// ParallelGrant starts the Keycloak grant alongside the local hash check
-	// (see auth.Settings.ParallelKeycloak for the trade-off). Default off.
+	// for users with no failed attempt on record (see
+	// auth.Settings.ParallelKeycloak). Default on; false runs the two in
+	// sequence.
 	ParallelGrant bool `yaml:"parallel_grant" env:"KCGUARD_KEYCLOAK_PARALLEL_GRANT"`
 	// LearnOnLogin checks usernames unknown locally against Keycloak and
 	// stores those it accepts (see auth.Settings.LearnOnLogin for the
@@ -246,10 +248,11 @@ type Log struct {
 func Default() Config {
 	return Config{
 		Keycloak: Keycloak{
-			URL:          "http://127.0.0.1:8180",
-			Timeout:      2 * time.Second,
-			AdminTimeout: 10 * time.Second,
-			Packages:     map[string]Package{},
+			URL:           "http://127.0.0.1:8180",
+			Timeout:       2 * time.Second,
+			AdminTimeout:  10 * time.Second,
+			ParallelGrant: true,
+			Packages:      map[string]Package{},
 			Resilience: Resilience{
 				Enabled:                 true,
 				FailureThreshold:        3,

@@ -1,0 +1,121 @@
+package platform_test
+
+// The parallel grant (keycloak.parallel_grant, on by default) against the
+// real Keycloak 26.7.3 and its brute-force detector as the local realms
+// configure it: a typo the speculative grant lets through must not cost the
+// user their next correct password.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/kcguard/kcguard/internal/stacktest"
+	"github.com/kcguard/kcguard/internal/testenv"
+	"github.com/kcguard/kcguard/pkg/auth"
+)
+
+const perfPrefix = "perf-"
+
+// quickLoginCheck is the realm's quickLoginCheckMilliSeconds: two failures
+// closer together than this lock the user for minimumQuickLoginWaitSeconds.
+func quickLoginCheck(t *testing.T) time.Duration {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "local", "realms", "homechoice-realm.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var realm struct {
+		BruteForceProtected         bool  `json:"bruteForceProtected"`
+		QuickLoginCheckMilliSeconds int64 `json:"quickLoginCheckMilliSeconds"`
+	}
+	if err := json.Unmarshal(data, &realm); err != nil {
+		t.Fatal(err)
+	}
+	if !realm.BruteForceProtected || realm.QuickLoginCheckMilliSeconds <= 0 {
+		t.Fatalf("the homechoice realm has no quick-login check to test against: %+v", realm)
+	}
+	return time.Duration(realm.QuickLoginCheckMilliSeconds) * time.Millisecond
+}
+
+// keycloakFailures polls Keycloak's brute-force record of the user (it is
+// written asynchronously after the answer) until want holds or wait ends,
+// and returns the last count seen.
+func keycloakFailures(t *testing.T, e *stacktest.Env, pkg, id string, wait time.Duration, want func(int) bool) int {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		bf, err := e.RT.Keycloak.BruteForceStatus(context.Background(), pkg, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want(bf.Failures) || time.Now().After(deadline) {
+			return bf.Failures
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestParallelGrantTypoThenRightPassword(t *testing.T) {
+	e := stacktest.New(t, patientKeycloak)
+	if !e.Config.Keycloak.ParallelGrant {
+		t.Fatal("keycloak.parallel_grant is off by default: this test is about the default")
+	}
+	quick := quickLoginCheck(t)
+
+	// A typo whose speculative grant Keycloak counted. The grant is
+	// cancelled as soon as the local check fails; on a loaded machine
+	// Keycloak may not have read it by then, so a typo Keycloak did not
+	// count is followed by a good login (which clears kcguard's record and
+	// puts the next attempt back in parallel) and tried again.
+	typoReachingKeycloak := func(t *testing.T, u stacktest.User, id string) {
+		t.Helper()
+		for try := 1; ; try++ {
+			if _, err := e.Login(u, "typo-"+u.Password); !errors.Is(err, auth.ErrInvalidCredentials) {
+				t.Fatalf("typo: %v, want invalid credentials", err)
+			}
+			if n := keycloakFailures(t, e, u.Package, id, 3*time.Second, func(n int) bool { return n >= 1 }); n == 1 {
+				return
+			} else if n > 1 {
+				t.Fatalf("Keycloak counted %d failures for one typo", n)
+			}
+			if try == 3 {
+				t.Fatal("three typos in parallel mode, none reached Keycloak: is the grant still started alongside the hash?")
+			}
+			time.Sleep(quick + 500*time.Millisecond)
+			mustMode(t, e, u, u.Password, auth.ModeKeycloak)
+		}
+	}
+
+	t.Run("a typo, a human pause, the right password", func(t *testing.T) {
+		u := e.NewUserPrefixed(t, "homechoice", perfPrefix+"typo")
+		id := kcID(t, e, u)
+		typoReachingKeycloak(t, u, id)
+		time.Sleep(quick + 500*time.Millisecond)
+		mustMode(t, e, u, u.Password, auth.ModeKeycloak)
+		if n := keycloakFailures(t, e, u.Package, id, 3*time.Second, func(n int) bool { return n == 0 }); n != 0 {
+			t.Fatalf("Keycloak still counts %d failures after the good login", n)
+		}
+	})
+
+	t.Run("two typos in a row, then the right password", func(t *testing.T) {
+		// Sent straight to Keycloak, the second typo would land within
+		// the quick-login check and lock the user for a minute. Through
+		// kcguard the failure on record puts the user back in sequence:
+		// the second typo is refused locally and never reaches Keycloak.
+		u := e.NewUserPrefixed(t, "homechoice", perfPrefix+"typo2")
+		id := kcID(t, e, u)
+		typoReachingKeycloak(t, u, id)
+		if _, err := e.Login(u, "typo2-"+u.Password); !errors.Is(err, auth.ErrInvalidCredentials) {
+			t.Fatalf("second typo: %v, want invalid credentials", err)
+		}
+		if n := keycloakFailures(t, e, u.Package, id, quick, func(n int) bool { return n > 1 }); n > 1 {
+			t.Fatalf("Keycloak counted %d failures: the second typo reached it", n)
+		}
+		mustMode(t, e, u, u.Password, auth.ModeKeycloak)
+	})
+}
