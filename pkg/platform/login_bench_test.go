@@ -220,7 +220,7 @@ func BenchmarkLogin(b *testing.B) {
 			b.ReportMetric(ratio, short+"/a_p50")
 		}
 	}
-	b.Logf("%d warm-up + %d rounds × %d logins per variant, order rotating; p50 = median of round medians, p50/a = median of per-round ratios%s",
+	fmt.Printf("BenchmarkLogin: %d warm-up + %d rounds × %d logins per variant, order rotating; p50 = median of round medians, p50/a = median of per-round ratios%s",
 		warmup, rounds, per, tbl.String())
 
 	// d: what the breaker saves during an outage.

@@ -127,18 +127,24 @@ func (rt *Runtime) NewAuth(hasher auth.PasswordHasher) (*auth.Service, error) {
 
 // KeycloakClient builds the Keycloak adapter for every configured package.
 func KeycloakClient(cfg config.Config, log *slog.Logger) (*keycloak.Client, error) {
-	realms := map[string]keycloak.Realm{}
-	for name, p := range cfg.Keycloak.Packages {
-		realms[name] = keycloak.Realm{Realm: p.Realm, ClientID: p.ClientID, ClientSecret: p.ClientSecret}
-	}
-	kc, err := keycloak.New(keycloak.Options{
-		BaseURL: cfg.Keycloak.URL, Packages: realms, RequestTimeout: cfg.Keycloak.Timeout,
-		AdminTimeout: cfg.Keycloak.AdminTimeout, Logger: log,
-	})
+	kc, err := keycloak.New(KeycloakOptions(cfg, log))
 	if err != nil {
 		return nil, fmt.Errorf("keycloak client: %w", err)
 	}
 	return kc, nil
+}
+
+// KeycloakOptions are the Keycloak adapter's options for cfg (benchmarks
+// add a timed HTTP client).
+func KeycloakOptions(cfg config.Config, log *slog.Logger) keycloak.Options {
+	realms := map[string]keycloak.Realm{}
+	for name, p := range cfg.Keycloak.Packages {
+		realms[name] = keycloak.Realm{Realm: p.Realm, ClientID: p.ClientID, ClientSecret: p.ClientSecret}
+	}
+	return keycloak.Options{
+		BaseURL: cfg.Keycloak.URL, Packages: realms, RequestTimeout: cfg.Keycloak.Timeout,
+		AdminTimeout: cfg.Keycloak.AdminTimeout, Logger: log,
+	}
 }
 
 // AuthSettings maps the configuration onto the login and password flows.

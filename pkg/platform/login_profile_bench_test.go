@@ -1,0 +1,201 @@
+package platform_test
+
+// Where a healthy login's time goes: N sequential logins of one user with
+// the default configuration over HTTP, each part timed where it happens
+// (the API's HTTP and JSON, every AWS SDK call, the argon2 check, the
+// Keycloak round trip). With -cpuprofile / -trace the same run gives the
+// CPU profile and the execution trace (BENCHMARKS.md, "Where the time goes").
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/smithy-go/middleware"
+
+	"github.com/kcguard/kcguard/internal/stacktest"
+	"github.com/kcguard/kcguard/internal/testenv"
+	"github.com/kcguard/kcguard/pkg/auth"
+	"github.com/kcguard/kcguard/pkg/credential"
+	"github.com/kcguard/kcguard/pkg/httpapi"
+	"github.com/kcguard/kcguard/pkg/keycloak"
+	"github.com/kcguard/kcguard/pkg/platform"
+)
+
+// spans collects the durations of named parts of the current login.
+type spans struct {
+	mu sync.Mutex
+	d  map[string][]time.Duration
+}
+
+func (s *spans) add(name string, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.d[name] = append(s.d[name], d)
+}
+
+// take returns and clears what was recorded since the last take.
+func (s *spans) take() map[string][]time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.d
+	s.d = map[string][]time.Duration{}
+	return d
+}
+
+// sdkTimer times every AWS SDK call (serialise, sign, send, retry,
+// deserialise) by service and operation.
+func (s *spans) sdkTimer(stack *middleware.Stack) error {
+	op := stack.ID()
+	return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("perfspans",
+		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+			start := time.Now()
+			out, md, err := next.HandleInitialize(ctx, in)
+			s.add("aws "+op, time.Since(start))
+			return out, md, err
+		}), middleware.Before)
+}
+
+type timedTransport struct {
+	s    *spans
+	next http.RoundTripper
+}
+
+func (t timedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := t.next.RoundTrip(r)
+	t.s.add("keycloak "+lastSegment(r.URL.Path), time.Since(start))
+	return resp, err
+}
+
+func lastSegment(p string) string { return p[strings.LastIndex(p, "/")+1:] }
+
+// timedHasher times each password verification.
+type timedHasher struct {
+	auth.PasswordHasher
+	s *spans
+}
+
+func (h timedHasher) Verify(stored credential.Hash, password string) (bool, error) {
+	start := time.Now()
+	defer func() { h.s.add("argon2 verify", time.Since(start)) }()
+	return h.PasswordHasher.Verify(stored, password)
+}
+
+func BenchmarkLoginProfile(b *testing.B) {
+	n := benchInt(b, "KCGUARD_BENCH_LOGINS", 100)
+	e := stacktest.New(b, quietLogs)
+	u := e.NewUserPrefixed(b, "homechoice", "perf-profile")
+	s := &spans{d: map[string][]time.Duration{}}
+
+	// The same Runtime as the Lambda function's, on the Env's resources,
+	// with every SDK client and the Keycloak client timed.
+	awsCfg := testenv.AWS(b)
+	awsCfg.APIOptions = append(awsCfg.APIOptions, s.sdkTimer)
+	rt, err := platform.Build(context.Background(), e.Config, awsCfg, e.RT.Log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	kcOpts := platform.KeycloakOptions(rt.Config, rt.Log)
+	kcOpts.HTTPClient = &http.Client{Transport: timedTransport{s: s, next: http.DefaultTransport.(*http.Transport).Clone()}}
+	if rt.Keycloak, err = keycloak.New(kcOpts); err != nil {
+		b.Fatal(err)
+	}
+	hasher, err := platform.Hasher(rt.Config)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if rt.Auth, err = rt.NewAuth(timedHasher{PasswordHasher: hasher, s: s}); err != nil {
+		b.Fatal(err)
+	}
+	routes := rt.Routes()
+	for i := range routes {
+		h := routes[i].Handler
+		routes[i].Handler = func(ctx context.Context, r httpapi.Request) (httpapi.Response, error) {
+			start := time.Now()
+			defer func() { s.add("handler", time.Since(start)) }()
+			return h(ctx, r)
+		}
+	}
+	srv := httptest.NewServer(&httpapi.Server{Routes: routes, MaxBodyBytes: int64(rt.Config.API.MaxBodyBytes), Log: rt.Log})
+	b.Cleanup(srv.Close)
+
+	// Warm up: connection pools, the token cache's data key, Keycloak's JIT.
+	for range 10 {
+		if err := apiLogin(srv.URL, u, "keycloak"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	s.take()
+	per, calls := map[string][]float64{}, map[string]int{}
+	var critical, totals []float64
+	for b.Loop() {
+		for range n {
+			start := time.Now()
+			if err := apiLogin(srv.URL, u, "keycloak"); err != nil {
+				b.Fatal(err)
+			}
+			total := time.Since(start)
+			d := s.take()
+			sum := func(name string) time.Duration {
+				var t time.Duration
+				for _, x := range d[name] {
+					t += x
+				}
+				return t
+			}
+			var io time.Duration
+			for name := range d {
+				if strings.HasPrefix(name, "aws ") {
+					io += sum(name)
+				}
+				per[name] = append(per[name], float64(sum(name).Microseconds())/1000)
+				calls[name] += len(d[name])
+			}
+			path := io + max(sum("argon2 verify"), sum("keycloak token"))
+			critical = append(critical, float64(path.Microseconds())/1000)
+			totals = append(totals, float64(total.Microseconds())/1000)
+			per["http+json outside the handler"] = append(per["http+json outside the handler"],
+				float64((total-sum("handler")).Microseconds())/1000)
+			per["handler, off the critical path of I/O and hash"] = append(per["handler, off the critical path of I/O and hash"],
+				float64((sum("handler")-path).Microseconds())/1000)
+		}
+	}
+	names := make([]string, 0, len(per))
+	for name := range per {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	var tbl strings.Builder
+	fmt.Fprintf(&tbl, "\n%-48s %9s %9s %9s\n", "part (per login where it occurs)", "p50 ms", "mean ms", "calls/login")
+	fmt.Fprintf(&tbl, "%-48s %9.2f %9.2f %9s\n", "total (client's view)", median(totals), mean(totals), "")
+	fmt.Fprintf(&tbl, "%-48s %9.2f %9.2f %9s\n", "critical path: AWS calls + max(argon2, keycloak)", median(critical), mean(critical), "")
+	for _, name := range names {
+		c := "-"
+		if calls[name] > 0 {
+			c = fmt.Sprintf("%.2f", float64(calls[name])/float64(len(totals)))
+		}
+		fmt.Fprintf(&tbl, "%-48s %9.2f %9.2f %9s\n", name, median(per[name]), mean(per[name]), c)
+	}
+	b.ReportMetric(median(totals), "p50_ms")
+	b.ReportMetric(median(critical), "critical_p50_ms")
+	// b.Log would cut the table at ten lines.
+	fmt.Printf("BenchmarkLoginProfile: %d sequential healthy logins, default configuration%s", len(totals), tbl.String())
+}
+
+func mean(v []float64) float64 {
+	var t float64
+	for _, x := range v {
+		t += x
+	}
+	if len(v) == 0 {
+		return 0
+	}
+	return t / float64(len(v))
+}
