@@ -6,5 +6,8 @@ import (
 )
 
 func main() {
-	platform.Start("login", func(rt *platform.Runtime) any { return rt.AuthHandlers().Login })
+	platform.Start("login", func(rt *platform.Runtime) any {
+		rt.WarmLogin()
+		return rt.AuthHandlers().Login
+	})
 }

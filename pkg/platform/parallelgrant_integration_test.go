@@ -17,6 +17,8 @@ import (
 	"github.com/kcguard/kcguard/internal/stacktest"
 	"github.com/kcguard/kcguard/internal/testenv"
 	"github.com/kcguard/kcguard/pkg/auth"
+	"github.com/kcguard/kcguard/pkg/ddbcount"
+	"github.com/kcguard/kcguard/pkg/platform"
 )
 
 const perfPrefix = "perf-"
@@ -118,4 +120,35 @@ func TestParallelGrantTypoThenRightPassword(t *testing.T) {
 		}
 		mustMode(t, e, u, u.Password, auth.ModeKeycloak)
 	})
+}
+
+// WarmLogin (a cold start's background calls) leaves the first login none
+// of its one-time calls: no KMS data key, no breaker read.
+func TestWarmLoginTakesTheFirstLoginsOneTimeCalls(t *testing.T) {
+	e := stacktest.New(t, patientKeycloak)
+	u := e.NewUserPrefixed(t, "homechoice", perfPrefix+"warm")
+	calls := ddbcount.New()
+	awsCfg := testenv.AWS(t)
+	calls.Attach(&awsCfg)
+	rt, err := platform.Build(context.Background(), e.Config, awsCfg, e.RT.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-rt.WarmLogin():
+	case <-time.After(30 * time.Second):
+		t.Fatal("WarmLogin did not finish")
+	}
+	keys, reads := calls.Count("GenerateDataKey"), calls.Count("GetItem")
+	if keys != 1 || reads != 1 {
+		t.Fatalf("warm-up: %d data keys and %d breaker reads, want 1 and 1", keys, reads)
+	}
+	res, err := rt.Auth.Login(context.Background(), auth.LoginInput{Package: u.Package, Username: u.Name,
+		Password: u.Password, SourceIP: "127.0.0.1"})
+	if err != nil || res.Mode != auth.ModeKeycloak {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if k, r := calls.Count("GenerateDataKey"), calls.Count("GetItem"); k != keys || r != reads {
+		t.Fatalf("the first login still asked KMS for %d data keys and read the breaker %d times", k-keys, r-reads)
+	}
 }

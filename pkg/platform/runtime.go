@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -37,18 +38,20 @@ type Runtime struct {
 	DynamoDB *dynamodb.Client
 	SQS      *sqs.Client
 
-	Keycloak   *keycloak.Client
-	Breaker    *breaker.Breaker
-	Users      *users.Dynamo
-	Sessions   *sessions.Dynamo
-	Tokens     *tokencache.Dynamo
-	Audit      *audit.Dynamo
-	Journal    *journal.Dynamo // nil when tables.journal is empty
-	Queue      *syncjob.SQSQueue
-	DLQ        *syncjob.SQSQueue
-	Applier    *syncjob.Applier
-	Dispatcher *syncjob.Dispatcher
-	Auth       *auth.Service
+	Keycloak *keycloak.Client
+	Breaker  *breaker.Breaker
+	Users    *users.Dynamo
+	Sessions *sessions.Dynamo
+	Tokens   *tokencache.Dynamo
+	// TokenCipher encrypts cached tokens (one KMS data key per hour).
+	TokenCipher *tokencache.Envelope
+	Audit       *audit.Dynamo
+	Journal     *journal.Dynamo // nil when tables.journal is empty
+	Queue       *syncjob.SQSQueue
+	DLQ         *syncjob.SQSQueue
+	Applier     *syncjob.Applier
+	Dispatcher  *syncjob.Dispatcher
+	Auth        *auth.Service
 }
 
 // New builds the Runtime for a validated configuration, with the SDK
@@ -85,8 +88,8 @@ func Build(ctx context.Context, cfg config.Config, awsCfg aws.Config, log *slog.
 	rt.Breaker = breaker.New(breaker.NewDynamoStore(dynamodb.NewFromConfig(awsCfg), cfg.Tables.Breaker), BreakerSettings(cfg, log))
 	rt.Users = users.NewDynamo(rt.DynamoDB, cfg.Tables.Users)
 	rt.Sessions = sessions.NewDynamo(rt.DynamoDB, cfg.Tables.Sessions, sessions.WithIdleTimeout(cfg.Sessions.IdleTimeout))
-	cipher := tokencache.NewKMSCipher(kms.NewFromConfig(awsCfg), cfg.KMSKeyID)
-	rt.Tokens = tokencache.NewDynamo(rt.DynamoDB, cfg.Tables.Tokens, cipher,
+	rt.TokenCipher = tokencache.NewKMSCipher(kms.NewFromConfig(awsCfg), cfg.KMSKeyID)
+	rt.Tokens = tokencache.NewDynamo(rt.DynamoDB, cfg.Tables.Tokens, rt.TokenCipher,
 		tokencache.WithGracePeriod(cfg.Keycloak.Resilience.GracePeriod()))
 	rt.Audit = audit.NewDynamo(rt.DynamoDB, cfg.Tables.Audit)
 	rt.Queue = syncjob.NewSQSQueue(rt.SQS, cfg.Sync.Queue)
@@ -110,6 +113,34 @@ func Build(ctx context.Context, cfg config.Config, awsCfg aws.Config, log *slog.
 		return nil, err
 	}
 	return rt, nil
+}
+
+// warmTimeout bounds WarmLogin's background calls.
+const warmTimeout = 5 * time.Second
+
+// WarmLogin starts, without waiting for them, the two calls the first login
+// after a cold start would otherwise make on its own critical path: the
+// breaker's first read of its shared state (which also opens the first
+// DynamoDB connection) and the token cache's first KMS data key. Init does
+// not get longer: Lambda runs them alongside the first invocation (or
+// thaws them with it), and a login that needs either joins the call in
+// flight instead of making its own. Failures only cost the first login
+// what it would have paid anyway. The returned channel closes when both
+// are done (tests).
+func (rt *Runtime) WarmLogin() <-chan struct{} {
+	done := make(chan struct{})
+	ctx, cancel := context.WithTimeout(context.Background(), warmTimeout)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); rt.Breaker.State(ctx) }()
+	go func() {
+		defer wg.Done()
+		if err := rt.TokenCipher.Warm(ctx); err != nil {
+			rt.Log.Debug("token cache data key not fetched ahead", "err", err)
+		}
+	}()
+	go func() { wg.Wait(); cancel(); close(done) }()
+	return done
 }
 
 // NewAuth builds the login and password service over the Runtime's stores
