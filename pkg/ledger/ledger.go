@@ -89,6 +89,11 @@ func (l *Dynamo) LoginSucceeded(ctx context.Context, s auth.Success) (string, se
 		// written without the release (a fresh token: other items).
 		err = l.write(ctx, rec.ID+"-kept-lock", items[:len(items)-1])
 	}
+	if refusedOnly(err, 0) && l.sessions.Landed(ctx, token, rec) {
+		// The SDK retried a transaction that had landed (the first
+		// answer was lost) and the store ignored its idempotency token.
+		err = nil
+	}
 	if err != nil {
 		return "", sessions.Record{}, fmt.Errorf("record login: %w", err)
 	}
@@ -97,7 +102,11 @@ func (l *Dynamo) LoginSucceeded(ctx context.Context, s auth.Success) (string, se
 
 // releaseRefused reports whether a transaction was cancelled only because
 // its item i (the release) found the key locked.
-func releaseRefused(err error, i int) bool {
+func releaseRefused(err error, i int) bool { return refusedOnly(err, i) }
+
+// refusedOnly reports whether a transaction was cancelled only because the
+// condition of its item i failed.
+func refusedOnly(err error, i int) bool {
 	var tc *types.TransactionCanceledException
 	if !errors.As(err, &tc) || len(tc.CancellationReasons) <= i {
 		return false

@@ -166,9 +166,7 @@ func (d *Dynamo) Create(ctx context.Context, rec Record) (string, Record, error)
 		TableName: &d.table, Item: av, ConditionExpression: aws.String("attribute_not_exists(id)"),
 	})
 	if ddbitem.ConditionFailed(err) {
-		// An SDK retry of our own write that had landed finds our hash.
-		_, hash, _ := derive(token)
-		if _, got, gerr := d.get(ctx, rec.ID); gerr == nil && hashMatches(got, hash) {
+		if d.Landed(ctx, token, rec) {
 			return token, rec, nil
 		}
 		return "", Record{}, fmt.Errorf("create session: %w", ErrAlreadyExists)
@@ -177,6 +175,17 @@ func (d *Dynamo) Create(ctx context.Context, rec Record) (string, Record, error)
 		return "", Record{}, fmt.Errorf("create session: %w", err)
 	}
 	return token, rec, nil
+}
+
+// Landed reports whether the session a write created for token is stored:
+// an SDK retry of a write that had landed fails the write's
+// attribute_not_exists(id) (the session ids are random, so nothing else
+// can) and finds the token's hash. DynamoDB would honour a transaction's
+// idempotency token instead; moto does not.
+func (d *Dynamo) Landed(ctx context.Context, token string, rec Record) bool {
+	_, hash, _ := derive(token)
+	_, got, err := d.get(ctx, rec.ID)
+	return err == nil && hashMatches(got, hash)
 }
 
 // get reads strongly consistently: a revocation must hold at once.
