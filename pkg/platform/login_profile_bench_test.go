@@ -91,7 +91,7 @@ func (h timedHasher) Verify(stored credential.Hash, password string) (bool, erro
 
 func BenchmarkLoginProfile(b *testing.B) {
 	n := benchInt(b, "KCGUARD_BENCH_LOGINS", 100)
-	e := stacktest.New(b, quietLogs)
+	e := stacktest.New(b, benchConfig)
 	u := e.NewUserPrefixed(b, "homechoice", "perf-profile")
 	s := &spans{d: map[string][]time.Duration{}}
 
