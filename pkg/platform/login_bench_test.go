@@ -241,6 +241,13 @@ func BenchmarkLogin(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// The naive client waits the default timeout, not the benchmark's.
+	naiveCfg := open.Config
+	naiveCfg.Keycloak.Timeout = config.Default().Keycloak.Timeout
+	naiveKC, err := platform.KeycloakClient(naiveCfg, open.RT.Log)
+	if err != nil {
+		b.Fatal(err)
+	}
 	key := users.Key{Package: uc.Package, Username: uc.Name}
 	var naive []float64
 	for range 3 {
@@ -253,12 +260,12 @@ func BenchmarkLogin(b *testing.B) {
 		if ok, _ := hasher.Verify(h, uc.Password); !ok {
 			b.Fatal("local check failed")
 		}
-		if _, err := open.RT.Keycloak.PasswordGrant(context.Background(), uc.Package, uc.Name, uc.Password); err == nil {
+		if _, err := naiveKC.PasswordGrant(context.Background(), uc.Package, uc.Name, uc.Password); err == nil {
 			b.Fatal("grant through a blackholed proxy succeeded")
 		}
 		naive = append(naive, float64(time.Since(start).Microseconds())/1000)
 	}
 	b.ReportMetric(median(naive), "d_p50_ms")
-	b.Logf("d_naive_keycloak_cut (local check, then a grant with the %s timeout): p50 %.0f ms over %d logins; c/d = %.3f",
-		open.Config.Keycloak.Timeout, median(naive), len(naive), median(vs[3].medians)/median(naive))
+	fmt.Printf("d_naive_keycloak_cut (local check, then a grant with the %s timeout): p50 %.0f ms over %d logins; c/d = %.3f\n",
+		naiveCfg.Keycloak.Timeout, median(naive), len(naive), median(vs[3].medians)/median(naive))
 }
