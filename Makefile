@@ -83,7 +83,8 @@ bench-login: ## Login latency, interleaved (BenchmarkLogin), and where a login's
 	local/with-stack.sh bash -c 'set -o pipefail; $(GO) test -run "^$$" -bench "BenchmarkLogin$$" -benchtime 1x -count=1 -timeout 30m ./pkg/platform | tee $(BENCH_OUT)/login.txt && \
 	  $(GO) test -run "^$$" -bench BenchmarkLoginProfile -benchtime 1x -count=1 -timeout 30m -o $(BENCH_ABS)/platform.test \
 	    -cpuprofile $(BENCH_ABS)/login-cpu.out -trace $(BENCH_ABS)/login-trace.out ./pkg/platform | tee $(BENCH_OUT)/login-profile.txt && \
-	  $(GO) tool pprof -top -nodecount 40 $(BENCH_ABS)/platform.test $(BENCH_ABS)/login-cpu.out > $(BENCH_OUT)/login-cpu-top.txt'
+	  $(GO) tool pprof -top -nodecount 40 $(BENCH_ABS)/platform.test $(BENCH_ABS)/login-cpu.out > $(BENCH_OUT)/login-cpu-top.txt && \
+	  local/cpu-breakdown.sh $(BENCH_ABS)/platform.test $(BENCH_ABS)/login-cpu.out | tee $(BENCH_OUT)/login-cpu-breakdown.txt'
 
 .PHONY: bench-capacity
 bench-capacity: ## Logins/s and p99 of one kcguard serve in local mode during an outage (BenchmarkOutageCapacity)
