@@ -162,6 +162,7 @@ type Service struct {
 	sessions SessionRevoker
 	sync     Sync
 	reads    LoginReader
+	first    FirstReserver // nil: every attempt is reserved after the read
 	names    audit.Pseudonyms
 	costs    *checkCosts
 	packages map[string]bool
@@ -221,6 +222,7 @@ func New(d Deps, s Settings) (*Service, error) {
 	if svc.reads == nil {
 		svc.reads = storeReads{users: d.Users, tokens: d.Tokens}
 	}
+	svc.first, _ = svc.reads.(FirstReserver)
 	if svc.log == nil {
 		svc.log = slog.New(slog.DiscardHandler)
 	}
@@ -252,16 +254,26 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 		return LoginResult{}, err
 	}
 	source := s.sourceOf(in.SourceIP)
-	read, err := s.reads.ReadLogin(ctx, key, source, now)
+	read, first, err := s.readLogin(ctx, key, source, now)
 	if err != nil {
 		return LoginResult{}, fmt.Errorf("%w: lookup: %v", ErrUnavailable, err)
 	}
 	entry := read.Entry
 	event := audit.Event{Package: key.Package, Username: s.auditName(key, entry), Action: audit.ActionLogin,
 		SourceIP: in.SourceIP, UserAgent: in.UserAgent, RequestID: in.RequestID, At: now}
-	a, err := s.admit(ctx, key, read.Source, event, now)
-	if err != nil {
-		return LoginResult{}, err
+	a := users.Attempt{Admitted: true, N: 1}
+	if first != FirstReserved {
+		src := read.Source
+		if first == FirstSourceLocked && !src.Locked(now) {
+			// The read ran alongside the check and missed the lock; the
+			// Retry-After comes from a fresh read.
+			if src, err = s.users.SourceFailures(ctx, source, now); err != nil {
+				return LoginResult{}, fmt.Errorf("%w: source: %v", ErrUnavailable, err)
+			}
+		}
+		if a, err = s.admit(ctx, key, src, event, now); err != nil {
+			return LoginResult{}, err
+		}
 	}
 	var (
 		early  <-chan grant
@@ -369,6 +381,38 @@ func (s *Service) auditName(key users.Key, entry users.Entry) string {
 		return key.Username
 	}
 	return s.names.Username(key.Package, key.Username)
+}
+
+// readLogin reads what the login needs and, when the store offers it,
+// reserves the key's first attempt at the same time (FirstReserver): for a
+// user without attempts on record the reservation then costs no round
+// trip of its own. The source's throttle is checked atomically with that
+// reservation, so a throttled source still counts nothing against the
+// users it names.
+func (s *Service) readLogin(ctx context.Context, key users.Key, source string, now time.Time) (LoginRead, FirstAttempt, error) {
+	if s.first == nil {
+		read, err := s.reads.ReadLogin(ctx, key, source, now)
+		return read, FirstNotTried, err
+	}
+	var (
+		first    FirstAttempt
+		firstErr error
+		done     = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		first, firstErr = s.first.ReserveFirst(ctx, key, source, now)
+	}()
+	read, err := s.reads.ReadLogin(ctx, key, source, now)
+	<-done
+	if firstErr != nil {
+		s.log.WarnContext(ctx, "first attempt not reserved; reserving the usual way", "package", key.Package, "err", firstErr)
+		first = FirstNotTried
+	}
+	if err != nil && first == FirstReserved {
+		s.release(ctx, key, now)
+	}
+	return read, first, err
 }
 
 // admit lets an attempt's password be checked: the source must not be

@@ -43,8 +43,9 @@ type Dynamo struct {
 }
 
 var (
-	_ auth.Ledger      = (*Dynamo)(nil)
-	_ auth.LoginReader = (*Dynamo)(nil)
+	_ auth.Ledger        = (*Dynamo)(nil)
+	_ auth.LoginReader   = (*Dynamo)(nil)
+	_ auth.FirstReserver = (*Dynamo)(nil)
 )
 
 // NewDynamo bundles the stores' writes into transactions on db.
@@ -104,6 +105,14 @@ func (l *Dynamo) LoginSucceeded(ctx context.Context, s auth.Success) (string, se
 // its item i (the release) found the key locked.
 func releaseRefused(err error, i int) bool { return refusedOnly(err, i) }
 
+// refusedAt reports whether a transaction was cancelled with the condition
+// of its item i failing (whatever the other items' reasons).
+func refusedAt(err error, i int) bool {
+	var tc *types.TransactionCanceledException
+	return errors.As(err, &tc) && len(tc.CancellationReasons) > i &&
+		aws.ToString(tc.CancellationReasons[i].Code) == "ConditionalCheckFailed"
+}
+
 // refusedOnly reports whether a transaction was cancelled only because the
 // condition of its item i failed.
 func refusedOnly(err error, i int) bool {
@@ -123,6 +132,38 @@ func refusedOnly(err error, i int) bool {
 	return true
 }
 
+// ReserveFirst implements auth.FirstReserver: the key's first-attempt
+// reservation and the source's throttle check in one TransactWriteItems.
+func (l *Dynamo) ReserveFirst(ctx context.Context, key users.Key, source string, now time.Time) (auth.FirstAttempt, error) {
+	first, err := l.users.FirstAttemptTx(key, now)
+	if err != nil {
+		return auth.FirstNotTried, err
+	}
+	items := []types.TransactWriteItem{first}
+	if source != "" {
+		items = append(items, l.users.SourceUnlockedTx(source, now))
+	}
+	// An SDK retry of a reservation that landed is then answered as a
+	// success by DynamoDB (moto refuses it: the caller reserves again,
+	// one count too many until the next good login).
+	err = l.write(ctx, randomToken(), items)
+	switch {
+	case err == nil:
+		return auth.FirstReserved, nil
+	case source != "" && refusedAt(err, 1):
+		return auth.FirstSourceLocked, nil
+	case refusedOnly(err, 0):
+		return auth.FirstNotFirst, nil
+	}
+	return auth.FirstNotTried, fmt.Errorf("reserve first attempt %s: %w", key, err)
+}
+
+func randomToken() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
 // LoginFailed implements auth.Ledger.
 func (l *Dynamo) LoginFailed(ctx context.Context, f auth.Failure) error {
 	a, err := l.audit.RecordTx(f.Event)
@@ -135,9 +176,7 @@ func (l *Dynamo) LoginFailed(ctx context.Context, f auth.Failure) error {
 	}
 	// The counters ADD: an SDK retry of a transaction that did land must
 	// not count the failure twice (DynamoDB honours the token for 10 min).
-	token := make([]byte, 16)
-	_, _ = rand.Read(token)
-	if err := l.write(ctx, hex.EncodeToString(token), items); err != nil {
+	if err := l.write(ctx, randomToken(), items); err != nil {
 		return fmt.Errorf("record failed login: %w", err)
 	}
 	return nil
