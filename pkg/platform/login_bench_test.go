@@ -31,13 +31,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kcguard/kcguard/internal/benchstat"
 	"github.com/kcguard/kcguard/internal/stacktest"
 	"github.com/kcguard/kcguard/internal/testenv"
 	"github.com/kcguard/kcguard/pkg/config"
@@ -46,19 +44,6 @@ import (
 	"github.com/kcguard/kcguard/pkg/platform"
 	"github.com/kcguard/kcguard/pkg/users"
 )
-
-// benchInt reads a positive integer knob from the environment.
-func benchInt(tb testing.TB, name string, def int) int {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 {
-		tb.Fatalf("%s=%q: want a positive integer", name, v)
-	}
-	return n
-}
 
 // benchConfig is the default configuration, quiet, with a patient Keycloak
 // timeout: on a loaded machine a grant can outlast the 2 s default, and the
@@ -134,27 +119,6 @@ type benchVariant struct {
 	medians, all []float64
 }
 
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s) == 0 {
-		return 0
-	}
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func percentile(v []float64, p float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s) == 0 {
-		return 0
-	}
-	return s[min(len(s)-1, int(p*float64(len(s))))]
-}
-
 // interleave runs warmup+rounds rounds of per calls of every variant, the
 // order rotating each round, and keeps what the measured rounds saw.
 func interleave(b *testing.B, vs []*benchVariant, warmup, rounds, per int) {
@@ -167,10 +131,10 @@ func interleave(b *testing.B, vs []*benchVariant, warmup, rounds, per int) {
 				if err := v.op(); err != nil {
 					b.Fatalf("%s, round %d: %v", v.name, r, err)
 				}
-				round = append(round, float64(time.Since(start).Microseconds())/1000)
+				round = append(round, benchstat.Ms(time.Since(start)))
 			}
 			if r >= warmup {
-				v.medians = append(v.medians, median(round))
+				v.medians = append(v.medians, benchstat.Median(round))
 				v.all = append(v.all, round...)
 			}
 		}
@@ -178,9 +142,9 @@ func interleave(b *testing.B, vs []*benchVariant, warmup, rounds, per int) {
 }
 
 func BenchmarkLogin(b *testing.B) {
-	warmup := benchInt(b, "KCGUARD_BENCH_WARMUP", 3)
-	rounds := benchInt(b, "KCGUARD_BENCH_ROUNDS", 15)
-	per := benchInt(b, "KCGUARD_BENCH_PER_ROUND", 4)
+	warmup := benchstat.Int(b, "KCGUARD_BENCH_WARMUP", 3)
+	rounds := benchstat.Int(b, "KCGUARD_BENCH_ROUNDS", 15)
+	per := benchstat.Int(b, "KCGUARD_BENCH_PER_ROUND", 4)
 
 	def := stacktest.New(b, benchConfig)
 	seq := stacktest.New(b, benchConfig, func(c *config.Config) { c.Keycloak.ParallelGrant = false })
@@ -222,13 +186,13 @@ func BenchmarkLogin(b *testing.B) {
 		for i := range v.medians {
 			ratios[i] = v.medians[i] / a.medians[i]
 		}
-		p50, ratio := median(v.medians), median(ratios)
+		p50, ratio := benchstat.Median(v.medians), benchstat.Median(ratios)
 		fmt.Fprintf(&tbl, "%-26s %9.1f %9.1f %9.1f %6d %12.3f\n", v.name, p50,
-			percentile(v.all, 0.90), percentile(v.all, 0.99), len(v.all), ratio)
+			benchstat.Percentile(v.all, 0.90), benchstat.Percentile(v.all, 0.99), len(v.all), ratio)
 		short := strings.SplitN(v.name, "_kcguard", 2)[0]
 		short = strings.TrimSuffix(short, "_direct_grant")
 		b.ReportMetric(p50, short+"_p50_ms")
-		b.ReportMetric(percentile(v.all, 0.99), short+"_p99_ms")
+		b.ReportMetric(benchstat.Percentile(v.all, 0.99), short+"_p99_ms")
 		if v != a {
 			b.ReportMetric(ratio, short+"/a_p50")
 		}
@@ -263,9 +227,9 @@ func BenchmarkLogin(b *testing.B) {
 		if _, err := naiveKC.PasswordGrant(context.Background(), uc.Package, uc.Name, uc.Password); err == nil {
 			b.Fatal("grant through a blackholed proxy succeeded")
 		}
-		naive = append(naive, float64(time.Since(start).Microseconds())/1000)
+		naive = append(naive, benchstat.Ms(time.Since(start)))
 	}
-	b.ReportMetric(median(naive), "d_p50_ms")
+	b.ReportMetric(benchstat.Median(naive), "d_p50_ms")
 	fmt.Printf("d_naive_keycloak_cut (local check, then a grant with the %s timeout): p50 %.0f ms over %d logins; c/d = %.3f\n",
-		naiveCfg.Keycloak.Timeout, median(naive), len(naive), median(vs[3].medians)/median(naive))
+		naiveCfg.Keycloak.Timeout, benchstat.Median(naive), len(naive), benchstat.Median(vs[3].medians)/benchstat.Median(naive))
 }

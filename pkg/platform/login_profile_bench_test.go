@@ -20,6 +20,7 @@ import (
 
 	"github.com/aws/smithy-go/middleware"
 
+	"github.com/kcguard/kcguard/internal/benchstat"
 	"github.com/kcguard/kcguard/internal/stacktest"
 	"github.com/kcguard/kcguard/internal/testenv"
 	"github.com/kcguard/kcguard/pkg/auth"
@@ -90,7 +91,7 @@ func (h timedHasher) Verify(stored credential.Hash, password string) (bool, erro
 }
 
 func BenchmarkLoginProfile(b *testing.B) {
-	n := benchInt(b, "KCGUARD_BENCH_LOGINS", 100)
+	n := benchstat.Int(b, "KCGUARD_BENCH_LOGINS", 100)
 	e := stacktest.New(b, benchConfig)
 	u := e.NewUserPrefixed(b, "homechoice", "perf-profile")
 	s := &spans{d: map[string][]time.Duration{}}
@@ -138,13 +139,13 @@ func BenchmarkLoginProfile(b *testing.B) {
 	firstTotal := time.Since(start)
 	first := s.take()
 	var firstTbl strings.Builder
-	fmt.Fprintf(&firstTbl, "\n%-48s %9.2f\n", "total (client's view)", float64(firstTotal.Microseconds())/1000)
+	fmt.Fprintf(&firstTbl, "\n%-48s %9.2f\n", "total (client's view)", benchstat.Ms(firstTotal))
 	for _, name := range slices.Sorted(maps.Keys(first)) {
 		var t time.Duration
 		for _, x := range first[name] {
 			t += x
 		}
-		fmt.Fprintf(&firstTbl, "%-48s %9.2f  (%d calls)\n", name, float64(t.Microseconds())/1000, len(first[name]))
+		fmt.Fprintf(&firstTbl, "%-48s %9.2f  (%d calls)\n", name, benchstat.Ms(t), len(first[name]))
 	}
 	fmt.Printf("BenchmarkLoginProfile: the first login after the Runtime was built (ms)%s", firstTbl.String())
 
@@ -177,16 +178,16 @@ func BenchmarkLoginProfile(b *testing.B) {
 				if strings.HasPrefix(name, "aws ") {
 					io += sum(name)
 				}
-				per[name] = append(per[name], float64(sum(name).Microseconds())/1000)
+				per[name] = append(per[name], benchstat.Ms(sum(name)))
 				calls[name] += len(d[name])
 			}
 			path := io + max(sum("argon2 verify"), sum("keycloak token"))
-			critical = append(critical, float64(path.Microseconds())/1000)
-			totals = append(totals, float64(total.Microseconds())/1000)
+			critical = append(critical, benchstat.Ms(path))
+			totals = append(totals, benchstat.Ms(total))
 			per["http+json outside the handler"] = append(per["http+json outside the handler"],
-				float64((total-sum("handler")).Microseconds())/1000)
+				benchstat.Ms(total-sum("handler")))
 			per["handler, off the critical path of I/O and hash"] = append(per["handler, off the critical path of I/O and hash"],
-				float64((sum("handler")-path).Microseconds())/1000)
+				benchstat.Ms(sum("handler")-path))
 		}
 	}
 	names := make([]string, 0, len(per))
@@ -196,28 +197,17 @@ func BenchmarkLoginProfile(b *testing.B) {
 	slices.Sort(names)
 	var tbl strings.Builder
 	fmt.Fprintf(&tbl, "\n%-48s %9s %9s %9s\n", "part (per login where it occurs)", "p50 ms", "mean ms", "calls/login")
-	fmt.Fprintf(&tbl, "%-48s %9.2f %9.2f %9s\n", "total (client's view)", median(totals), mean(totals), "")
-	fmt.Fprintf(&tbl, "%-48s %9.2f %9.2f %9s\n", "critical path: AWS calls + max(argon2, keycloak)", median(critical), mean(critical), "")
+	fmt.Fprintf(&tbl, "%-48s %9.2f %9.2f %9s\n", "total (client's view)", benchstat.Median(totals), benchstat.Mean(totals), "")
+	fmt.Fprintf(&tbl, "%-48s %9.2f %9.2f %9s\n", "critical path: AWS calls + max(argon2, keycloak)", benchstat.Median(critical), benchstat.Mean(critical), "")
 	for _, name := range names {
 		c := "-"
 		if calls[name] > 0 {
 			c = fmt.Sprintf("%.2f", float64(calls[name])/float64(len(totals)))
 		}
-		fmt.Fprintf(&tbl, "%-48s %9.2f %9.2f %9s\n", name, median(per[name]), mean(per[name]), c)
+		fmt.Fprintf(&tbl, "%-48s %9.2f %9.2f %9s\n", name, benchstat.Median(per[name]), benchstat.Mean(per[name]), c)
 	}
-	b.ReportMetric(median(totals), "p50_ms")
-	b.ReportMetric(median(critical), "critical_p50_ms")
+	b.ReportMetric(benchstat.Median(totals), "p50_ms")
+	b.ReportMetric(benchstat.Median(critical), "critical_p50_ms")
 	// b.Log would cut the table at ten lines.
 	fmt.Printf("BenchmarkLoginProfile: %d sequential healthy logins, default configuration%s", len(totals), tbl.String())
-}
-
-func mean(v []float64) float64 {
-	var t float64
-	for _, x := range v {
-		t += x
-	}
-	if len(v) == 0 {
-		return 0
-	}
-	return t / float64(len(v))
 }

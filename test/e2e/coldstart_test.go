@@ -31,6 +31,9 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/kcguard/kcguard/internal/benchstat"
+	"github.com/kcguard/kcguard/internal/stacktest"
 )
 
 // fakeRuntime is the part of the Lambda runtime API a Go bootstrap uses.
@@ -174,7 +177,7 @@ func (s *stack) startBootstrap(tb testing.TB, fn string) (*fakeRuntime, coldStar
 	// within the 2 s default on a loaded machine (that would be a fallback
 	// to local mode, another path).
 	cmd.Env = append(cmd.Env, "KCGUARD_KEYCLOAK_TIMEOUT=10s")
-	var out syncWriter
+	var out stacktest.Logs // a concurrency-safe sink
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -200,23 +203,6 @@ func (s *stack) startBootstrap(tb testing.TB, fn string) (*fakeRuntime, coldStar
 		tb.Fatalf("%s did not ask for work within 30 s", fn)
 	}
 	return nil, coldStart{}
-}
-
-type syncWriter struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
 }
 
 // measureLogin starts the login bootstrap cold, logs u in once (first) and
@@ -295,17 +281,16 @@ func BenchmarkColdStart(b *testing.B) {
 				cs.size = c.size
 			}
 			slices.Sort(inits)
-			ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 			first, warm, ratio := "-", "-", "-"
 			if cs.first > 0 {
-				first, warm = fmt.Sprintf("%.1f", ms(cs.first)), fmt.Sprintf("%.1f", ms(cs.warm))
+				first, warm = fmt.Sprintf("%.1f", benchstat.Ms(cs.first)), fmt.Sprintf("%.1f", benchstat.Ms(cs.warm))
 				ratio = fmt.Sprintf("%.2f", float64(cs.first)/float64(cs.warm))
-				b.ReportMetric(ms(cs.first), fn+"_first_ms")
-				b.ReportMetric(ms(cs.warm), fn+"_warm_ms")
+				b.ReportMetric(benchstat.Ms(cs.first), fn+"_first_ms")
+				b.ReportMetric(benchstat.Ms(cs.warm), fn+"_warm_ms")
 			}
 			fmt.Fprintf(&tbl, "%-12s %10.1f %12.1f %12.1f %10s %10s %8s\n", fn, float64(cs.size)/(1<<20),
-				ms(inits[len(inits)/2]), ms(inits[len(inits)-1]), first, warm, ratio)
-			b.ReportMetric(ms(inits[len(inits)/2]), fn+"_init_ms")
+				benchstat.Ms(inits[len(inits)/2]), benchstat.Ms(inits[len(inits)-1]), first, warm, ratio)
+			b.ReportMetric(benchstat.Ms(inits[len(inits)/2]), fn+"_init_ms")
 		}
 	}
 	fmt.Printf("BenchmarkColdStart: %d cold starts per function (fake runtime API; first/warm: best of the login starts)%s", starts, tbl.String())

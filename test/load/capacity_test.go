@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kcguard/kcguard/internal/benchstat"
 	"github.com/kcguard/kcguard/internal/stacktest"
 	"github.com/kcguard/kcguard/internal/testenv"
 	"github.com/kcguard/kcguard/pkg/auth"
@@ -31,18 +31,6 @@ import (
 	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/users"
 )
-
-func envInt(tb testing.TB, name string, def int) int {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 {
-		tb.Fatalf("%s=%q: want a positive integer", name, v)
-	}
-	return n
-}
 
 // server is one `kcguard serve` process started for the benchmark.
 type server struct {
@@ -175,15 +163,6 @@ type level struct {
 
 func (l level) rate() float64 { return float64(l.ok) / l.elapsed.Seconds() }
 
-func pct(v []float64, p float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s) == 0 {
-		return 0
-	}
-	return s[min(len(s)-1, int(p*float64(len(s))))]
-}
-
 // drive runs workers closed-loop clients for d (at most limit logins in
 // all), each logging in its own users in turn.
 func drive(tb testing.TB, s *server, names []string, password string, workers int, d time.Duration, limit int64) level {
@@ -212,7 +191,7 @@ func drive(tb testing.TB, s *server, names []string, password string, workers in
 					data, _ = io.ReadAll(resp.Body)
 					resp.Body.Close()
 				}
-				ms := float64(time.Since(t0).Microseconds()) / 1000
+				ms := benchstat.Ms(time.Since(t0))
 				var out struct {
 					AuthMode string `json:"auth_mode"`
 				}
@@ -245,8 +224,8 @@ func drive(tb testing.TB, s *server, names []string, password string, workers in
 // (per level, default 15), KCGUARD_BENCH_CAPACITY_WORKERS (comma-separated
 // levels, default 1,2,4,8,16), KCGUARD_BENCH_CAPACITY_USERS (default 200).
 func BenchmarkOutageCapacity(b *testing.B) {
-	secs := envInt(b, "KCGUARD_BENCH_CAPACITY_SECONDS", 15)
-	nusers := envInt(b, "KCGUARD_BENCH_CAPACITY_USERS", 200)
+	secs := benchstat.Int(b, "KCGUARD_BENCH_CAPACITY_SECONDS", 15)
+	nusers := benchstat.Int(b, "KCGUARD_BENCH_CAPACITY_USERS", 200)
 	levels := []int{1, 2, 4, 8, 16}
 	if v := os.Getenv("KCGUARD_BENCH_CAPACITY_WORKERS"); v != "" {
 		levels = nil
@@ -281,15 +260,15 @@ func BenchmarkOutageCapacity(b *testing.B) {
 			if lv.failed > 0 || lv.modesOtherThan > 0 {
 				b.Fatalf("%d workers: %d failed (first: %s), %d not in local mode", w, lv.failed, lv.firstFailure, lv.modesOtherThan)
 			}
-			fmt.Fprintf(&tbl, "%8d %10.1f %9.1f %9.1f %9d %8d %12.1f ms\n", w, lv.rate(), pct(lv.lat, 0.5), pct(lv.lat, 0.99),
-				lv.failed, lv.ok, float64(lv.serverCPU.Microseconds())/1000/float64(max(lv.ok, 1)))
+			fmt.Fprintf(&tbl, "%8d %10.1f %9.1f %9.1f %9d %8d %12.1f ms\n", w, lv.rate(), benchstat.Percentile(lv.lat, 0.5), benchstat.Percentile(lv.lat, 0.99),
+				lv.failed, lv.ok, benchstat.Ms(lv.serverCPU)/float64(max(lv.ok, 1)))
 			if best.ok == 0 || lv.rate() > best.rate() {
 				best = lv
 			}
 		}
 	}
 	b.ReportMetric(best.rate(), "logins/s")
-	b.ReportMetric(pct(best.lat, 0.99), "p99_ms")
+	b.ReportMetric(benchstat.Percentile(best.lat, 0.99), "p99_ms")
 	b.ReportMetric(float64(best.workers), "workers")
 	fmt.Printf("BenchmarkOutageCapacity: one kcguard serve, breaker forced open, local mode, argon2id m=7168 t=5 p=1, %d users, %d s per level%s",
 		nusers, secs, tbl.String())
