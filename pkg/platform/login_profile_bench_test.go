@@ -30,25 +30,69 @@ import (
 	"github.com/kcguard/kcguard/pkg/platform"
 )
 
-// spans collects the durations of named parts of the current login.
+// spans collects the intervals of named parts of the current login.
 type spans struct {
 	mu sync.Mutex
-	d  map[string][]time.Duration
+	d  map[string][]interval
 }
 
-func (s *spans) add(name string, d time.Duration) {
+type interval struct{ start, end time.Time }
+
+func (s *spans) add(name string, start time.Time) {
+	end := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.d[name] = append(s.d[name], d)
+	s.d[name] = append(s.d[name], interval{start, end})
 }
 
-// take returns and clears what was recorded since the last take.
-func (s *spans) take() map[string][]time.Duration {
+// take returns and clears what was recorded since the last take. A
+// login's two transactions are told apart by order: the first-attempt
+// reservation (alongside the read) comes before the outcome.
+func (s *spans) take() map[string][]interval {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d := s.d
-	s.d = map[string][]time.Duration{}
+	s.d = map[string][]interval{}
+	if tx := d["aws TransactWriteItems"]; len(tx) == 2 {
+		slices.SortFunc(tx, func(a, b interval) int { return a.start.Compare(b.start) })
+		delete(d, "aws TransactWriteItems")
+		d["aws TransactWriteItems: reserve first attempt"] = tx[:1]
+		d["aws TransactWriteItems: outcome"] = tx[1:]
+	}
 	return d
+}
+
+// sum is the intervals' total length.
+func sum(iv []interval) time.Duration {
+	var t time.Duration
+	for _, x := range iv {
+		t += x.end.Sub(x.start)
+	}
+	return t
+}
+
+// covered is how much wall time the intervals cover together: parts that
+// ran at the same time (the read and the first-attempt reservation, the
+// hash and the grant) count once.
+func covered(iv []interval) time.Duration {
+	slices.SortFunc(iv, func(a, b interval) int { return a.start.Compare(b.start) })
+	var total time.Duration
+	var cur interval
+	for i, x := range iv {
+		switch {
+		case i == 0:
+			cur = x
+		case x.start.After(cur.end):
+			total += cur.end.Sub(cur.start)
+			cur = x
+		case x.end.After(cur.end):
+			cur.end = x.end
+		}
+	}
+	if len(iv) > 0 {
+		total += cur.end.Sub(cur.start)
+	}
+	return total
 }
 
 // sdkTimer times every AWS SDK call (serialise, sign, send, retry,
@@ -59,7 +103,7 @@ func (s *spans) sdkTimer(stack *middleware.Stack) error {
 		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
 			start := time.Now()
 			out, md, err := next.HandleInitialize(ctx, in)
-			s.add("aws "+op, time.Since(start))
+			s.add("aws "+op, start)
 			return out, md, err
 		}), middleware.Before)
 }
@@ -72,7 +116,7 @@ type timedTransport struct {
 func (t timedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	start := time.Now()
 	resp, err := t.next.RoundTrip(r)
-	t.s.add("keycloak "+lastSegment(r.URL.Path), time.Since(start))
+	t.s.add("keycloak "+lastSegment(r.URL.Path), start)
 	return resp, err
 }
 
@@ -86,7 +130,7 @@ type timedHasher struct {
 
 func (h timedHasher) Verify(stored credential.Hash, password string) (bool, error) {
 	start := time.Now()
-	defer func() { h.s.add("argon2 verify", time.Since(start)) }()
+	defer h.s.add("argon2 verify", start)
 	return h.PasswordHasher.Verify(stored, password)
 }
 
@@ -94,7 +138,7 @@ func BenchmarkLoginProfile(b *testing.B) {
 	n := benchstat.Int(b, "KCGUARD_BENCH_LOGINS", 100)
 	e := stacktest.New(b, benchConfig)
 	u := e.NewUserPrefixed(b, "homechoice", "perf-profile")
-	s := &spans{d: map[string][]time.Duration{}}
+	s := &spans{d: map[string][]interval{}}
 
 	// The same Runtime as the Lambda function's, on the Env's resources,
 	// with every SDK client and the Keycloak client timed.
@@ -121,7 +165,7 @@ func BenchmarkLoginProfile(b *testing.B) {
 		h := routes[i].Handler
 		routes[i].Handler = func(ctx context.Context, r httpapi.Request) (httpapi.Response, error) {
 			start := time.Now()
-			defer func() { s.add("handler", time.Since(start)) }()
+			defer s.add("handler", start)
 			return h(ctx, r)
 		}
 	}
@@ -141,11 +185,7 @@ func BenchmarkLoginProfile(b *testing.B) {
 	var firstTbl strings.Builder
 	fmt.Fprintf(&firstTbl, "\n%-48s %9.2f\n", "total (client's view)", benchstat.Ms(firstTotal))
 	for _, name := range slices.Sorted(maps.Keys(first)) {
-		var t time.Duration
-		for _, x := range first[name] {
-			t += x
-		}
-		fmt.Fprintf(&firstTbl, "%-48s %9.2f  (%d calls)\n", name, benchstat.Ms(t), len(first[name]))
+		fmt.Fprintf(&firstTbl, "%-48s %9.2f  (%d calls)\n", name, benchstat.Ms(sum(first[name])), len(first[name]))
 	}
 	fmt.Printf("BenchmarkLoginProfile: the first login after the Runtime was built (ms)%s", firstTbl.String())
 
@@ -166,28 +206,22 @@ func BenchmarkLoginProfile(b *testing.B) {
 			}
 			total := time.Since(start)
 			d := s.take()
-			sum := func(name string) time.Duration {
-				var t time.Duration
-				for _, x := range d[name] {
-					t += x
-				}
-				return t
-			}
-			var io time.Duration
+			// The critical path: the wall time I/O and the hash covered.
+			var parts []interval
 			for name := range d {
-				if strings.HasPrefix(name, "aws ") {
-					io += sum(name)
+				if name != "handler" {
+					parts = append(parts, d[name]...)
 				}
-				per[name] = append(per[name], benchstat.Ms(sum(name)))
+				per[name] = append(per[name], benchstat.Ms(sum(d[name])))
 				calls[name] += len(d[name])
 			}
-			path := io + max(sum("argon2 verify"), sum("keycloak token"))
+			path := covered(parts)
 			critical = append(critical, benchstat.Ms(path))
 			totals = append(totals, benchstat.Ms(total))
 			per["http+json outside the handler"] = append(per["http+json outside the handler"],
-				benchstat.Ms(total-sum("handler")))
+				benchstat.Ms(total-sum(d["handler"])))
 			per["handler, off the critical path of I/O and hash"] = append(per["handler, off the critical path of I/O and hash"],
-				benchstat.Ms(sum("handler")-path))
+				benchstat.Ms(sum(d["handler"])-path))
 		}
 	}
 	names := make([]string, 0, len(per))
@@ -198,7 +232,7 @@ func BenchmarkLoginProfile(b *testing.B) {
 	var tbl strings.Builder
 	fmt.Fprintf(&tbl, "\n%-48s %9s %9s %9s\n", "part (per login where it occurs)", "p50 ms", "mean ms", "calls/login")
 	fmt.Fprintf(&tbl, "%-48s %9.2f %9.2f %9s\n", "total (client's view)", benchstat.Median(totals), benchstat.Mean(totals), "")
-	fmt.Fprintf(&tbl, "%-48s %9.2f %9.2f %9s\n", "critical path: AWS calls + max(argon2, keycloak)", benchstat.Median(critical), benchstat.Mean(critical), "")
+	fmt.Fprintf(&tbl, "%-48s %9.2f %9.2f %9s\n", "critical path: wall time of AWS, hash, Keycloak", benchstat.Median(critical), benchstat.Mean(critical), "")
 	for _, name := range names {
 		c := "-"
 		if calls[name] > 0 {
