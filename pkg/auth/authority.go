@@ -93,7 +93,7 @@ func (s *Service) learn(ctx context.Context, key users.Key, entry users.Entry, p
 
 // keycloakRefused judges Keycloak's refusal of a password the local store
 // accepted (the user is enabled, not stale, no required actions locally).
-func (s *Service) keycloakRefused(ctx context.Context, entry users.Entry, err error, concurrent bool, now time.Time) (tierResult, error) {
+func (s *Service) keycloakRefused(ctx context.Context, entry users.Entry, err error, now time.Time) (tierResult, error) {
 	u := entry.User
 	switch {
 	case errors.Is(err, keycloak.ErrAccountDisabled), errors.Is(err, keycloak.ErrActionRequired):
@@ -106,7 +106,7 @@ func (s *Service) keycloakRefused(ctx context.Context, entry users.Entry, err er
 			"version", u.Version, "keycloak_synced_version", u.KeycloakSyncedVersion)
 		return tierResult{mode: ModeLocal, status: KeycloakAvailable, drift: true}, nil
 	}
-	return tierResult{}, s.explainRefusal(ctx, u, concurrent, now)
+	return tierResult{}, s.explainRefusal(ctx, u, now)
 }
 
 // namedRefusal records a refusal whose reason Keycloak named (only ever to
@@ -149,13 +149,13 @@ func (s *Service) namedRefusal(ctx context.Context, entry users.Entry, err error
 // Keycloak id yet. If Keycloak cannot say, the login is refused and
 // nothing is recorded.
 //
-// concurrent says other attempts of the user were on record: Keycloak 26
-// (brute-force detection on) refuses a login of a user while another of
-// theirs is in flight, in the words of a wrong password. Such a refusal of
-// the password Keycloak last accepted (no credential set since the user's
-// last Keycloak confirmation) is not a reset: the login is refused as
-// locked for a second and nothing is recorded.
-func (s *Service) explainRefusal(ctx context.Context, u users.User, concurrent bool, now time.Time) error {
+// A refusal of the password Keycloak last accepted from this user (no
+// credential set since Keycloak last confirmed the user) is no reset: with
+// brute-force detection on, Keycloak 26 refuses a login of a user while
+// another of theirs is in flight, in the words of a wrong password (of 4
+// parallel right passwords it refused 3). That login is refused as locked
+// for a second and nothing is recorded.
+func (s *Service) explainRefusal(ctx context.Context, u users.User, now time.Time) error {
 	if s.accounts == nil {
 		return ErrInvalidCredentials
 	}
@@ -196,7 +196,7 @@ func (s *Service) explainRefusal(ctx context.Context, u users.User, concurrent b
 		s.log.InfoContext(ctx, "keycloak brute-force lock; refused", "event", "keycloak_locked",
 			"package", u.Package, "username", u.Username, "retry_after", retry)
 		return &LockedError{RetryAfter: max(retry, time.Second)}
-	case concurrent && a.User.Enabled && len(a.User.RequiredActions) == 0 && !a.PasswordSetAt.IsZero() &&
+	case a.User.Enabled && len(a.User.RequiredActions) == 0 && !a.PasswordSetAt.IsZero() &&
 		!u.KeycloakConfirmedAt.IsZero() && !a.PasswordSetAt.After(u.KeycloakConfirmedAt):
 		s.log.InfoContext(ctx, "keycloak refused a parallel login of the user; refused for now", "event", "keycloak_parallel_login",
 			"package", u.Package, "username", u.Username)

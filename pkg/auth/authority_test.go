@@ -363,9 +363,9 @@ func TestStaleUserCannotChangeThePasswordLocally(t *testing.T) {
 
 // Keycloak 26 refuses a login of a user while another of theirs is in
 // flight, in the words of a wrong password (measured: of 4 parallel right
-// passwords 3 are refused). Such a refusal of the password Keycloak last
-// accepted is not a reset.
-func TestParallelLoginRefusedByKeycloakIsNotAReset(t *testing.T) {
+// passwords 3 are refused). A refusal of the password Keycloak last
+// accepted is therefore not a reset; one of a password set since is.
+func TestRefusalOfTheConfirmedPasswordIsNotAReset(t *testing.T) {
 	h := newHarness(t)
 	h.kc.Now = func() time.Time { return h.now.Add(-time.Hour) } // the password Keycloak holds was set before...
 	id := h.kcUser(t, "alice", "alice-password-1")
@@ -373,31 +373,28 @@ func TestParallelLoginRefusedByKeycloakIsNotAReset(t *testing.T) {
 		t.Fatalf("%+v %v", res, err) // ...this login confirmed the user
 	}
 	refused := keycloak.NewError("password grant", pkg, keycloak.ErrInvalidCredentials, 400, "Invalid user credentials")
-	key := users.Key{Package: pkg, Username: "alice"}
-
-	// Another attempt of alice's is in flight: Keycloak's refusal is its
-	// parallel-login guard.
-	if _, err := h.users.Reserve(context.Background(), key, 5, h.now); err != nil {
-		t.Fatal(err)
-	}
 	h.kc.Fail(keycloaktest.PasswordGrant, refused, 1)
 	var locked *LockedError
 	if _, err := h.login("alice", "alice-password-1"); !errors.As(err, &locked) || locked.RetryAfter > 2*time.Second {
-		t.Fatalf("parallel login refused by Keycloak: %v, want locked for a moment", err)
+		t.Fatalf("refusal of the confirmed password: %v, want locked for a moment", err)
 	}
 	if u := h.user(t, "alice"); u.HashStale || !u.Enabled {
 		t.Fatalf("a parallel login's refusal was recorded as Keycloak's verdict: %+v", u)
 	}
-	if _, err := h.users.Release(context.Background(), key, h.now); err != nil {
-		t.Fatal(err)
+	if len(h.ledger.failures) != 0 {
+		t.Fatal("the right password must not count as a failed attempt")
+	}
+	if res, err := h.login("alice", "alice-password-1"); err != nil || res.Mode != ModeKeycloak {
+		t.Fatalf("the next login: %+v %v", res, err)
 	}
 
-	// Alone, the same refusal is a reset (nothing else explains it).
-	h.kc.Fail(keycloaktest.PasswordGrant, refused, 1)
+	// A password set in Keycloak after the confirmation: a reset.
+	h.kc.Now = func() time.Time { return h.now.Add(time.Minute) }
+	h.kc.SetPassword(pkg, id, "reset-by-admin-1")
 	if _, err := h.login("alice", "alice-password-1"); !errors.Is(err, ErrInvalidCredentials) {
-		t.Fatalf("lone refusal: %v", err)
+		t.Fatalf("after a reset: %v", err)
 	}
-	if u := h.user(t, "alice"); !u.HashStale || u.KeycloakID != id {
-		t.Fatalf("a lone refusal of a confirmed password must still make the hash stale: %+v", u)
+	if u := h.user(t, "alice"); !u.HashStale {
+		t.Fatalf("a password set after the confirmation must make the hash stale: %+v", u)
 	}
 }

@@ -308,9 +308,6 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 		v := s.grant(ctx, key, in.Password)
 		g = &v
 	}
-	if g != nil {
-		g.concurrent = a.N > 1
-	}
 	tier, err := s.keycloakTier(ctx, entry, g, read.CachedToken, now)
 	if err != nil {
 		s.release(ctx, key, now)
@@ -524,9 +521,6 @@ type grant struct {
 	tok     keycloak.Token
 	err     error
 	allowed bool // false: the breaker refused, Keycloak was not called
-	// concurrent: other attempts of the user were on record when this one
-	// was reserved (authority.go: Keycloak refuses parallel logins).
-	concurrent bool
 }
 
 // grant asks the breaker and, if allowed, Keycloak.
@@ -566,7 +560,7 @@ func (s *Service) keycloakTier(ctx context.Context, entry users.Entry, g *grant,
 	case errors.Is(err, keycloak.ErrInvalidCredentials):
 		// Keycloak answered and disagrees with the local store: who is
 		// right is the authority rule's question (authority.go).
-		return s.keycloakRefused(ctx, entry, err, g.concurrent, now)
+		return s.keycloakRefused(ctx, entry, err, now)
 	default:
 		s.log.WarnContext(ctx, "keycloak tier failed", "package", entry.User.Package, "err", err)
 		return s.fallback(ctx, entry, cached, KeycloakUnavailable, now)

@@ -9,8 +9,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -151,4 +153,47 @@ func TestWarmLoginTakesTheFirstLoginsOneTimeCalls(t *testing.T) {
 	if k, r := calls.Count("GenerateDataKey"), calls.Count("GetItem"); k != keys || r != reads {
 		t.Fatalf("the first login still asked KMS for %d data keys and read the breaker %d times", k-keys, r-reads)
 	}
+}
+
+// Keycloak 26 refuses a user's parallel logins in the words of a wrong
+// password (of 4 parallel right passwords it accepted 1). kcguard must not
+// take that for an admin's reset: every answer is a login or a brief 429,
+// and the local hash never goes stale.
+func TestParallelLoginsOfOneUserAreNotAReset(t *testing.T) {
+	e := stacktest.New(t, patientKeycloak)
+	u := e.NewUserPrefixed(t, "homechoice", perfPrefix+"parallel")
+	mustMode(t, e, u, u.Password, auth.ModeKeycloak)
+	refusedByKeycloak := 0
+	for round := range 3 {
+		var wg sync.WaitGroup
+		errs := make(chan error, 4)
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res, err := e.Login(u, u.Password)
+				if err == nil && res.Mode != auth.ModeKeycloak {
+					err = fmt.Errorf("mode %s", res.Mode)
+				}
+				errs <- err
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			var locked *auth.LockedError
+			switch {
+			case err == nil:
+			case errors.As(err, &locked) && locked.RetryAfter <= time.Second:
+				refusedByKeycloak++
+			default:
+				t.Errorf("round %d: %v, want a login or a brief 429", round, err)
+			}
+		}
+		if lu := localUser(t, e, u); lu.HashStale || !lu.Enabled {
+			t.Fatalf("round %d: parallel logins recorded as Keycloak's verdict: %+v", round, lu)
+		}
+	}
+	t.Logf("%d of 12 parallel logins refused by Keycloak's parallel-login guard (429, retry after 1 s)", refusedByKeycloak)
+	mustMode(t, e, u, u.Password, auth.ModeKeycloak)
 }
