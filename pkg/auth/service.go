@@ -309,6 +309,9 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 		g = &v
 	}
 	tier, err := s.keycloakTier(ctx, entry, g, read.CachedToken, now)
+	if errors.Is(err, errParallelLogin) {
+		tier, err = s.retryParallel(ctx, key, entry, in.Password, read.CachedToken, now)
+	}
 	if err != nil {
 		s.release(ctx, key, now)
 		event.Outcome = outcomeOf(err)
