@@ -12,9 +12,10 @@ package platform_test
 // connection pools), each round runs every variant a few times in an order
 // that rotates from round to round, so drift in the machine's load falls
 // on all of them alike. A variant's p50 is the median of its per-round
-// medians; b/a is the median of the per-round ratios. Each variant has a
-// user and an Env (tables, toxiproxy proxy) of its own: no variant's
-// logins touch another's Keycloak user or DynamoDB items.
+// medians; b/a is the median of the per-round ratios. Each variant has
+// users and an Env (tables, toxiproxy proxy) of its own, and no user logs
+// in twice in a row: Keycloak 26 refuses a user's login while it still
+// books the previous one (BENCHMARKS.md).
 //
 // d (naive: local check, then a grant with the same timeout against a
 // blackholed Keycloak, no breaker) costs the full timeout per login, so it
