@@ -96,7 +96,16 @@ func directGrant(kcURL string, u stacktest.User) error {
 	r := testenv.Homechoice
 	form := url.Values{"grant_type": {"password"}, "client_id": {r.ClientID}, "client_secret": {r.ClientSecret},
 		"username": {u.Name}, "password": {u.Password}}
-	resp, err := client.PostForm(kcURL+"/realms/"+r.Name+"/protocol/openid-connect/token", form)
+	req, err := http.NewRequest(http.MethodPost, kcURL+"/realms/"+r.Name+"/protocol/openid-connect/token",
+		strings.NewReader(form.Encode()))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	// Sent again on a fresh connection if the pooled one was closed
+	// unanswered, as kcguard's own grant is (pkg/keycloak: replayable).
+	req.Header["Idempotency-Key"] = nil
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
