@@ -98,3 +98,29 @@ func TestThrottledSourceReservesNothingAlongsideTheRead(t *testing.T) {
 		t.Fatalf("a throttled source counted %d attempts against the user", l.FailedAttempts)
 	}
 }
+
+// halfOpen is a breaker choosing its probe: Allow hands the probe out.
+type halfOpen struct{ allowed int }
+
+func (b *halfOpen) Allow(context.Context) (func(error), error) {
+	b.allowed++
+	return func(error) {}, nil
+}
+func (b *halfOpen) Closed(context.Context) bool { return false }
+
+// A speculative grant (cancelled when the local check fails) must never be
+// the half-open breaker's probe: a wrong password takes no probe.
+func TestNoSpeculativeGrantUnlessTheBreakerIsClosed(t *testing.T) {
+	b := &halfOpen{}
+	h := newHarness(t, func(d *Deps, s *Settings) { s.ParallelKeycloak = true; d.Breaker = b })
+	h.addUser(t, "alice", "alice-password-1", "alice-password-1")
+	if _, err := h.login("alice", "typo"); !errors.Is(err, ErrInvalidCredentials) {
+		t.Fatal(err)
+	}
+	if b.allowed != 0 || h.kc.Calls(keycloaktest.PasswordGrant) != 0 {
+		t.Fatalf("a wrong password took the probe: %d allowed, %d grants", b.allowed, h.kc.Calls(keycloaktest.PasswordGrant))
+	}
+	if res, err := h.login("alice", "alice-password-1"); err != nil || res.Mode != ModeKeycloak || b.allowed != 1 {
+		t.Fatalf("the right password is the probe: %+v %v, %d allowed", res, err, b.allowed)
+	}
+}

@@ -107,6 +107,13 @@ type Breaker interface {
 	Allow(ctx context.Context) (done func(error), err error)
 }
 
+// ClosedBreaker is a Breaker that can tell, cheaply, that it is closed
+// (the fleet breaker can). Optional: without it the breaker counts as
+// closed.
+type ClosedBreaker interface {
+	Closed(ctx context.Context) bool
+}
+
 // TokenCache holds the last Keycloak token of each user for outages.
 type TokenCache interface {
 	// Get returns the cached token if it is still within its grace period.

@@ -279,7 +279,8 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 		early  <-chan grant
 		cancel context.CancelFunc = func() {}
 	)
-	if s.s.ParallelKeycloak && s.keycloak != nil && entry.Found && !entry.User.KeycloakMustDecide() && a.N == 1 {
+	if s.s.ParallelKeycloak && s.keycloak != nil && entry.Found && !entry.User.KeycloakMustDecide() && a.N == 1 &&
+		s.breakerClosed(ctx) {
 		var gctx context.Context
 		gctx, cancel = context.WithCancel(ctx)
 		early = s.startGrant(gctx, key, in.Password)
@@ -535,6 +536,15 @@ func (s *Service) grant(ctx context.Context, key users.Key, password string) gra
 	tok, err := s.keycloak.PasswordGrant(ctx, key.Package, key.Username, password)
 	done(err)
 	return grant{tok: tok, err: err, allowed: true}
+}
+
+// breakerClosed: a speculative grant (one the login cancels when the local
+// check fails) must never be the half-open breaker's probe, whose
+// cancelled outcome would hold the probe's lease and keep every login from
+// Keycloak until it expired.
+func (s *Service) breakerClosed(ctx context.Context) bool {
+	cb, ok := s.breaker.(ClosedBreaker)
+	return !ok || cb.Closed(ctx)
 }
 
 // startGrant runs grant without blocking (ParallelKeycloak).
