@@ -113,6 +113,21 @@ func refusedAt(err error, i int) bool {
 		aws.ToString(tc.CancellationReasons[i].Code) == "ConditionalCheckFailed"
 }
 
+// conflicted reports whether a transaction was cancelled because another
+// one was working on one of its items.
+func conflicted(err error) bool {
+	var tc *types.TransactionCanceledException
+	if !errors.As(err, &tc) {
+		return false
+	}
+	for _, r := range tc.CancellationReasons {
+		if aws.ToString(r.Code) == "TransactionConflict" {
+			return true
+		}
+	}
+	return false
+}
+
 // refusedOnly reports whether a transaction was cancelled only because the
 // condition of its item i failed.
 func refusedOnly(err error, i int) bool {
@@ -154,6 +169,11 @@ func (l *Dynamo) ReserveFirst(ctx context.Context, key users.Key, source string,
 		return auth.FirstSourceLocked, nil
 	case refusedOnly(err, 0):
 		return auth.FirstNotFirst, nil
+	case conflicted(err):
+		// Another transaction held the source's item (logins from one
+		// address at once): the usual reservation decides, one round
+		// trip later, as before this transaction existed.
+		return auth.FirstNotTried, nil
 	}
 	return auth.FirstNotTried, fmt.Errorf("reserve first attempt %s: %w", key, err)
 }
