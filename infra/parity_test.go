@@ -39,6 +39,8 @@ type system struct {
 	EventSources []string
 	// Schedules: function logical id -> schedule expression.
 	Schedules map[string]string
+	// Alarms on the sync queues: logical id -> metric, threshold, text.
+	Alarms map[string]string
 }
 
 type function struct {
@@ -63,7 +65,7 @@ type queue struct {
 	Visibility, Retention   string
 	DLQ                     string // logical id of the dead-letter queue
 	MaxReceiveCount         string
-	SSE                     bool
+	KMSKey                  string
 }
 
 func TestParitySAMvsCDK(t *testing.T) {
@@ -74,6 +76,7 @@ func TestParitySAMvsCDK(t *testing.T) {
 	compare(t, "queues", sam.Queues, cdk.Queues)
 	compare(t, "event sources", sam.EventSources, cdk.EventSources)
 	compare(t, "schedules", sam.Schedules, cdk.Schedules)
+	compare(t, "queue alarms", sam.Alarms, cdk.Alarms)
 	// Deletion safety differs on purpose (dev stacks can be deleted).
 	strip := func(in map[string]table) map[string]table {
 		out := map[string]table{}
@@ -325,10 +328,8 @@ func reduceSAM(t *testing.T, tpl map[string]any) system {
 					t.Errorf("%s: event type %v: teach the parity test about it", id, ev["Type"])
 				}
 			}
-		case "AWS::DynamoDB::Table":
-			sys.Tables[id] = reduceTable(r, props)
-		case "AWS::SQS::Queue":
-			sys.Queues[id] = reduceQueue(props, params, resources)
+		default:
+			reduceShared(&sys, id, r, props, params, resources)
 		}
 	}
 	sort.Strings(sys.EventSources)
@@ -372,21 +373,13 @@ func reduceCFN(t *testing.T, tpl map[string]any) system {
 				}
 			}
 			sys.Routes[str(props["RouteKey"])] = fn + " " + auth
-		case "AWS::Lambda::EventSourceMapping":
-			sys.EventSources = append(sys.EventSources, eventSource(
-				value(props["EventSourceArn"], params, resources),
-				strings.TrimPrefix(value(props["FunctionName"], params, resources), "ref:"),
-				value(props["BatchSize"], params, resources),
-				value(dig(props, "ScalingConfig")["MaximumConcurrency"], params, resources), props["FunctionResponseTypes"]))
 		case "AWS::Events::Rule":
 			for _, tg := range props["Targets"].([]any) {
 				fn := strings.TrimSuffix(strings.TrimPrefix(value(tg.(map[string]any)["Arn"], params, resources), "getatt:"), ".Arn")
 				sys.Schedules[fn] = str(props["ScheduleExpression"])
 			}
-		case "AWS::DynamoDB::Table":
-			sys.Tables[id] = reduceTable(r, props)
-		case "AWS::SQS::Queue":
-			sys.Queues[id] = reduceQueue(props, params, resources)
+		default:
+			reduceShared(&sys, id, r, props, params, resources)
 		}
 	}
 	sort.Strings(sys.EventSources)
@@ -395,9 +388,31 @@ func reduceCFN(t *testing.T, tpl map[string]any) system {
 
 // --- shared -----------------------------------------------------------------------
 
+// reduceShared reduces the resources both templates declare the same way.
+func reduceShared(sys *system, id string, r, props, params, resources map[string]any) {
+	switch r["Type"] {
+	case "AWS::DynamoDB::Table":
+		sys.Tables[id] = reduceTable(r, props)
+	case "AWS::SQS::Queue":
+		sys.Queues[id] = reduceQueue(props, params, resources)
+	case "AWS::Lambda::EventSourceMapping":
+		sys.EventSources = append(sys.EventSources, id+": "+eventSource(
+			value(props["EventSourceArn"], params, resources),
+			strings.TrimPrefix(value(props["FunctionName"], params, resources), "ref:"),
+			value(props["BatchSize"], params, resources),
+			value(dig(props, "ScalingConfig")["MaximumConcurrency"], params, resources), props["FunctionResponseTypes"]))
+	case "AWS::CloudWatch::Alarm":
+		if id == "SyncDeadLetterQueueNotEmpty" || id == "SyncQueueOldestJobAge" {
+			dims, _ := json.Marshal(props["Dimensions"])
+			sys.Alarms[id] = fmt.Sprintf("%s/%s %s %s>=%s actions=%v/%v: %s", str(props["Namespace"]), str(props["MetricName"]),
+				dims, str(props["Statistic"]), value(props["Threshold"], params, resources), props["AlarmActions"], props["OKActions"], str(props["AlarmDescription"]))
+		}
+	}
+}
+
 func newSystem() system {
 	return system{Functions: map[string]function{}, Routes: map[string]string{}, Tables: map[string]table{},
-		Queues: map[string]queue{}, Schedules: map[string]string{}}
+		Queues: map[string]queue{}, Schedules: map[string]string{}, Alarms: map[string]string{}}
 }
 
 func eventSource(queueArn, fn, batch, concurrency string, types any) string {
@@ -464,7 +479,7 @@ func reduceQueue(props, params, resources map[string]any) queue {
 		ContentBasedDedup: props["ContentBasedDeduplication"] == true,
 		Visibility:        str(props["VisibilityTimeout"]),
 		Retention:         str(props["MessageRetentionPeriod"]),
-		SSE:               props["SqsManagedSseEnabled"] == true,
+		KMSKey:            value(props["KmsMasterKeyId"], params, resources),
 	}
 	if rp := dig(props, "RedrivePolicy"); rp != nil {
 		q.DLQ = strings.TrimSuffix(strings.TrimPrefix(value(rp["deadLetterTargetArn"], params, resources), "getatt:"), ".Arn")
@@ -589,8 +604,11 @@ func union(a, b map[string]any) map[string]any {
 }
 
 // `sam local invoke --env-vars local/env.json` overrides only variables the
-// template declares: every one in env.json must be declared for every
-// function, or it silently does nothing.
+// template declares: a function's own section must set only variables that
+// function declares, and each one of the Parameters section (applied to
+// every function that declares it, like the client secrets' id, which the
+// authorizer does not get) must be declared by some function, or it
+// silently does nothing.
 func TestLocalEnvOnlyOverridesDeclaredVariables(t *testing.T) {
 	data, err := os.ReadFile("../local/env.json")
 	if err != nil {
@@ -602,6 +620,7 @@ func TestLocalEnvOnlyOverridesDeclaredVariables(t *testing.T) {
 	}
 	tpl := loadSAM(t)
 	globals := dig(tpl, "Globals", "Function")
+	declaredSomewhere := map[string]bool{}
 	for id, r := range tpl["Resources"].(map[string]any) {
 		r := r.(map[string]any)
 		if r["Type"] != "AWS::Serverless::Function" {
@@ -609,12 +628,18 @@ func TestLocalEnvOnlyOverridesDeclaredVariables(t *testing.T) {
 		}
 		props, _ := r["Properties"].(map[string]any)
 		declared := dig(merge(globals, props), "Environment", "Variables")
-		for _, section := range []string{"Parameters", id} {
-			for k := range file[section] {
-				if _, ok := declared[k]; !ok {
-					t.Errorf("local/env.json sets %s for %s, but template.yaml does not declare it there", k, id)
-				}
+		for k := range declared {
+			declaredSomewhere[k] = true
+		}
+		for k := range file[id] {
+			if _, ok := declared[k]; !ok {
+				t.Errorf("local/env.json sets %s for %s, but template.yaml does not declare it there", k, id)
 			}
+		}
+	}
+	for k := range file["Parameters"] {
+		if !declaredSomewhere[k] {
+			t.Errorf("local/env.json sets %s, which no function in template.yaml declares", k)
 		}
 	}
 }

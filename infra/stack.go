@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
@@ -20,7 +19,6 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awskms"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
-	"github.com/aws/aws-cdk-go/awscdk/v2/awslambdaeventsources"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssecretsmanager"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
@@ -52,6 +50,9 @@ type Stack struct {
 	SyncQueue awssqs.Queue
 	DLQ       awssqs.Queue
 	Alerts    awssns.Topic
+	Dashboard awscloudwatch.Dashboard
+
+	stage Stage
 }
 
 // TableLogicalID is the logical id of a table, shared with template.yaml.
@@ -62,7 +63,7 @@ func TableLogicalID(envSuffix string) string {
 // NewStack builds the kcguard stack.
 func NewStack(scope constructs.Construct, id string, props *StackProps) *Stack {
 	st := awscdk.NewStack(scope, jsii.String(id), &props.StackProps)
-	s := &Stack{Stack: st, Functions: map[string]awslambda.Function{}, Tables: map[string]awsdynamodb.Table{}}
+	s := &Stack{Stack: st, Functions: map[string]awslambda.Function{}, Tables: map[string]awsdynamodb.Table{}, stage: props.Stage}
 	stage := props.Stage
 	removal := awscdk.RemovalPolicy_DESTROY
 	if stage.Retain {
@@ -73,15 +74,27 @@ func NewStack(scope constructs.Construct, id string, props *StackProps) *Stack {
 
 	// Parameters with the same names as template.yaml's.
 	keycloakURL := awscdk.NewCfnParameter(st, jsii.String("KeycloakUrl"), &awscdk.CfnParameterProps{
-		Type:           jsii.String("String"),
-		Description:    jsii.String("Keycloak base URL (no /realms suffix), e.g. https://sso.example.com"),
-		AllowedPattern: jsii.String("^https?://.+"),
+		Type:        jsii.String("String"),
+		Description: jsii.String("Keycloak base URL (no /realms suffix), e.g. https://sso.example.com"),
+		// https only: the functions send client secrets and passwords there
+		// (finding 8). Local runs set KCGUARD_KEYCLOAK_URL directly.
+		AllowedPattern:        jsii.String("^https://.+"),
+		ConstraintDescription: jsii.String("must be an https:// URL"),
 	})
 	packages := awscdk.NewCfnParameter(st, jsii.String("Packages"), &awscdk.CfnParameterProps{
 		Type: jsii.String("String"),
 		Description: jsii.String(`Packages (tenants) as JSON: {"<package>": {"realm": "...", "client_id": "..."}}. ` +
 			"Client secrets are in the KeycloakClientSecrets secret."),
 	})
+
+	adminPrincipals := awscdk.NewCfnParameter(st, jsii.String("AdminPrincipals"), &awscdk.CfnParameterProps{
+		Type: jsii.String("String"),
+		Description: jsii.String("IAM callers allowed on the admin and status routes (api.admin_principals), " +
+			"comma-separated ARNs as API Gateway reports them; a trailing * matches any session of a role " +
+			"(arn:aws:sts::ACCOUNT:assumed-role/ROLE/*). Empty: none."),
+		Default: jsii.String(""),
+	})
+	params := stackParams{keycloakURL: keycloakURL, packages: packages, adminPrincipals: adminPrincipals}
 
 	// Token encryption key (envelope encryption of cached Keycloak tokens).
 	tokenKey := awskms.NewKey(st, jsii.String("TokenKey"), &awskms.KeyProps{
@@ -108,47 +121,34 @@ func NewStack(scope constructs.Construct, id string, props *StackProps) *Stack {
 		s.Tables[env] = newTable(st, TableLogicalID(env), Tables[env], stage, removal)
 	}
 
+	// The sync queues carry password hashes: encrypted with a key of
+	// kcguard's own (finding 8), so only roles granted on it can read them.
+	queueKey := awskms.NewKey(st, jsii.String("SyncQueueKey"), &awskms.KeyProps{
+		Description:       jsii.String("kcguard sync queue and DLQ (queued password hashes)"),
+		EnableKeyRotation: jsii.Bool(true),
+		Alias:             jsii.String("alias/kcguard-" + stage.Name + "-sync"),
+		RemovalPolicy:     removal,
+	})
+	overrideID(queueKey, "SyncQueueKey")
+
 	// Sync queue and its dead-letter queue (FIFO both).
 	q := SyncQueue
-	retention := awscdk.Duration_Days(jsii.Number(14))
 	s.DLQ = awssqs.NewQueue(st, jsii.String("SyncDeadLetterQueue"), &awssqs.QueueProps{
-		Fifo: jsii.Bool(true), RetentionPeriod: retention,
-		Encryption: awssqs.QueueEncryption_SQS_MANAGED, EnforceSSL: jsii.Bool(true),
+		Fifo: jsii.Bool(true), RetentionPeriod: awscdk.Duration_Seconds(jsii.Number(float64(q.DLQRetentionSeconds))),
+		Encryption: awssqs.QueueEncryption_KMS, EncryptionMasterKey: queueKey, EnforceSSL: jsii.Bool(true),
 	})
 	overrideID(s.DLQ, "SyncDeadLetterQueue")
 	s.SyncQueue = awssqs.NewQueue(st, jsii.String("SyncQueue"), &awssqs.QueueProps{
 		Fifo:                      jsii.Bool(true),
 		ContentBasedDeduplication: jsii.Bool(false), // dedup ids come from the change version
 		VisibilityTimeout:         awscdk.Duration_Seconds(jsii.Number(float64(q.VisibilityTimeoutSeconds))),
-		RetentionPeriod:           retention,
-		Encryption:                awssqs.QueueEncryption_SQS_MANAGED, EnforceSSL: jsii.Bool(true),
+		RetentionPeriod:           awscdk.Duration_Seconds(jsii.Number(float64(q.RetentionSeconds))),
+		Encryption:                awssqs.QueueEncryption_KMS, EncryptionMasterKey: queueKey, EnforceSSL: jsii.Bool(true),
 		DeadLetterQueue: &awssqs.DeadLetterQueue{
 			Queue: s.DLQ, MaxReceiveCount: jsii.Number(float64(q.MaxReceiveCount)),
 		},
 	})
 	overrideID(s.SyncQueue, "SyncQueue")
-
-	// Environment: pkg/config's variables, the same for every function.
-	env := map[string]*string{
-		"KCGUARD_KEYCLOAK_URL":                          keycloakURL.ValueAsString(),
-		"KCGUARD_PACKAGES":                              packages.ValueAsString(),
-		"KCGUARD_KEYCLOAK_SECRETS_ID":                   secret.SecretArn(),
-		"KCGUARD_SYNC_QUEUE":                            s.SyncQueue.QueueName(),
-		"KCGUARD_SYNC_DLQ":                              s.DLQ.QueueName(),
-		"KCGUARD_SYNC_MAX_RECEIVE_COUNT":                jsii.String(strconv.Itoa(q.MaxReceiveCount)),
-		"KCGUARD_SYNC_VISIBILITY_TIMEOUT_SECONDS":       jsii.String(strconv.Itoa(q.VisibilityTimeoutSeconds)),
-		"KCGUARD_KMS_KEY_ID":                            tokenKey.KeyArn(),
-		"KCGUARD_RESILIENCE_FAILURE_THRESHOLD":          jsii.String(strconv.Itoa(stage.Resilience.FailureThreshold)),
-		"KCGUARD_RESILIENCE_COOLDOWN_SECONDS":           jsii.String(strconv.Itoa(stage.Resilience.CooldownSeconds)),
-		"KCGUARD_RESILIENCE_TOKEN_GRACE_PERIOD_HOURS":   jsii.String(strconv.Itoa(stage.Resilience.TokenGracePeriodHours)),
-		"KCGUARD_RESILIENCE_ALLOW_OFFLINE_MODE":         jsii.String(strconv.FormatBool(stage.Resilience.AllowOfflineMode)),
-		"KCGUARD_RESILIENCE_HEALTH_CHECK_CACHE_SECONDS": jsii.String(strconv.Itoa(stage.Resilience.HealthCheckCacheSeconds)),
-		"KCGUARD_LOG_LEVEL":                             jsii.String(stage.LogLevel),
-		"KCGUARD_LOG_FORMAT":                            jsii.String("json"),
-	}
-	for name, t := range s.Tables {
-		env["KCGUARD_TABLE_"+name] = t.TableName()
-	}
 
 	// HTTP API with access logs and throttling on its $default stage.
 	accessLogs := awslogs.NewLogGroup(st, jsii.String("ApiAccessLogGroup"), &awslogs.LogGroupProps{
@@ -176,13 +176,15 @@ func NewStack(scope constructs.Construct, id string, props *StackProps) *Stack {
 	})
 	iamAuth := awsapigatewayv2authorizers.NewHttpIamAuthorizer()
 
-	// Alerts: an encrypted topic the alarms publish to. CloudWatch cannot use
-	// the AWS-managed SNS key, so the topic has its own.
+	// Alerts: an encrypted topic that the alarms and the winner of each
+	// breaker transition publish to. CloudWatch cannot use the AWS-managed
+	// SNS key, so the topic has its own.
 	alertsKey := awskms.NewKey(st, jsii.String("AlertsKey"), &awskms.KeyProps{
 		Description:       jsii.String("kcguard alerts topic"),
 		EnableKeyRotation: jsii.Bool(true),
 		RemovalPolicy:     awscdk.RemovalPolicy_DESTROY,
 	})
+	overrideID(alertsKey, "AlertsKey")
 	alertsKey.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Sid:        jsii.String("CloudWatchAlarmsPublish"),
 		Principals: &[]awsiam.IPrincipal{awsiam.NewServicePrincipal(jsii.String("cloudwatch.amazonaws.com"), nil)},
@@ -194,6 +196,7 @@ func NewStack(scope constructs.Construct, id string, props *StackProps) *Stack {
 		MasterKey:   alertsKey,
 		EnforceSSL:  jsii.Bool(true),
 	})
+	overrideID(s.Alerts, "AlertsTopic")
 	if props.AlertEmail != "" {
 		s.Alerts.AddSubscription(awssnssubscriptions.NewEmailSubscription(jsii.String(props.AlertEmail), nil))
 	}
@@ -207,51 +210,40 @@ func NewStack(scope constructs.Construct, id string, props *StackProps) *Stack {
 			TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
 			AlarmDescription:   jsii.String(desc),
 		})
+		overrideID(a, id)
 		a.AddAlarmAction(alarmAction)
 		a.AddOkAction(alarmAction)
 	}
 	fiveMin := &awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Maximum")}
-	alarm("SyncDeadLetterQueueNotEmpty", s.DLQ.MetricApproximateNumberOfMessagesVisible(fiveMin), 1,
-		"Sync jobs were dead-lettered: they will never reach Keycloak on their own (kcguard sync dlq).")
+	alarm("SyncDeadLetterQueueNotEmpty", s.DLQ.MetricApproximateNumberOfMessagesVisible(fiveMin), 1, DLQAlarmText)
 	alarm("SyncQueueOldestJobAge", s.SyncQueue.MetricApproximateAgeOfOldestMessage(fiveMin),
-		stage.OldestSyncJobAlarmSeconds, "Queued sync jobs are not being applied: Keycloak down for long, or the worker failing.")
+		stage.OldestSyncJobAlarmSeconds, BacklogAlarmText)
 
-	// Functions.
+	g := grantTargets{
+		tables: s.Tables, secret: secret, queue: s.SyncQueue, dlq: s.DLQ, queueKey: queueKey,
+		tokenKey: tokenKey, alerts: s.Alerts, alertsKey: alertsKey,
+	}
+
+	// Functions. The worker first: the others name its event source mapping.
 	openRoutes := map[string]awsapigatewayv2.HttpRoute{}
-	for _, f := range Functions {
-		fn := s.newFunction(st, f, props, env, removal)
+	var mappingID *string
+	for _, f := range workerFirst(Functions) {
+		fn := s.newFunction(st, f, props, s.envOf(f, params, secret, tokenKey, mappingID), removal)
 		s.Functions[f.Name] = fn
-		for access, grant := range map[Access]func(awsdynamodb.Table){
-			Read:  func(t awsdynamodb.Table) { t.GrantReadData(fn) },
-			Write: func(t awsdynamodb.Table) { t.GrantWriteData(fn) },
-		} {
-			for name, a := range f.Tables {
-				if a&access != 0 {
-					grant(s.Tables[name])
-				}
-			}
-		}
-		secret.GrantRead(fn, nil)
-		if f.SendSync {
-			s.SyncQueue.GrantSendMessages(fn)
-		}
-		if f.SendDLQ {
-			s.DLQ.GrantSendMessages(fn)
-		}
-		if f.QueueDepth {
-			for _, q := range []awssqs.Queue{s.SyncQueue, s.DLQ} {
-				q.Grant(fn, jsii.String("sqs:GetQueueAttributes"), jsii.String("sqs:GetQueueUrl"))
-			}
-		}
-		if f.TokenKey {
-			tokenKey.Grant(fn, jsii.String("kms:GenerateDataKey"), jsii.String("kms:Decrypt"))
+		for _, stmt := range statementsOf(f, g) {
+			fn.AddToRolePolicy(stmt)
 		}
 		if f.ConsumesSyncQueue {
-			fn.AddEventSource(awslambdaeventsources.NewSqsEventSource(s.SyncQueue, &awslambdaeventsources.SqsEventSourceProps{
+			// A mapping of our own, not SqsEventSource: that would add its
+			// own grants next to the exact ones above.
+			m := fn.AddEventSourceMapping(jsii.String("SyncQueueMapping"), &awslambda.EventSourceMappingOptions{
+				EventSourceArn:          s.SyncQueue.QueueArn(),
 				BatchSize:               jsii.Number(stage.SyncBatchSize),
 				MaxConcurrency:          jsii.Number(stage.SyncMaxConcurrency),
 				ReportBatchItemFailures: jsii.Bool(true),
-			}))
+			})
+			overrideID(m, SyncMappingLogicalID)
+			mappingID = m.EventSourceMappingId()
 		}
 		if f.Schedule != "" {
 			rule := awsevents.NewRule(st, jsii.String(strings.TrimSuffix(f.LogicalID, "Function")+"Schedule"), &awsevents.RuleProps{
@@ -281,6 +273,7 @@ func NewStack(scope constructs.Construct, id string, props *StackProps) *Stack {
 		alarm(strings.TrimSuffix(f.LogicalID, "Function")+"Throttles", fn.MetricThrottles(sum5m()), 1,
 			fmt.Sprintf("kcguard %s: throttled invocations (account or reserved concurrency).", f.Name))
 	}
+	s.Dashboard = newDashboard(st, stage, s)
 
 	awscdk.NewCfnOutput(st, jsii.String("ApiUrl"), &awscdk.CfnOutputProps{
 		Description: jsii.String("Base URL of the HTTP API"), Value: api.ApiEndpoint(),
@@ -301,7 +294,7 @@ func NewStack(scope constructs.Construct, id string, props *StackProps) *Stack {
 	return s
 }
 
-func (s *Stack) newFunction(st awscdk.Stack, f Function, props *StackProps, env map[string]*string, removal awscdk.RemovalPolicy) awslambda.Function {
+func (s *Stack) newFunction(st awscdk.Stack, f Function, props *StackProps, env *map[string]*string, removal awscdk.RemovalPolicy) awslambda.Function {
 	logs := awslogs.NewLogGroup(st, jsii.String(strings.TrimSuffix(f.LogicalID, "Function")+"LogGroup"), &awslogs.LogGroupProps{
 		Retention: retentionDays(props.Stage.LogRetentionDays), RemovalPolicy: removal,
 	})
@@ -313,9 +306,12 @@ func (s *Stack) newFunction(st awscdk.Stack, f Function, props *StackProps, env 
 		Code:         awslambda.Code_FromAsset(jsii.String(filepath.Join(props.LambdaDist, f.Name)), nil),
 		MemorySize:   jsii.Number(f.MemoryMB),
 		Timeout:      awscdk.Duration_Seconds(jsii.Number(f.TimeoutSec)),
-		Environment:  &env,
+		Environment:  env,
 		LogGroup:     logs,
 	})
+	if f.ConsumesSyncQueue {
+		fn.Node().DefaultChild().(awslambda.CfnFunction).SetFunctionName(awscdk.Fn_Sub(jsii.String(workerName), nil))
+	}
 	overrideID(fn, f.LogicalID)
 	return fn
 }

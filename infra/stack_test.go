@@ -10,6 +10,8 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
 	"github.com/aws/aws-cdk-go/awscdk/v2/cxapi"
 	"github.com/aws/jsii-runtime-go"
+
+	"github.com/kcguard/kcguard/pkg/metrics"
 )
 
 func props(m map[string]any) *map[string]any { return &m }
@@ -39,19 +41,30 @@ func TestTablesAreEncryptedRecoverableOnDemand(t *testing.T) {
 	}
 }
 
-func TestSyncQueuesAreFifoEncryptedTLSOnlyWithDLQ(t *testing.T) {
+func TestSyncQueuesAreFifoEncryptedWithTheQueueKeyTLSOnlyWithDLQ(t *testing.T) {
 	s := synth(t, "dev")
 	s.template.ResourceCountIs(jsii.String("AWS::SQS::Queue"), jsii.Number(2))
+	// The customer key, not SQS-managed encryption (finding 8).
 	s.template.AllResourcesProperties(jsii.String("AWS::SQS::Queue"), map[string]any{
-		"FifoQueue": true, "SqsManagedSseEnabled": true, "MessageRetentionPeriod": 1209600,
+		"FifoQueue": true, "KmsMasterKeyId": map[string]any{"Fn::GetAtt": []any{"SyncQueueKey", "Arn"}},
+		"SqsManagedSseEnabled": assertions.Match_Absent(),
 	})
 	s.template.HasResourceProperties(jsii.String("AWS::SQS::Queue"), map[string]any{
 		"ContentBasedDeduplication": false,
 		"VisibilityTimeout":         SyncQueue.VisibilityTimeoutSeconds,
+		"MessageRetentionPeriod":    4 * 86400,
 		"RedrivePolicy": map[string]any{
 			"deadLetterTargetArn": map[string]any{"Fn::GetAtt": []any{"SyncDeadLetterQueue", "Arn"}},
 			"maxReceiveCount":     SyncQueue.MaxReceiveCount,
 		},
+	})
+	// SQS counts a dead-lettered job's age from its first enqueue: the DLQ
+	// must keep it longer than the queue did.
+	if SyncQueue.DLQRetentionSeconds <= SyncQueue.RetentionSeconds {
+		t.Errorf("DLQ retention %ds not above the queue's %ds", SyncQueue.DLQRetentionSeconds, SyncQueue.RetentionSeconds)
+	}
+	s.template.HasResourceProperties(jsii.String("AWS::SQS::Queue"), map[string]any{
+		"MessageRetentionPeriod": SyncQueue.DLQRetentionSeconds, "RedrivePolicy": assertions.Match_Absent(),
 	})
 	s.template.ResourceCountIs(jsii.String("AWS::SQS::QueuePolicy"), jsii.Number(2))
 	s.template.AllResourcesProperties(jsii.String("AWS::SQS::QueuePolicy"), map[string]any{
@@ -66,9 +79,15 @@ func TestSyncQueuesAreFifoEncryptedTLSOnlyWithDLQ(t *testing.T) {
 
 func TestKeysRotate(t *testing.T) {
 	s := synth(t, "dev")
-	s.template.ResourceCountIs(jsii.String("AWS::KMS::Key"), jsii.Number(2)) // tokens, alerts
+	s.template.ResourceCountIs(jsii.String("AWS::KMS::Key"), jsii.Number(3)) // tokens, sync queues, alerts
 	s.template.AllResourcesProperties(jsii.String("AWS::KMS::Key"), map[string]any{"EnableKeyRotation": true})
 	s.template.HasResourceProperties(jsii.String("AWS::KMS::Alias"), map[string]any{"AliasName": "alias/kcguard-dev-tokens"})
+	s.template.HasResourceProperties(jsii.String("AWS::KMS::Alias"), map[string]any{"AliasName": "alias/kcguard-dev-sync"})
+}
+
+func TestKeycloakMustBeHTTPS(t *testing.T) {
+	s := synth(t, "dev")
+	s.template.HasParameter(jsii.String("KeycloakUrl"), map[string]any{"AllowedPattern": "^https://.+"})
 }
 
 func TestFunctionsRunTheBootstrapOnGravitonWithConfigFromTheEnvironment(t *testing.T) {
@@ -77,11 +96,28 @@ func TestFunctionsRunTheBootstrapOnGravitonWithConfigFromTheEnvironment(t *testi
 	s.template.AllResourcesProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
 		"Runtime": "provided.al2023", "Architectures": []any{"arm64"}, "Handler": "bootstrap",
 		"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(&map[string]any{
-			"KCGUARD_KEYCLOAK_SECRETS_ID": map[string]any{"Ref": assertions.Match_StringLikeRegexp(jsii.String("^KeycloakClientSecrets"))},
-			"KCGUARD_KMS_KEY_ID":          map[string]any{"Fn::GetAtt": []any{"TokenKey", "Arn"}},
-			"KCGUARD_LOG_FORMAT":          "json",
+			"KCGUARD_KMS_KEY_ID": map[string]any{"Fn::GetAtt": []any{"TokenKey", "Arn"}},
+			"KCGUARD_LOG_FORMAT": "json",
 		})},
 	})
+	// Only the functions that talk to Keycloak learn where its client
+	// secrets are; only those that run the breaker where to alert.
+	fns := resourcesOfType(s.json, "AWS::Lambda::Function")
+	for _, f := range Functions {
+		vars := fns[f.LogicalID]["Properties"].(map[string]any)["Environment"].(map[string]any)["Variables"].(map[string]any)
+		secretRef, _ := json.Marshal(vars["KCGUARD_KEYCLOAK_SECRETS_ID"])
+		if got := strings.Contains(string(secretRef), `"KeycloakClientSecrets`); got != f.Keycloak {
+			t.Errorf("%s: KCGUARD_KEYCLOAK_SECRETS_ID %s, want it iff it talks to Keycloak (%v)", f.Name, secretRef, f.Keycloak)
+		}
+		topic, _ := json.Marshal(vars["KCGUARD_ALERTS_TOPIC_ARN"])
+		if got := string(topic) == `{"Ref":"AlertsTopic"}`; got != f.Breaker {
+			t.Errorf("%s: KCGUARD_ALERTS_TOPIC_ARN %s, want the topic iff it runs the breaker (%v)", f.Name, topic, f.Breaker)
+		}
+		mapping, _ := json.Marshal(vars["KCGUARD_SYNC_EVENT_SOURCE_MAPPING"])
+		if got := string(mapping) == `{"Ref":"`+SyncMappingLogicalID+`"}`; got != (f.Breaker && !f.ConsumesSyncQueue) {
+			t.Errorf("%s: KCGUARD_SYNC_EVENT_SOURCE_MAPPING %s", f.Name, mapping)
+		}
+	}
 	// No client secret is ever in the template: only the secret's ARN.
 	for id, r := range resourcesOfType(s.json, "AWS::Lambda::Function") {
 		env, _ := json.Marshal(r["Properties"].(map[string]any)["Environment"])
@@ -95,11 +131,20 @@ func TestFunctionsRunTheBootstrapOnGravitonWithConfigFromTheEnvironment(t *testi
 
 func TestOnlyAdminRoutesUseIAMAndEveryOpenRouteIsJustified(t *testing.T) {
 	s := synth(t, "dev")
+	iam := map[string]bool{}
+	for _, f := range Functions {
+		for _, r := range f.Routes {
+			iam[r.Method+" "+r.Path] = r.IAM
+			if strings.HasPrefix(r.Path, "/admin/") && !r.IAM {
+				t.Errorf("%s %s: an admin route without IAM", r.Method, r.Path)
+			}
+		}
+	}
 	for _, r := range resourcesOfType(s.json, "AWS::ApiGatewayV2::Route") {
 		p := r["Properties"].(map[string]any)
 		key := p["RouteKey"].(string)
 		auth, _ := p["AuthorizationType"].(string)
-		admin := strings.Contains(key, " /admin/")
+		admin := iam[key]
 		switch {
 		case admin && auth != "AWS_IAM":
 			t.Errorf("%s: AuthorizationType %q, want AWS_IAM", key, auth)
@@ -125,6 +170,9 @@ func TestApiStageLogsAndThrottles(t *testing.T) {
 func TestWorkerReportsPartialBatchFailuresWithBoundedConcurrency(t *testing.T) {
 	s := synth(t, "dev")
 	s.template.ResourceCountIs(jsii.String("AWS::Lambda::EventSourceMapping"), jsii.Number(1))
+	if resourcesOfType(s.json, "AWS::Lambda::EventSourceMapping")[SyncMappingLogicalID] == nil {
+		t.Errorf("the mapping's logical id is not %s", SyncMappingLogicalID)
+	}
 	s.template.HasResourceProperties(jsii.String("AWS::Lambda::EventSourceMapping"), map[string]any{
 		"FunctionName":          map[string]any{"Ref": "SyncWorkerFunction"},
 		"EventSourceArn":        map[string]any{"Fn::GetAtt": []any{"SyncQueue", "Arn"}},
@@ -142,6 +190,10 @@ func TestAlarmsPublishToTheEncryptedAlertsTopic(t *testing.T) {
 	s.template.HasResourceProperties(jsii.String("AWS::SNS::Subscription"), map[string]any{
 		"Protocol": "email", "Endpoint": "ops@example.com",
 	})
+	s.template.HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), map[string]any{
+		"AlarmDescription": DLQAlarmText})
+	s.template.HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), map[string]any{
+		"AlarmDescription": BacklogAlarmText, "Threshold": 900})
 	// DLQ not empty, oldest job age, and errors + throttles per function.
 	want := 2 + 2*len(Functions)
 	s.template.ResourceCountIs(jsii.String("AWS::CloudWatch::Alarm"), jsii.Number(want))
@@ -175,7 +227,8 @@ func TestFunctionPoliciesAreLeastPrivilege(t *testing.T) {
 				}
 			}
 			for _, r := range asList(st["Resource"]) {
-				if r == "*" {
+				// ListEventSourceMappings has no resource-level permission.
+				if r == "*" && st["Action"] != "lambda:ListEventSourceMappings" {
 					t.Errorf("%s: statement on every resource: %v", f.Name, st)
 				}
 				ref, _ := json.Marshal(r)
@@ -269,4 +322,45 @@ func asList(v any) []any {
 		return l
 	}
 	return []any{v}
+}
+
+// The operators' dashboard plots every metric the code emits (and, being
+// built from metrics.Catalog, nothing else of kcguard's), the queues and
+// each function's errors and duration.
+func TestDashboardShowsEveryEmittedMetric(t *testing.T) {
+	s := synth(t, "dev")
+	dashboards := resourcesOfType(s.json, "AWS::CloudWatch::Dashboard")
+	if len(dashboards) != 1 {
+		t.Fatalf("%d dashboards", len(dashboards))
+	}
+	body, _ := json.Marshal(dashboards["OperatorsDashboard"]["Properties"].(map[string]any)["DashboardBody"])
+	text := strings.ReplaceAll(string(body), `\"`, `"`)
+	// The body as CloudWatch gets it (CloudFormation tokens left out).
+	var raw strings.Builder
+	for _, part := range dashboards["OperatorsDashboard"]["Properties"].(map[string]any)["DashboardBody"].(map[string]any)["Fn::Join"].([]any)[1].([]any) {
+		if s, ok := part.(string); ok {
+			raw.WriteString(s)
+		}
+	}
+	for _, m := range metrics.Catalog {
+		shown := strings.Contains(raw.String(), `["kcguard","`+m.Name+`","Function","`+m.Dimensions["Function"]+`"`)
+		if m.Dimensions["Package"] == metrics.AnyValue {
+			shown = strings.Contains(raw.String(), `SEARCH('{kcguard,Package} MetricName=\"`+m.Name+`\"'`)
+		}
+		if !shown || len(m.Dimensions) != 1 {
+			t.Errorf("dashboard lacks %s %v", m.Name, m.Dimensions)
+		}
+	}
+	for _, f := range Functions {
+		for _, metric := range []string{"Errors", "Duration"} {
+			if !strings.Contains(text, `["AWS/Lambda","`+metric+`","FunctionName","`) || !strings.Contains(text, `"label":"`+f.Name+`"`) {
+				t.Errorf("dashboard lacks %s of %s", metric, f.Name)
+			}
+		}
+	}
+	for _, q := range []string{"SyncQueue", "SyncDeadLetterQueue"} {
+		if !strings.Contains(text, `{"Fn::GetAtt":["`+q+`","QueueName"]}`) {
+			t.Errorf("dashboard lacks the %s", q)
+		}
+	}
 }

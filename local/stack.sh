@@ -84,7 +84,21 @@ install_go_tool() { # name module@version
   printf '%s' "$mod" >"$stamp"
 }
 
+# Headless Chromium for the dashboard's browser test (pkg/dashboard), from
+# Debian's package: only as root, only when missing.
+install_chromium() {
+  [ -x /usr/bin/chromium ] && return
+  if [ "$(id -u)" != 0 ]; then
+    say "chromium is missing and we are not root: the dashboard browser test will fail (apt-get install chromium)"
+    return
+  fi
+  say "installing chromium (apt-get)"
+  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; } \
+    >"$logs/install-chromium.log" 2>&1 || die "apt-get install chromium failed; see $logs/install-chromium.log"
+}
+
 install() {
+  install_chromium
   install_keycloak
   install_python_tools
   install_go_tool server "github.com/Shopify/toxiproxy/v2/cmd/server@$TOXIPROXY_VERSION"

@@ -5,7 +5,11 @@
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 started=""
-if ! "$root/local/stack.sh" status | grep -q '^keycloak: running'; then
+# Read the whole status first: `status | grep -q` under pipefail fails
+# whenever grep exits before status has written its last line (SIGPIPE),
+# which made this script stop a stack it had not started.
+status=$("$root/local/stack.sh" status)
+if ! grep -q '^keycloak: running' <<<"$status"; then
   started=yes
 fi
 cleanup() { [ -n "$started" ] && "$root/local/stack.sh" down; }

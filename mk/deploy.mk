@@ -138,10 +138,11 @@ synth: build-functions $(CDK) ## cdk synth (STAGE=dev|prod) into infra/cdk.out, 
 	@ls -l infra/cdk.out/*.template.json
 
 .PHONY: deploy
-deploy: build-functions $(CDK) ## cdk deploy STAGE=dev|prod KEYCLOAK_URL=... PACKAGES='{...}' with your AWS credentials (README, Deployment)
+deploy: build-functions $(CDK) ## cdk deploy STAGE=dev|prod KEYCLOAK_URL=https://... PACKAGES='{...}' [ADMIN_PRINCIPALS=arn,...] with your AWS credentials (README, Deployment)
 	@test -n "$(KEYCLOAK_URL)" -a -n '$(PACKAGES)' || { echo "usage: make deploy STAGE=prod KEYCLOAK_URL=https://... PACKAGES='{\"pkg\":{\"realm\":\"...\",\"client_id\":\"...\"}}' [ALERT_EMAIL=...]"; exit 2; }
 	cd infra && $(REAL_AWS_ENV) $(CDK_ENV) $(CDK) deploy --no-notices -c stage=$(STAGE) -c lambdaDist=$(CURDIR)/$(LAMBDA_DIST)/arm64 \
 	  $(if $(ALERT_EMAIL),-c alertEmail=$(ALERT_EMAIL)) \
+	  $(if $(ADMIN_PRINCIPALS),--parameters AdminPrincipals='$(ADMIN_PRINCIPALS)') \
 	  --parameters KeycloakUrl=$(KEYCLOAK_URL) --parameters Packages='$(PACKAGES)' Kcguard-$(STAGE)
 
 # --- running the built functions (RIE) ------------------------------------------------------

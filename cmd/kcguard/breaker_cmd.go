@@ -5,11 +5,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/spf13/cobra"
 
 	"github.com/kcguard/kcguard/pkg/breaker"
-	"github.com/kcguard/kcguard/pkg/platform"
+	"github.com/kcguard/kcguard/pkg/status"
 )
 
 func newBreakerCmd(e *env) *cobra.Command {
@@ -46,20 +45,21 @@ Keycloak out of the login path during maintenance.`,
 	return cmd
 }
 
+// breaker is the runtime's breaker, so an operator's open or close alerts
+// and pauses or resumes the sync worker like any other transition.
 func (e *env) breaker(ctx context.Context) (*breaker.Breaker, error) {
-	cfg, err := e.validated()
+	rt, err := e.runtime(ctx)
 	if err != nil {
 		return nil, err
 	}
-	awsCfg, err := e.awsConfig(ctx)
-	if err != nil {
-		return nil, err
-	}
-	store := breaker.NewDynamoStore(dynamodb.NewFromConfig(awsCfg), cfg.Tables.Breaker)
-	return breaker.New(store, platform.BreakerSettings(cfg, e.log)), nil
+	return rt.Breaker, nil
 }
 
 func (e *env) printStatus(st breaker.Status) {
+	if e.asJSON {
+		_ = e.printJSON(status.BreakerOf(st))
+		return
+	}
 	when := func(t time.Time) string {
 		if t.IsZero() {
 			return "-"

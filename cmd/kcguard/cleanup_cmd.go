@@ -33,7 +33,14 @@ cleanup.schedule_minutes until interrupted (the local stand-in for EventBridge).
 			}
 			c := cleanerFor(rt, cmd.ErrOrStderr(), emf)
 			once := func(ctx context.Context) error {
-				r, err := c.Run(ctx, time.Now())
+				start := time.Now()
+				r, err := c.Run(ctx, start)
+				rt.RecordCleanup(ctx, start, r, err)
+				if n, serr := rt.DailySummary(ctx, rt.SNS(), time.Now()); serr != nil {
+					e.log.Warn("daily summary not published", "err", serr)
+				} else if n > 0 {
+					e.log.Info("daily summary published", "packages", n)
+				}
 				e.printCleanup(r, asJSON)
 				return err
 			}

@@ -56,6 +56,10 @@ not created: they belong to the Keycloak operators.`,
 }
 
 func (e *env) mark(c provision.Check) {
+	if e.asJSON {
+		e.checks = append(e.checks, checkJSON{Name: c.Name, OK: c.OK, Detail: c.Detail})
+		return
+	}
 	sign := "✓"
 	if !c.OK {
 		sign = "✗"
@@ -101,10 +105,14 @@ func (e *env) runValidate(ctx context.Context) error {
 		}
 	}
 	if failed > 0 {
-		e.printf("%d of %d checks failed\n", failed, len(checks))
+		if !e.asJSON {
+			e.printf("%d of %d checks failed\n", failed, len(checks))
+		}
 		return errChecksFailed
 	}
-	e.printf("all %d checks passed\n", len(checks))
+	if !e.asJSON {
+		e.printf("all %d checks passed\n", len(checks))
+	}
 	return nil
 }
 

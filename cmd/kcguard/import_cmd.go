@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/kcguard/kcguard/pkg/adoption"
@@ -87,23 +85,10 @@ func (e *env) importFile(ctx context.Context, cmd *cobra.Command, im *adoption.I
 	if exp.Realm != "" && exp.Realm != realm {
 		return 0, fmt.Errorf("%s is an export of realm %q, but package %s is realm %q", path, exp.Realm, im.Package, realm)
 	}
-	out := cmd.OutOrStdout()
-	if isTerminal(cmd.ErrOrStderr()) {
-		bar := progressbar.NewOptions(len(exp.Users), progressbar.OptionSetWriter(cmd.ErrOrStderr()),
-			progressbar.OptionSetDescription(path), progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
-		im.Progress = func(int, int, adoption.Entry) { _ = bar.Add(1) }
-	} else {
-		enc := json.NewEncoder(out)
-		im.Progress = func(done, total int, en adoption.Entry) {
-			_ = enc.Encode(struct {
-				File  string `json:"file"`
-				Done  int    `json:"done"`
-				Total int    `json:"total"`
-				adoption.Entry
-			}{path, done, total, en})
-		}
-	}
+	bar := newProgress(cmd.ErrOrStderr(), cmd.OutOrStdout(), "import "+path, len(exp.Users))
+	im.Progress = func(_, _ int, en adoption.Entry) { bar.step(en) }
 	rep, err := im.Import(ctx, exp)
+	bar.finish()
 	if err != nil {
 		return 0, err
 	}

@@ -34,11 +34,11 @@ func TestUsersImportCommand(t *testing.T) {
 	for _, l := range strings.Split(out, "\n") {
 		var rec struct {
 			Done, Total int
-			Outcome     string
+			Item        struct{ Outcome string }
 		}
 		if json.Unmarshal([]byte(l), &rec) == nil && rec.Total == 8 {
 			lines++
-			outcomes[rec.Outcome]++
+			outcomes[rec.Item.Outcome]++
 		}
 	}
 	if lines != 8 || outcomes["created"] != 3 || outcomes["unsupported_hash"] != 1 || outcomes["malformed"] != 2 {
@@ -53,5 +53,32 @@ func TestUsersImportCommand(t *testing.T) {
 	}
 	if out, err := run(t, "users", "show", "cara.disabled", "--package", "homechoice"); err != nil || !strings.Contains(out, "enabled:         false") {
 		t.Fatalf("show: %v\n%s", err, out)
+	}
+
+	// The fixture's Keycloak ids are not in the running Keycloak: to `sync
+	// pull` these users were deleted there, and its first run (a page
+	// compare) deletes them locally.
+	admin := testenv.NewKeycloakAdmin(t)
+	for _, r := range []testenv.Realm{testenv.Homechoice, testenv.Janee} {
+		admin.GrantServiceAccountRoles(r.Name, r.ClientID, "view-events", "manage-events")
+	}
+	out, err = run(t, "sync", "pull", "--json")
+	if err != nil {
+		t.Fatalf("sync pull: %v\n%s", err, out)
+	}
+	var hc struct {
+		Package, Mode, Reason string
+		Deleted               int
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, `"package":"homechoice"`) {
+			_ = json.Unmarshal([]byte(l), &hc)
+		}
+	}
+	if hc.Mode != "compare" || hc.Reason != "first run" || hc.Deleted != 3 {
+		t.Fatalf("sync pull on homechoice: %+v\n%s", hc, out)
+	}
+	if _, err := run(t, "users", "show", "ann.argon2", "--package", "homechoice"); err == nil {
+		t.Fatal("ann.argon2 is not in Keycloak and must be gone")
 	}
 }

@@ -4,13 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/kcguard/kcguard/pkg/migrate"
 	"github.com/kcguard/kcguard/pkg/platform"
@@ -90,6 +87,10 @@ user, then a summary) otherwise. It exits non-zero if any user failed.
 			if err != nil {
 				return err
 			}
+			if e.asJSON {
+				return e.printJSON(map[string]any{"package": st.Package, "where": st.Where, "users": st.Users,
+					"synced": st.Synced, "pending": st.Pending, "unmigrated": st.Unmigrated})
+			}
 			e.printf("package %s (%s): %d local users, %d synced to Keycloak, %d pending, %d never provisioned\n",
 				st.Package, st.Where, st.Users, st.Synced, st.Pending, st.Unmigrated)
 			return nil
@@ -102,28 +103,21 @@ user, then a summary) otherwise. It exits non-zero if any user failed.
 
 func (e *env) migrate(ctx context.Context, rt *platform.Runtime, pkg string, w migrate.Where, set migrate.Settings) error {
 	m := &migrate.Migrator{Users: rt.Users, Applier: rt.Applier, Keycloak: rt.Keycloak, Settings: set}
-	var bar *progressBar
-	if isTerminal(e.out) {
-		total, err := m.Count(ctx, pkg, w)
-		if err != nil {
-			return err
+	total, err := m.Count(ctx, pkg, w)
+	if err != nil {
+		return err
+	}
+	bar := newProgress(e.stderr, e.out, "migrate "+pkg, total)
+	m.OnUser = func(r migrate.UserResult, _ migrate.Summary) {
+		if r.Result == migrate.Failed && bar.onTerminal() {
+			bar.interrupt()
+			fmt.Fprintf(e.stderr, "✗ %s: %s\n", r.Username, r.Reason)
 		}
-		bar = &progressBar{w: e.out, total: total, start: time.Now()}
-		m.OnUser = func(r migrate.UserResult, s migrate.Summary) {
-			if r.Result == migrate.Failed {
-				bar.clear()
-				e.printf("✗ %s: %s\n", r.Username, r.Reason)
-			}
-			bar.draw(s)
-		}
-	} else {
-		enc := json.NewEncoder(e.out)
-		m.OnUser = func(r migrate.UserResult, _ migrate.Summary) { _ = enc.Encode(r) }
+		bar.step(r)
 	}
 	sum, err := m.Run(ctx, pkg, w)
-	if bar != nil {
-		bar.draw(sum)
-		fmt.Fprintln(e.out)
+	bar.finish()
+	if bar.onTerminal() {
 		verb := "provisioned"
 		if sum.DryRun {
 			verb = "would provision (dry run)"
@@ -143,29 +137,3 @@ func (e *env) migrate(ctx context.Context, rt *platform.Runtime, pkg string, w m
 	}
 	return nil
 }
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
-}
-
-type progressBar struct {
-	w     io.Writer
-	total int
-	start time.Time
-}
-
-func (b *progressBar) draw(s migrate.Summary) {
-	const width = 30
-	done := min(s.Total, b.total)
-	filled := width
-	if b.total > 0 {
-		filled = width * done / b.total
-	}
-	rate := float64(s.Total) / max(time.Since(b.start).Seconds(), 0.001)
-	fmt.Fprintf(b.w, "\r[%s%s] %d/%d  created %d updated %d skipped %d failed %d  %.1f/s ",
-		strings.Repeat("█", filled), strings.Repeat("·", width-filled), s.Total, b.total,
-		s.Created, s.Updated, s.Skipped, s.Failed, rate)
-}
-
-func (b *progressBar) clear() { fmt.Fprintf(b.w, "\r%s\r", strings.Repeat(" ", 100)) }

@@ -35,7 +35,10 @@ realm-management view-events (see 'config validate').`,
 			}
 			p := rt.Puller()
 			for {
-				if err := e.pullOnce(cmd.Context(), p, asJSON); err != nil && every == 0 {
+				start := time.Now()
+				err := e.pullOnce(cmd.Context(), p, asJSON)
+				rt.RecordPull(cmd.Context(), start, nil, err)
+				if err != nil && every == 0 {
 					return err
 				} else if err != nil {
 					e.log.Warn("sync pull failed", "err", err)
@@ -62,6 +65,10 @@ func (e *env) pullOnce(ctx context.Context, p *pull.Puller, asJSON bool) error {
 		if asJSON {
 			b, _ := json.Marshal(r)
 			e.printf("%s\n", b)
+			continue
+		}
+		if r.Mode == "" {
+			e.printf("%s: %s\n", r.Package, r.Reason)
 			continue
 		}
 		mode := string(r.Mode)

@@ -37,6 +37,34 @@ Tokens and their hashes are never shown; sessions are named by their public id.`
 				return err
 			}
 			now := time.Now()
+			if e.asJSON {
+				type view struct {
+					ID         string    `json:"id"`
+					State      string    `json:"state"`
+					AuthMode   string    `json:"auth_mode"`
+					CreatedAt  time.Time `json:"created_at"`
+					LastSeenAt time.Time `json:"last_seen_at"`
+					ExpiresAt  time.Time `json:"expires_at"`
+					SourceIP   string    `json:"source_ip"`
+					UserAgent  string    `json:"user_agent"`
+				}
+				out := []view{}
+				for _, r := range recs {
+					state := "active"
+					if err := r.Status(now); err != nil {
+						if !all {
+							continue
+						}
+						state = map[bool]string{true: "revoked", false: "expired"}[errors.Is(err, sessions.ErrRevoked)]
+					}
+					exp := r.ExpiresAt
+					if !r.IdleExpiresAt.IsZero() && r.IdleExpiresAt.Before(exp) {
+						exp = r.IdleExpiresAt
+					}
+					out = append(out, view{r.ID, state, string(r.AuthMode), r.CreatedAt, r.LastSeenAt, exp, r.SourceIP, r.UserAgent})
+				}
+				return e.printJSON(out)
+			}
 			w := tabwriter.NewWriter(e.out, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(w, "ID\tSTATE\tAUTH MODE\tCREATED\tLAST SEEN\tEXPIRES\tSOURCE IP\tUSER AGENT")
 			shown := 0
@@ -94,7 +122,7 @@ Tokens and their hashes are never shown; sessions are named by their public id.`
 			if err != nil {
 				return err
 			}
-			n, err := rt.Sessions.RevokeAllForUser(cmd.Context(), pkg, args[0], "", time.Now())
+			n, err := rt.Sessions.RevokeAllForUser(cmd.Context(), pkg, args[0], time.Now())
 			if err != nil {
 				return err
 			}

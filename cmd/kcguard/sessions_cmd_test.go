@@ -9,11 +9,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
 	"github.com/kcguard/kcguard/internal/testenv"
 	"github.com/kcguard/kcguard/pkg/auth"
 	"github.com/kcguard/kcguard/pkg/cleanup"
 	"github.com/kcguard/kcguard/pkg/metrics"
 	"github.com/kcguard/kcguard/pkg/platform"
+	"github.com/kcguard/kcguard/pkg/sessions"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -112,5 +116,47 @@ func TestSessionsTokensAndCleanupCommands(t *testing.T) {
 	}
 	if strings.Contains(out, pw) || strings.Contains(out, res.SessionToken) {
 		t.Fatal("a secret appears in the command output")
+	}
+}
+
+// TestSessionsInvalidateDashID: ids made before ids avoided a leading '-'
+// (1 in 64 of them) still exist; one forced into the table is invalidated
+// after --, and without -- the error says to use it instead of a bare
+// "unknown shorthand flag".
+func TestSessionsInvalidateDashID(t *testing.T) {
+	kcURL, _ := testenv.Keycloak(t)
+	t.Setenv("KCGUARD_KEYCLOAK_URL", kcURL)
+	emptyAWS(t)
+	if out, err := run(t, "config", "fix"); err != nil {
+		t.Fatalf("fix: %v\n%s", err, out)
+	}
+	ctx := context.Background()
+	cfg, err := platform.LoadConfig("../../config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := platform.New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	_, _, put, err := rt.Sessions.CreateTx(sessions.Record{Package: "homechoice", Username: "revocation-dash",
+		AuthMode: sessions.AuthLocal, CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const id = "-LBJdashSession0" // 16 base64url characters, like a real id
+	put.Put.Item["id"] = &types.AttributeValueMemberS{Value: id}
+	if _, err := rt.DynamoDB.PutItem(ctx, &dynamodb.PutItemInput{TableName: &cfg.Tables.Sessions, Item: put.Put.Item}); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(t, "sessions", "invalidate", id); err == nil || !strings.Contains(err.Error(), "-- -ID") {
+		t.Fatalf("bare dash id: %v\n%s", err, out)
+	}
+	if out, err := run(t, "sessions", "invalidate", "--", id); err != nil || !strings.Contains(out, "session "+id+" invalidated") {
+		t.Fatalf("invalidate -- %s: %v\n%s", id, err, out)
+	}
+	if got, err := rt.Sessions.GetByID(ctx, id); err != nil || !got.Revoked {
+		t.Fatalf("forced session after invalidate: %+v %v", got, err)
 	}
 }

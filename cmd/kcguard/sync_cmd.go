@@ -16,6 +16,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/platform"
 	"github.com/kcguard/kcguard/pkg/provision"
+	"github.com/kcguard/kcguard/pkg/status"
 	"github.com/kcguard/kcguard/pkg/syncjob"
 )
 
@@ -39,7 +40,9 @@ func newSyncCmd(e *env) *cobra.Command {
 		"reconcile queries the sparse 'unsynced' index (never a scan) and queues a job per user;\nSQS deduplication makes re-queuing a job still in the queue a no-op.",
 		func(ctx context.Context, rt *platform.Runtime) error {
 			q := syncjob.JournaledQueue{Queue: rt.Queue, Applier: rt.Applier}
-			r, err := syncjob.Reconcile(ctx, rt.Users, q, rt.Config.PackageNames(), limit, time.Now())
+			start := time.Now()
+			r, err := syncjob.Reconcile(ctx, rt.Users, q, rt.Config.PackageNames(), limit, start)
+			rt.RecordRun(ctx, status.JobReconcile, start, platform.ReconcileSummary(r), err)
 			e.printf("unsynced users found: %d, queued: %d, failed: %d, complete: %v\n", r.Found, r.Queued, r.Failed, r.Done)
 			return err
 		})
@@ -75,14 +78,8 @@ func newSyncCmd(e *env) *cobra.Command {
 		withRuntime("run", "Poll the queue until interrupted (the local stand-in for the SQS event source)", "",
 			func(ctx context.Context, rt *platform.Runtime) error {
 				p := rt.Poller(10)
-				e.log.Info("sync poller running", "queue", rt.Config.Sync.Queue)
-				for ctx.Err() == nil {
-					if _, _, err := p.PollOnce(ctx); err != nil && ctx.Err() == nil {
-						e.log.Warn("sync poll failed", "err", err)
-						time.Sleep(2 * time.Second)
-					}
-				}
-				return nil
+				e.log.Info("sync poller running; paused while the breaker is open", "queue", rt.Config.Sync.Queue)
+				return p.Run(ctx)
 			}),
 		withRuntime("test", "Check Keycloak admin access for every package and that the queue answers", "",
 			func(ctx context.Context, rt *platform.Runtime) error { return e.syncTest(ctx, rt) }),
@@ -112,6 +109,19 @@ func (e *env) runtime(ctx context.Context) (*platform.Runtime, error) {
 }
 
 func (e *env) syncStatus(ctx context.Context, rt *platform.Runtime) error {
+	if e.asJSON { // the sync parts of the status read model
+		r := rt.StatusReader()
+		r.Probe, r.Sessions, r.Tokens, r.Runs = nil, nil, nil, nil
+		s := r.Read(ctx, time.Now())
+		waiting := map[string]int{}
+		for _, p := range s.Packages {
+			waiting[p.Name] = p.UsersWaiting
+		}
+		if len(s.Errors) > 0 {
+			return fmt.Errorf("sync status: %s", strings.Join(s.Errors, "; "))
+		}
+		return e.printJSON(map[string]any{"breaker": s.Breaker, "queue": s.Queue, "journal": s.Journal, "users_waiting": waiting})
+	}
 	v, f, err := rt.Queue.Depth(ctx)
 	if err != nil {
 		return err
@@ -149,6 +159,16 @@ func (e *env) syncStatus(ctx context.Context, rt *platform.Runtime) error {
 	}
 	st := rt.Breaker.State(ctx)
 	e.printf("breaker: %s (generation %d)\n", st.State, st.Generation)
+	if rt.SyncMapping != nil {
+		switch paused, err := rt.SyncMapping.Paused(ctx); {
+		case err != nil:
+			e.printf("sync worker: unknown (%v)\n", err)
+		case paused:
+			e.printf("sync worker: paused (its event source mapping is disabled while the breaker is open)\n")
+		default:
+			e.printf("sync worker: running\n")
+		}
+	}
 	if rt.Journal == nil {
 		e.printf("journal: off (tables.journal is empty)\n")
 		return nil

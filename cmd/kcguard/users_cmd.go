@@ -13,6 +13,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/kcguard/kcguard/pkg/auth"
 	"github.com/kcguard/kcguard/pkg/credential"
@@ -113,6 +114,13 @@ reconciliation carries it to Keycloak. Use POST /password for user changes.`,
 				return fmt.Errorf("no user %s in package %s", key.Username, key.Package)
 			}
 			u := entry.User
+			if e.asJSON {
+				return e.printJSON(map[string]any{"username": u.Username, "package": u.Package, "enabled": u.Enabled,
+					"email": u.Email, "attributes": u.Attributes, "hash_algorithm": u.Hash.Algorithm, "version": u.Version,
+					"keycloak_synced_version": u.KeycloakSyncedVersion, "sync_pending": u.Unsynced(), "keycloak_id": u.KeycloakID,
+					"password_changed_at": u.PasswordChangedAt, "failed_logins": entry.Lockout.FailedAttempts,
+					"locked_until": entry.Lockout.LockedUntil})
+			}
 			e.printf("user:            %s\npackage:         %s\nenabled:         %v\nemail:           %s\n",
 				u.Username, u.Package, u.Enabled, u.Email)
 			e.printf("attributes:      %v\nhash:            %s\nversion:         %d\nkeycloak synced: %d",
@@ -202,12 +210,20 @@ func createUser(ctx context.Context, st users.Store, hasher *credential.Hasher, 
 	return st.Create(ctx, u, time.Now())
 }
 
-// readPassword takes the first line of r (a pipe or a terminal).
+// readPassword takes a password from r: from a terminal without echo (the
+// prompt goes to stderr), else the first line (a pipe).
 func readPassword(r io.Reader) (string, error) {
-	if f, ok := r.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			fmt.Fprint(os.Stderr, "password: ")
+	if f, ok := r.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(os.Stderr, "password: ")
+		b, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(os.Stderr)
+		if err != nil {
+			return "", fmt.Errorf("read password: %w", err)
 		}
+		if len(b) == 0 {
+			return "", errors.New("no password entered")
+		}
+		return string(b), nil
 	}
 	line, err := bufio.NewReader(r).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {

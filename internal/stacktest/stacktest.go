@@ -89,6 +89,10 @@ func New(t testing.TB, mutate ...func(*config.Config)) *Env {
 	cfg.Sync.VisibilityTimeoutSeconds = 2 // failed jobs come back quickly in tests
 	cfg.KMSKeyID = "alias/" + id
 	cfg.Log.Level = "debug"
+	// The shared moto stalls for seconds when the machine is loaded; the
+	// production bounds (aws.*) would turn that into 503s in tests that
+	// are not about them. Tests of the bounds set their own.
+	cfg.AWS.AttemptTimeout, cfg.AWS.CallBudget = 10*time.Second, 20*time.Second
 	for _, m := range mutate {
 		m(&cfg)
 	}

@@ -40,15 +40,16 @@ func (s *Service) keycloakDecides(entry users.Entry) bool {
 //
 // fail records the attempt as a failed password check (the lockout's
 // bookkeeping, owned by Login).
-func (s *Service) loginThroughKeycloak(ctx context.Context, in LoginInput, key users.Key, entry users.Entry,
+func (s *Service) loginThroughKeycloak(ctx context.Context, in LoginInput, key users.Key, read LoginRead,
 	event audit.Event, fail func() error, now time.Time) (LoginResult, error) {
+	entry := read.Entry
 	g := s.grant(ctx, key, in.Password)
 	switch {
 	case g.allowed && g.err == nil:
 		s.learn(ctx, key, entry, in.Password, g.tok, now)
 		event.Username = key.Username // a known user now, whatever the audit trail called it before
 		tier := tierResult{mode: ModeKeycloak, status: KeycloakAvailable, token: &g.tok}
-		return s.succeed(ctx, in, key, event, tier, nil, now)
+		return s.succeed(ctx, in, key, event, tier, nil, entry.User.Version, read.NextSessionSeq, now)
 	case ctx.Err() != nil:
 		s.release(ctx, key, now)
 		return LoginResult{}, ctx.Err()

@@ -235,3 +235,22 @@ func TestAuditKeepsUnknownUsernamesAsKeyedHashes(t *testing.T) {
 		t.Fatal("pseudonyms must be keyed and stable")
 	}
 }
+
+func TestAGuesserThatHangsUpIsStillCounted(t *testing.T) {
+	var c *countingHasher
+	h := newHarness(t, withCountingHasher(&c))
+	h.addUser(t, "alice", "alice-password-1", "alice-password-1")
+	for i := range 8 {
+		ctx, cancel := context.WithCancel(context.Background())
+		c.onVerify = func(string) { cancel() } // the client hangs up while its guess is checked
+		h.svc.Login(ctx, LoginInput{Package: pkg, Username: "alice", Password: fmt.Sprintf("guess-%d", i), SourceIP: "192.0.2.5"})
+	}
+	if got := c.checks.Load(); got != 5 {
+		t.Fatalf("%d guesses checked, want max_failures = 5: a hang-up must not skip the count or the lock", got)
+	}
+	c.onVerify = nil
+	var le *LockedError
+	if _, err := h.login("alice", "alice-password-1"); !errors.As(err, &le) || le.RetryAfter != 30*time.Second {
+		t.Fatalf("want locked for 30s: %v", err)
+	}
+}

@@ -85,6 +85,11 @@ type LoginRead struct {
 	// CachedToken returns the cached Keycloak token within its grace
 	// period; it was read with the user and is decrypted only when called.
 	CachedToken func(ctx context.Context) (keycloak.Token, bool, error)
+	// NextSessionSeq is the Seq the login's session takes (one more than
+	// the sessions the user was given when read; see sessions.Record.Seq).
+	// Zero when the reader does not read session state: the ledger then
+	// asks the session store.
+	NextSessionSeq int64
 }
 
 // PasswordHasher makes and checks local hashes (*credential.Hasher; tests
@@ -118,6 +123,8 @@ type ClosedBreaker interface {
 type TokenCache interface {
 	// Get returns the cached token if it is still within its grace period.
 	Get(ctx context.Context, key users.Key, now time.Time) (keycloak.Token, bool, error)
+	// Forget deletes the user's cached token (a password change ends it).
+	Forget(ctx context.Context, key users.Key) error
 }
 
 // Sync gets a change into Keycloak now or later.
@@ -128,16 +135,20 @@ type Sync interface {
 
 // SessionRevoker ends a user's sessions after a password change.
 type SessionRevoker interface {
-	RevokeAllForUser(ctx context.Context, pkg, username, exceptID string, now time.Time) (int, error)
+	RevokeAllForUser(ctx context.Context, pkg, username string, now time.Time) (int, error)
 }
 
 // Ledger stores what an authentication attempt changed. Its DynamoDB
-// implementation writes each outcome in ONE round trip (a transaction), which
-// is what keeps every login path within three DynamoDB calls.
+// implementation writes each outcome in ONE round trip (a transaction); the
+// session cap's count rides in it (ReadLogin reads the user's session
+// count), so every login path stays within three DynamoDB calls.
 type Ledger interface {
 	// LoginSucceeded creates the session (returning its token, which exists
 	// nowhere else) and stores the audit event, caches a fresh Keycloak
 	// token, and releases the attempt's reservation (never lifting a lock).
+	// It stores nothing and returns ErrLoginSuperseded when the user moved
+	// past Success.UserVersion or the user's sessions were revoked at or
+	// after the session's CreatedAt.
 	LoginSucceeded(ctx context.Context, s Success) (token string, session sessions.Record, err error)
 	// LoginFailed records a failed check (the attempt was counted when it
 	// was reserved): the lock the policy derived from the attempt's
@@ -165,6 +176,11 @@ type Success struct {
 	Verdict *users.Verdict
 	// Now is when the login happened (the release's "locked?" test).
 	Now time.Time
+	// UserVersion, when positive, is the user version the password was
+	// checked against: the session is stored only if the user is still at
+	// it (else ErrLoginSuperseded), so a login that raced a password change
+	// leaves no session.
+	UserVersion int64
 }
 
 // Failure is everything a failed password check writes.

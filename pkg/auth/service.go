@@ -296,7 +296,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 		}
 		fail := func() error { return s.countFailure(ctx, key, a, source, read.Source, event, now) }
 		if s.keycloakDecides(entry) {
-			return s.loginThroughKeycloak(ctx, in, key, entry, event, fail, now)
+			return s.loginThroughKeycloak(ctx, in, key, read, event, fail, now)
 		}
 		return LoginResult{}, fail()
 	}
@@ -319,7 +319,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 		s.auditAlone(ctx, event)
 		return LoginResult{}, err
 	}
-	res, err := s.succeed(ctx, in, key, event, tier, confirmation(entry.User, tier, now), now)
+	res, err := s.succeed(ctx, in, key, event, tier, confirmation(entry.User, tier, now), entry.User.Version, read.NextSessionSeq, now)
 	if err != nil {
 		return res, err
 	}
@@ -335,18 +335,30 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 // succeed writes a successful login (session, audit record, cached token,
 // Keycloak's verdict and the attempt's release, in one ledger write) and
 // answers.
+//
+// userVersion (when positive) is the user version the password was checked
+// against: a password change landing meanwhile leaves no session.
 func (s *Service) succeed(ctx context.Context, in LoginInput, key users.Key, event audit.Event, tier tierResult,
-	verdict *users.Verdict, now time.Time) (LoginResult, error) {
+	verdict *users.Verdict, userVersion, nextSessionSeq int64, now time.Time) (LoginResult, error) {
 	event.AuthMode, event.Outcome = string(tier.mode), audit.OutcomeSuccess
 	success := Success{Event: event, ResetLockout: true, Now: now, Verdict: verdict, Session: sessions.Record{
 		Package: key.Package, Username: key.Username, AuthMode: sessions.AuthMode(tier.mode),
 		CreatedAt: now, IdleExpiresAt: now.Add(s.s.SessionIdle), ExpiresAt: now.Add(s.s.SessionLifetime),
 		SourceIP: in.SourceIP, UserAgent: in.UserAgent,
 	}}
+	// The session's place among the user's sessions (the cap), when the
+	// read found it; stores that count themselves (sessions.Memory)
+	// overwrite it.
+	success.Session.Seq = nextSessionSeq
 	if tier.mode == ModeKeycloak {
 		success.Token, success.GraceUntil = tier.token, now.Add(s.s.GracePeriod)
 	}
+	success.UserVersion = userVersion
 	token, sess, err := s.ledger.LoginSucceeded(ctx, success)
+	if errors.Is(err, ErrLoginSuperseded) {
+		s.log.InfoContext(ctx, "login superseded by a concurrent account change", "package", key.Package, "err", err)
+		return LoginResult{}, ErrLoginSuperseded
+	}
 	if err != nil {
 		s.release(ctx, key, now)
 		return LoginResult{}, fmt.Errorf("%w: store session: %v", ErrUnavailable, err)
@@ -442,6 +454,8 @@ func (s *Service) admit(ctx context.Context, key users.Key, src users.Lockout, e
 // written (the session's transaction releases it otherwise). Best effort:
 // an unreleased count only brings the next lock closer.
 func (s *Service) release(ctx context.Context, key users.Key, now time.Time) {
+	ctx, cancel := outcomeContext(ctx)
+	defer cancel()
 	if _, err := s.users.Release(ctx, key, now); err != nil {
 		s.log.WarnContext(ctx, "attempt not released", "package", key.Package, "err", err)
 	}
@@ -482,6 +496,14 @@ func (s *Service) verify(entry users.Entry, password string) (credential.Hash, b
 	return h, ok && err == nil, hashKind(h)
 }
 
+// outcomeContext outlives the request for the write that settles a
+// reserved attempt: a client that hangs up after its guess was checked
+// must not leave the attempt unsettled (users.LostReservation bounds the
+// harm if a write is lost all the same).
+func outcomeContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+}
+
 // inFlightRetry is the Retry-After of an attempt refused because a check at
 // the lock threshold is still running: its outcome decides within moments.
 const inFlightRetry = time.Second
@@ -507,7 +529,9 @@ func (s *Service) countFailure(ctx context.Context, key users.Key, a users.Attem
 		f.Source = source
 		f.SourceLockout = users.Lockout{FailedAttempts: n, LastFailureAt: now, LockedUntil: s.s.sourceLockedUntil(n, now)}
 	}
-	if err := s.ledger.LoginFailed(ctx, f); err != nil {
+	wctx, cancel := outcomeContext(ctx)
+	defer cancel()
+	if err := s.ledger.LoginFailed(wctx, f); err != nil {
 		s.log.ErrorContext(ctx, "failed login not recorded", "package", key.Package, "username", event.Username, "err", err)
 	}
 	return ErrInvalidCredentials
@@ -689,16 +713,31 @@ func (s *Service) ChangePassword(ctx context.Context, in PasswordChangeInput) (P
 	event.Outcome = audit.OutcomeSuccess
 	s.auditAlone(ctx, event)
 	if s.s.RevokeOtherSessions {
-		if n, err := s.sessions.RevokeAllForUser(ctx, key.Package, key.Username, "", now); err != nil {
-			s.log.WarnContext(ctx, "sessions not revoked after password change", "package", key.Package, "err", err)
-		} else if n > 0 {
-			s.log.InfoContext(ctx, "sessions revoked after password change", "package", key.Package, "count", n)
-		}
+		s.endLocalSessions(ctx, key)
 	}
 	j := syncjob.New(syncjob.SetPassword, key.Package, key.Username, u.Version, now)
 	j.Hash = &h
+	// The job carries the Keycloak logout, now or through the queue, so
+	// Keycloak ends the old sessions once it has the new password.
+	j.EndSessions = s.s.RevokeOtherSessions
 	res := s.sync.Dispatch(ctx, j)
 	return PasswordChangeResult{Synced: res == syncjob.Applied, Sync: string(res)}, nil
+}
+
+// endLocalSessions ends every session and the cached Keycloak token of a
+// user whose password just changed. The revocation time is read after the
+// new hash is stored: a login that read the old hash began before it, so
+// its session is refused or dead (the ledger's checks close the rest).
+func (s *Service) endLocalSessions(ctx context.Context, key users.Key) {
+	if n, err := s.sessions.RevokeAllForUser(ctx, key.Package, key.Username, s.s.Now()); err != nil {
+		s.log.ErrorContext(ctx, "sessions not revoked after password change", "package", key.Package, "username", key.Username, "err", err)
+	} else {
+		s.log.InfoContext(ctx, "sessions revoked after password change", "package", key.Package, "count", n)
+	}
+	if err := s.tokens.Forget(ctx, key); err != nil {
+		s.log.ErrorContext(ctx, "cached keycloak token not deleted after password change", "package", key.Package,
+			"username", key.Username, "err", err)
+	}
 }
 
 func (s *Service) auditAlone(ctx context.Context, e audit.Event) {

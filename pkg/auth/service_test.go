@@ -29,7 +29,16 @@ func (b *fakeBreaker) Allow(context.Context) (func(error), error) {
 	return func(error) {}, nil
 }
 
-type fakeTokens struct{ byKey map[users.Key]keycloak.Token }
+type fakeTokens struct {
+	byKey     map[users.Key]keycloak.Token
+	forgotten []users.Key
+}
+
+func (f *fakeTokens) Forget(_ context.Context, k users.Key) error {
+	delete(f.byKey, k)
+	f.forgotten = append(f.forgotten, k)
+	return nil
+}
 
 func (f *fakeTokens) Get(_ context.Context, k users.Key, _ time.Time) (keycloak.Token, bool, error) {
 	t, ok := f.byKey[k]
@@ -54,7 +63,7 @@ func (f *fakeSync) Enqueue(_ context.Context, j syncjob.Job) error {
 
 type fakeSessions struct{ revoked int }
 
-func (f *fakeSessions) RevokeAllForUser(context.Context, string, string, string, time.Time) (int, error) {
+func (f *fakeSessions) RevokeAllForUser(context.Context, string, string, time.Time) (int, error) {
 	f.revoked++
 	return 2, nil
 }
@@ -84,10 +93,22 @@ func (l *memLedger) LoginSucceeded(ctx context.Context, s Success) (string, sess
 			return "", sessions.Record{}, err
 		}
 	}
-	return l.sessions.Create(ctx, s.Session)
+	if s.UserVersion > 0 {
+		if u, err := l.users.Get(ctx, users.Key{Package: s.Event.Package, Username: s.Event.Username}); err != nil || u.Version != s.UserVersion {
+			return "", sessions.Record{}, ErrLoginSuperseded
+		}
+	}
+	tok, rec, err := l.sessions.Create(ctx, s.Session)
+	if errors.Is(err, sessions.ErrSuperseded) {
+		return "", sessions.Record{}, ErrLoginSuperseded
+	}
+	return tok, rec, err
 }
 
 func (l *memLedger) LoginFailed(ctx context.Context, f Failure) error {
+	if err := ctx.Err(); err != nil { // as the DynamoDB client would
+		return err
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.failures = append(l.failures, f)
@@ -242,7 +263,7 @@ func TestLoginModes(t *testing.T) {
 			if string(s.Session.AuthMode) != string(tc.wantMode) || s.Event.AuthMode != string(tc.wantMode) || s.Event.Outcome != audit.OutcomeSuccess {
 				t.Fatalf("session/audit mode %s/%s outcome %s", s.Session.AuthMode, s.Event.AuthMode, s.Event.Outcome)
 			}
-			if len(res.SessionToken) != 43 { // 256 bits, base64url without padding
+			if len(res.SessionToken) != 60 { // 256 bits base64url, ".", the 16-character user hint
 				t.Fatalf("session token length %d", len(res.SessionToken))
 			}
 		})
@@ -472,6 +493,13 @@ func TestPasswordChange(t *testing.T) {
 			}
 			if h.sessions.revoked != 1 {
 				t.Fatal("other sessions must be revoked")
+			}
+			if len(h.tokens.forgotten) != 1 || h.tokens.forgotten[0] != (users.Key{Package: pkg, Username: "alice"}) {
+				t.Fatalf("cached keycloak token not deleted: %v", h.tokens.forgotten)
+			}
+			// The job carries the Keycloak logout, now or through the queue.
+			if !j.EndSessions || len(h.sync.dispatched) != 1 || len(h.sync.enqueued) != 0 {
+				t.Fatalf("keycloak logout not carried by the job: dispatched %+v, enqueued %+v", h.sync.dispatched, h.sync.enqueued)
 			}
 		})
 	}

@@ -88,6 +88,10 @@ var (
 	// ErrOfflineWindowExpired: Keycloak is down and the user's last
 	// Keycloak-confirmed login is older than the offline window.
 	ErrOfflineWindowExpired = errors.New("keycloak unavailable and the offline login window has expired")
+	// ErrLoginSuperseded refuses a login whose password check was overtaken
+	// by a password change or a revocation of the user's sessions before
+	// its session was stored; no session was made and a retry is safe.
+	ErrLoginSuperseded = errors.New("login superseded by a concurrent change to the account")
 )
 
 // LockedError refuses a login during an offline lockout delay.

@@ -518,8 +518,18 @@ func (b *Breaker) trip(ctx context.Context, rec Record) {
 	now := b.s.Now()
 	next := Record{
 		State: StateOpen, Generation: rec.Generation + 1, Since: now,
-		OpenUntil: now.Add(b.s.Cooldown), Failures: rec.Failures,
+		OpenUntil: now.Add(b.s.Cooldown), Failures: rec.Failures, OpenedAt: now,
 		Reason: fmt.Sprintf("%d consecutive failures", rec.Failures),
+	}
+	if rec.OpenedAt.After(time.Time{}) && now.Sub(rec.Since) < b.capped(rec.Reopens) {
+		// Hysteresis: re-opened sooner after closing than the cooldown it
+		// had just served. A flapping Keycloak keeps its back-off growing
+		// (cooldown × 2ⁿ up to MaxCooldown) instead of starting again at
+		// one cooldown, which bounds alerts and probes to one pair per
+		// back-off period however fast it flaps.
+		n := rec.Reopens + 1
+		next.Reopens, next.OpenUntil = n, now.Add(b.backoff(n))
+		next.Reason += fmt.Sprintf("; flapping: re-opened %s after closing (back-off %d)", now.Sub(rec.Since).Round(time.Second), n)
 	}
 	switch err := b.store.Swap(ctx, b.s.Name, rec.Generation, next); {
 	case err == nil:
@@ -558,7 +568,7 @@ func (b *Breaker) tryProbe(ctx context.Context, rec Record) (func(error), error)
 	}
 	lease := Record{
 		State: StateHalfOpen, Generation: rec.Generation + 1, Since: now,
-		OpenUntil: rec.OpenUntil, Reopens: rec.Reopens,
+		OpenUntil: rec.OpenUntil, Reopens: rec.Reopens, OpenedAt: rec.OpenedAt,
 		LeaseUntil: now.Add(b.s.ProbeLease), LeaseHolder: b.s.Instance, Reason: reason,
 	}
 	sctx, cancel := b.storeCtx(ctx)
@@ -591,12 +601,15 @@ func (b *Breaker) doneProbe(ctx context.Context, lease Record, callErr error) {
 	now := b.s.Now()
 	var next Record
 	if b.successful(callErr) {
-		next = Record{State: StateClosed, Generation: lease.Generation + 1, Since: now, Reason: "probe succeeded"}
+		// Reopens stays: if the breaker re-opens within the back-off it
+		// just served, the back-off goes on growing (see trip).
+		next = Record{State: StateClosed, Generation: lease.Generation + 1, Since: now, Reason: "probe succeeded",
+			OpenedAt: lease.OpenedAt, Reopens: lease.Reopens}
 	} else {
 		n := lease.Reopens + 1
 		next = Record{
 			State: StateOpen, Generation: lease.Generation + 1, Since: now,
-			OpenUntil: now.Add(b.backoff(n)), Reopens: n,
+			OpenUntil: now.Add(b.backoff(n)), Reopens: n, OpenedAt: lease.OpenedAt,
 			Reason: fmt.Sprintf("probe failed (%d in a row)", n),
 		}
 	}
@@ -615,14 +628,19 @@ func (b *Breaker) doneProbe(ctx context.Context, lease Record, callErr error) {
 	}
 }
 
-// backoff is Cooldown × 2ⁿ, capped at MaxCooldown, minus up to 20% jitter
-// so that re-probes of many breakers do not line up.
-func (b *Breaker) backoff(n int) time.Duration {
+// capped is Cooldown × 2ⁿ, capped at MaxCooldown.
+func (b *Breaker) capped(n int) time.Duration {
 	d := b.s.Cooldown
 	for i := 0; i < n && d < b.s.MaxCooldown; i++ {
 		d *= 2
 	}
-	d = min(d, b.s.MaxCooldown)
+	return min(d, b.s.MaxCooldown)
+}
+
+// backoff is capped(n) minus up to 20% jitter so that re-probes of many
+// breakers do not line up.
+func (b *Breaker) backoff(n int) time.Duration {
+	d := b.capped(n)
 	if j := int64(d / 5); j > 0 {
 		d -= time.Duration(mrand.Int64N(j))
 	}
@@ -633,7 +651,8 @@ func (b *Breaker) emit(ctx context.Context, from State, rec Record) {
 	if from == rec.State {
 		return
 	}
-	ev := Event{Breaker: b.s.Name, From: from, To: rec.State, Generation: rec.Generation, At: rec.Since, Reason: rec.Reason}
+	ev := Event{Breaker: b.s.Name, From: from, To: rec.State, Generation: rec.Generation, At: rec.Since, Reason: rec.Reason,
+		Failures: rec.Failures, OpenedAt: rec.OpenedAt, NextProbe: nextProbe(rec)}
 	b.log.LogAttrs(ctx, levelOf(rec.State), "breaker "+string(rec.State),
 		slog.String("from", string(from)), slog.Uint64("generation", rec.Generation),
 		slog.String("reason", rec.Reason), slog.Time("next_probe", nextProbe(rec)))

@@ -211,10 +211,35 @@ func TestFailedProbeBacksOffThenResetsOnClose(t *testing.T) {
 	}
 	f.clock.Advance(wait)
 	call(t, b, nil) // probe succeeds
+	// Keycloak stays up for longer than the back-off just served: the
+	// next outage starts again at one cooldown.
+	f.clock.Advance(5 * time.Minute)
 	trip(t, f, b)
 	st, _ := b.Status(context.Background())
 	if st.Reopens != 0 || !st.NextProbe.Equal(f.clock.Now().Add(time.Minute)) {
-		t.Fatalf("back-off not reset by close: %+v", st)
+		t.Fatalf("back-off not reset by a close that held: %+v", st)
+	}
+}
+
+// Hysteresis: a breaker that re-opens sooner after closing than the
+// cooldown it had served (a flapping Keycloak) keeps its back-off growing.
+func TestFlappingKeepsTheBackOffGrowing(t *testing.T) {
+	f := newFixture()
+	b := f.instance("a")
+	trip(t, f, b)
+	for i, max := range []time.Duration{2 * time.Minute, 4 * time.Minute, 5 * time.Minute} {
+		st, _ := b.Status(context.Background())
+		f.clock.Advance(st.NextProbe.Sub(f.clock.Now()))
+		if !call(t, b, nil) { // the probe lands in an up second: closed
+			t.Fatalf("flap %d: no probe", i)
+		}
+		f.clock.Advance(time.Second)
+		trip(t, f, b) // and the next down second opens it again
+		st, _ = b.Status(context.Background())
+		wait := st.NextProbe.Sub(f.clock.Now())
+		if st.Reopens != i+1 || wait > max || wait < max*4/5 || !strings.Contains(st.Reason, "flapping") {
+			t.Fatalf("flap %d: %+v, next probe in %s, want within [%s, %s]", i, st, wait, max*4/5, max)
+		}
 	}
 }
 

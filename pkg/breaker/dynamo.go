@@ -29,6 +29,7 @@ const (
 	attrLeaseHolder = "lease_holder"
 	attrForced      = "forced"
 	attrReason      = "reason"
+	attrOpenedAt    = "opened_ms" // optional: absent in records written before it existed
 )
 
 // Table describes the breaker-state table; `kcguard config fix` creates it.
@@ -170,6 +171,9 @@ func encodeRecord(r Record) map[string]types.AttributeValue {
 	if r.Reason != "" {
 		item[attrReason] = &types.AttributeValueMemberS{Value: r.Reason}
 	}
+	if !r.OpenedAt.IsZero() {
+		item[attrOpenedAt] = ms(r.OpenedAt)
+	}
 	return item
 }
 
@@ -214,6 +218,9 @@ func decodeRecord(item map[string]types.AttributeValue) (Record, error) {
 	r.LeaseUntil = getT(attrLeaseUntil)
 	r.LeaseHolder = getS(attrLeaseHolder)
 	r.Reason = getS(attrReason)
+	if _, ok := item[attrOpenedAt]; ok {
+		r.OpenedAt = getT(attrOpenedAt)
+	}
 	if f, ok := item[attrForced].(*types.AttributeValueMemberBOOL); ok {
 		r.Forced = f.Value
 	} else {

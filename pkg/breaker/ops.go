@@ -14,6 +14,24 @@ type Event struct {
 	Generation uint64
 	At         time.Time
 	Reason     string
+	// Failures is the fleet's consecutive failure count that opened it.
+	Failures int
+	// OpenedAt is when the outage began (on open, re-open and close).
+	OpenedAt time.Time
+	// NextProbe is when a probe may next be made (open, half-open).
+	NextProbe time.Time
+}
+
+// Notifiers fans one transition out to several notifiers, in order.
+type Notifiers []Notifier
+
+// Notify implements Notifier.
+func (ns Notifiers) Notify(ctx context.Context, ev Event) {
+	for _, n := range ns {
+		if n != nil {
+			n.Notify(ctx, ev)
+		}
+	}
 }
 
 // Notifier receives transitions (a later issue wires SNS and metrics). It
@@ -132,8 +150,12 @@ func (b *Breaker) fallbackStatus() Status {
 // Reset: no instance calls Keycloak and no probe is made.
 func (b *Breaker) ForceOpen(ctx context.Context) (Status, error) {
 	return b.force(ctx, "forced open by operator", func(old Record, now time.Time) Record {
+		opened := old.OpenedAt
+		if old.State == StateClosed || old.State == "" {
+			opened = now
+		}
 		return Record{State: StateOpen, Generation: old.Generation + 1, Since: now, Forced: true,
-			Reopens: old.Reopens, Reason: "forced open by operator"}
+			Reopens: old.Reopens, Reason: "forced open by operator", OpenedAt: opened}
 	})
 }
 
@@ -141,7 +163,8 @@ func (b *Breaker) ForceOpen(ctx context.Context) (Status, error) {
 // open): failures and back-off start from zero, as after a successful probe.
 func (b *Breaker) ForceClose(ctx context.Context) (Status, error) {
 	return b.force(ctx, "forced closed by operator", func(old Record, now time.Time) Record {
-		return Record{State: StateClosed, Generation: old.Generation + 1, Since: now, Reason: "forced closed by operator"}
+		return Record{State: StateClosed, Generation: old.Generation + 1, Since: now, Reason: "forced closed by operator",
+			OpenedAt: old.OpenedAt}
 	})
 }
 

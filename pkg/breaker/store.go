@@ -45,6 +45,10 @@ type Record struct {
 	Forced bool
 	// Reason is why the last transition happened, for operators.
 	Reason string
+	// OpenedAt is when the current (or, once closed, the last) outage
+	// began: set when the breaker opens from closed, carried through
+	// probes and re-opens, so the close can report the outage's length.
+	OpenedAt time.Time
 }
 
 // Store keeps breaker records. Implementations must make Swap, AddFailure

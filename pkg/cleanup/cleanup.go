@@ -140,9 +140,19 @@ type Cleaner struct {
 	QueueSize Depth
 	DLQSize   Depth
 	Journal   Journal // nil: step 4 is left out
-	Metrics   metrics.Publisher
-	Log       *slog.Logger
-	Settings  Settings
+	// SyncDelivery is the sync worker's delivery (its event source
+	// mapping); nil locally. The run re-enables it if it was left paused
+	// under a closed breaker, and pauses it under an open one.
+	SyncDelivery syncjob.Pauser
+	// Probe, if set, pings Keycloak when the breaker is open and a probe is
+	// due, so an outage ends even when no login or sync job comes by.
+	Probe func(ctx context.Context) error
+	// Cursors, if set, keep where reconciliation stopped, so a bounded
+	// pass continues there next run instead of starting over.
+	Cursors  syncjob.Cursors
+	Metrics  metrics.Publisher
+	Log      *slog.Logger
+	Settings Settings
 }
 
 // RefreshResult counts step 1.
@@ -188,6 +198,9 @@ type Result struct {
 	Tokens    DeleteResult       `json:"tokens"`
 	Sessions  DeleteResult       `json:"sessions"`
 	Reconcile syncjob.Reconciled `json:"reconcile"`
+	// Replay is what the run did to the replay: "probed", and "resumed" or
+	// "paused" when the safety net fixed the worker's delivery.
+	Replay []string `json:"replay,omitempty"`
 	// Journal is nil when the run has no journal to purge.
 	Journal  *DeleteResult `json:"journal,omitempty"`
 	Gauges   Gauges        `json:"gauges"`
@@ -234,6 +247,7 @@ func (c *Cleaner) Run(ctx context.Context, now time.Time) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, set.TimeBudget)
 	defer cancel()
 	var r Result
+	c.step(ctx, "replay", &r, func(ctx context.Context) error { return c.replay(ctx, &r) })
 	c.step(ctx, "refresh", &r, func(ctx context.Context) (err error) {
 		r.Refresh, err = c.RefreshExpiring(ctx, now, set.RefreshLimit)
 		return err
@@ -248,7 +262,11 @@ func (c *Cleaner) Run(ctx context.Context, now time.Time) (Result, error) {
 	})
 	oldest := &oldestSeen{}
 	c.step(ctx, "reconcile", &r, func(ctx context.Context) (err error) {
-		r.Reconcile, err = syncjob.Reconcile(ctx, observed{c.Users, oldest}, c.Queue, c.Packages, set.ReconcileLimit, now)
+		if st := c.Breaker.State(ctx); st.State == breaker.StateOpen || st.State == breaker.StateHalfOpen {
+			r.Reconcile = syncjob.Reconciled{Skipped: "breaker " + string(st.State), Done: true}
+			return nil
+		}
+		r.Reconcile, err = syncjob.ReconcileFrom(ctx, observed{c.Users, oldest}, c.Queue, c.Cursors, c.Packages, set.ReconcileLimit, now)
 		return err
 	})
 	if c.Journal != nil {
@@ -278,6 +296,33 @@ func (c *Cleaner) Run(ctx context.Context, now time.Time) (Result, error) {
 		return r, fmt.Errorf("cleanup: steps failed: %v", r.Errors)
 	}
 	return r, nil
+}
+
+// replay is the safety net of the breaker-driven replay: probe an open
+// breaker whose probe is due (nobody else may come by), then make the sync
+// worker's delivery match the breaker, whatever a lost notification or a
+// failed pause or resume left behind.
+func (c *Cleaner) replay(ctx context.Context, r *Result) error {
+	st := c.Breaker.State(ctx)
+	if c.Probe != nil && st.State == breaker.StateOpen && !st.Forced && !st.Fallback &&
+		!st.NextProbe.IsZero() && !time.Now().Before(st.NextProbe) {
+		if done, err := c.Breaker.Allow(ctx); err == nil {
+			err := c.Probe(ctx)
+			done(err)
+			r.Replay = append(r.Replay, "probed")
+			st = c.Breaker.State(ctx)
+		}
+	}
+	if c.SyncDelivery == nil {
+		return nil
+	}
+	changed, err := syncjob.Ensure(ctx, c.SyncDelivery, st)
+	if changed != "" && err == nil {
+		r.Replay = append(r.Replay, changed)
+		c.log().WarnContext(ctx, "sync worker delivery did not match the breaker; fixed", "event", "sync_delivery_fixed",
+			"breaker", string(st.State), "action", changed)
+	}
+	return err
 }
 
 // purge runs a bounded delete. Done means it deleted fewer than its limit

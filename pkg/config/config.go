@@ -10,6 +10,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"regexp"
@@ -36,6 +37,33 @@ type Config struct {
 	Log        Log        `yaml:"log"`
 	Pull       Pull       `yaml:"pull"`
 	Authorizer Authorizer `yaml:"authorizer"`
+	Alerts     Alerts     `yaml:"alerts"`
+	AWS        AWS        `yaml:"aws"`
+}
+
+// Alerts is where operators hear about breaker transitions.
+type Alerts struct {
+	// TopicARN is the SNS topic the winner of each breaker transition
+	// publishes to (opened, closed). Empty: transitions are only logged.
+	TopicARN string `yaml:"topic_arn" env:"KCGUARD_ALERTS_TOPIC_ARN"`
+	// DailySummaryHour is the UTC hour from which the first cleanup run of
+	// each day publishes every package's summary report to TopicARN (e-mail
+	// subscribers read it). Default 7; -1 turns the daily summary off.
+	DailySummaryHour int `yaml:"daily_summary_hour" env:"KCGUARD_ALERTS_DAILY_SUMMARY_HOUR"`
+}
+
+// AWS bounds every AWS SDK call (DynamoDB, SQS, KMS, SNS, Secrets Manager,
+// Lambda), so a brownout answers 503 instead of hanging the request.
+type AWS struct {
+	// AttemptTimeout bounds one HTTP attempt of an SDK call. Default 2s.
+	AttemptTimeout time.Duration `yaml:"attempt_timeout" env:"KCGUARD_AWS_ATTEMPT_TIMEOUT"`
+	// CallBudget bounds one SDK call with all its retries. Default 4s:
+	// a login makes a handful of calls in sequence, and the first one
+	// that runs out ends the request, well inside API Gateway's 30s.
+	CallBudget time.Duration `yaml:"call_budget" env:"KCGUARD_AWS_CALL_BUDGET"`
+	// MaxAttempts is the SDK's attempts per call (1 = no retry). Default 3;
+	// CallBudget cuts retries short whatever this is.
+	MaxAttempts int `yaml:"max_attempts" env:"KCGUARD_AWS_MAX_ATTEMPTS"`
 }
 
 // Keycloak is where the second authentication tier lives.
@@ -134,6 +162,17 @@ type Sync struct {
 	// local change being synced: "local_wins" (default) imports the local
 	// hash anyway; "keycloak_wins" skips it and records the drift.
 	ConflictPolicy string `yaml:"conflict_policy" env:"KCGUARD_SYNC_CONFLICT_POLICY"`
+	// WorkerFunction is the sync worker's Lambda function name (or ARN).
+	// With it, the instance that opens the breaker disables the worker's
+	// SQS event source mapping and the one that closes it enables it, so no
+	// queued change burns a receive during an outage. Empty: no mapping to
+	// control (local: `kcguard sync run` pauses by itself).
+	WorkerFunction string `yaml:"worker_function" env:"KCGUARD_SYNC_WORKER_FUNCTION"`
+	// EventSourceMapping is the mapping's UUID, if known. Empty: it is
+	// found by ListEventSourceMappings(worker_function, queue ARN); the
+	// worker cannot be given its own mapping's UUID without a
+	// CloudFormation cycle, the other functions can.
+	EventSourceMapping string `yaml:"event_source_mapping" env:"KCGUARD_SYNC_EVENT_SOURCE_MAPPING"`
 }
 
 // Lockout is the offline brute-force protection of the local tier.
@@ -177,6 +216,10 @@ type Password struct {
 type Sessions struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout" env:"KCGUARD_SESSIONS_IDLE_TIMEOUT"`
 	MaxLifetime time.Duration `yaml:"max_lifetime" env:"KCGUARD_SESSIONS_MAX_LIFETIME"`
+	// MaxPerUser caps one user's live sessions: a login beyond it ends the
+	// user's oldest session. Default 10 (0 means the default); -1 turns
+	// the cap off.
+	MaxPerUser int `yaml:"max_per_user" env:"KCGUARD_SESSIONS_MAX_PER_USER"`
 }
 
 // Cleanup is the scheduled maintenance run (functions/cleanup,
@@ -211,6 +254,12 @@ type API struct {
 	MaxBodyBytes int    `yaml:"max_body_bytes" env:"KCGUARD_API_MAX_BODY_BYTES"`
 	// AdminKey guards /admin routes locally; in AWS they use IAM auth.
 	AdminKey string `yaml:"admin_key" env:"KCGUARD_ADMIN_KEY"`
+	// AdminPrincipals are the IAM caller ARNs (as API Gateway reports
+	// them: a user or assumed-role session ARN; a trailing "*" matches any
+	// session of a role) allowed on /admin routes. IAM authorisation alone
+	// only proves the caller may invoke the API; empty means no IAM caller
+	// is an administrator. Env: a JSON array or a comma-separated list.
+	AdminPrincipals []string `yaml:"admin_principals" env:"KCGUARD_ADMIN_PRINCIPALS"`
 }
 
 // Pull is `kcguard sync pull` and the scheduled functions/pull: Keycloak's
@@ -270,7 +319,8 @@ func Default() Config {
 			Audit:    "kcguard-audit",
 			Journal:  "kcguard-sync-journal",
 		},
-		Pull: Pull{ScheduleMinutes: 1, MaxGap: time.Hour, CompareEvery: 24 * time.Hour, PageSize: 100},
+		Pull:   Pull{ScheduleMinutes: 1, MaxGap: time.Hour, CompareEvery: 24 * time.Hour, PageSize: 100},
+		Alerts: Alerts{DailySummaryHour: 7},
 		Sync: Sync{
 			Queue:                    "kcguard-sync.fifo",
 			DLQ:                      "kcguard-sync-dlq.fifo",
@@ -288,6 +338,7 @@ func Default() Config {
 			DeleteLimit: 5000, ReconcileLimit: 500, StepTimeout: time.Minute, TimeBudget: 4 * time.Minute},
 		API: API{Addr: "127.0.0.1:3000", MaxBodyBytes: 8 << 10},
 		Log: Log{Level: "info", Format: "json"},
+		AWS: AWS{AttemptTimeout: 2 * time.Second, CallBudget: 4 * time.Second, MaxAttempts: 3},
 	}
 }
 
@@ -348,8 +399,8 @@ func (c Config) Validate() error {
 	var p []string
 	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
 
-	if u, err := url.Parse(c.Keycloak.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		add("keycloak.url %q is not an http(s) URL", c.Keycloak.URL)
+	if err := checkKeycloakURL(c.Keycloak.URL); err != "" {
+		add("keycloak.url %q %s", c.Keycloak.URL, err)
 	}
 	if c.Keycloak.Timeout <= 0 || c.Keycloak.Timeout > 30*time.Second {
 		add("keycloak.timeout %s must be in (0, 30s]", c.Keycloak.Timeout)
@@ -439,6 +490,14 @@ func (c Config) Validate() error {
 	if c.Password.Algorithm != "argon2" && c.Password.Algorithm != "pbkdf2-sha512" {
 		add("password.algorithm %q must be argon2 or pbkdf2-sha512", c.Password.Algorithm)
 	}
+	if c.Sessions.MaxPerUser < -1 || c.Sessions.MaxPerUser > 1000 {
+		add("sessions.max_per_user = %d, must be between 1 and 1000 (0: the default 10, -1: no cap)", c.Sessions.MaxPerUser)
+	}
+	for _, p := range c.API.AdminPrincipals {
+		if !strings.HasPrefix(p, "arn:") || strings.ContainsAny(p, " \t") || strings.Contains(strings.TrimSuffix(p, "*"), "*") {
+			add("api.admin_principals: %q is not an IAM ARN (a trailing * is the only wildcard)", p)
+		}
+	}
 	if c.Sessions.IdleTimeout <= 0 || c.Sessions.MaxLifetime < c.Sessions.IdleTimeout {
 		add("sessions.idle_timeout (%s) must be positive and not above sessions.max_lifetime (%s)",
 			c.Sessions.IdleTimeout, c.Sessions.MaxLifetime)
@@ -492,6 +551,19 @@ func (c Config) Validate() error {
 	default:
 		add("log.level %q must be debug, info, warn or error", c.Log.Level)
 	}
+	if c.AWS.AttemptTimeout <= 0 || c.AWS.CallBudget < c.AWS.AttemptTimeout || c.AWS.CallBudget > 25*time.Second {
+		add("aws.attempt_timeout (%s) must be positive and not above aws.call_budget (%s), which must not exceed 25s (API Gateway answers 504 at 30s)",
+			c.AWS.AttemptTimeout, c.AWS.CallBudget)
+	}
+	if c.AWS.MaxAttempts < 1 || c.AWS.MaxAttempts > 10 {
+		add("aws.max_attempts = %d, must be between 1 and 10", c.AWS.MaxAttempts)
+	}
+	if a := c.Alerts.TopicARN; a != "" && !strings.HasPrefix(a, "arn:") {
+		add("alerts.topic_arn %q is not an ARN", a)
+	}
+	if h := c.Alerts.DailySummaryHour; h < -1 || h > 23 {
+		add("alerts.daily_summary_hour = %d, must be a UTC hour 0..23 or -1 (off)", h)
+	}
 	if c.Log.Format != "json" && c.Log.Format != "text" {
 		add("log.format %q must be json or text", c.Log.Format)
 	}
@@ -516,6 +588,26 @@ func tableNameOK(name string) bool {
 }
 
 func isLowerAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
+
+// checkKeycloakURL requires https, except for a Keycloak on this machine
+// (the local stack): passwords and tokens cross this link.
+func checkKeycloakURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "is not an absolute URL"
+	}
+	switch u.Scheme {
+	case "https":
+		return ""
+	case "http":
+		host := u.Hostname()
+		if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
+			return ""
+		}
+		return "must use https (plain http is allowed only for a loopback host such as 127.0.0.1)"
+	}
+	return "is not an https:// URL"
+}
 
 // ValidationError lists every problem Validate found.
 type ValidationError struct{ Problems []string }

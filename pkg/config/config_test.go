@@ -27,7 +27,7 @@ func TestLayering(t *testing.T) {
 	path := filepath.Join(dir, "c.yaml")
 	os.WriteFile(path, []byte(`
 keycloak:
-  url: http://kc.example:8080
+  url: https://kc.example:8443
   timeout: 3s
   packages:
     homechoice: {realm: homechoice, client_id: kcguard, client_secret: from-file}
@@ -45,7 +45,7 @@ keycloak:
 	}
 	r := cfg.Keycloak.Resilience
 	switch {
-	case cfg.Keycloak.URL != "http://kc.example:8080":
+	case cfg.Keycloak.URL != "https://kc.example:8443":
 		t.Errorf("url from file lost: %s", cfg.Keycloak.URL)
 	case r.FailureThreshold != 5:
 		t.Errorf("failure_threshold from file = %d", r.FailureThreshold)

@@ -90,6 +90,21 @@ func setFromString(fv reflect.Value, raw string) error {
 			return fmt.Errorf("not a JSON object: %w", err)
 		}
 		fv.Set(m.Elem())
+	case fv.Kind() == reflect.Slice && fv.Type().Elem().Kind() == reflect.String:
+		// A JSON array, or a comma-separated list (ARNs hold no commas).
+		var list []string
+		if strings.HasPrefix(strings.TrimSpace(raw), "[") {
+			if err := yaml.Unmarshal([]byte(raw), &list); err != nil {
+				return fmt.Errorf("not a JSON array of strings: %w", err)
+			}
+		} else {
+			for _, v := range strings.Split(raw, ",") {
+				if v = strings.TrimSpace(v); v != "" {
+					list = append(list, v)
+				}
+			}
+		}
+		fv.Set(reflect.ValueOf(list))
 	default:
 		return fmt.Errorf("unsupported setting type %s", fv.Type())
 	}

@@ -18,13 +18,16 @@ import (
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
-// TestLoginBudget shows how a login fits its budget of three DynamoDB round
-// trips with these stores (pkg/ledger does this for real, reading the user,
-// the source counter and the cached token in one BatchGetItem): one read,
-// one conditional UpdateItem that reserves the attempt before the hash
-// check, then every write of the outcome in one TransactWriteItems built
-// from the stores' *Tx methods — session, cached token, audit and the
-// reservation's release on success; lock and audit on failure.
+// TestLoginBudget spells out, with the stores' own calls, how a login fits
+// its budget of three DynamoDB round trips: one read, one conditional
+// UpdateItem that reserves the attempt before the hash check, then every
+// write of the outcome in one TransactWriteItems built from the stores' *Tx
+// methods — session with its guards, cached token, audit and the
+// reservation's release on success; lock and audit on failure. Here the
+// session's place among the user's sessions is reserved by its own
+// UpdateItem (sessions.Dynamo.Reserve); pkg/ledger saves that one by
+// reading the count with the user (ReadLogin) and admitting the session
+// inside the transaction (AdmitTx).
 func TestLoginBudget(t *testing.T) {
 	cfg := testenv.AWS(t)
 	calls := ddbcount.New()
@@ -88,12 +91,20 @@ func TestLoginBudget(t *testing.T) {
 			t.Fatalf("reserve after the lock: %+v %v", at, err)
 		}
 		// ... hash check and Keycloak succeed ...
-		token, _, sess, err := sessionStore.CreateTx(sessions.Record{Package: key.Package, Username: key.Username,
+		// The session's place among the user's sessions (the cap), refused
+		// if they were revoked since the login began.
+		rec, err := sessionStore.Reserve(ctx, sessions.Record{Package: key.Package, Username: key.Username,
 			AuthMode: sessions.AuthKeycloak, CreatedAt: now, ExpiresAt: now.Add(8 * time.Hour)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		items := []types.TransactWriteItem{sess}
+		token, rec, sess, err := sessionStore.CreateTx(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The guards keep a login that raced a password change or a
+		// revocation from storing its session.
+		items := []types.TransactWriteItem{sess, sessionStore.GuardTx(rec), userStore.VersionCheckTx(key, e.User.Version)}
 		add := func(item types.TransactWriteItem, err error) {
 			t.Helper()
 			if err != nil {
@@ -109,7 +120,7 @@ func TestLoginBudget(t *testing.T) {
 		if _, err := db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items}); err != nil {
 			t.Fatal(err)
 		}
-		if got, want := calls.Snapshot(), map[string]int{"Query": 1, "UpdateItem": 1, "TransactWriteItems": 1}; !maps.Equal(got, want) {
+		if got, want := calls.Snapshot(), map[string]int{"Query": 1, "UpdateItem": 2, "TransactWriteItems": 1}; !maps.Equal(got, want) {
 			t.Errorf("successful login calls %v, want %v", got, want)
 		}
 

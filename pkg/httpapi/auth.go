@@ -166,6 +166,9 @@ func (h *AuthHandlers) fail(ctx context.Context, op string, err error) Response 
 	case errors.Is(err, auth.ErrConflict):
 		return Fail(&Error{Status: http.StatusConflict, Code: CodeConflict,
 			Message: "the password was changed by another request; sign in again and retry"})
+	case errors.Is(err, auth.ErrLoginSuperseded):
+		return Fail(&Error{Status: http.StatusConflict, Code: CodeLoginSuperseded,
+			Message: "the account changed while signing in; sign in again"})
 	case errors.Is(err, auth.ErrOfflineDisabled):
 		return Fail(&Error{Status: http.StatusServiceUnavailable, Code: CodeOfflineDisabled,
 			Message: "the identity provider is unavailable and offline login is disabled"})

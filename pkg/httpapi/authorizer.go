@@ -16,6 +16,10 @@ import (
 // AuthorizerStore is what the authorizer needs from the session store.
 type AuthorizerStore interface {
 	GetByToken(ctx context.Context, token string, now time.Time) (sessions.Record, error)
+}
+
+// IdleSlider slides a session's idle expiry (sessions.Dynamo.Touch).
+type IdleSlider interface {
 	Touch(ctx context.Context, id string, now time.Time) (bool, error)
 }
 
@@ -23,13 +27,19 @@ type AuthorizerStore interface {
 // simple responses) that accepts kcguard session tokens, so the company's
 // other APIs stay protected, and usable, while Keycloak is down.
 //
-// Cost: one GetItem per uncached call, plus at most one conditional write a
-// minute per session to slide its idle expiry. API Gateway can cache the
+// Cost: one GetItem per uncached call; with Slide, at most one conditional
+// write a minute per session to slide its idle expiry. API Gateway can cache the
 // answer per token (authorizer result TTL): every cached second is a second
 // a revoked session still passes, so keep the TTL short (0–60 s) and size it
 // against that revocation delay.
 type Authorizer struct {
 	Store AuthorizerStore
+	// Slide, when set, slides the idle expiry of each session it accepts.
+	// The deployed authorizer leaves it nil: it runs in front of other
+	// APIs, so it may only read its session table (issue 11, finding 7),
+	// and a session used only through it expires idle_timeout after its
+	// last write by kcguard itself.
+	Slide IdleSlider
 	Now   func() time.Time
 	Log   *slog.Logger
 	// DenyDegraded refuses these routes to local and cached sessions.
@@ -62,8 +72,10 @@ func (a *Authorizer) Handle(ctx context.Context, req events.APIGatewayV2CustomAu
 		a.log().InfoContext(ctx, "authorizer: route denied to a degraded session", "route", req.RouteKey, "auth_mode", rec.AuthMode, "session", rec.ID)
 		return deny, nil
 	}
-	if _, err := a.Store.Touch(ctx, rec.ID, now); err != nil {
-		a.log().WarnContext(ctx, "authorizer: last-seen not updated", "session", rec.ID, "err", err)
+	if a.Slide != nil {
+		if _, err := a.Slide.Touch(ctx, rec.ID, now); err != nil {
+			a.log().WarnContext(ctx, "authorizer: last-seen not updated", "session", rec.ID, "err", err)
+		}
 	}
 	return events.APIGatewayV2CustomAuthorizerSimpleResponse{
 		IsAuthorized: true,

@@ -5,7 +5,7 @@ import (
 )
 
 // MaxAuthorizationLen bounds the Authorization header we look at; a session
-// token is 43 characters.
+// token is 60 characters.
 const MaxAuthorizationLen = 512
 
 // BearerToken extracts the token of an "Authorization: Bearer <token>"

@@ -47,6 +47,7 @@ const (
 	CodeUnknownPackage     = "unknown_package"
 	CodeWeakPassword       = "weak_password"
 	CodeConflict           = "conflict"
+	CodeLoginSuperseded    = "login_superseded"
 	CodeUnauthorized       = "unauthorized"
 	CodeNotFound           = "not_found"
 	CodeForbidden          = "forbidden"

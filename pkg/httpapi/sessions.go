@@ -2,11 +2,11 @@ package httpapi
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/kcguard/kcguard/pkg/metrics"
@@ -19,7 +19,7 @@ type SessionStore interface {
 	GetByID(ctx context.Context, id string) (sessions.Record, error)
 	ListByUser(ctx context.Context, pkg, username string) ([]sessions.Record, error)
 	Revoke(ctx context.Context, id string, now time.Time) error
-	RevokeAllForUser(ctx context.Context, pkg, username, exceptID string, now time.Time) (int, error)
+	RevokeAllForUser(ctx context.Context, pkg, username string, now time.Time) (int, error)
 }
 
 // KeycloakLogout ends a user's Keycloak sessions now, or queues that for
@@ -42,10 +42,12 @@ type SessionHandlers struct {
 	Packages []string
 	// AdminKey guards /admin routes locally (X-Admin-Key header). In AWS the
 	// routes use IAM authorisation and API Gateway passes the caller's IAM
-	// identity, which is accepted instead.
-	AdminKey string
-	Now      func() time.Time
-	Log      *slog.Logger
+	// ARN, which is accepted instead when AdminPrincipals lists it: IAM
+	// only proves the caller may invoke the API, not that it is an admin.
+	AdminKey        string
+	AdminPrincipals []string
+	Now             func() time.Time
+	Log             *slog.Logger
 }
 
 type sessionView struct {
@@ -178,7 +180,7 @@ func (h *SessionHandlers) LogoutAll(ctx context.Context, req Request) (Response,
 }
 
 func (h *SessionHandlers) logoutUser(ctx context.Context, pkg, username string) (Response, error) {
-	n, err := h.Store.RevokeAllForUser(ctx, pkg, username, "", h.now())
+	n, err := h.Store.RevokeAllForUser(ctx, pkg, username, h.now())
 	if err != nil {
 		return Fail(h.unavailable(ctx, "revoke sessions", err)), nil
 	}
@@ -186,16 +188,25 @@ func (h *SessionHandlers) logoutUser(ctx context.Context, pkg, username string) 
 	return JSON(http.StatusOK, map[string]any{"success": true, "revoked": n, "keycloak_logout": kc}), nil
 }
 
-// admin checks the admin guard: an IAM caller (AWS) or the admin key (local).
+// admin checks the admin guard: a listed IAM caller (AWS) or the admin key
+// (local). Every refusal is the same 403 forbidden.
 func (h *SessionHandlers) admin(req Request) *Error {
-	if a := req.RequestContext.Authorizer; a != nil && a.IAM != nil && a.IAM.UserARN != "" {
-		return nil
+	return AdminGuard{Key: h.AdminKey, Principals: h.AdminPrincipals}.Check(req)
+}
+
+// AdminPrincipal reports whether the IAM caller arn is one of principals:
+// equal to one, or starting with one that ends in "*" (any session of an
+// assumed role: arn:aws:sts::ACCOUNT:assumed-role/ROLE/*).
+func AdminPrincipal(principals []string, arn string) bool {
+	if arn == "" {
+		return false
 	}
-	key := Header(req, "x-admin-key")
-	if h.AdminKey != "" && subtle.ConstantTimeCompare([]byte(key), []byte(h.AdminKey)) == 1 {
-		return nil
+	for _, p := range principals {
+		if prefix, wild := strings.CutSuffix(p, "*"); wild && prefix != "" && strings.HasPrefix(arn, prefix) || p == arn {
+			return true
+		}
 	}
-	return &Error{Status: http.StatusForbidden, Code: CodeForbidden, Message: "administrator access required"}
+	return false
 }
 
 // AdminList handles GET /admin/sessions?package=P&username=U.

@@ -131,8 +131,39 @@ func TestAdminGuard(t *testing.T) {
 			IAM: &events.APIGatewayV2HTTPRequestContextAuthorizerIAMDescription{UserARN: "arn:aws:iam::123456789012:role/ops"}}
 	}
 	resp, _ = call(t, f.h.AdminDelete, "", iam, func(r *Request) { r.PathParameters = map[string]string{"id": rec.ID} })
+	if resp.StatusCode != 403 || !strings.Contains(resp.Body, `"code":"forbidden"`) {
+		t.Fatalf("IAM caller not in api.admin_principals: %d %s", resp.StatusCode, resp.Body)
+	}
+	f.h.AdminPrincipals = []string{"arn:aws:iam::123456789012:role/ops"}
+	resp, _ = call(t, f.h.AdminDelete, "", iam, func(r *Request) { r.PathParameters = map[string]string{"id": rec.ID} })
 	if resp.StatusCode != 200 {
-		t.Fatalf("IAM caller: %d %s", resp.StatusCode, resp.Body)
+		t.Fatalf("listed IAM caller: %d %s", resp.StatusCode, resp.Body)
+	}
+}
+
+func TestAdminPrincipals(t *testing.T) {
+	listed := []string{"arn:aws:iam::123456789012:user/ops-alice", "arn:aws:sts::123456789012:assumed-role/kcguard-admin/*"}
+	for _, c := range []struct {
+		arn  string
+		want bool
+	}{
+		{"arn:aws:iam::123456789012:user/ops-alice", true},
+		{"arn:aws:sts::123456789012:assumed-role/kcguard-admin/session-1", true},
+		{"arn:aws:iam::123456789012:user/ops-alice2", false},
+		{"arn:aws:sts::123456789012:assumed-role/kcguard-admin-x/s", false},
+		{"arn:aws:sts::999999999999:assumed-role/kcguard-admin/s", false},
+		{"arn:aws:iam::123456789012:user/mallory", false},
+		{"", false},
+	} {
+		if got := AdminPrincipal(listed, c.arn); got != c.want {
+			t.Errorf("%q: admin=%v, want %v", c.arn, got, c.want)
+		}
+	}
+	if AdminPrincipal([]string{"*"}, "arn:aws:iam::1:user/x") {
+		t.Error("a bare * must not make every caller an admin")
+	}
+	if AdminPrincipal(nil, "arn:aws:iam::1:user/x") {
+		t.Error("no principals listed: no IAM caller is an admin")
 	}
 }
 

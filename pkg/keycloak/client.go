@@ -262,11 +262,25 @@ func (c *Client) call(ctx context.Context, op, pkg string, timeout time.Duration
 	if e, ok := resp.Error().(*gocloak.HTTPErrorResponse); ok && e != nil {
 		oauthErr, description, reason = e.Error, e.Description, e.String()
 	}
-	ce := &Error{Op: op, Package: pkg, Status: status, Kind: classifyStatus(status, tokenEndpoint, oauthErr), Reason: reason}
+	kind := classifyStatus(status, tokenEndpoint, oauthErr)
+	if unrecognisedRefusal(status, tokenEndpoint, oauthErr) {
+		kind, reason = ErrUnavailable, "refusal without Keycloak's OAuth error body (a proxy in front of Keycloak?)"
+	}
+	ce := &Error{Op: op, Package: pkg, Status: status, Kind: kind, Reason: reason}
 	if ce.Kind == ErrInvalidCredentials {
 		ce.Refusal = classifyRefusal(description)
 	}
 	return nil, ce
+}
+
+// unrecognisedRefusal reports a 401 or 403 from the token endpoint that
+// does not carry Keycloak's OAuth JSON error: Keycloak always names its
+// refusals (invalid_grant, invalid_client, ...), so this one comes from
+// something in front of it (a proxy, a WAF, a login page) and says nothing
+// about the password. It is an outage: reading it as a wrong password would
+// refuse every user, or mark every login as credential drift.
+func unrecognisedRefusal(status int, tokenEndpoint bool, oauthErr string) bool {
+	return tokenEndpoint && oauthErr == "" && (status == http.StatusUnauthorized || status == http.StatusForbidden)
 }
 
 // transportReason drops the request URL from a transport error: the text

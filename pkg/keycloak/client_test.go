@@ -36,6 +36,11 @@ func jsonReply(w http.ResponseWriter, status int, body any) {
 	_ = json.NewEncoder(w).Encode(body)
 }
 
+// rawBody is a non-JSON answer: content type and body.
+type rawBody [2]string
+
+func raw(contentType, body string) rawBody { return rawBody{contentType, body} }
+
 func TestClassifyTokenEndpoint(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -47,7 +52,13 @@ func TestClassifyTokenEndpoint(t *testing.T) {
 		{"disabled", 400, map[string]string{"error": "invalid_grant", "error_description": "Account disabled"}, ErrAccountDisabled},
 		{"required action", 400, map[string]string{"error": "invalid_grant", "error_description": "Account is not fully set up"}, ErrActionRequired},
 		{"401 invalid_grant", 401, map[string]string{"error": "invalid_grant"}, ErrInvalidCredentials},
-		{"401 bare", 401, nil, ErrInvalidCredentials},
+		// Keycloak always names its refusals; a 401/403 without its OAuth
+		// JSON comes from something in front of it and is an outage.
+		{"401 bare", 401, nil, ErrUnavailable},
+		{"401 html from a proxy", 401, raw("text/html", "<html><body>401 Authorization Required</body></html>"), ErrUnavailable},
+		{"403 from a WAF", 403, raw("text/plain", "Forbidden"), ErrUnavailable},
+		{"401 empty", 401, raw("", ""), ErrUnavailable},
+		{"401 JSON without error", 401, map[string]string{"message": "Unauthorized"}, ErrUnavailable},
 		{"bad client secret", 401, map[string]string{"error": "invalid_client", "error_description": "Invalid client credentials"}, ErrRejected},
 		{"grant not allowed", 400, map[string]string{"error": "unauthorized_client"}, ErrRejected},
 		{"realm missing", 404, map[string]string{"error": "Realm does not exist"}, ErrNotFound},
@@ -59,6 +70,14 @@ func TestClassifyTokenEndpoint(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := testClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if raw, ok := tc.body.(rawBody); ok {
+					if raw[0] != "" {
+						w.Header().Set("Content-Type", raw[0])
+					}
+					w.WriteHeader(tc.status)
+					_, _ = w.Write([]byte(raw[1]))
+					return
+				}
 				jsonReply(w, tc.status, tc.body)
 			}))
 			_, err := c.PasswordGrant(context.Background(), "hc", "alice", "pa55word-secret")

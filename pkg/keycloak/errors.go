@@ -12,8 +12,10 @@ import (
 // (context.Canceled or context.DeadlineExceeded) and none of the sentinels,
 // because a caller giving up says nothing about Keycloak's health.
 var (
-	// ErrUnavailable: transport error, our own request timeout, 5xx, 429, or
-	// an unreadable success response. Counts as an outage for the breaker.
+	// ErrUnavailable: transport error, our own request timeout, 5xx, 429, an
+	// unreadable success response, or a 401/403 from the token endpoint
+	// without Keycloak's OAuth error body (a proxy in front of it). Counts as
+	// an outage for the breaker.
 	ErrUnavailable = errors.New("keycloak unavailable")
 	// ErrInvalidCredentials: the token endpoint refused the user's password or
 	// refresh token (invalid_grant: wrong password, disabled or temporarily
@@ -123,8 +125,6 @@ func classifyStatus(status int, tokenEndpoint bool, oauthErr string) error {
 	case tokenEndpoint && oauthErr == "invalid_grant":
 		// Keycloak 26.7.3 answers a wrong password, unknown or disabled user
 		// and an expired or revoked refresh token all with 400 invalid_grant.
-		return ErrInvalidCredentials
-	case tokenEndpoint && status == http.StatusUnauthorized && oauthErr == "":
 		return ErrInvalidCredentials
 	case status == http.StatusNotFound:
 		return ErrNotFound

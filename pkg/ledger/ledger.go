@@ -54,12 +54,48 @@ func NewDynamo(db TransactWriter, u *users.Dynamo, s *sessions.Dynamo, t *tokenc
 }
 
 // LoginSucceeded implements auth.Ledger.
+//
+// It costs the one transaction when the login's read brought the user's
+// session count (ReadLogin), else one UpdateItem more (Reserve). The
+// transaction checks that the user's sessions were not revoked since the
+// login began and that the user is still at the version the password was
+// checked against.
 func (l *Dynamo) LoginSucceeded(ctx context.Context, s auth.Success) (string, sessions.Record, error) {
-	token, rec, item, err := l.sessions.CreateTx(s.Session)
+	// ReadLogin read the user's session count (Session.Seq is the next):
+	// the transaction counts the session. Without that read, Reserve asks.
+	reserved, admit := s.Session, l.sessions.AdmitTx
+	if reserved.Seq == 0 {
+		var err error
+		if reserved, err = l.sessions.Reserve(ctx, s.Session); errors.Is(err, sessions.ErrSuperseded) {
+			return "", sessions.Record{}, fmt.Errorf("%w: %v", auth.ErrLoginSuperseded, err)
+		} else if err != nil {
+			return "", sessions.Record{}, err
+		}
+		admit = l.sessions.GuardTx
+	}
+	token, rec, item, err := l.sessions.CreateTx(reserved)
 	if err != nil {
 		return "", sessions.Record{}, err
 	}
-	items := []types.TransactWriteItem{item}
+	// Guards first: their indexes name a cancellation's cause. The user
+	// item is touched once: the verdict, when there is one, carries the
+	// version check.
+	items := []types.TransactWriteItem{item, admit(rec)}
+	switch {
+	case s.Verdict != nil:
+		expected := users.AnyVersion
+		if s.UserVersion > 0 {
+			expected = s.UserVersion
+		}
+		v, err := l.users.VerdictTx(keyOf(s.Event), expected, *s.Verdict)
+		if err != nil {
+			return "", sessions.Record{}, err
+		}
+		items = append(items, v)
+	case s.UserVersion > 0:
+		items = append(items, l.users.VersionCheckTx(keyOf(s.Event), s.UserVersion))
+	}
+	userChecked := s.Verdict != nil || s.UserVersion > 0
 	a, err := l.audit.RecordTx(s.Event)
 	if err != nil {
 		return "", sessions.Record{}, err
@@ -72,13 +108,6 @@ func (l *Dynamo) LoginSucceeded(ctx context.Context, s auth.Success) (string, se
 		}
 		items = append(items, t)
 	}
-	if s.Verdict != nil {
-		v, err := l.users.VerdictTx(keyOf(s.Event), *s.Verdict)
-		if err != nil {
-			return "", sessions.Record{}, err
-		}
-		items = append(items, v)
-	}
 	// The release stays the last item: releaseRefused finds it by position.
 	if s.ResetLockout {
 		items = append(items, l.users.ReleaseTx(keyOf(s.Event), s.Now))
@@ -90,12 +119,16 @@ func (l *Dynamo) LoginSucceeded(ctx context.Context, s auth.Success) (string, se
 		// written without the release (a fresh token: other items).
 		err = l.write(ctx, rec.ID+"-kept-lock", items[:len(items)-1])
 	}
-	if refusedOnly(err, 0) && l.sessions.Landed(ctx, token, rec) {
+	if failed := sessions.CancelReasons(err); failed != nil && failed[0] && l.sessions.Landed(ctx, token, rec) {
 		// The SDK retried a transaction that had landed (the first
-		// answer was lost) and the store ignored its idempotency token.
+		// answer was lost) and the store ignored its idempotency token:
+		// the retry failed every condition the first attempt had met.
 		err = nil
 	}
 	if err != nil {
+		if failed := sessions.CancelReasons(err); failed != nil && (failed[1] || userChecked && failed[2]) {
+			return "", sessions.Record{}, fmt.Errorf("%w: %v", auth.ErrLoginSuperseded, err)
+		}
 		return "", sessions.Record{}, fmt.Errorf("record login: %w", err)
 	}
 	return token, rec, nil
@@ -226,6 +259,13 @@ func (l *Dynamo) ReadLogin(ctx context.Context, key users.Key, source string, no
 		return auth.LoginRead{}, fmt.Errorf("read login: the token cache needs its own table")
 	}
 	req[tokensTable] = types.KeysAndAttributes{Keys: []map[string]types.AttributeValue{tokenKey}, ConsistentRead: aws.Bool(true)}
+	// The user's session state rides along: the login's session takes the
+	// next Seq without a round trip of its own (sessions.Dynamo.AdmitTx).
+	sessionsTable := l.sessions.TableName()
+	if sessionsTable == usersTable || sessionsTable == tokensTable {
+		return auth.LoginRead{}, fmt.Errorf("read login: the sessions need their own table")
+	}
+	req[sessionsTable] = types.KeysAndAttributes{Keys: []map[string]types.AttributeValue{l.sessions.StateKey(key.Package, key.Username)}, ConsistentRead: aws.Bool(true)}
 	found := map[string][]map[string]types.AttributeValue{}
 	for attempt := 0; len(req) > 0; attempt++ {
 		if attempt == 3 {
@@ -253,6 +293,15 @@ func (l *Dynamo) ReadLogin(ctx context.Context, key users.Key, source string, no
 			}
 		}
 	}
+	var stateItem map[string]types.AttributeValue
+	if items := found[sessionsTable]; len(items) > 0 {
+		stateItem = items[0]
+	}
+	seq, err := sessions.SeqFromItem(stateItem)
+	if err != nil {
+		return auth.LoginRead{}, err
+	}
+	read.NextSessionSeq = seq + 1
 	var tokenItem map[string]types.AttributeValue
 	if items := found[tokensTable]; len(items) > 0 {
 		tokenItem = items[0]

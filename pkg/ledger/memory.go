@@ -2,6 +2,8 @@ package ledger
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/kcguard/kcguard/pkg/audit"
 	"github.com/kcguard/kcguard/pkg/auth"
@@ -22,7 +24,20 @@ type Stores struct {
 var _ auth.Ledger = Stores{}
 
 // LoginSucceeded implements auth.Ledger.
+//
+// The version check and the session are two calls here, not a
+// transaction; the session store's own check against the user's last
+// revocation is atomic, so a raced login still leaves no live session.
 func (l Stores) LoginSucceeded(ctx context.Context, s auth.Success) (string, sessions.Record, error) {
+	if s.UserVersion > 0 {
+		u, err := l.Users.Get(ctx, keyOf(s.Event))
+		if err != nil {
+			return "", sessions.Record{}, err
+		}
+		if u.Version != s.UserVersion {
+			return "", sessions.Record{}, fmt.Errorf("%w: user at version %d, checked %d", auth.ErrLoginSuperseded, u.Version, s.UserVersion)
+		}
+	}
 	if s.ResetLockout {
 		// Release keeps a lock a parallel failure set meanwhile.
 		if _, err := l.Users.Release(ctx, keyOf(s.Event), s.Now); err != nil {
@@ -42,7 +57,11 @@ func (l Stores) LoginSucceeded(ctx context.Context, s auth.Success) (string, ses
 	if err := l.Trail.Record(ctx, s.Event); err != nil {
 		return "", sessions.Record{}, err
 	}
-	return l.Sessions.Create(ctx, s.Session)
+	token, rec, err := l.Sessions.Create(ctx, s.Session)
+	if errors.Is(err, sessions.ErrSuperseded) {
+		return "", sessions.Record{}, fmt.Errorf("%w: %v", auth.ErrLoginSuperseded, err)
+	}
+	return token, rec, err
 }
 
 // LoginFailed implements auth.Ledger.

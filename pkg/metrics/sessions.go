@@ -58,6 +58,12 @@ type SessionReporter struct {
 // transaction, so this finds every live session while reading only the
 // package's recent logins and their users' sessions, never the tables.
 func (r SessionReporter) Report(ctx context.Context, pkg string, now time.Time) (SessionReport, error) {
+	return r.ReportEach(ctx, pkg, now, nil)
+}
+
+// ReportEach is Report that also hands each (nil: none) every audit event
+// it reads, so the status read model tallies outcomes in the same pass.
+func (r SessionReporter) ReportEach(ctx context.Context, pkg string, now time.Time, each func(audit.Event)) (SessionReport, error) {
 	now = now.UTC()
 	rep := SessionReport{Package: pkg, At: now, ActiveSessions: map[string]int{}}
 	first := now.Truncate(time.Hour).Add(-23 * time.Hour)
@@ -70,6 +76,9 @@ func (r SessionReporter) Report(ctx context.Context, pkg string, now time.Time) 
 	}
 	recent := map[string]bool{}
 	err := r.Audit.ListByPackage(ctx, pkg, from, now.Add(time.Nanosecond), func(e audit.Event) error {
+		if each != nil {
+			each(e)
+		}
 		if e.Action != audit.ActionLogin || e.Outcome != audit.OutcomeSuccess {
 			return nil
 		}

@@ -40,6 +40,11 @@ func (rt *Runtime) Cleaner(w io.Writer) *cleanup.Cleaner {
 	if rt.Journal != nil { // a nil *journal.Dynamo must stay a nil interface
 		c.Journal = rt.Journal
 	}
+	if rt.SyncMapping != nil { // likewise
+		c.SyncDelivery = rt.SyncMapping
+	}
+	c.Probe = rt.Keycloak.Ping
+	c.Cursors = rt.ReconcileCursors()
 	return c
 }
 
@@ -50,8 +55,15 @@ func (rt *Runtime) Cleaner(w io.Writer) *cleanup.Cleaner {
 // idempotent, so a retry only continues the work.
 func (rt *Runtime) CleanupHandler() func(ctx context.Context, ev events.EventBridgeEvent) (cleanup.Result, error) {
 	c := rt.Cleaner(os.Stdout)
+	topic := rt.SNS()
 	return func(ctx context.Context, _ events.EventBridgeEvent) (cleanup.Result, error) {
-		return c.Run(ctx, time.Now())
+		start := time.Now()
+		r, err := c.Run(ctx, start)
+		rt.RecordCleanup(ctx, start, r, err)
+		if _, serr := rt.DailySummary(ctx, topic, time.Now()); serr != nil {
+			rt.Log.ErrorContext(ctx, "daily summary not published", "err", serr) // its run record says so too
+		}
+		return r, err
 	}
 }
 

@@ -71,11 +71,16 @@ func TestLoginAcrossAnOutage(t *testing.T) {
 func TestSlowKeycloakCostsAtMostTheTimeout(t *testing.T) {
 	e := stacktest.New(t, fastBreaker)
 	u := e.NewUser(t, "janee")
+	warmStart := time.Now()
 	if _, err := e.Login(u, u.Password); err != nil { // warm connections and the KMS data key
 		t.Fatal(err)
 	}
+	// The login's own work (DynamoDB, hashing) is what a healthy login
+	// just took; on a loaded machine that alone can exceed a fixed
+	// margin. Keycloak's 3 s stall must cost at most the timeout on top.
+	own := time.Since(warmStart)
 	e.Proxy.Latency(3000) // above the 1 s timeout
-	limit := e.Config.Keycloak.Timeout + 200*time.Millisecond
+	limit := e.Config.Keycloak.Timeout + 200*time.Millisecond + own
 	for i := 0; i < e.Config.Keycloak.Resilience.FailureThreshold; i++ {
 		start := time.Now()
 		res, err := e.Login(u, u.Password)
@@ -177,6 +182,9 @@ func TestCredentialDriftIsRepaired(t *testing.T) {
 func TestDynamoDBRoundTripsPerLogin(t *testing.T) {
 	e := stacktest.New(t, fastBreaker)
 	u, v := e.NewUser(t, "homechoice"), e.NewUser(t, "homechoice")
+	// The session cap's count rides on the login's one read and one
+	// transaction (ledger.ReadLogin, sessions.Dynamo.AdmitTx).
+	budget := func(string) int { return 3 }
 	measure := func(name string, f func()) {
 		t.Helper()
 		before := e.Calls.Snapshot()
@@ -196,8 +204,8 @@ func TestDynamoDBRoundTripsPerLogin(t *testing.T) {
 			trips--
 		}
 		t.Logf("%-28s %d DynamoDB calls in %d round trips %v", name, n, trips, ops)
-		if trips > 3 || n > 4 {
-			t.Errorf("%s: %d DynamoDB calls in %d round trips, budget 3 round trips (4 calls)", name, n, trips)
+		if trips > budget(name) || n > budget(name)+1 {
+			t.Errorf("%s: %d DynamoDB calls in %d round trips, budget %d round trips (%d calls)", name, n, trips, budget(name), budget(name)+1)
 		}
 		if name == "keycloak mode" && (ops["UpdateItem"] != 0 || ops["TransactWriteItems"] != 2) {
 			t.Errorf("%s: a user without attempts on record was reserved apart from the first-attempt transaction: %v", name, ops)

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
 
+	"github.com/kcguard/kcguard/pkg/breaker"
 	"github.com/kcguard/kcguard/pkg/config"
 	"github.com/kcguard/kcguard/pkg/httpapi"
 	"github.com/kcguard/kcguard/pkg/syncjob"
@@ -32,10 +34,12 @@ func (rt *Runtime) AuthHandlers() *httpapi.AuthHandlers {
 func (rt *Runtime) SessionHandlers() *httpapi.SessionHandlers {
 	return &httpapi.SessionHandlers{Store: rt.Sessions, Keycloak: Sync{Dispatcher: rt.Dispatcher},
 		Reports: rt.SessionReporter(), Packages: rt.Config.PackageNames(),
-		AdminKey: rt.Config.API.AdminKey, Log: rt.Log}
+		AdminKey: rt.Config.API.AdminKey, AdminPrincipals: rt.Config.API.AdminPrincipals, Log: rt.Log}
 }
 
-// Authorizer is the API Gateway Lambda authorizer for downstream APIs.
+// Authorizer is the API Gateway Lambda authorizer for downstream APIs. It
+// only reads (its IAM role can do nothing else: infra/functions.go), so it
+// does not slide idle expiry.
 func (rt *Runtime) Authorizer() *httpapi.Authorizer {
 	return &httpapi.Authorizer{Store: rt.Sessions, Log: rt.Log,
 		DenyDegraded: httpapi.NewDegradedRoutes(rt.Config.Authorizer.DenyDegradedRoutes)}
@@ -62,7 +66,7 @@ func (rt *Runtime) Routes() []httpapi.Route {
 	return append([]httpapi.Route{
 		{Method: "POST", Path: "/login", Handler: a.Login},
 		{Method: "POST", Path: "/password", Handler: a.ChangePassword},
-	}, rt.SessionRoutes()...)
+	}, append(rt.SessionRoutes(), rt.StatusRoutes()...)...)
 }
 
 // Start is a Lambda function's main: build the Runtime once per instance
@@ -78,11 +82,33 @@ func Start(name string, wire func(*Runtime) any) {
 }
 
 // Worker applies queued sync jobs (functions/syncworker, `kcguard sync`).
+// A record received while the breaker is open goes back until the next
+// probe instead of failing into the visibility timeout.
 func (rt *Runtime) Worker() *syncjob.Worker {
-	return &syncjob.Worker{Applier: rt.Applier, Breaker: rt.Breaker, DLQ: syncjob.SQSDeadLetters{Queue: rt.DLQ}, Log: rt.Log}
+	return &syncjob.Worker{Applier: rt.Applier, Breaker: rt.Breaker, DLQ: syncjob.SQSDeadLetters{Queue: rt.DLQ}, Log: rt.Log,
+		Defer: rt.Queue, NextProbe: rt.nextProbe,
+		// Forced open (no probe time): no longer than a plain failure would wait.
+		DeferFallback: min(rt.Config.Keycloak.Resilience.Cooldown(), time.Duration(rt.Config.Sync.VisibilityTimeoutSeconds)*time.Second)}
+}
+
+// nextProbe is when a record refused by the breaker may be tried again: the
+// open breaker's next probe; while the fleet's breaker is still closed (this
+// instance saw a failure and lets one trial call through at a time) as soon
+// as the instance re-reads the fleet's verdict.
+func (rt *Runtime) nextProbe(ctx context.Context) time.Time {
+	st := rt.Breaker.State(ctx)
+	if st.State == breaker.StateClosed {
+		return time.Now().Add(max(time.Second, rt.Config.Keycloak.Resilience.StateCacheTTL()))
+	}
+	return st.NextProbe
 }
 
 // Poller feeds the Worker from the queue, as Lambda's event source does.
+// Its Run pauses while the breaker is open, probes Keycloak when a probe is
+// due, and is woken when this process closes the breaker.
 func (rt *Runtime) Poller(waitSeconds int32) *syncjob.Poller {
-	return &syncjob.Poller{Client: rt.SQS, Queue: rt.Queue, Worker: rt.Worker(), WaitSeconds: waitSeconds}
+	p := &syncjob.Poller{Client: rt.SQS, Queue: rt.Queue, Worker: rt.Worker(), WaitSeconds: waitSeconds,
+		Breaker: rt.Breaker, Ping: rt.Keycloak.Ping, Log: rt.Log}
+	rt.poller = p
+	return p
 }

@@ -64,7 +64,9 @@ func guardedService(t *testing.T, e *stacktest.Env) (*auth.Service, *countingHas
 }
 
 func TestParallelGuessesAgainstDynamoDB(t *testing.T) {
-	e := stacktest.New(t)
+	// A lock that outlasts the slowest run on a loaded machine: the
+	// correct password below must meet it, not its end.
+	e := stacktest.New(t, func(c *config.Config) { c.Lockout.Delay, c.Lockout.MaxDelay = 10*time.Minute, 15*time.Minute })
 	u := e.NewUser(t, "homechoice")
 	svc, hasher := guardedService(t, e)
 	const guesses, max = 200, 5 // lockout.max_failures is 5 by default
@@ -113,7 +115,12 @@ func TestParallelGuessesAgainstDynamoDB(t *testing.T) {
 
 func TestSourceThrottleAgainstDynamoDB(t *testing.T) {
 	const hmacKey = "lockout-test-audit-key"
-	e := stacktest.New(t, func(c *config.Config) { c.Audit.UsernameHMACKey = hmacKey })
+	e := stacktest.New(t, func(c *config.Config) {
+		c.Audit.UsernameHMACKey = hmacKey
+		// Outlasts the spray on a loaded machine, so every name after the
+		// limit meets the throttle (not its end).
+		c.Lockout.SourceDelay, c.Lockout.SourceMaxDelay = 10*time.Minute, 15*time.Minute
+	})
 	u := e.NewUser(t, "homechoice")
 	const attacker = "192.0.2.99"
 	limit := e.Config.Lockout.SourceMaxFailures

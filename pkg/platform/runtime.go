@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/kcguard/kcguard/pkg/alerts"
 	"github.com/kcguard/kcguard/pkg/audit"
 	"github.com/kcguard/kcguard/pkg/auth"
 	"github.com/kcguard/kcguard/pkg/breaker"
@@ -52,6 +53,16 @@ type Runtime struct {
 	Applier     *syncjob.Applier
 	Dispatcher  *syncjob.Dispatcher
 	Auth        *auth.Service
+	// Replay reacts to the breaker transitions this instance wins: pauses
+	// the sync worker on open, resumes it, wakes the local poller and
+	// reconciles on close. Alerts publishes them to alerts.topic_arn.
+	Replay *syncjob.Replay
+	Alerts *alerts.Publisher
+	// SyncMapping is the worker's event source mapping; nil without
+	// sync.worker_function (local).
+	SyncMapping *syncjob.EventSourceMapping
+
+	poller *syncjob.Poller // this process's poller (`kcguard sync run`), woken on close
 }
 
 // New builds the Runtime for a validated configuration, with the SDK
@@ -79,21 +90,29 @@ func Build(ctx context.Context, cfg config.Config, awsCfg aws.Config, log *slog.
 		}
 		cfg = rt.Config
 	}
+	rt.AWS = Bounded(awsCfg, cfg.AWS)
+	awsCfg = rt.AWS
 	rt.DynamoDB = dynamodb.NewFromConfig(awsCfg, ddbOpts...)
 	rt.SQS = sqs.NewFromConfig(awsCfg)
+	rt.Queue = syncjob.NewSQSQueue(rt.SQS, cfg.Sync.Queue)
+	rt.DLQ = syncjob.NewSQSQueue(rt.SQS, cfg.Sync.DLQ)
+	rt.wireReplay(cfg, awsCfg, log)
 
 	if rt.Keycloak, err = KeycloakClient(cfg, log); err != nil {
 		return nil, err
 	}
-	rt.Breaker = breaker.New(breaker.NewDynamoStore(dynamodb.NewFromConfig(awsCfg), cfg.Tables.Breaker), BreakerSettings(cfg, log))
+	bs := BreakerSettings(cfg, log)
+	// Pausing the worker first: it is what keeps queued changes from
+	// burning receives; the alert can wait for it.
+	bs.Notifier = breaker.Notifiers{rt.Replay, rt.Alerts}
+	rt.Breaker = breaker.New(breaker.NewDynamoStore(dynamodb.NewFromConfig(awsCfg), cfg.Tables.Breaker), bs)
 	rt.Users = users.NewDynamo(rt.DynamoDB, cfg.Tables.Users)
-	rt.Sessions = sessions.NewDynamo(rt.DynamoDB, cfg.Tables.Sessions, sessions.WithIdleTimeout(cfg.Sessions.IdleTimeout))
+	rt.Sessions = sessions.NewDynamo(rt.DynamoDB, cfg.Tables.Sessions, sessions.WithIdleTimeout(cfg.Sessions.IdleTimeout),
+		sessions.WithMaxPerUser(cfg.Sessions.MaxPerUser))
 	rt.TokenCipher = tokencache.NewKMSCipher(kms.NewFromConfig(awsCfg), cfg.KMSKeyID)
 	rt.Tokens = tokencache.NewDynamo(rt.DynamoDB, cfg.Tables.Tokens, rt.TokenCipher,
 		tokencache.WithGracePeriod(cfg.Keycloak.Resilience.GracePeriod()))
 	rt.Audit = audit.NewDynamo(rt.DynamoDB, cfg.Tables.Audit)
-	rt.Queue = syncjob.NewSQSQueue(rt.SQS, cfg.Sync.Queue)
-	rt.DLQ = syncjob.NewSQSQueue(rt.SQS, cfg.Sync.DLQ)
 	rt.Applier = &syncjob.Applier{Keycloak: rt.Keycloak, Users: rt.Users, Log: log,
 		Conflicts: syncjob.ConflictPolicy(cfg.Sync.ConflictPolicy)}
 	if cfg.Tables.Journal != "" {
@@ -235,6 +254,14 @@ func (c CachedTokens) Get(ctx context.Context, key users.Key, now time.Time) (ke
 		return keycloak.Token{}, false, err
 	}
 	return ledger.KeycloakToken(rec, now), true, nil
+}
+
+// Forget implements auth.TokenCache.
+func (c CachedTokens) Forget(ctx context.Context, key users.Key) error {
+	if err := c.Store.Delete(ctx, key.Package, key.Username); err != nil && !isNotFound(err) {
+		return err
+	}
+	return nil
 }
 
 func isNotFound(err error) bool { return errors.Is(err, tokencache.ErrNotFound) }

@@ -126,16 +126,37 @@ func TestIdleSessionExpiresOnTheStack(t *testing.T) {
 	res := login(t, e, u, auth.ModeKeycloak)
 	now := time.Now()
 	idle := e.Config.Sessions.IdleTimeout
-	// Activity within the idle timeout slides it (the touch is throttled
-	// to one write a minute, so the next check is over a minute later).
+	// The deployed authorizer only reads: it accepts the session within the
+	// idle timeout and does not extend it.
 	if r := authorize(t, e, "Bearer "+res.SessionToken, now.Add(idle-time.Minute)); !r.IsAuthorized {
 		t.Fatal("active session refused")
 	}
-	if r := authorize(t, e, "Bearer "+res.SessionToken, now.Add(2*idle-3*time.Minute)); !r.IsAuthorized {
+	if r := authorize(t, e, "Bearer "+res.SessionToken, now.Add(idle+time.Minute)); r.IsAuthorized {
+		t.Fatal("the read-only authorizer must not have slid the idle expiry")
+	}
+	// With a slider, activity within the idle timeout slides it (the touch
+	// is throttled to one write a minute, so the next check is over a
+	// minute later).
+	res = login(t, e, u, auth.ModeKeycloak)
+	now = time.Now()
+	slide := func(at time.Time) bool {
+		a := e.RT.Authorizer()
+		a.Slide, a.Now = e.RT.Sessions, func() time.Time { return at }
+		resp, err := a.Handle(context.Background(), events.APIGatewayV2CustomAuthorizerV2Request{
+			Type: "REQUEST", Headers: map[string]string{"Authorization": "Bearer " + res.SessionToken}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.IsAuthorized
+	}
+	if !slide(now.Add(idle - time.Minute)) {
+		t.Fatal("active session refused")
+	}
+	if !slide(now.Add(2*idle - 3*time.Minute)) {
 		t.Fatal("the last activity must have slid the idle expiry")
 	}
 	// Then idle for longer than the timeout.
-	if r := authorize(t, e, "Bearer "+res.SessionToken, now.Add(3*idle)); r.IsAuthorized {
+	if slide(now.Add(3 * idle)) {
 		t.Fatal("an idle session must expire")
 	}
 	if _, err := e.RT.Sessions.GetByToken(context.Background(), res.SessionToken, now.Add(3*idle)); !errors.Is(err, sessions.ErrExpired) {

@@ -48,7 +48,7 @@ func missingTypes(enabled []string) []string {
 		return nil
 	}
 	var out []string
-	for _, t := range pull.CredentialEventTypes {
+	for _, t := range pull.UserEventTypes {
 		if !slices.Contains(enabled, t) {
 			out = append(out, t)
 		}

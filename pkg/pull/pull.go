@@ -32,6 +32,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/kcguard/kcguard/pkg/breaker"
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/users"
 )
@@ -57,16 +58,27 @@ type Users interface {
 	List(ctx context.Context, pkg string, f users.Filter, limit int, cursor string) ([]users.User, string, error)
 }
 
+// Breaker is the fleet's view of Keycloak's health (*breaker.Breaker).
+type Breaker interface {
+	State(ctx context.Context) breaker.Status
+}
+
 // Sessions ends the sessions of a user Keycloak disabled or deleted, or
 // whose password it reset. Optional.
 type Sessions interface {
-	RevokeAllForUser(ctx context.Context, pkg, username, exceptID string, now time.Time) (int, error)
+	RevokeAllForUser(ctx context.Context, pkg, username string, now time.Time) (int, error)
 }
 
 // CredentialEventTypes are the user events that change a password in
 // Keycloak (the user's own account console, a reset e-mail, a required
 // action). UPDATE_CREDENTIAL replaces UPDATE_PASSWORD in newer Keycloaks.
 var CredentialEventTypes = []string{"UPDATE_PASSWORD", "RESET_PASSWORD", "UPDATE_CREDENTIAL", "REMOVE_CREDENTIAL"}
+
+// UserEventTypes are the user events the pull reads: the credential ones,
+// and Keycloak's own permanent brute-force lockout, which disables the user
+// without an admin event. (A temporary lockout ends by itself; a login
+// asks Keycloak about it.)
+var UserEventTypes = append(slices.Clone(CredentialEventTypes), "USER_DISABLED_BY_PERMANENT_LOCKOUT")
 
 // Settings bound a run. Zero values take the documented defaults.
 type Settings struct {
@@ -125,6 +137,10 @@ type Puller struct {
 	Users    Users
 	Cursors  CursorStore
 	Sessions Sessions // optional
+	// Breaker, if set, skips the run while it is not closed: Keycloak is
+	// down or recovering, and the cursor waits (a long outage ends in a
+	// compare, as the cursor is then older than MaxGap).
+	Breaker  Breaker
 	Packages []string
 	Settings Settings
 	Log      *slog.Logger
@@ -142,8 +158,8 @@ const (
 // Result is one package's run.
 type Result struct {
 	Package string `json:"package"`
-	Mode    Mode   `json:"mode"`
-	// Reason a compare ran instead of the events ("" for events).
+	Mode    Mode   `json:"mode"` // "" when skipped
+	// Reason a compare ran instead of the events, or the run was skipped.
 	Reason      string   `json:"reason,omitempty"`
 	AdminEvents int      `json:"admin_events"`
 	UserEvents  int      `json:"user_events"`
@@ -191,6 +207,12 @@ func (p *Puller) Package(ctx context.Context, pkg string, now time.Time) (r Resu
 	s := p.Settings.withDefaults()
 	r.Package = pkg
 	defer func() { r.DurationMS = time.Since(start).Milliseconds() }()
+	if p.Breaker != nil {
+		if st := p.Breaker.State(ctx); st.State != breaker.StateClosed && st.State != breaker.StateDisabled {
+			r.Reason = "skipped: breaker " + string(st.State)
+			return r, nil
+		}
+	}
 	cur, err := p.Cursors.Get(ctx, pkg)
 	if err != nil {
 		return r, err
@@ -212,6 +234,8 @@ func (p *Puller) Package(ctx context.Context, pkg string, now time.Time) (r Resu
 		reason = "user events for password changes are off in the realm"
 	case cur.Through.IsZero():
 		reason = "first run"
+	case ec.EventsExpiration > 0 && now.Sub(cur.Through) > time.Duration(ec.EventsExpiration)*time.Second:
+		reason = fmt.Sprintf("cursor %s is older than the realm keeps user events (%ds)", cur.Through.Format(time.RFC3339), ec.EventsExpiration)
 	case now.Sub(cur.Through) > s.MaxGap:
 		reason = fmt.Sprintf("cursor %s is older than the %s events are trusted for", cur.Through.Format(time.RFC3339), s.MaxGap)
 	case now.Sub(cur.LastCompare) > s.CompareEvery:
@@ -270,9 +294,8 @@ type run struct {
 	ownCred    map[string][]time.Time
 }
 
-// touched is what the events say about one Keycloak user.
+// touched is what the events say about one Keycloak user beyond its id.
 type touched struct {
-	deleted  bool
 	username string // from a DELETE event's representation
 }
 
@@ -280,13 +303,13 @@ type touched struct {
 // nothing, when there are more than MaxEvents of them.
 func (x *run) events(ctx context.Context, from time.Time) (bool, error) {
 	x.othersCred, x.ownCred = map[string]time.Time{}, map[string][]time.Time{}
-	users := map[string]*touched{}
+	named := map[string]*touched{}
 	order := []string{}
 	touch := func(id string) *touched {
-		t, ok := users[id]
+		t, ok := named[id]
 		if !ok {
 			t = &touched{}
-			users[id] = t
+			named[id] = t
 			order = append(order, id)
 		}
 		return t
@@ -298,7 +321,7 @@ func (x *run) events(ctx context.Context, from time.Time) (bool, error) {
 		return false, err
 	}
 	user, complete, err := pages(ctx, x.s, func(first int) ([]keycloak.UserEvent, error) {
-		return x.p.Keycloak.UserEvents(ctx, x.pkg, keycloak.EventQuery{From: from, First: first, Max: x.s.PageSize, Types: CredentialEventTypes})
+		return x.p.Keycloak.UserEvents(ctx, x.pkg, keycloak.EventQuery{From: from, First: first, Max: x.s.PageSize, Types: UserEventTypes})
 	})
 	if err != nil || !complete {
 		return false, err
@@ -312,7 +335,6 @@ func (x *run) events(ctx context.Context, from time.Time) (bool, error) {
 		}
 		t := touch(id)
 		if e.OperationType == "DELETE" && e.SubResource() == "" {
-			t.deleted = true
 			var rep struct {
 				Username string `json:"username"`
 			}
@@ -328,13 +350,15 @@ func (x *run) events(ctx context.Context, from time.Time) (bool, error) {
 			continue
 		}
 		touch(e.UserID)
-		// The user acting in Keycloak: never kcguard's sync.
-		x.credential(e.UserID, e.UserID, e.Time)
+		if slices.Contains(CredentialEventTypes, e.Type) {
+			// The user acting in Keycloak: never kcguard's sync.
+			x.credential(e.UserID, e.UserID, e.Time)
+		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(x.s.Concurrency)
 	for _, id := range order {
-		t := users[id]
+		t := named[id]
 		g.Go(func() error { return x.refresh(gctx, id, t) })
 	}
 	return true, g.Wait()
@@ -483,7 +507,7 @@ func (x *run) revoke(ctx context.Context, u users.User) {
 	if x.p.Sessions == nil {
 		return
 	}
-	n, err := x.p.Sessions.RevokeAllForUser(ctx, u.Package, u.Username, "", x.now)
+	n, err := x.p.Sessions.RevokeAllForUser(ctx, u.Package, u.Username, x.now)
 	if err != nil {
 		// The user is already refused at login; a session left running
 		// ends with its idle timeout. Not worth failing the pull for.
@@ -536,10 +560,20 @@ func (x *run) delete(ctx context.Context, u users.User) error {
 // the user's next online login learns the password again).
 func (x *run) compare(ctx context.Context, adminEvents bool) error {
 	x.othersCred, x.ownCred = map[string]time.Time{}, map[string][]time.Time{}
-	if adminEvents {
-		// Attribution only, newest first: an incomplete list fails closed.
+	local, err := x.localUsers(ctx)
+	if err != nil {
+		return err
+	}
+	if adminEvents && len(local) > 0 {
+		// Attribution only needs the events since the oldest fact the
+		// compare weighs them against (newest first; an incomplete list
+		// fails closed).
+		since := x.now
+		for _, u := range local {
+			since = minTime(since, maxTime(u.PasswordChangedAt, u.KeycloakConfirmedAt))
+		}
 		evs, _, err := pages(ctx, x.s, func(first int) ([]keycloak.AdminEvent, error) {
-			return x.p.Keycloak.AdminEvents(ctx, x.pkg, keycloak.EventQuery{First: first, Max: x.s.PageSize})
+			return x.p.Keycloak.AdminEvents(ctx, x.pkg, keycloak.EventQuery{From: since.Add(-x.s.Overlap), First: first, Max: x.s.PageSize})
 		})
 		if err != nil {
 			return err
@@ -558,6 +592,10 @@ func (x *run) compare(ctx context.Context, adminEvents bool) error {
 		g.SetLimit(x.s.Concurrency)
 		for _, kc := range page {
 			inKeycloak[kc.ID] = true
+			if _, known := local[users.NormalizeUsername(kc.Username)]; !known {
+				x.count(func(r *Result) { r.Unknown++ })
+				continue
+			}
 			g.Go(func() error { return x.apply(gctx, kc) })
 		}
 		if err := g.Wait(); err != nil {
@@ -567,26 +605,58 @@ func (x *run) compare(ctx context.Context, adminEvents bool) error {
 			break
 		}
 	}
+	for _, u := range local {
+		// Only users Keycloak had: one not provisioned yet is kcguard's
+		// pending change, not a deletion.
+		if u.KeycloakID == "" || inKeycloak[u.KeycloakID] {
+			continue
+		}
+		// Offset paging over users that change meanwhile can skip one:
+		// only Keycloak's own 404 for the id deletes.
+		_, err := x.p.Keycloak.GetUser(ctx, x.pkg, u.KeycloakID)
+		switch {
+		case errors.Is(err, keycloak.ErrNotFound):
+			if err := x.delete(ctx, u); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		}
+	}
+	return nil
+}
+
+// localUsers reads the package's local users, by username.
+func (x *run) localUsers(ctx context.Context) (map[string]users.User, error) {
+	out := map[string]users.User{}
 	cursor := ""
 	for {
 		page, next, err := x.p.Users.List(ctx, x.pkg, users.Filter{}, x.s.PageSize, cursor)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for _, u := range page {
-			// Only users Keycloak had: one not provisioned yet is kcguard's
-			// pending change, not a deletion.
-			if u.KeycloakID != "" && !inKeycloak[u.KeycloakID] {
-				if err := x.delete(ctx, u); err != nil {
-					return err
-				}
-			}
+			out[u.Username] = u
 		}
 		if next == "" {
-			return nil
+			return out, nil
 		}
 		cursor = next
 	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // apply records Keycloak's state of one user kcguard knows; Keycloak users

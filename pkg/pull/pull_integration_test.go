@@ -152,6 +152,11 @@ func TestPullAppliesKeycloakDecisions(t *testing.T) {
 		t.Errorf("untouched user offline: %+v %v", res, err)
 	}
 	e.Proxy.Enable()
+	// The offline logins opened the breaker, and the pull waits for it:
+	// Keycloak is back, as a probe would find.
+	if _, err := e.RT.Breaker.Reset(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 
 	// Re-enabled by the administrator: allowed again after the next pull.
 	admin.Do("PUT", realm+"/users/"+admin.UserID(realm, alice.Name), map[string]any{"enabled": true}, nil)
@@ -171,7 +176,7 @@ func TestPullAppliesKeycloakDecisions(t *testing.T) {
 func TestPullFallsBackToPageCompare(t *testing.T) {
 	e, admin := pullEnv(t)
 	p := pullOnly(e)
-	p.Settings.PageSize = 2 // several pages even in a small realm
+	p.Settings.PageSize = 25 // several pages: the shared realm holds other tests' users too
 	u := e.NewUserPrefixed(t, realm, "pull-gap")
 	r := e.NewUserPrefixed(t, realm, "pull-gapr")
 	runPull(t, p)

@@ -2,6 +2,7 @@ package sessions
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/kcguard/kcguard/pkg/ddbitem"
 	"github.com/kcguard/kcguard/pkg/schema"
+	"github.com/kcguard/kcguard/pkg/users"
 )
 
 // Index names and the TTL attribute of the sessions table.
@@ -21,6 +23,12 @@ import (
 //	user_key, created  by_user index: "package#username", "<created>#<id>"
 //	exp_bucket, ttl    by_expiry index: UTC hour of ExpiresAt, ExpiresAt in
 //	                   epoch seconds; ttl is also the table's TTL attribute
+//	seq                the session's place among its user's logins
+//
+// Each user's state item, id "user#<hint>" (see the package comment), holds
+// pkg, username, valid_after, seq and ttl (the newest session's expiry:
+// once it passes, every session the state judges is gone, so the item may
+// go too). It has neither user_key nor exp_bucket, so neither index holds it.
 //
 // Times are stored in a fixed-width UTC form so they compare as strings in
 // condition expressions.
@@ -48,6 +56,8 @@ func Table(name string) schema.Table {
 
 // DynamoDB is the part of *dynamodb.Client the store uses.
 type DynamoDB interface {
+	BatchGetItem(context.Context, *dynamodb.BatchGetItemInput, ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error)
+	TransactWriteItems(context.Context, *dynamodb.TransactWriteItemsInput, ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error)
 	GetItem(context.Context, *dynamodb.GetItemInput, ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
 	PutItem(context.Context, *dynamodb.PutItemInput, ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
 	UpdateItem(context.Context, *dynamodb.UpdateItemInput, ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
@@ -83,6 +93,7 @@ type item struct {
 	IdleExpiresAt string `dynamodbav:"idle_expires_at,omitempty"`
 	SourceIP      string `dynamodbav:"source_ip,omitempty"`
 	UserAgent     string `dynamodbav:"user_agent,omitempty"`
+	Seq           int64  `dynamodbav:"seq,omitempty"`
 	Revoked       bool   `dynamodbav:"revoked"`
 	RevokedAt     string `dynamodbav:"revoked_at,omitempty"`
 	ExpBucket     string `dynamodbav:"exp_bucket"`
@@ -95,7 +106,7 @@ func toItem(r Record, hash string) item {
 		UserKey: userKey(r.Package, r.Username), Created: createdKey(r), AuthMode: string(r.AuthMode),
 		CreatedAt: ddbitem.Time(r.CreatedAt), LastSeenAt: ddbitem.Time(r.LastSeenAt), ExpiresAt: ddbitem.Time(r.ExpiresAt),
 		IdleExpiresAt: ddbitem.Time(r.IdleExpiresAt), SourceIP: r.SourceIP, UserAgent: r.UserAgent,
-		Revoked: r.Revoked, RevokedAt: ddbitem.Time(r.RevokedAt),
+		Seq: r.Seq, Revoked: r.Revoked, RevokedAt: ddbitem.Time(r.RevokedAt),
 		ExpBucket: ddbitem.HourBucket(r.ExpiresAt), TTL: ddbitem.EpochCeil(r.ExpiresAt),
 	}
 }
@@ -107,7 +118,7 @@ func fromItem(av map[string]types.AttributeValue) (Record, string, error) {
 	}
 	r := Record{
 		ID: it.ID, Package: it.Package, Username: it.Username, AuthMode: AuthMode(it.AuthMode),
-		SourceIP: it.SourceIP, UserAgent: it.UserAgent, Revoked: it.Revoked,
+		SourceIP: it.SourceIP, UserAgent: it.UserAgent, Seq: it.Seq, Revoked: it.Revoked,
 	}
 	for _, f := range []struct {
 		dst *time.Time
@@ -126,13 +137,39 @@ func idKey(id string) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{"id": ddbitem.S(id)}
 }
 
+func stateKey(pkg, username string) map[string]types.AttributeValue {
+	return idKey(stateID(userHint(pkg, username)))
+}
+
+func stateID(hint string) string { return "user#" + hint }
+
+type stateItem struct {
+	ValidAfter string `dynamodbav:"valid_after"`
+	Seq        int64  `dynamodbav:"seq"`
+}
+
+func fromStateItem(av map[string]types.AttributeValue) (userState, error) {
+	if av == nil {
+		return userState{}, nil
+	}
+	var it stateItem
+	if err := attributevalue.UnmarshalMap(av, &it); err != nil {
+		return userState{}, fmt.Errorf("decode session user state: %w", err)
+	}
+	t, err := ddbitem.ParseTime(it.ValidAfter)
+	if err != nil {
+		return userState{}, fmt.Errorf("decode session user state: %w", err)
+	}
+	return userState{ValidAfter: t, Seq: it.Seq}, nil
+}
+
+// admitCondition holds while the user's sessions were not revoked at or
+// after :created (the login's start).
+const admitCondition = "attribute_not_exists(valid_after) OR valid_after < :created"
+
 // newItem builds a session's item with a fresh token.
 func (d *Dynamo) newItem(rec Record) (token string, created Record, av map[string]types.AttributeValue, err error) {
-	token, id, hash, err := newToken()
-	if err != nil {
-		return "", Record{}, nil, err
-	}
-	rec, err = prepare(rec, id, d.opts)
+	rec, token, hash, err := prepare(rec, d.opts)
 	if err != nil {
 		return "", Record{}, nil, err
 	}
@@ -143,9 +180,99 @@ func (d *Dynamo) newItem(rec Record) (token string, created Record, av map[strin
 	return token, rec, av, nil
 }
 
+// Reserve gives a session its place among the user's sessions (rec.Seq)
+// for a caller that did not read the user's state (a login that did uses
+// AdmitTx instead):
+// one UpdateItem on the user's state, refused with ErrSuperseded when the
+// user's sessions were revoked at or after rec.CreatedAt. Call it once the
+// password is verified (a wrong password must not evict a session), then
+// write CreateTx and GuardTx in one transaction. Without a cap
+// (WithMaxPerUser(-1)) it costs nothing: Seq stays 0 and GuardTx alone
+// holds revocations.
+func (d *Dynamo) Reserve(ctx context.Context, rec Record) (Record, error) {
+	rec.Username = users.NormalizeUsername(rec.Username)
+	if _, err := users.NewKey(rec.Package, rec.Username); err != nil {
+		return Record{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if d.opts.maxPerUser <= 0 {
+		return rec, nil
+	}
+	out, err := d.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                aws.String(d.table),
+		Key:                      stateKey(rec.Package, rec.Username),
+		UpdateExpression:         aws.String("SET pkg = :p, username = :u, #ttl = :ttl ADD seq :one"),
+		ConditionExpression:      aws.String(admitCondition),
+		ExpressionAttributeNames: map[string]string{"#ttl": TTLAttribute},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":p": ddbitem.S(rec.Package), ":u": ddbitem.S(rec.Username), ":one": ddbitem.N(1),
+			":ttl": ddbitem.N(ddbitem.EpochCeil(rec.ExpiresAt)), ":created": ddbitem.S(ddbitem.Time(rec.CreatedAt)),
+		},
+		ReturnValues: types.ReturnValueUpdatedNew,
+	})
+	if ddbitem.ConditionFailed(err) {
+		return Record{}, fmt.Errorf("reserve session: %w", ErrSuperseded)
+	}
+	if err != nil {
+		return Record{}, fmt.Errorf("reserve session: %w", err)
+	}
+	st, err := fromStateItem(out.Attributes)
+	if err != nil {
+		return Record{}, err
+	}
+	rec.Seq = st.Seq
+	return rec, nil
+}
+
+// TableName is the sessions table, for a caller that reads a user's state
+// together with other tables' items (BatchGetItem).
+func (d *Dynamo) TableName() string { return d.table }
+
+// StateKey is the key of the user's state item, for such a read.
+func (d *Dynamo) StateKey(pkg, username string) map[string]types.AttributeValue {
+	return stateKey(pkg, users.NormalizeUsername(username))
+}
+
+// SeqFromItem reads how many sessions the user was given from the state
+// item StateKey found (nil: none yet).
+func SeqFromItem(av map[string]types.AttributeValue) (int64, error) {
+	st, err := fromStateItem(av)
+	return st.Seq, err
+}
+
+// AdmitTx is the login transaction's update of the user's state when the
+// caller read the user's Seq beforehand (StateKey with its other reads):
+// rec.Seq is that Seq plus one, and the update counts the session, under
+// the same condition as GuardTx, so no Reserve round trip is needed. Two
+// concurrent logins of one user can take the same Seq; the cap then ends
+// the older of them one login early, never late.
+func (d *Dynamo) AdmitTx(rec Record) types.TransactWriteItem {
+	return types.TransactWriteItem{Update: &types.Update{
+		TableName: aws.String(d.table), Key: d.StateKey(rec.Package, rec.Username),
+		UpdateExpression:         aws.String("SET pkg = :p, username = :u, #ttl = :ttl ADD seq :one"),
+		ConditionExpression:      aws.String(admitCondition),
+		ExpressionAttributeNames: map[string]string{"#ttl": TTLAttribute},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":p": ddbitem.S(rec.Package), ":u": ddbitem.S(users.NormalizeUsername(rec.Username)), ":one": ddbitem.N(1),
+			":ttl": ddbitem.N(ddbitem.EpochCeil(rec.ExpiresAt)), ":created": ddbitem.S(ddbitem.Time(rec.CreatedAt)),
+		},
+	}}
+}
+
+// GuardTx is the ConditionCheck that keeps a session out of the table when
+// the user's sessions were revoked after its login began (between Reserve
+// and the transaction): the transaction then fails and nothing is stored.
+func (d *Dynamo) GuardTx(rec Record) types.TransactWriteItem {
+	return types.TransactWriteItem{ConditionCheck: &types.ConditionCheck{
+		TableName: aws.String(d.table), Key: stateKey(rec.Package, rec.Username),
+		ConditionExpression:       aws.String(admitCondition),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":created": ddbitem.S(ddbitem.Time(rec.CreatedAt))},
+	}}
+}
+
 // CreateTx builds the conditional put Create would send, for a caller that
 // writes all of a login's changes in one TransactWriteItems (one round
-// trip, all or nothing). The session exists only once that succeeds.
+// trip, all or nothing) together with GuardTx, after Reserve. The session
+// exists only once that succeeds.
 func (d *Dynamo) CreateTx(rec Record) (token string, created Record, item types.TransactWriteItem, err error) {
 	token, created, av, err := d.newItem(rec)
 	if err != nil {
@@ -156,18 +283,33 @@ func (d *Dynamo) CreateTx(rec Record) (token string, created Record, item types.
 	}}, nil
 }
 
-// Create costs one conditional PutItem.
+// Create costs one UpdateItem (Reserve) and one TransactWriteItems (the
+// session and its guard).
 func (d *Dynamo) Create(ctx context.Context, rec Record) (string, Record, error) {
-	token, rec, av, err := d.newItem(rec)
+	if _, _, _, err := prepare(rec, d.opts); err != nil {
+		return "", Record{}, err // invalid: no Seq is spent on it
+	}
+	rec, err := d.Reserve(ctx, rec)
 	if err != nil {
 		return "", Record{}, err
 	}
-	_, err = d.db.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: &d.table, Item: av, ConditionExpression: aws.String("attribute_not_exists(id)"),
+	token, rec, put, err := d.CreateTx(rec)
+	if err != nil {
+		return "", Record{}, err
+	}
+	// The idempotency token answers an SDK retry of a transaction that
+	// landed with success instead of a failed attribute_not_exists.
+	_, err = d.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{
+		TransactItems: []types.TransactWriteItem{put, d.GuardTx(rec)}, ClientRequestToken: aws.String(rec.ID),
 	})
-	if ddbitem.ConditionFailed(err) {
-		if d.Landed(ctx, token, rec) {
+	if reasons := CancelReasons(err); reasons != nil {
+		// A retry of our own transaction that had landed fails every
+		// condition it had met; it finds our hash.
+		if reasons[0] && d.Landed(ctx, token, rec) {
 			return token, rec, nil
+		}
+		if len(reasons) > 1 && reasons[1] {
+			return "", Record{}, fmt.Errorf("create session: %w", ErrSuperseded)
 		}
 		return "", Record{}, fmt.Errorf("create session: %w", ErrAlreadyExists)
 	}
@@ -178,17 +320,37 @@ func (d *Dynamo) Create(ctx context.Context, rec Record) (string, Record, error)
 }
 
 // Landed reports whether the session a write created for token is stored:
-// an SDK retry of a write that had landed fails the write's
-// attribute_not_exists(id) (the session ids are random, so nothing else
-// can) and finds the token's hash. DynamoDB would honour a transaction's
-// idempotency token instead; moto does not.
+// an SDK retry of a transaction that had landed fails the session's
+// attribute_not_exists(id) (the ids are random, so nothing else can) and
+// finds the token's hash. DynamoDB would honour the idempotency token
+// instead; moto does not.
 func (d *Dynamo) Landed(ctx context.Context, token string, rec Record) bool {
-	_, hash, _ := derive(token)
+	_, hash, _, _ := derive(token)
 	_, got, err := d.get(ctx, rec.ID)
 	return err == nil && hashMatches(got, hash)
 }
 
-// get reads strongly consistently: a revocation must hold at once.
+// CancelReasons reports, for a transaction cancelled by failed
+// conditions, which of its items failed theirs (nil for any other error).
+func CancelReasons(err error) []bool {
+	var tce *types.TransactionCanceledException
+	if !errors.As(err, &tce) {
+		return nil
+	}
+	failed := make([]bool, len(tce.CancellationReasons))
+	any := false
+	for i, r := range tce.CancellationReasons {
+		failed[i] = aws.ToString(r.Code) == "ConditionalCheckFailed"
+		any = any || failed[i]
+	}
+	if !any {
+		return nil
+	}
+	return failed
+}
+
+// get reads the session and its user's state strongly consistently (a
+// revocation must hold at once): one GetItem each.
 func (d *Dynamo) get(ctx context.Context, id string) (Record, string, error) {
 	if !validID(id) {
 		return Record{}, "", fmt.Errorf("get session %.32q: %w", id, ErrNotFound)
@@ -200,40 +362,107 @@ func (d *Dynamo) get(ctx context.Context, id string) (Record, string, error) {
 	if out.Item == nil {
 		return Record{}, "", fmt.Errorf("get session %s: %w", id, ErrNotFound)
 	}
-	return fromItem(out.Item)
+	r, hash, err := fromItem(out.Item)
+	if err != nil {
+		return Record{}, "", err
+	}
+	st, err := d.state(ctx, r.Package, r.Username)
+	if err != nil {
+		return Record{}, "", err
+	}
+	return normalize(st.judge(r, d.opts)), hash, nil
 }
 
-// GetByToken costs one GetItem (none for a malformed token).
+// state reads a user's state item strongly consistently.
+func (d *Dynamo) state(ctx context.Context, pkg, username string) (userState, error) {
+	out, err := d.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: &d.table, Key: stateKey(pkg, username), ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		return userState{}, fmt.Errorf("get session user state: %w", err)
+	}
+	return fromStateItem(out.Item)
+}
+
+// GetByToken costs one BatchGetItem reading the session and its user's
+// state together (none for a malformed token).
 func (d *Dynamo) GetByToken(ctx context.Context, token string, now time.Time) (Record, error) {
-	id, hash, ok := derive(token)
+	id, hash, hint, ok := derive(token)
 	if !ok {
 		return Record{}, fmt.Errorf("get session: %w", ErrNotFound)
 	}
-	r, stored, err := d.get(ctx, id)
+	sess, stateAV, err := d.getPair(ctx, id, stateID(hint))
 	if err != nil {
 		return Record{}, err
 	}
-	if !hashMatches(stored, hash) {
+	if sess == nil {
 		return Record{}, fmt.Errorf("get session: %w", ErrNotFound)
 	}
+	r, stored, err := fromItem(sess)
+	if err != nil {
+		return Record{}, err
+	}
+	if !hashMatches(stored, hash) || userHint(r.Package, r.Username) != hint {
+		return Record{}, fmt.Errorf("get session: %w", ErrNotFound)
+	}
+	st, err := fromStateItem(stateAV)
+	if err != nil {
+		return Record{}, err
+	}
+	r = normalize(st.judge(r, d.opts))
 	if err := r.Status(now); err != nil {
 		return Record{}, fmt.Errorf("session %s: %w", id, err)
 	}
 	return r, nil
 }
 
-// GetByID costs one GetItem.
+// getPair reads two items of the table in one consistent BatchGetItem
+// (again for keys DynamoDB leaves unprocessed under throttling).
+func (d *Dynamo) getPair(ctx context.Context, a, b string) (map[string]types.AttributeValue, map[string]types.AttributeValue, error) {
+	found := map[string]map[string]types.AttributeValue{}
+	pending := map[string]types.KeysAndAttributes{d.table: {Keys: []map[string]types.AttributeValue{idKey(a), idKey(b)}, ConsistentRead: aws.Bool(true)}}
+	for attempt := 0; len(pending[d.table].Keys) > 0; attempt++ {
+		if attempt == 5 {
+			return nil, nil, fmt.Errorf("get session: reads still throttled")
+		}
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, nil, ctx.Err()
+			case <-time.After(time.Duration(attempt*20) * time.Millisecond):
+			}
+		}
+		out, err := d.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: pending})
+		if err != nil {
+			return nil, nil, fmt.Errorf("get session: %w", err)
+		}
+		for _, av := range out.Responses[d.table] {
+			if v, ok := av["id"].(*types.AttributeValueMemberS); ok {
+				found[v.Value] = av
+			}
+		}
+		pending = out.UnprocessedKeys
+	}
+	return found[a], found[b], nil
+}
+
+// GetByID costs two GetItems (the session, then its user's state).
 func (d *Dynamo) GetByID(ctx context.Context, id string) (Record, error) {
 	r, _, err := d.get(ctx, id)
 	return r, err
 }
 
-// ListByUser costs one Query per page of the by_user index.
+// ListByUser costs one GetItem (the user's state) and one Query per page
+// of the by_user index.
 func (d *Dynamo) ListByUser(ctx context.Context, pkg, username string) ([]Record, error) {
 	var (
 		out   []Record
 		start map[string]types.AttributeValue
 	)
+	// State first: a session the index shows is then judged by a state at
+	// least as new as the session.
+	st, err := d.state(ctx, pkg, username)
+	if err != nil {
+		return nil, err
+	}
 	for {
 		page, err := d.db.Query(ctx, &dynamodb.QueryInput{
 			TableName:                 &d.table,
@@ -251,7 +480,7 @@ func (d *Dynamo) ListByUser(ctx context.Context, pkg, username string) ([]Record
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, r)
+			out = append(out, normalize(st.judge(r, d.opts)))
 		}
 		if page.LastEvaluatedKey == nil {
 			return out, nil
@@ -284,21 +513,36 @@ func (d *Dynamo) Revoke(ctx context.Context, id string, now time.Time) error {
 	return nil
 }
 
-// RevokeAllForUser costs one Query plus one UpdateItem per live session.
-func (d *Dynamo) RevokeAllForUser(ctx context.Context, pkg, username, exceptID string, now time.Time) (int, error) {
+// RevokeAllForUser costs ONE write, an UpdateItem raising the user's
+// valid_after, whatever the number of sessions, plus the ListByUser reads
+// of the informational count.
+func (d *Dynamo) RevokeAllForUser(ctx context.Context, pkg, username string, now time.Time) (int, error) {
+	username = users.NormalizeUsername(username)
+	if _, err := users.NewKey(pkg, username); err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
 	list, err := d.ListByUser(ctx, pkg, username)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	for _, r := range list {
-		if r.ID == exceptID || !r.Active(now) {
-			continue
+		if r.Active(now) {
+			n++
 		}
-		if err := d.Revoke(ctx, r.ID, now); err != nil {
-			return n, err
-		}
-		n++
+	}
+	_, err = d.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:        aws.String(d.table),
+		Key:              stateKey(pkg, username),
+		UpdateExpression: aws.String("SET pkg = :p, username = :u, valid_after = :now"),
+		// Only ever raised: a later revocation already covers this one.
+		ConditionExpression: aws.String("attribute_not_exists(valid_after) OR valid_after < :now"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":p": ddbitem.S(pkg), ":u": ddbitem.S(username), ":now": ddbitem.S(ddbitem.Time(now)),
+		},
+	})
+	if err != nil && !ddbitem.ConditionFailed(err) {
+		return 0, fmt.Errorf("revoke sessions of %s: %w", userKey(pkg, username), err)
 	}
 	return n, nil
 }

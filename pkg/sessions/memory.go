@@ -8,13 +8,15 @@ import (
 	"time"
 
 	"github.com/kcguard/kcguard/pkg/ddbitem"
+	"github.com/kcguard/kcguard/pkg/users"
 )
 
 // Memory is an in-memory Store for unit tests and `kcguard serve`.
 type Memory struct {
-	opts options
-	mu   sync.Mutex
-	byID map[string]memSession
+	opts  options
+	mu    sync.Mutex
+	byID  map[string]memSession
+	users map[string]userState // by userKey
 }
 
 type memSession struct {
@@ -26,42 +28,52 @@ var _ Store = (*Memory)(nil)
 
 // NewMemory returns an empty in-memory store.
 func NewMemory(opts ...Option) *Memory {
-	return &Memory{opts: buildOptions(opts), byID: map[string]memSession{}}
+	return &Memory{opts: buildOptions(opts), byID: map[string]memSession{}, users: map[string]userState{}}
 }
 
 func (m *Memory) Create(_ context.Context, rec Record) (string, Record, error) {
-	token, id, hash, err := newToken()
-	if err != nil {
-		return "", Record{}, err
-	}
-	rec, err = prepare(rec, id, m.opts)
+	rec, token, hash, err := prepare(rec, m.opts)
 	if err != nil {
 		return "", Record{}, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, ok := m.byID[id]; ok {
+	if _, ok := m.byID[rec.ID]; ok {
 		return "", Record{}, fmt.Errorf("create session: %w", ErrAlreadyExists)
 	}
-	m.byID[id] = memSession{Record: rec, hash: hash}
+	uk := userKey(rec.Package, rec.Username)
+	st := m.users[uk]
+	if !st.admits(rec.CreatedAt) {
+		return "", Record{}, fmt.Errorf("create session: %w", ErrSuperseded)
+	}
+	st.Seq++
+	m.users[uk] = st
+	rec.Seq = st.Seq
+	m.byID[rec.ID] = memSession{Record: rec, hash: hash}
 	return token, rec, nil
 }
 
+// judged is the session as its user's state has it; m.mu must be held.
+func (m *Memory) judged(r Record) Record {
+	return normalize(m.users[userKey(r.Package, r.Username)].judge(r, m.opts))
+}
+
 func (m *Memory) GetByToken(_ context.Context, token string, now time.Time) (Record, error) {
-	id, hash, ok := derive(token)
+	id, hash, hint, ok := derive(token)
 	if !ok {
 		return Record{}, fmt.Errorf("get session: %w", ErrNotFound)
 	}
 	m.mu.Lock()
 	s, found := m.byID[id]
+	r := m.judged(s.Record)
 	m.mu.Unlock()
-	if !found || !hashMatches(s.hash, hash) {
+	if !found || !hashMatches(s.hash, hash) || userHint(s.Package, s.Username) != hint {
 		return Record{}, fmt.Errorf("get session: %w", ErrNotFound)
 	}
-	if err := s.Status(now); err != nil {
+	if err := r.Status(now); err != nil {
 		return Record{}, fmt.Errorf("session %s: %w", id, err)
 	}
-	return normalize(s.Record), nil
+	return r, nil
 }
 
 func (m *Memory) GetByID(_ context.Context, id string) (Record, error) {
@@ -74,7 +86,7 @@ func (m *Memory) GetByID(_ context.Context, id string) (Record, error) {
 	if !ok {
 		return Record{}, fmt.Errorf("get session %s: %w", id, ErrNotFound)
 	}
-	return normalize(s.Record), nil
+	return m.judged(s.Record), nil
 }
 
 func (m *Memory) ListByUser(_ context.Context, pkg, username string) ([]Record, error) {
@@ -83,7 +95,7 @@ func (m *Memory) ListByUser(_ context.Context, pkg, username string) ([]Record, 
 	var out []Record
 	for _, s := range m.byID {
 		if userKey(s.Package, s.Username) == want {
-			out = append(out, normalize(s.Record))
+			out = append(out, m.judged(s.Record))
 		}
 	}
 	m.mu.Unlock()
@@ -108,18 +120,25 @@ func (m *Memory) Revoke(_ context.Context, id string, now time.Time) error {
 	return nil
 }
 
-func (m *Memory) RevokeAllForUser(ctx context.Context, pkg, username, exceptID string, now time.Time) (int, error) {
+func (m *Memory) RevokeAllForUser(ctx context.Context, pkg, username string, now time.Time) (int, error) {
+	if _, err := users.NewKey(pkg, username); err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
 	list, _ := m.ListByUser(ctx, pkg, username)
 	n := 0
 	for _, r := range list {
-		if r.ID == exceptID || !r.Active(now) {
-			continue
+		if r.Active(now) {
+			n++
 		}
-		if err := m.Revoke(ctx, r.ID, now); err != nil {
-			return n, err
-		}
-		n++
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	uk := userKey(pkg, username)
+	st := m.users[uk]
+	if now.After(st.ValidAfter) { // only ever raised
+		st.ValidAfter = now.UTC()
+	}
+	m.users[uk] = st
 	return n, nil
 }
 
@@ -130,6 +149,7 @@ func (m *Memory) Touch(_ context.Context, id string, now time.Time) (bool, error
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s, ok := m.byID[id]
+	// Like the DynamoDB condition, this sees the session's own state only.
 	if !ok || s.Status(now) != nil || s.LastSeenAt.After(now.Add(-m.opts.touchInterval)) {
 		return false, nil
 	}

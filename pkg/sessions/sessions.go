@@ -1,19 +1,33 @@
 // Package sessions stores kcguard login sessions.
 //
-// A session token is 256 random bits, base64url-encoded, handed to the
-// caller once by Create and never stored. Two values are derived from it:
+// A session token is 256 random bits, base64url-encoded, followed by "." and
+// the user hint (below); it is handed to the caller once by Create and never
+// stored. Two values are derived from the whole token:
 //
 //   - the public session ID, base64url(SHA-256("kcguard-session-id\x00" || token)[:12]),
 //     which is the table key and what DELETE /sessions/{id} and the session
-//     list show;
+//     list show; it never starts with '-', so it is never read as a flag;
 //   - the token hash, hex(SHA-256(token)), stored in the item and compared in
 //     constant time on every lookup.
 //
-// Deriving the ID from the token makes GetByToken, GetByID, Revoke and Touch
-// single-item operations on the table key, with no ID index to keep and no
-// extra round trip for the authorizer. Knowing an ID reveals nothing about
-// the token (it is a hash of it), and the stored hash is a different hash,
-// so a table dump cannot be replayed as tokens either.
+// Deriving the ID from the token makes GetByID, Revoke and Touch
+// single-item operations on the table key, with no ID index to keep. Knowing
+// an ID reveals nothing about the token (it is a hash of it), and the stored
+// hash is a different hash, so a table dump cannot be replayed as tokens
+// either.
+//
+// Revocation is O(1): each user has one state item in the sessions table,
+// "user#<hint>", holding ValidAfter and Seq. Revoking all of a user's
+// sessions (password change, logout everywhere) is ONE write that raises
+// ValidAfter: every session created at or before it is dead, however many
+// there are, with no walk over the eventually consistent by_user index.
+// Every login takes the next Seq, and a session more than MaxPerUser logins
+// old is dead too, which caps the live sessions per user with no write at
+// all. The user hint, base64url(SHA-256("kcguard-session-user\x00" ||
+// "package#username")[:12]), is in the token so a lookup reads the session
+// and its user's state in one BatchGetItem: the authorizer stays at one
+// round trip. A hint that does not match the session's user is a forged
+// token and reads as not found.
 //
 // A session is live until the earlier of its absolute expiry (ExpiresAt)
 // and its idle expiry (IdleExpiresAt, slid forward by Touch). Items are
@@ -31,6 +45,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/kcguard/kcguard/pkg/users"
@@ -43,6 +58,10 @@ var (
 	ErrRevoked       = errors.New("sessions: revoked")
 	ErrAlreadyExists = errors.New("sessions: already exists")
 	ErrInvalid       = errors.New("sessions: invalid session")
+	// ErrSuperseded refuses a session whose login began before the user's
+	// sessions were last revoked (a password change or logout everywhere
+	// won the race): the login must be retried.
+	ErrSuperseded = errors.New("sessions: the user's sessions were revoked after this login began")
 )
 
 // AuthMode says which tier authenticated the login that made the session.
@@ -72,6 +91,13 @@ type Record struct {
 	SourceIP  string
 	UserAgent string
 
+	// Seq is the session's place among its user's logins (1, 2, ...),
+	// given by the store at Create; 0 for sessions older than the cap.
+	Seq int64
+
+	// Revoked is set by Revoke, and on reading by the user's state: a
+	// session created at or before the user's last revocation (RevokedAt is
+	// then that revocation) or evicted by MaxPerUser newer sessions.
 	Revoked   bool
 	RevokedAt time.Time
 }
@@ -97,7 +123,9 @@ type Store interface {
 	// Create stores rec under a fresh token and returns the token (the only
 	// time it exists outside the caller) and the stored record. CreatedAt
 	// and ExpiresAt are required; LastSeenAt defaults to CreatedAt and a
-	// zero IdleExpiresAt to CreatedAt plus the store's idle timeout.
+	// zero IdleExpiresAt to CreatedAt plus the store's idle timeout. It
+	// gives the session the user's next Seq, and refuses with ErrSuperseded
+	// when the user's sessions were revoked at or after CreatedAt.
 	Create(ctx context.Context, rec Record) (token string, created Record, err error)
 	// GetByToken returns the live session for token: ErrNotFound for an
 	// unknown or malformed token, ErrRevoked or ErrExpired otherwise.
@@ -109,9 +137,12 @@ type Store interface {
 	ListByUser(ctx context.Context, pkg, username string) ([]Record, error)
 	// Revoke ends the session; revoking twice is not an error.
 	Revoke(ctx context.Context, id string, now time.Time) error
-	// RevokeAllForUser revokes the user's live sessions except exceptID
-	// ("" for none) and returns how many it revoked.
-	RevokeAllForUser(ctx context.Context, pkg, username, exceptID string, now time.Time) (int, error)
+	// RevokeAllForUser ends every session of the user created at or before
+	// now, in one write to the user's state; a login that began before now
+	// and has not stored its session yet gets ErrSuperseded. It returns
+	// how many sessions were live just before (informational: read from
+	// the by_user index, which may lag).
+	RevokeAllForUser(ctx context.Context, pkg, username string, now time.Time) (int, error)
 	// Touch records activity and slides the idle expiry, but writes only
 	// when the last recorded activity is older than the touch interval, so
 	// a busy client costs one write a minute, not one per request. It
@@ -127,6 +158,7 @@ type Store interface {
 const (
 	DefaultTouchInterval  = time.Minute
 	DefaultExpiryLookback = 48 * time.Hour
+	DefaultMaxPerUser     = 10
 )
 
 // Option configures a store.
@@ -136,6 +168,18 @@ type options struct {
 	idleTimeout    time.Duration
 	touchInterval  time.Duration
 	expiryLookback time.Duration
+	maxPerUser     int
+}
+
+// WithMaxPerUser caps the live sessions of one user: a login evicts the
+// user's oldest session beyond n. Zero means DefaultMaxPerUser, a negative
+// n no cap.
+func WithMaxPerUser(n int) Option {
+	return func(o *options) {
+		if n != 0 {
+			o.maxPerUser = n
+		}
+	}
 }
 
 // WithIdleTimeout sets the sliding idle limit (default 0: none).
@@ -151,36 +195,86 @@ func WithTouchInterval(d time.Duration) Option { return func(o *options) { o.tou
 func WithExpiryLookback(d time.Duration) Option { return func(o *options) { o.expiryLookback = d } }
 
 func buildOptions(opts []Option) options {
-	o := options{touchInterval: DefaultTouchInterval, expiryLookback: DefaultExpiryLookback}
+	o := options{touchInterval: DefaultTouchInterval, expiryLookback: DefaultExpiryLookback, maxPerUser: DefaultMaxPerUser}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	return o
 }
 
-const tokenBytes = 32
+const (
+	tokenBytes = 32
+	randomLen  = 43 // base64url of tokenBytes
+	hintLen    = 16 // base64url of 12 bytes
+)
 
-// newToken returns a fresh token with its ID and hash.
-func newToken() (token, id, hash string, err error) {
+// newToken returns a fresh token for the user's sessions with its ID and
+// hash. IDs starting with '-' are drawn again (1 in 64): an operator passes
+// IDs to the CLI, where they would read as flags.
+func newToken(pkg, username string) (token, id, hash string, err error) {
 	b := make([]byte, tokenBytes)
-	if _, err := rand.Read(b); err != nil {
-		return "", "", "", fmt.Errorf("session token: %w", err)
+	for {
+		if _, err := rand.Read(b); err != nil {
+			return "", "", "", fmt.Errorf("session token: %w", err)
+		}
+		token = base64.RawURLEncoding.EncodeToString(b) + "." + userHint(pkg, username)
+		id, hash, _, _ = derive(token)
+		if id[0] != '-' {
+			return token, id, hash, nil
+		}
 	}
-	token = base64.RawURLEncoding.EncodeToString(b)
-	id, hash, _ = derive(token)
-	return token, id, hash, nil
 }
 
-// derive computes a token's ID and hash; ok is false for anything that is
-// not a well-formed token, so garbage never reaches the table.
-func derive(token string) (id, hash string, ok bool) {
-	b, err := base64.RawURLEncoding.DecodeString(token)
+// derive computes a token's ID, hash and user hint; ok is false for
+// anything that is not a well-formed token, so garbage never reaches the table.
+func derive(token string) (id, hash, hint string, ok bool) {
+	random, hint, found := strings.Cut(token, ".")
+	if !found || len(random) != randomLen || len(hint) != hintLen {
+		return "", "", "", false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(random)
 	if err != nil || len(b) != tokenBytes {
-		return "", "", false
+		return "", "", "", false
+	}
+	if _, err := base64.RawURLEncoding.DecodeString(hint); err != nil {
+		return "", "", "", false
 	}
 	h := sha256.Sum256([]byte(token))
 	idSum := sha256.Sum256(append([]byte("kcguard-session-id\x00"), token...))
-	return base64.RawURLEncoding.EncodeToString(idSum[:12]), hex.EncodeToString(h[:]), true
+	return base64.RawURLEncoding.EncodeToString(idSum[:12]), hex.EncodeToString(h[:]), hint, true
+}
+
+// userHint names a user's state item without putting the username in
+// every token.
+func userHint(pkg, username string) string {
+	sum := sha256.Sum256([]byte("kcguard-session-user\x00" + userKey(pkg, username)))
+	return base64.RawURLEncoding.EncodeToString(sum[:12])
+}
+
+// userState is what the user's state item holds.
+type userState struct {
+	// ValidAfter ends every session created at or before it.
+	ValidAfter time.Time
+	// Seq is the number of sessions the user was given.
+	Seq int64
+}
+
+// judge applies the user's state to one of the user's sessions.
+func (u userState) judge(r Record, o options) Record {
+	switch {
+	case r.Revoked:
+	case !u.ValidAfter.IsZero() && !r.CreatedAt.After(u.ValidAfter):
+		r.Revoked, r.RevokedAt = true, u.ValidAfter.UTC()
+	case o.maxPerUser > 0 && r.Seq > 0 && u.Seq-r.Seq >= int64(o.maxPerUser):
+		r.Revoked = true // evicted by newer logins; when is not recorded
+	}
+	return r
+}
+
+// admits reports whether a login that began at created may still store
+// its session.
+func (u userState) admits(created time.Time) bool {
+	return u.ValidAfter.IsZero() || created.After(u.ValidAfter)
 }
 
 // idLength is the length of a public session ID (12 bytes, base64url).
@@ -200,15 +294,15 @@ func hashMatches(stored, computed string) bool {
 	return subtle.ConstantTimeCompare([]byte(stored), []byte(computed)) == 1
 }
 
-// prepare checks a record for Create and fills its defaults.
-func prepare(rec Record, id string, o options) (Record, error) {
-	rec.ID = id
+// prepare checks a record for Create, fills its defaults and draws its
+// token (returned with the ID set in the record).
+func prepare(rec Record, o options) (Record, string, string, error) {
 	rec.Username = users.NormalizeUsername(rec.Username)
 	if _, err := users.NewKey(rec.Package, rec.Username); err != nil {
-		return Record{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return Record{}, "", "", fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	if rec.CreatedAt.IsZero() || !rec.ExpiresAt.After(rec.CreatedAt) {
-		return Record{}, fmt.Errorf("%w: needs CreatedAt before ExpiresAt", ErrInvalid)
+		return Record{}, "", "", fmt.Errorf("%w: needs CreatedAt before ExpiresAt", ErrInvalid)
 	}
 	if rec.LastSeenAt.IsZero() {
 		rec.LastSeenAt = rec.CreatedAt
@@ -217,7 +311,12 @@ func prepare(rec Record, id string, o options) (Record, error) {
 		rec.IdleExpiresAt = rec.LastSeenAt.Add(o.idleTimeout)
 	}
 	rec.Revoked, rec.RevokedAt = false, time.Time{}
-	return normalize(rec), nil
+	token, id, hash, err := newToken(rec.Package, rec.Username)
+	if err != nil {
+		return Record{}, "", "", err
+	}
+	rec.ID = id
+	return normalize(rec), token, hash, nil
 }
 
 // normalize makes records from both stores compare alike: UTC, and the

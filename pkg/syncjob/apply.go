@@ -122,8 +122,14 @@ func (a *Applier) Sync(ctx context.Context, j Job) (Report, error) {
 		return Report{Result: res}, err
 	}
 	if j.Version <= u.KeycloakSyncedVersion {
-		return Report{Result: Superseded, Version: u.KeycloakSyncedVersion,
-			Reason: fmt.Sprintf("keycloak already has version %d", u.KeycloakSyncedVersion)}, nil
+		rep := Report{Result: Superseded, Version: u.KeycloakSyncedVersion,
+			Reason: fmt.Sprintf("keycloak already has version %d", u.KeycloakSyncedVersion)}
+		if j.Version != u.Version {
+			// A newer change follows: its job ends the sessions, and ending
+			// them here too could end a session the new password just made.
+			return rep, nil
+		}
+		return a.endSessions(ctx, j, u, rep)
 	}
 	hash, err := credential.ParseHash(u.Hash.SecretData, u.Hash.CredentialData)
 	if err != nil {
@@ -153,13 +159,80 @@ func (a *Applier) Sync(ctx context.Context, j Job) (Report, error) {
 			return Report{}, err
 		}
 	}
+	if u, err = a.settle(ctx, j.Type, u, id); err != nil {
+		return Report{}, err
+	}
+	rep.Version = u.Version
 	if _, err := a.Users.MarkSynced(ctx, key, u.Version); err != nil {
 		return Report{}, fmt.Errorf("mark %s synced at version %d: %w", key, u.Version, err)
 	}
 	a.logger().InfoContext(ctx, "synced to keycloak", "package", u.Package, "username", u.Username,
 		"job", j.ID, "job_version", j.Version, "applied_version", u.Version, "keycloak_id", id,
 		"created", rep.Created, "conflict", string(rep.Conflict))
+	return a.endSessions(ctx, j, u, rep)
+}
+
+// endSessions logs the user out of Keycloak for a job that asks it, after
+// the password part is settled: the job that applied the password, or the
+// newest change's job when an earlier job (say a drift re-sync) applied
+// it. A failure fails the job: its retry finds the password superseded and
+// logs out again (logging out is idempotent).
+func (a *Applier) endSessions(ctx context.Context, j Job, u users.User, rep Report) (Report, error) {
+	if !j.EndSessions {
+		return rep, nil
+	}
+	if _, err := a.logout(ctx, u); err != nil {
+		return Report{}, fmt.Errorf("end keycloak sessions of %s: %w", u.Key(), err)
+	}
 	return rep, nil
+}
+
+// maxSettle bounds the re-imports of one Sync while the user keeps
+// changing; past it the job fails and is retried later.
+const maxSettle = 3
+
+// ErrStillChanging: the user's local version kept moving under a sync.
+var ErrStillChanging = errors.New("user kept changing during the sync")
+
+// settle makes sure the import of u is not older than the user's current
+// local version before it is marked synced (issue 11, finding 2). Two syncs
+// of one user may overlap (a direct sync during a password change, a queued
+// job, a retry, a redrive): the older one reads v2, the newer reads v3 and
+// imports it, then the older import lands last and Keycloak holds v2. So
+// after importing, read the user again: only a read made after this sync's
+// last import that still shows the imported version lets it be marked
+// synced. Otherwise the newer state is imported too, and checked again. A
+// sync whose import landed early is harmless: any sync that started later
+// imports after it.
+func (a *Applier) settle(ctx context.Context, t Type, u users.User, id string) (users.User, error) {
+	if t != SetPassword && t != ProvisionUser {
+		return u, nil
+	}
+	for i := 0; ; i++ {
+		cur, err := a.Users.Get(ctx, u.Key())
+		if errors.Is(err, users.ErrNotFound) {
+			return u, nil // deleted meanwhile: MarkSynced finds nothing to mark
+		}
+		if err != nil {
+			return u, fmt.Errorf("re-read %s after import: %w", u.Key(), err)
+		}
+		if cur.Version == u.Version {
+			return u, nil
+		}
+		if i == maxSettle {
+			return u, fmt.Errorf("%w: %s at version %d after %d imports", ErrStillChanging, u.Key(), cur.Version, i+1)
+		}
+		hash, err := credential.ParseHash(cur.Hash.SecretData, cur.Hash.CredentialData)
+		if err != nil {
+			return u, fmt.Errorf("%w: local hash of %s: %v", ErrMalformed, u.Key(), err)
+		}
+		a.logger().InfoContext(ctx, "user changed during sync; importing the newer version", "event", "sync_resettle",
+			"package", u.Package, "username", u.Username, "imported_version", u.Version, "current_version", cur.Version)
+		if err := a.Keycloak.ImportPasswordHash(ctx, cur.Package, id, hash); err != nil {
+			return u, err
+		}
+		u = cur
+	}
 }
 
 // conflict reports which policy applies when Keycloak's password credential

@@ -43,6 +43,11 @@ type Job struct {
 	Version   int64            `json:"version"`
 	CreatedAt time.Time        `json:"created_at"`
 	Hash      *credential.Hash `json:"hash,omitempty"`
+	// EndSessions also logs the user out of Keycloak once Keycloak has the
+	// user's current password (a password change ends every session,
+	// Keycloak's too): when this job applies it, or finds it applied by an
+	// earlier job and is the user's newest change.
+	EndSessions bool `json:"end_sessions,omitempty"`
 }
 
 // New makes a job with a fresh id.

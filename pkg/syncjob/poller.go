@@ -3,12 +3,16 @@ package syncjob
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/kcguard/kcguard/pkg/breaker"
 )
 
 // ReceiveAPI is the part of the SQS client the poller uses.
@@ -32,6 +36,16 @@ type Poller struct {
 	// moto does not, so keep 1 against the local stack (overlapping jobs of
 	// a user stay correct, versions decide, but cost extra Keycloak writes).
 	Parallel int
+	// Breaker, if set, pauses Run while it is open.
+	Breaker PollerBreaker
+	// Ping probes Keycloak when the paused Run finds a probe due.
+	Ping func(ctx context.Context) error
+	// PauseCheck is how often a paused Run re-reads the breaker (default 1s).
+	PauseCheck time.Duration
+	Log        *slog.Logger
+
+	once sync.Once
+	wake chan struct{}
 }
 
 // PollOnce receives one batch and processes it; received is 0 when the
@@ -111,4 +125,99 @@ func (p *Poller) Drain(ctx context.Context) (Outcome, error) {
 	}
 	wg.Wait()
 	return total, firstErr
+}
+
+// PollerBreaker is what Run needs from the breaker (breaker.Breaker).
+type PollerBreaker interface {
+	// Status reads the fleet's breaker state afresh.
+	Status(ctx context.Context) (breaker.Status, error)
+	Execute(ctx context.Context, fn func(context.Context) error) error
+}
+
+var _ PollerBreaker = (*breaker.Breaker)(nil)
+
+// Run polls until ctx ends (`kcguard sync run`, the local stand-in for the
+// event source mapping). While the breaker is open it does not poll, so no
+// queued change burns a receive; when the next probe is due it probes
+// Keycloak with Ping (not with a job, which would cost a receive per failed
+// probe), and it resumes the moment the breaker closes, whoever closed it
+// (it re-reads the state every PauseCheck) or at once when Wake is called.
+func (p *Poller) Run(ctx context.Context) error {
+	for ctx.Err() == nil {
+		p.waitWhileOpen(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		if _, _, err := p.PollOnce(ctx); err != nil && ctx.Err() == nil {
+			p.log().WarnContext(ctx, "sync poll failed", "err", err)
+			p.sleep(ctx, 2*time.Second)
+		}
+	}
+	return nil
+}
+
+// Wake ends a pause early (the breaker closed in this process).
+func (p *Poller) Wake() {
+	select {
+	case p.wakeCh() <- struct{}{}:
+	default:
+	}
+}
+
+func (p *Poller) wakeCh() chan struct{} {
+	p.once.Do(func() { p.wake = make(chan struct{}, 1) })
+	return p.wake
+}
+
+func (p *Poller) sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-p.wakeCh():
+	case <-t.C:
+	}
+}
+
+// waitWhileOpen returns when the poller may poll: the breaker is closed
+// (or disabled), its state cannot be read (the worker then defers what it
+// gets), or ctx ended.
+func (p *Poller) waitWhileOpen(ctx context.Context) {
+	if p.Breaker == nil {
+		return
+	}
+	check := p.PauseCheck
+	if check <= 0 {
+		check = time.Second
+	}
+	paused := time.Time{}
+	for ctx.Err() == nil {
+		st, err := p.Breaker.Status(ctx)
+		if err != nil || st.Fallback || st.State == breaker.StateClosed || st.State == breaker.StateDisabled {
+			if !paused.IsZero() {
+				p.log().InfoContext(ctx, "sync poller resumed", "event", "sync_resumed", "paused_for", time.Since(paused).Round(time.Millisecond).String())
+			}
+			return
+		}
+		if paused.IsZero() {
+			paused = time.Now()
+			p.log().InfoContext(ctx, "sync poller paused while the breaker is open", "event", "sync_paused",
+				"state", string(st.State), "next_probe", st.NextProbe)
+		}
+		if st.State == breaker.StateOpen && !st.Forced && p.Ping != nil && !st.NextProbe.IsZero() && !time.Now().Before(st.NextProbe) {
+			// Due: probe (one instance in the fleet wins the lease). On
+			// success the breaker closes and the next check resumes.
+			if err := p.Breaker.Execute(ctx, p.Ping); err == nil {
+				continue
+			}
+		}
+		p.sleep(ctx, check)
+	}
+}
+
+func (p *Poller) log() *slog.Logger {
+	if p.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return p.Log
 }

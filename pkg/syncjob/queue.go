@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -22,6 +23,7 @@ type SQSAPI interface {
 	SendMessage(context.Context, *sqs.SendMessageInput, ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
 	GetQueueUrl(context.Context, *sqs.GetQueueUrlInput, ...func(*sqs.Options)) (*sqs.GetQueueUrlOutput, error)
 	GetQueueAttributes(context.Context, *sqs.GetQueueAttributesInput, ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
+	ChangeMessageVisibility(context.Context, *sqs.ChangeMessageVisibilityInput, ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error)
 }
 
 // SQSQueue sends jobs to an SQS FIFO queue, one message group per user.
@@ -31,6 +33,7 @@ type SQSQueue struct {
 
 	mu  sync.Mutex
 	url string
+	arn string
 }
 
 var _ Queue = (*SQSQueue)(nil)
@@ -95,4 +98,49 @@ func (q *SQSQueue) Depth(ctx context.Context) (waiting, inFlight int, err error)
 	waiting, _ = strconv.Atoi(out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessages)])
 	inFlight, _ = strconv.Atoi(out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible)])
 	return waiting, inFlight, nil
+}
+
+// ARN resolves (once) and returns the queue ARN (to find the worker's event
+// source mapping).
+func (q *SQSQueue) ARN(ctx context.Context) (string, error) {
+	q.mu.Lock()
+	arn := q.arn
+	q.mu.Unlock()
+	if arn != "" {
+		return arn, nil
+	}
+	url, err := q.URL(ctx)
+	if err != nil {
+		return "", err
+	}
+	out, err := q.client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: &url,
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
+	if err != nil {
+		return "", fmt.Errorf("queue arn %s: %w", q.name, err)
+	}
+	arn = out.Attributes[string(sqstypes.QueueAttributeNameQueueArn)]
+	q.mu.Lock()
+	q.arn = arn
+	q.mu.Unlock()
+	return arn, nil
+}
+
+// MaxVisibility is SQS's longest visibility timeout (12 hours).
+const MaxVisibility = 12 * time.Hour
+
+// Defer hides a received message for d (ChangeMessageVisibility): it comes
+// back then, without counting as a failure of its own; only the receive
+// that got it counted toward maxReceiveCount.
+func (q *SQSQueue) Defer(ctx context.Context, receiptHandle string, d time.Duration) error {
+	url, err := q.URL(ctx)
+	if err != nil {
+		return err
+	}
+	secs := int32(min(max(d, time.Second), MaxVisibility).Round(time.Second) / time.Second)
+	_, err = q.client.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: &url,
+		ReceiptHandle: aws.String(receiptHandle), VisibilityTimeout: secs})
+	if err != nil {
+		return fmt.Errorf("defer sync job on %s: %w", q.name, err)
+	}
+	return nil
 }

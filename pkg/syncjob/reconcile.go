@@ -20,26 +20,68 @@ type Reconciled struct {
 	// Done is false when the run stopped at its limit or deadline; the next
 	// run continues (the index still lists whoever was not synced).
 	Done bool
+	// Skipped says why the pass did not run ("breaker open": re-queuing
+	// while Keycloak is down would only fill the queue with duplicates).
+	Skipped string `json:",omitempty"`
 }
 
-// Reconcile re-queues every user whose version is ahead of
+// Cursors keeps, per package, where the last reconciliation pass stopped,
+// so a bounded pass continues there instead of starting again from the
+// first username: users it could not settle (still unsynced next time) can
+// then never starve the ones after them.
+type Cursors interface {
+	Cursor(ctx context.Context, pkg string) (string, error)
+	SetCursor(ctx context.Context, pkg, cursor string) error
+}
+
+// Reconcile is ReconcileFrom without a persisted cursor: every pass starts
+// at the first username (`kcguard sync reconcile` without --limit).
+func Reconcile(ctx context.Context, st Unsynced, q Queue, packages []string, limit int, now time.Time) (Reconciled, error) {
+	return ReconcileFrom(ctx, st, q, nil, packages, limit, now)
+}
+
+// ReconcileFrom re-queues every user whose version is ahead of
 // keycloak_synced_version, found through the sparse "unsynced" index (a
 // Query, never a Scan), so a lost SQS send or a purged queue loses nothing.
 // SQS deduplication (type, user, version) makes a re-queue of a job still in
-// the queue a no-op. It stops after limit users or at the context deadline.
-func Reconcile(ctx context.Context, st Unsynced, q Queue, packages []string, limit int, now time.Time) (Reconciled, error) {
-	var r Reconciled
+// the queue a no-op.
+//
+// A pass is bounded: limit users in all (0: no limit), shared evenly by the
+// packages so one package's backlog cannot starve another, and the context
+// deadline. With cursors, each package continues after the last user the
+// previous pass reached and wraps to the start when it reaches the end, so
+// every unsynced user is re-queued at least once every
+// ceil(unsynced / share) passes, however many stay stuck.
+func ReconcileFrom(ctx context.Context, st Unsynced, q Queue, cur Cursors, packages []string, limit int, now time.Time) (Reconciled, error) {
+	r := Reconciled{Done: true}
+	share := 0
+	if limit > 0 && len(packages) > 0 {
+		share = max(1, (limit+len(packages)-1)/len(packages))
+	}
 	for _, pkg := range packages {
 		cursor := ""
-		for {
-			if limit > 0 && r.Found >= limit || ctx.Err() != nil {
-				return r, nil
+		if cur != nil {
+			var err error
+			if cursor, err = cur.Cursor(ctx, pkg); err != nil {
+				return r, fmt.Errorf("reconciliation cursor of %s: %w", pkg, err)
 			}
-			page, next, err := st.ListUnsynced(ctx, pkg, min(100, max(1, limit-r.Found)), cursor)
+		}
+		found := 0
+		for {
+			if share > 0 && found >= share || ctx.Err() != nil {
+				r.Done = false
+				break
+			}
+			page, next, err := st.ListUnsynced(ctx, pkg, min(100, max(1, share-found)), cursor)
 			if err != nil {
+				if ctx.Err() != nil {
+					r.Done = false
+					break
+				}
 				return r, fmt.Errorf("list unsynced users of %s: %w", pkg, err)
 			}
 			for _, u := range page {
+				found++
 				r.Found++
 				j, err := CurrentPassword(u, now)
 				if err == nil {
@@ -51,13 +93,22 @@ func Reconcile(ctx context.Context, st Unsynced, q Queue, packages []string, lim
 				}
 				r.Queued++
 			}
-			if next == "" {
-				break
-			}
 			cursor = next
+			if next == "" {
+				break // the end: the next pass starts from the beginning
+			}
+		}
+		if cur != nil {
+			// Saved even when the pass ran out of time: that is when it
+			// matters most.
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			err := cur.SetCursor(sctx, pkg, cursor)
+			cancel()
+			if err != nil {
+				return r, fmt.Errorf("save reconciliation cursor of %s: %w", pkg, err)
+			}
 		}
 	}
-	r.Done = true
 	return r, nil
 }
 

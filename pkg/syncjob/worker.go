@@ -8,12 +8,14 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/kcguard/kcguard/pkg/breaker"
 	"github.com/kcguard/kcguard/pkg/journal"
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/users"
@@ -34,11 +36,31 @@ type Worker struct {
 	// GroupConcurrency bounds the message groups (users) of one batch
 	// worked on at once; 0 means DefaultGroupConcurrency, 1 is sequential.
 	GroupConcurrency int
+	// Defer, if set, hides a record received while the breaker is open
+	// until the breaker's next probe (ChangeMessageVisibility) instead of
+	// failing it into the visibility timeout: it costs no Keycloak call and
+	// no extra receive. Nil: such records simply fail.
+	Defer Deferrer
+	// NextProbe says when the breaker may next be probed (zero: unknown).
+	NextProbe func(ctx context.Context) time.Time
+	// DeferFallback is the deferral when NextProbe is unknown or past (a
+	// forced-open breaker). Default 60s.
+	DeferFallback time.Duration
+	// Now is the clock of deferrals (default time.Now).
+	Now func() time.Time
+}
+
+// Deferrer hides a received message for a while (SQSQueue.Defer).
+type Deferrer interface {
+	Defer(ctx context.Context, receiptHandle string, d time.Duration) error
 }
 
 // Outcome counts what one batch did.
 type Outcome struct {
 	Applied, Superseded, DeadLettered, Failed int
+	// Deferred counts records put back until the breaker's next probe
+	// (they are also reported as batch item failures, so not deleted).
+	Deferred int
 }
 
 // HandleBatch applies an SQS batch and reports the records to retry. A
@@ -89,6 +111,7 @@ func (w *Worker) Process(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 			out.Superseded += o.Superseded
 			out.DeadLettered += o.DeadLettered
 			out.Failed += o.Failed
+			out.Deferred += o.Deferred
 		}()
 	}
 	wg.Wait()
@@ -101,7 +124,8 @@ func (w *Worker) Process(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 		return pos[resp.BatchItemFailures[i].ItemIdentifier] < pos[resp.BatchItemFailures[j].ItemIdentifier]
 	})
 	w.log().InfoContext(ctx, "sync batch", "event", "sync_batch", "records", len(ev.Records), "groups", len(groups),
-		"applied", out.Applied, "superseded", out.Superseded, "dead_lettered", out.DeadLettered, "failed", out.Failed)
+		"applied", out.Applied, "superseded", out.Superseded, "dead_lettered", out.DeadLettered, "failed", out.Failed,
+		"deferred", out.Deferred)
 	return resp, out
 }
 
@@ -112,9 +136,15 @@ func (w *Worker) group(ctx context.Context, recs []events.SQSMessage) ([]events.
 		failures []events.SQSBatchItemFailure
 		out      Outcome
 		failed   bool
+		paused   time.Duration        // > 0: the breaker is open, defer the rest of the group this long
 		known    = map[string]int64{} // per user: a version Keycloak has, learnt in this batch
 	)
 	for _, rec := range recs {
+		if paused > 0 {
+			failures = append(failures, events.SQSBatchItemFailure{ItemIdentifier: rec.MessageId})
+			w.deferRecord(ctx, rec, paused, &out)
+			continue
+		}
 		if failed {
 			failures = append(failures, events.SQSBatchItemFailure{ItemIdentifier: rec.MessageId})
 			out.Failed++
@@ -122,6 +152,10 @@ func (w *Worker) group(ctx context.Context, recs []events.SQSMessage) ([]events.
 		}
 		res, err := w.handle(ctx, rec, known)
 		switch {
+		case errors.Is(err, breaker.ErrOpen) && w.Defer != nil:
+			paused = w.untilProbe(ctx)
+			failures = append(failures, events.SQSBatchItemFailure{ItemIdentifier: rec.MessageId})
+			w.deferRecord(ctx, rec, paused, &out)
 		case err != nil:
 			failed = true
 			failures = append(failures, events.SQSBatchItemFailure{ItemIdentifier: rec.MessageId})
@@ -135,6 +169,37 @@ func (w *Worker) group(ctx context.Context, recs []events.SQSMessage) ([]events.
 		}
 	}
 	return failures, out
+}
+
+// untilProbe is how long a record received while the breaker is open is
+// put back: until the next probe, when the breaker may close.
+func (w *Worker) untilProbe(ctx context.Context) time.Duration {
+	fallback := w.DeferFallback
+	if fallback <= 0 {
+		fallback = time.Minute
+	}
+	if w.NextProbe == nil {
+		return fallback
+	}
+	now := time.Now
+	if w.Now != nil {
+		now = w.Now
+	}
+	if d := w.NextProbe(ctx).Sub(now()); d >= time.Second {
+		return d
+	}
+	return fallback
+}
+
+// deferRecord puts rec back for d. If that fails the record is just a
+// failure: it returns after the visibility timeout, costing one receive.
+func (w *Worker) deferRecord(ctx context.Context, rec events.SQSMessage, d time.Duration, out *Outcome) {
+	if err := w.Defer.Defer(ctx, rec.ReceiptHandle, d); err != nil {
+		w.log().WarnContext(ctx, "sync job not deferred; it returns after the visibility timeout", "message", rec.MessageId, "err", err)
+		out.Failed++
+		return
+	}
+	out.Deferred++
 }
 
 // DefaultGroupConcurrency is how many message groups a batch works on at once.

@@ -445,7 +445,7 @@ func (d *Dynamo) ApplyVerdict(ctx context.Context, key Key, expected int64, v Ve
 // writes it inside a successful login's transaction (Keycloak has just
 // confirmed the user: the stamp rides on a write the login makes anyway).
 // v must not carry a Hash.
-func (d *Dynamo) VerdictTx(key Key, v Verdict) (types.TransactWriteItem, error) {
+func (d *Dynamo) VerdictTx(key Key, expectedVersion int64, v Verdict) (types.TransactWriteItem, error) {
 	if k, err := key.normalize(); err == nil {
 		key = k
 	}
@@ -456,12 +456,18 @@ func (d *Dynamo) VerdictTx(key Key, v Verdict) (types.TransactWriteItem, error) 
 	if err != nil || upd == "" {
 		return types.TransactWriteItem{}, fmt.Errorf("users: empty verdict for %s: %v", key, err)
 	}
+	cond := "attribute_exists(pk)"
+	if expectedVersion != AnyVersion {
+		// The login's version check rides here: a transaction may touch
+		// the user item only once.
+		cond, vals[":expected"] = cond+" AND version = :expected", n(expectedVersion)
+	}
 	if len(vals) == 0 {
 		vals = nil // DynamoDB refuses an empty map
 	}
 	return types.TransactWriteItem{Update: &types.Update{
 		TableName: aws.String(d.table), Key: d.itemKey(key, skUser),
-		UpdateExpression: aws.String(upd), ConditionExpression: aws.String("attribute_exists(pk)"),
+		UpdateExpression: aws.String(upd), ConditionExpression: aws.String(cond),
 		ExpressionAttributeValues: vals,
 	}}, nil
 }
@@ -548,111 +554,6 @@ func (d *Dynamo) Lockout(ctx context.Context, key Key, now time.Time) (Lockout, 
 	return fromLockoutItem(out.Item, now)
 }
 
-// RecordFailure costs one UpdateItem; when the counter had outlived its
-// window (TTL had not deleted it yet) a second write starts it afresh.
-func (d *Dynamo) RecordFailure(ctx context.Context, key Key, now time.Time) (int, error) {
-	key, err := key.normalize()
-	if err != nil {
-		return 0, err
-	}
-	vals := map[string]types.AttributeValue{
-		":one": n(1), ":now": s(ddbitem.Time(now)), ":nowu": n(now.Unix()),
-		":exp": n(now.Add(d.opts.failureWindow).Unix()),
-	}
-	// A few rounds, because a concurrent failure may restart a stale
-	// counter between our two writes; the ADD then simply succeeds.
-	for range 3 {
-		out, err := d.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-			TableName:                 &d.table,
-			Key:                       d.itemKey(key, skLockout),
-			UpdateExpression:          aws.String("ADD failed_attempts :one SET last_failure_at = :now, expires_at = :exp"),
-			ConditionExpression:       aws.String("attribute_not_exists(expires_at) OR expires_at > :nowu"),
-			ExpressionAttributeValues: vals,
-			ReturnValues:              types.ReturnValueUpdatedNew,
-		})
-		if err == nil {
-			var it lockoutItem
-			if err := attributevalue.UnmarshalMap(out.Attributes, &it); err != nil {
-				return 0, fmt.Errorf("decode lockout: %w", err)
-			}
-			return it.FailedAttempts, nil
-		}
-		if !ddbitem.ConditionFailed(err) {
-			return 0, fmt.Errorf("record failure %s: %w", key, err)
-		}
-		_, err = d.db.PutItem(ctx, &dynamodb.PutItemInput{
-			TableName: &d.table,
-			Item: map[string]types.AttributeValue{
-				"pk": s(key.String()), "sk": s(skLockout),
-				"failed_attempts": n(1), "last_failure_at": s(ddbitem.Time(now)), "expires_at": vals[":exp"],
-			},
-			ConditionExpression:       aws.String("expires_at <= :nowu"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{":nowu": vals[":nowu"]},
-		})
-		if err == nil {
-			return 1, nil
-		}
-		if !ddbitem.ConditionFailed(err) {
-			return 0, fmt.Errorf("record failure %s: %w", key, err)
-		}
-	}
-	return 0, fmt.Errorf("record failure %s: counter kept changing", key)
-}
-
-// SetLockedUntil costs one UpdateItem (two when the counter had outlived
-// its window: the lock then starts a fresh item, as the counter would).
-func (d *Dynamo) SetLockedUntil(ctx context.Context, key Key, until, now time.Time) error {
-	key, err := key.normalize()
-	if err != nil {
-		return err
-	}
-	vals := map[string]types.AttributeValue{
-		":u": s(ddbitem.Time(until)), ":exp": n(lockExpiry(until, now, d.opts.failureWindow).Unix()), ":nowu": n(now.Unix()),
-	}
-	for range 3 {
-		_, err = d.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-			TableName:                 &d.table,
-			Key:                       d.itemKey(key, skLockout),
-			UpdateExpression:          aws.String("SET locked_until = :u, expires_at = :exp"),
-			ConditionExpression:       aws.String("attribute_not_exists(expires_at) OR expires_at > :nowu"),
-			ExpressionAttributeValues: vals,
-		})
-		if err == nil {
-			return nil
-		}
-		if !ddbitem.ConditionFailed(err) {
-			return fmt.Errorf("set locked until %s: %w", key, err)
-		}
-		_, err = d.db.PutItem(ctx, &dynamodb.PutItemInput{
-			TableName: &d.table,
-			Item: map[string]types.AttributeValue{
-				"pk": s(key.String()), "sk": s(skLockout), "failed_attempts": n(0), "locked_until": vals[":u"], "expires_at": vals[":exp"],
-			},
-			ConditionExpression:       aws.String("expires_at <= :nowu"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{":nowu": vals[":nowu"]},
-		})
-		if err == nil {
-			return nil
-		}
-		if !ddbitem.ConditionFailed(err) {
-			return fmt.Errorf("set locked until %s: %w", key, err)
-		}
-	}
-	return fmt.Errorf("set locked until %s: lockout item kept changing", key)
-}
-
-// ResetFailures costs one DeleteItem.
-func (d *Dynamo) ResetFailures(ctx context.Context, key Key) error {
-	key, err := key.normalize()
-	if err != nil {
-		return err
-	}
-	if _, err := d.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: &d.table, Key: d.itemKey(key, skLockout)}); err != nil {
-		return fmt.Errorf("reset failures %s: %w", key, err)
-	}
-	return nil
-}
-
 // ListUnsynced Queries the sparse unsynced index: one Query per page.
 func (d *Dynamo) ListUnsynced(ctx context.Context, pkg string, limit int, cursor string) ([]User, string, error) {
 	return d.list(ctx, IndexUnsynced, "unsynced_pkg", pkg, limit, cursor, func(User) bool { return true })
@@ -727,17 +628,18 @@ func (d *Dynamo) Reserve(ctx context.Context, key Key, maxFailures int, now time
 	}
 	vals := map[string]types.AttributeValue{
 		":one": n(1), ":now": s(ddbitem.Time(now)), ":nowu": n(now.Unix()), ":max": n(int64(maxFailures)),
-		":exp": n(now.Add(d.opts.failureWindow).Unix()),
+		":exp": n(now.Add(d.opts.failureWindow).Unix()), ":lost": s(ddbitem.Time(now.Add(-LostReservation))),
 	}
 	for range 3 {
 		out, err := d.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 			TableName:        &d.table,
 			Key:              d.itemKey(key, skLockout),
-			UpdateExpression: aws.String("ADD failed_attempts :one SET expires_at = :exp"),
+			UpdateExpression: aws.String("ADD failed_attempts :one SET expires_at = :exp, reserved_at = :now"),
 			// Times are fixed-width UTC strings, so they compare as strings.
 			ConditionExpression: aws.String("attribute_not_exists(expires_at) OR (expires_at > :nowu" +
 				" AND (attribute_not_exists(locked_until) OR locked_until <= :now)" +
-				" AND (attribute_not_exists(failed_attempts) OR failed_attempts < :max OR failed_attempts < gate))"),
+				" AND (attribute_not_exists(failed_attempts) OR failed_attempts < :max OR failed_attempts < gate" +
+				" OR attribute_not_exists(reserved_at) OR reserved_at <= :lost))"),
 			ExpressionAttributeValues:           vals,
 			ReturnValues:                        types.ReturnValueUpdatedNew,
 			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
@@ -767,6 +669,7 @@ func (d *Dynamo) Reserve(ctx context.Context, key Key, maxFailures int, now time
 			TableName: &d.table,
 			Item: map[string]types.AttributeValue{
 				"pk": s(key.String()), "sk": s(skLockout), "failed_attempts": n(1), "expires_at": vals[":exp"],
+				"reserved_at": vals[":now"],
 			},
 			ConditionExpression:       aws.String("expires_at <= :nowu"),
 			ExpressionAttributeValues: map[string]types.AttributeValue{":nowu": vals[":nowu"]},

@@ -21,8 +21,9 @@ type Memory struct {
 
 type memLockout struct {
 	Lockout
-	gate    int       // admit while FailedAttempts < max(gate, maxFailures)
-	expires time.Time // like the DynamoDB TTL attribute
+	gate       int       // admit while FailedAttempts < max(gate, maxFailures)
+	reservedAt time.Time // the last admitted attempt
+	expires    time.Time // like the DynamoDB TTL attribute
 }
 
 var _ Store = (*Memory)(nil)
@@ -218,10 +219,11 @@ func (m *Memory) Reserve(_ context.Context, key Key, maxFailures int, now time.T
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	l := m.live(m.lockouts, key.String(), now)
-	if l.Locked(now) || l.FailedAttempts >= max(l.gate, maxFailures) {
+	if l.Locked(now) || (l.FailedAttempts >= max(l.gate, maxFailures) && now.Before(l.reservedAt.Add(LostReservation))) {
 		return Attempt{LockedUntil: l.LockedUntil}, nil
 	}
 	l.FailedAttempts++
+	l.reservedAt = now
 	l.expires = now.Add(m.opts.failureWindow)
 	m.lockouts[key.String()] = l
 	return Attempt{Admitted: true, N: l.FailedAttempts}, nil
@@ -293,33 +295,6 @@ func (m *Memory) Lockout(_ context.Context, key Key, now time.Time) (Lockout, er
 	return m.lockoutLocked(key, now), nil
 }
 
-func (m *Memory) RecordFailure(_ context.Context, key Key, now time.Time) (int, error) {
-	key, err := key.normalize()
-	if err != nil {
-		return 0, err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	l := m.lockoutLocked(key, now)
-	l.FailedAttempts++
-	l.LastFailureAt = utc(now)
-	m.lockouts[key.String()] = memLockout{Lockout: l, expires: now.Add(m.opts.failureWindow)}
-	return l.FailedAttempts, nil
-}
-
-func (m *Memory) SetLockedUntil(_ context.Context, key Key, until, now time.Time) error {
-	key, err := key.normalize()
-	if err != nil {
-		return err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	l := m.lockoutLocked(key, now)
-	l.LockedUntil = utc(until)
-	m.lockouts[key.String()] = memLockout{Lockout: l, expires: lockExpiry(until, now, m.opts.failureWindow)}
-	return nil
-}
-
 // lockExpiry keeps a lock item alive for the window after the later of now
 // and the lock's end, so a long lock is never forgotten early.
 func lockExpiry(until, now time.Time, window time.Duration) time.Time {
@@ -327,17 +302,6 @@ func lockExpiry(until, now time.Time, window time.Duration) time.Time {
 		return until.Add(window)
 	}
 	return now.Add(window)
-}
-
-func (m *Memory) ResetFailures(_ context.Context, key Key) error {
-	key, err := key.normalize()
-	if err != nil {
-		return err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.lockouts, key.String())
-	return nil
 }
 
 func (m *Memory) ListUnsynced(_ context.Context, pkg string, limit int, cursor string) ([]User, string, error) {

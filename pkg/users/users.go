@@ -249,6 +249,13 @@ type Attempt struct {
 	LockedUntil time.Time
 }
 
+// LostReservation is how long an admitted attempt at the gate may go
+// without its outcome (FailAttempt, Release) before the next one is
+// admitted: a crash or a dropped write between the reservation and the
+// outcome must not leave the key refusing every login for the whole
+// failure window. It outlasts any login function (timeouts of 10-20 s).
+const LostReservation = 30 * time.Second
+
 // Entry is what a login needs in one read: the user, if there is one, and
 // the lockout state, which exists for unknown usernames as well.
 type Entry struct {
@@ -335,18 +342,11 @@ type Store interface {
 	// Lockout returns the key's lockout state; counters older than the
 	// failure window read as zero.
 	Lockout(ctx context.Context, key Key, now time.Time) (Lockout, error)
-	// RecordFailure atomically adds one failed attempt and returns the new
-	// count; the caller derives the delay and calls SetLockedUntil.
-	RecordFailure(ctx context.Context, key Key, now time.Time) (int, error)
-	// SetLockedUntil refuses logins for the key until until.
-	SetLockedUntil(ctx context.Context, key Key, until, now time.Time) error
-	// ResetFailures clears the lockout state (after a successful login).
-	ResetFailures(ctx context.Context, key Key) error
-
 	// Reserve counts one attempt for key before its password is checked, in
 	// one atomic write, and admits it only while the key is not locked and
-	// fewer than its gate (maxFailures at first) attempts are counted. A
-	// refusal counts nothing.
+	// fewer than its gate (maxFailures at first) attempts are counted, or
+	// the last admitted attempt is older than LostReservation (its outcome
+	// was never written). A refusal counts nothing.
 	Reserve(ctx context.Context, key Key, maxFailures int, now time.Time) (Attempt, error)
 	// FailAttempt records that the reserved attempt a failed its check. A
 	// non-zero lockedUntil locks the key (never shortening a longer lock)

@@ -81,9 +81,6 @@ func TestDynamoRoundTrips(t *testing.T) {
 		{"FailAttempt", func() error { return s.FailAttempt(ctx, k, users.Attempt{N: 1}, time.Time{}, now) }, map[string]int{"UpdateItem": 1}},
 		{"Release", func() error { _, err := s.Release(ctx, k, now); return err }, map[string]int{"DeleteItem": 1}},
 		{"SourceFailures", func() error { _, err := s.SourceFailures(ctx, "src", now); return err }, map[string]int{"GetItem": 1}},
-		{"RecordFailure", func() error { _, err := s.RecordFailure(ctx, k, now); return err }, map[string]int{"UpdateItem": 1}},
-		{"SetLockedUntil", func() error { return s.SetLockedUntil(ctx, k, now, now) }, map[string]int{"UpdateItem": 1}},
-		{"ResetFailures", func() error { return s.ResetFailures(ctx, k) }, map[string]int{"DeleteItem": 1}},
 		{"UpdatePassword", func() error {
 			_, err := s.UpdatePassword(ctx, k, 1, users.Hash{Algorithm: "argon2"}, now)
 			return err

@@ -91,7 +91,7 @@ func testRoundTrip(t *testing.T, h Harness, name string) {
 	for _, want := range []breaker.Record{
 		closedRec(1),
 		{State: breaker.StateOpen, Generation: 2, Since: t0.Add(time.Second), Failures: 3,
-			OpenUntil: t0.Add(time.Minute), Reopens: 2, Reason: "3 consecutive failures"},
+			OpenUntil: t0.Add(time.Minute), Reopens: 2, Reason: "3 consecutive failures", OpenedAt: t0.Add(-time.Minute)},
 		{State: breaker.StateHalfOpen, Generation: 3, Since: t0.Add(2 * time.Minute), OpenUntil: t0.Add(time.Minute),
 			Reopens: 2, LeaseUntil: t0.Add(3 * time.Minute), LeaseHolder: "i-1", Reason: "probing"},
 		{State: breaker.StateOpen, Generation: 4, Since: t0, Forced: true, Reason: "forced"},
@@ -107,7 +107,8 @@ func testRoundTrip(t *testing.T, h Harness, name string) {
 func equal(a, b breaker.Record) bool {
 	return a.State == b.State && a.Generation == b.Generation && a.Since.Equal(b.Since) &&
 		a.Failures == b.Failures && a.OpenUntil.Equal(b.OpenUntil) && a.Reopens == b.Reopens &&
-		a.LeaseUntil.Equal(b.LeaseUntil) && a.LeaseHolder == b.LeaseHolder && a.Forced == b.Forced && a.Reason == b.Reason
+		a.LeaseUntil.Equal(b.LeaseUntil) && a.LeaseHolder == b.LeaseHolder && a.Forced == b.Forced && a.Reason == b.Reason &&
+		a.OpenedAt.Equal(b.OpenedAt)
 }
 
 func testSwapConditional(t *testing.T, h Harness, name string) {

@@ -33,6 +33,9 @@ func Run(t *testing.T, newStore func(t *testing.T) sessions.Store) {
 		{"Revoke", testRevoke},
 		{"ListByUserNewestFirst", testList},
 		{"RevokeAllForUser", testRevokeAll},
+		{"RevokeAllBeatsLoginInFlight", testRevokeBeatsLogin},
+		{"CapEvictsOldest", testCap},
+		{"ForgedUserHint", testForgedHint},
 		{"DeleteExpired", testDeleteExpired},
 	}
 	for _, c := range cases {
@@ -69,14 +72,15 @@ func same(t *testing.T, got, want sessions.Record) {
 func testCreateGet(t *testing.T, s sessions.Store) {
 	ctx := context.Background()
 	tok, created := create(t, s, rec("Alice.HC", t0))
-	if b, err := base64.RawURLEncoding.DecodeString(tok); err != nil || len(b) != 32 {
-		t.Errorf("token %q is not 256 bits of base64url", tok)
+	random, hint, _ := strings.Cut(tok, ".")
+	if b, err := base64.RawURLEncoding.DecodeString(random); err != nil || len(b) != 32 || len(hint) != 16 {
+		t.Errorf("token %q is not 256 bits of base64url and a user hint", tok)
 	}
 	if created.ID == "" || created.ID == tok || len(created.ID) > 24 {
 		t.Errorf("public id %q", created.ID)
 	}
 	want := rec("alice.hc", t0)
-	want.ID, want.LastSeenAt, want.IdleExpiresAt = created.ID, t0, t0.Add(IdleTimeout)
+	want.ID, want.LastSeenAt, want.IdleExpiresAt, want.Seq = created.ID, t0, t0.Add(IdleTimeout), 1
 	same(t, created, want)
 
 	got, err := s.GetByToken(ctx, tok, t0.Add(time.Minute))
@@ -93,6 +97,9 @@ func testCreateGet(t *testing.T, s sessions.Store) {
 	tok2, second := create(t, s, rec("alice.hc", t0))
 	if tok2 == tok || second.ID == created.ID {
 		t.Error("two sessions share a token or id")
+	}
+	if second.Seq != 2 {
+		t.Errorf("second session of the user has seq %d, want 2", second.Seq)
 	}
 }
 
@@ -258,29 +265,105 @@ func testList(t *testing.T, s sessions.Store) {
 
 func testRevokeAll(t *testing.T, s sessions.Store) {
 	ctx := context.Background()
-	_, keep := create(t, s, rec("gina", t0))
-	create(t, s, rec("gina", t0))
-	create(t, s, rec("gina", t0))
+	var toks []string
+	for i := range 3 {
+		tok, _ := create(t, s, rec("gina", t0.Add(time.Duration(i)*time.Second)))
+		toks = append(toks, tok)
+	}
 	old := rec("gina", t0.Add(-24*time.Hour)) // already expired
 	create(t, s, old)
 	otherTok, _ := create(t, s, rec("hank", t0))
 
 	now := t0.Add(time.Minute)
-	n, err := s.RevokeAllForUser(ctx, "homechoice", "Gina", keep.ID, now)
-	if err != nil || n != 2 {
-		t.Fatalf("revoked %d, %v; want 2", n, err)
+	n, err := s.RevokeAllForUser(ctx, "homechoice", "Gina", now)
+	if err != nil || n != 3 {
+		t.Fatalf("revoked %d, %v; want 3 live before", n, err)
 	}
-	if n, _ := s.RevokeAllForUser(ctx, "homechoice", "gina", keep.ID, now); n != 0 {
-		t.Errorf("second sweep revoked %d", n)
+	for i, tok := range toks {
+		if _, err := s.GetByToken(ctx, tok, now); !errors.Is(err, sessions.ErrRevoked) {
+			t.Errorf("session %d after revocation: %v, want ErrRevoked", i, err)
+		}
+	}
+	if n, _ := s.RevokeAllForUser(ctx, "homechoice", "gina", now); n != 0 {
+		t.Errorf("second revocation found %d live", n)
+	}
+	// An older revocation time never lowers the line.
+	if _, err := s.RevokeAllForUser(ctx, "homechoice", "gina", t0); err != nil {
+		t.Fatal(err)
 	}
 	list, _ := s.ListByUser(ctx, "homechoice", "gina")
 	for _, r := range list {
-		if r.ID == keep.ID && !r.Active(now) || r.ID != keep.ID && r.Active(now) {
-			t.Errorf("session %s active=%v", r.ID, r.Active(now))
+		if r.Active(now) || !r.Revoked {
+			t.Errorf("session %s listed active after revocation: %+v", r.ID, r)
 		}
+	}
+	if got, err := s.GetByID(ctx, list[0].ID); err != nil || !got.Revoked || !got.RevokedAt.Equal(now) {
+		t.Errorf("GetByID after revocation: %+v %v", got, err)
 	}
 	if _, err := s.GetByToken(ctx, otherTok, now); err != nil {
 		t.Errorf("another user's session: %v", err)
+	}
+	// A login after the revocation gets a live session.
+	tok, _ := create(t, s, rec("gina", now.Add(time.Millisecond)))
+	if _, err := s.GetByToken(ctx, tok, now.Add(time.Second)); err != nil {
+		t.Errorf("session created after the revocation: %v", err)
+	}
+}
+
+// testRevokeBeatsLogin: a login that began before a revocation and stores
+// its session after it is refused, so no session of the old state survives.
+func testRevokeBeatsLogin(t *testing.T, s sessions.Store) {
+	ctx := context.Background()
+	began := t0
+	if _, err := s.RevokeAllForUser(ctx, "homechoice", "ivy", began.Add(time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	for _, at := range []time.Time{began, began.Add(time.Millisecond)} {
+		if _, _, err := s.Create(ctx, rec("ivy", at)); !errors.Is(err, sessions.ErrSuperseded) {
+			t.Errorf("login begun at %v, revoked at +1ms: %v, want ErrSuperseded", at, err)
+		}
+	}
+	if list, _ := s.ListByUser(ctx, "homechoice", "ivy"); len(list) != 0 {
+		t.Errorf("refused logins left sessions: %v", list)
+	}
+}
+
+func testCap(t *testing.T, s sessions.Store) {
+	ctx := context.Background()
+	n := sessions.DefaultMaxPerUser + 2
+	toks := make([]string, n)
+	for i := range n {
+		toks[i], _ = create(t, s, rec("jack", t0.Add(time.Duration(i)*time.Second)))
+	}
+	now := t0.Add(time.Minute)
+	for i, tok := range toks {
+		_, err := s.GetByToken(ctx, tok, now)
+		if evicted := i < 2; evicted != errors.Is(err, sessions.ErrRevoked) || !evicted && err != nil {
+			t.Errorf("session %d of %d: %v (evicted: %v)", i+1, n, err, evicted)
+		}
+	}
+	list, _ := s.ListByUser(ctx, "homechoice", "jack")
+	live := 0
+	for _, r := range list {
+		if r.Active(now) {
+			live++
+		}
+	}
+	if len(list) != n || live != sessions.DefaultMaxPerUser {
+		t.Errorf("listed %d sessions, %d live; want %d, %d", len(list), live, n, sessions.DefaultMaxPerUser)
+	}
+}
+
+// testForgedHint: a token whose user hint was swapped for another user's
+// must not read that user's state (and so escape its revocation).
+func testForgedHint(t *testing.T, s sessions.Store) {
+	ctx := context.Background()
+	tok, _ := create(t, s, rec("kate", t0))
+	other, _ := create(t, s, rec("kim", t0))
+	random, _, _ := strings.Cut(tok, ".")
+	_, hint, _ := strings.Cut(other, ".")
+	if _, err := s.GetByToken(ctx, random+"."+hint, t0); !errors.Is(err, sessions.ErrNotFound) {
+		t.Errorf("token with another user's hint: %v, want ErrNotFound", err)
 	}
 }
 

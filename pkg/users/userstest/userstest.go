@@ -59,14 +59,13 @@ func run(t *testing.T, newStore func(t *testing.T) users.Store, cases []testCase
 	}
 }
 
-// RunConcurrent checks that compare-and-swap and the failure counter hold
+// RunConcurrent checks that compare-and-swap and the attempt reservation hold
 // under concurrent callers. It needs a backend that serialises writes to an
 // item, as DynamoDB does; moto (5.2.x) does not, so run it against the
 // in-memory store and real DynamoDB only.
 func RunConcurrent(t *testing.T, newStore func(t *testing.T) users.Store) {
 	run(t, newStore, []testCase{
 		{"ConcurrentUpdateOneWins", testConcurrentUpdate},
-		{"RecordFailureAtomic", testRecordFailureAtomic},
 		{"ReserveAdmitsAtMostTheGate", testReserveConcurrent},
 	})
 }
@@ -421,14 +420,14 @@ func testLockout(t *testing.T, s users.Store, pkg string) {
 	mustCreate(t, s, newUser(pkg, "gus"))
 	for _, name := range []string{"gus", "nobody-here"} {
 		k := key(t, pkg, name)
+		var a users.Attempt
 		for i := 1; i <= 3; i++ {
-			n, err := s.RecordFailure(ctx, k, t0.Add(time.Duration(i)*time.Second))
-			if err != nil || n != i {
-				t.Fatalf("%s failure %d: got %d, %v", name, i, n, err)
+			if a = reserve(t, s, k, 3, t0); !a.Admitted || a.N != i {
+				t.Fatalf("%s attempt %d: %+v", name, i, a)
 			}
 		}
 		until := t0.Add(5 * time.Minute)
-		if err := s.SetLockedUntil(ctx, k, until, t0.Add(3*time.Second)); err != nil {
+		if err := s.FailAttempt(ctx, k, a, until, t0.Add(3*time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		e, err := s.Lookup(ctx, k, t0.Add(4*time.Second))
@@ -443,19 +442,19 @@ func testLockout(t *testing.T, s users.Store, pkg string) {
 		if l2, _ := s.Lockout(ctx, k, t0.Add(4*time.Second)); l2 != l {
 			t.Errorf("%s Lockout %+v, Lookup %+v", name, l2, l)
 		}
-		if err := s.ResetFailures(ctx, k); err != nil {
-			t.Fatal(err)
+		if ok, err := s.Release(ctx, k, until); err != nil || !ok {
+			t.Fatalf("%s release: %v %v", name, ok, err)
 		}
 		if l, _ := s.Lockout(ctx, k, t0); l != (users.Lockout{}) {
-			t.Errorf("%s after reset: %+v", name, l)
+			t.Errorf("%s after release: %+v", name, l)
 		}
 	}
 	// The user record is untouched by lockout bookkeeping.
 	if u, err := s.Get(ctx, key(t, pkg, "gus")); err != nil || u.Version != 1 {
 		t.Errorf("user after lockout: %+v %v", u, err)
 	}
-	// Resetting a key with no counter is fine.
-	if err := s.ResetFailures(ctx, key(t, pkg, "never-failed")); err != nil {
+	// Releasing a key with no counter is fine.
+	if _, err := s.Release(ctx, key(t, pkg, "never-failed"), t0); err != nil {
 		t.Error(err)
 	}
 }
@@ -464,7 +463,8 @@ func testLockoutWindow(t *testing.T, s users.Store, pkg string) {
 	ctx := context.Background()
 	k := key(t, pkg, "hal")
 	for range 4 {
-		if _, err := s.RecordFailure(ctx, k, t0); err != nil {
+		a := reserve(t, s, k, 5, t0)
+		if err := s.FailAttempt(ctx, k, a, time.Time{}, t0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -472,61 +472,14 @@ func testLockoutWindow(t *testing.T, s users.Store, pkg string) {
 	if l, _ := s.Lockout(ctx, k, late); l.FailedAttempts != 0 {
 		t.Errorf("counter outlived its window: %+v", l)
 	}
-	if n, err := s.RecordFailure(ctx, k, late); err != nil || n != 1 {
-		t.Errorf("failure after window: %d %v, want 1", n, err)
-	}
-	// A lock set on a stale counter starts afresh rather than reviving it.
-	stale := key(t, pkg, "hal-stale")
-	for range 3 {
-		if _, err := s.RecordFailure(ctx, stale, t0); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.SetLockedUntil(ctx, stale, late.Add(time.Minute), late); err != nil {
-		t.Fatal(err)
-	}
-	if l, _ := s.Lockout(ctx, stale, late); l.FailedAttempts != 0 || !l.LockedUntil.Equal(late.Add(time.Minute)) {
-		t.Errorf("lock on stale counter: %+v", l)
-	}
 	// A lock ending after the failure window keeps the item alive.
+	a := reserve(t, s, k, 1, late)
 	until := late.Add(30 * time.Minute)
-	if err := s.SetLockedUntil(ctx, k, until, late); err != nil {
+	if err := s.FailAttempt(ctx, k, a, until, late); err != nil {
 		t.Fatal(err)
 	}
 	if l, _ := s.Lockout(ctx, k, until.Add(Window/2)); l.FailedAttempts != 1 || !l.LockedUntil.Equal(until) {
 		t.Errorf("lock forgotten early: %+v", l)
-	}
-}
-
-func testRecordFailureAtomic(t *testing.T, s users.Store, pkg string) {
-	ctx := context.Background()
-	k := key(t, pkg, "ivy")
-	const n = 10
-	var wg sync.WaitGroup
-	seen := make(chan int, n)
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, err := s.RecordFailure(ctx, k, t0)
-			if err != nil {
-				t.Error(err)
-			}
-			seen <- c
-		}()
-	}
-	wg.Wait()
-	close(seen)
-	counts := map[int]bool{}
-	for c := range seen {
-		counts[c] = true
-	}
-	// Every caller saw a distinct count: no increment was lost.
-	if len(counts) != n {
-		t.Errorf("distinct counts %v, want 1..%d", counts, n)
-	}
-	if l, _ := s.Lockout(ctx, k, t0); l.FailedAttempts != n {
-		t.Errorf("count %d, want %d", l.FailedAttempts, n)
 	}
 }
 
@@ -687,6 +640,19 @@ func testReserve(t *testing.T, s users.Store, pkg string) {
 		if a := reserve(t, s, k, max, after); a.Admitted {
 			t.Fatalf("%s second attempt after the lock must wait for the first: %+v", name, a)
 		}
+		// An attempt whose outcome never came (a crash, a dropped write)
+		// holds the gate only so long: then one more is admitted.
+		if a := reserve(t, s, k, max, after.Add(users.LostReservation-time.Second)); a.Admitted {
+			t.Fatalf("%s admitted while the last attempt may still report: %+v", name, a)
+		}
+		lost := after.Add(users.LostReservation)
+		if a := reserve(t, s, k, max, lost); !a.Admitted || a.N != max+2 {
+			t.Fatalf("%s after a lost reservation: %+v", name, a)
+		}
+		if a := reserve(t, s, k, max, lost); a.Admitted {
+			t.Fatalf("%s only one attempt replaces a lost one: %+v", name, a)
+		}
+		after = lost
 		// A failure below the threshold never lifts or sets a lock.
 		if err := s.FailAttempt(ctx, k, users.Attempt{Admitted: true, N: 1}, time.Time{}, after); err != nil {
 			t.Fatal(err)

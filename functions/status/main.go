@@ -1,0 +1,12 @@
+// Function status serves the operators' read-only views: GET /status
+// (JSON), the dashboard page and its login, and the HTML reports.
+package main
+
+import (
+	"github.com/kcguard/kcguard/pkg/httpapi"
+	"github.com/kcguard/kcguard/pkg/platform"
+)
+
+func main() {
+	platform.Start("status", func(rt *platform.Runtime) any { return httpapi.ByRouteKey(rt.StatusRoutes()) })
+}
