@@ -288,8 +288,11 @@ func BenchmarkOutageCapacity(b *testing.B) {
 	for b.Loop() {
 		for _, w := range levels {
 			lv := drive(b, s, names, password, w, time.Duration(secs)*time.Second, 1<<20)
-			if lv.failed > 0 || lv.modesOtherThan > 0 {
-				b.Fatalf("%d workers: %d failed (first: %s), %d not in local mode", w, lv.failed, lv.firstFailure, lv.modesOtherThan)
+			if lv.modesOtherThan > 0 {
+				b.Fatalf("%d workers: %d logins not in local mode", w, lv.modesOtherThan)
+			}
+			if lv.failed > 0 { // an overloaded server's answer is part of the figure
+				fmt.Printf("%d workers: %d failed, the first: %s\n", w, lv.failed, lv.firstFailure)
 			}
 			fmt.Fprintf(&tbl, "%8d %10.1f %9.1f %9.1f %9d %8d %13.1f ms %13.1f ms\n", w, lv.rate(), benchstat.Percentile(lv.lat, 0.5),
 				benchstat.Percentile(lv.lat, 0.99), lv.failed, lv.ok, benchstat.Ms(lv.serverCPU)/float64(max(lv.ok, 1)),
