@@ -54,9 +54,11 @@ func processCPU(tb testing.TB, pid int) time.Duration {
 	return time.Duration(utime+stime) * 10 * time.Millisecond // USER_HZ = 100
 }
 
-// storePID is the local stack's moto server (0 if not found): it runs on
-// the same two cores, so its CPU per login is part of the figure.
+// storePID is the moto server behind AWS_ENDPOINT_URL (0 if not found):
+// it runs on the same two cores, so its CPU per login is part of the figure.
 func storePID() int {
+	port := os.Getenv("AWS_ENDPOINT_URL")
+	port = port[strings.LastIndexByte(port, ':')+1:]
 	dirs, _ := os.ReadDir("/proc")
 	for _, d := range dirs {
 		pid, err := strconv.Atoi(d.Name())
@@ -65,7 +67,7 @@ func storePID() int {
 		}
 		cmd, _ := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
 		args := strings.Split(string(cmd), "\x00")
-		if len(args) > 1 && strings.Contains(string(cmd), "moto_server") && slices.Contains(args, "4566") {
+		if len(args) > 1 && strings.Contains(string(cmd), "moto_server") && slices.Contains(args, port) {
 			return pid
 		}
 	}
@@ -94,7 +96,7 @@ func startServe(tb testing.TB, e *stacktest.Env) *server {
 	packages := map[string]map[string]string{}
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
 		"AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test",
-		"AWS_ENDPOINT_URL=" + testenv.MotoEndpoint,
+		"AWS_ENDPOINT_URL=" + os.Getenv("AWS_ENDPOINT_URL"),
 		"KCGUARD_KEYCLOAK_URL=" + cfg.Keycloak.URL,
 		"KCGUARD_TABLE_USERS=" + cfg.Tables.Users, "KCGUARD_TABLE_SESSIONS=" + cfg.Tables.Sessions,
 		"KCGUARD_TABLE_TOKENS=" + cfg.Tables.Tokens, "KCGUARD_TABLE_BREAKER=" + cfg.Tables.Breaker,
@@ -267,6 +269,10 @@ func BenchmarkOutageCapacity(b *testing.B) {
 			levels = append(levels, n)
 		}
 	}
+	// A moto of its own: moto's transactions copy everything it stores, so
+	// the shared one's load and size (every other test's tables) would be
+	// measured instead of kcguard.
+	b.Setenv("AWS_ENDPOINT_URL", testenv.PrivateMoto(b))
 	e := stacktest.New(b, func(c *config.Config) { c.Log.Level = "error" })
 	if p := credential.DefaultArgon2MemoryKiB; e.Config.Password.Algorithm != "argon2" || p != 7168 {
 		b.Fatalf("not argon2 at Keycloak's defaults: %s, m=%d", e.Config.Password.Algorithm, p)
