@@ -36,58 +36,20 @@ Tokens and their hashes are never shown; sessions are named by their public id.`
 			if err != nil {
 				return err
 			}
-			now := time.Now()
+			views := sessionViews(recs, time.Now(), all)
 			if e.asJSON {
-				type view struct {
-					ID         string    `json:"id"`
-					State      string    `json:"state"`
-					AuthMode   string    `json:"auth_mode"`
-					CreatedAt  time.Time `json:"created_at"`
-					LastSeenAt time.Time `json:"last_seen_at"`
-					ExpiresAt  time.Time `json:"expires_at"`
-					SourceIP   string    `json:"source_ip"`
-					UserAgent  string    `json:"user_agent"`
-				}
-				out := []view{}
-				for _, r := range recs {
-					state := "active"
-					if err := r.Status(now); err != nil {
-						if !all {
-							continue
-						}
-						state = map[bool]string{true: "revoked", false: "expired"}[errors.Is(err, sessions.ErrRevoked)]
-					}
-					exp := r.ExpiresAt
-					if !r.IdleExpiresAt.IsZero() && r.IdleExpiresAt.Before(exp) {
-						exp = r.IdleExpiresAt
-					}
-					out = append(out, view{r.ID, state, string(r.AuthMode), r.CreatedAt, r.LastSeenAt, exp, r.SourceIP, r.UserAgent})
-				}
-				return e.printJSON(out)
+				return e.printJSON(views)
 			}
 			w := tabwriter.NewWriter(e.out, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(w, "ID\tSTATE\tAUTH MODE\tCREATED\tLAST SEEN\tEXPIRES\tSOURCE IP\tUSER AGENT")
-			shown := 0
-			for _, r := range recs {
-				state := "active"
-				if err := r.Status(now); err != nil {
-					if !all {
-						continue
-					}
-					state = map[bool]string{true: "revoked", false: "expired"}[errors.Is(err, sessions.ErrRevoked)]
-				}
-				exp := r.ExpiresAt
-				if !r.IdleExpiresAt.IsZero() && r.IdleExpiresAt.Before(exp) {
-					exp = r.IdleExpiresAt
-				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.40s\n", r.ID, state, r.AuthMode, stamp(r.CreatedAt),
-					stamp(r.LastSeenAt), stamp(exp), r.SourceIP, r.UserAgent)
-				shown++
+			for _, v := range views {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.40s\n", v.ID, v.State, v.AuthMode, stamp(v.CreatedAt),
+					stamp(v.LastSeenAt), stamp(v.ExpiresAt), v.SourceIP, v.UserAgent)
 			}
 			if err := w.Flush(); err != nil {
 				return err
 			}
-			e.printf("%d sessions\n", shown)
+			e.printf("%d sessions\n", len(views))
 			return nil
 		},
 	}
@@ -217,4 +179,37 @@ func stamp(t time.Time) string {
 		return "-"
 	}
 	return t.UTC().Format("2006-01-02 15:04:05Z")
+}
+
+// sessionView is one line of `sessions list`, in the table and in --json.
+type sessionView struct {
+	ID         string    `json:"id"`
+	State      string    `json:"state"`
+	AuthMode   string    `json:"auth_mode"`
+	CreatedAt  time.Time `json:"created_at"`
+	LastSeenAt time.Time `json:"last_seen_at"`
+	ExpiresAt  time.Time `json:"expires_at"` // the earlier of the idle and the absolute expiry
+	SourceIP   string    `json:"source_ip"`
+	UserAgent  string    `json:"user_agent"`
+}
+
+// sessionViews keeps the live sessions, and with all the revoked and
+// expired ones not purged yet, each with its state.
+func sessionViews(recs []sessions.Record, now time.Time, all bool) []sessionView {
+	out := []sessionView{}
+	for _, r := range recs {
+		state := "active"
+		if err := r.Status(now); err != nil {
+			if !all {
+				continue
+			}
+			state = map[bool]string{true: "revoked", false: "expired"}[errors.Is(err, sessions.ErrRevoked)]
+		}
+		exp := r.ExpiresAt
+		if !r.IdleExpiresAt.IsZero() && r.IdleExpiresAt.Before(exp) {
+			exp = r.IdleExpiresAt
+		}
+		out = append(out, sessionView{r.ID, state, string(r.AuthMode), r.CreatedAt, r.LastSeenAt, exp, r.SourceIP, r.UserAgent})
+	}
+	return out
 }
