@@ -17,6 +17,11 @@ func openPTY(t *testing.T) (master, tty *os.File) {
 	t.Helper()
 	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
 	if err != nil {
+		// The no-echo claim needs a real terminal: never pass by skipping
+		// where the suite is the gate.
+		if os.Getenv("CI") != "" {
+			t.Fatalf("no pseudo-terminals here: %v", err)
+		}
 		t.Skipf("no pseudo-terminals here: %v", err)
 	}
 	t.Cleanup(func() { m.Close() })
