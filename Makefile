@@ -69,14 +69,36 @@ test: lambda-amd64 template-check test-infra ## All tests: templates, CDK, then 
 BENCH_OUT ?= .cache/bench
 
 .PHONY: bench
-bench: ## Benchmarks and load runs against the local stack; raw output in .cache/bench/ (see BENCHMARKS.md)
+bench: lambda-amd64 ## Benchmarks and load runs against the local stack, one package at a time; raw output in .cache/bench/ (see BENCHMARKS.md)
 	mkdir -p $(BENCH_OUT)
-	local/with-stack.sh bash -c '$(GO) test -run "^$$" -bench . -benchtime 3s -count=1 -timeout 60m ./... | tee $(BENCH_OUT)/go-bench.txt && \
+	local/with-stack.sh bash -c 'set -o pipefail; $(GO) test -p 1 -run "^$$" -bench . -benchtime 3s -count=1 -timeout 60m ./... | tee $(BENCH_OUT)/go-bench.txt && \
+	  $(GO) test -tags rie -run "^$$" -bench BenchmarkColdStart -benchtime 1x -count=1 -timeout 20m ./test/e2e | tee $(BENCH_OUT)/coldstart.txt && \
 	  KCGUARD_BENCH=1 $(GO) test -count=1 -v -run "TestFleetBenchTable" -timeout 30m ./pkg/breaker | tee $(BENCH_OUT)/breaker-fleet.txt'
 
 .PHONY: chaos
 chaos: ## Issue 15's chaos run, five minutes: fleet of 4 + faults on Keycloak and moto; report in .cache/chaos/ (see RELIABILITY.md)
 	local/with-stack.sh env KCGUARD_CHAOS=full $(GO) test -count=1 -timeout 30m -v -run '^TestChaos$$' ./test/chaos/
+
+BENCH_ABS = $(abspath $(BENCH_OUT))
+
+.PHONY: bench-login
+bench-login: ## Login latency, interleaved (BenchmarkLogin), and where a login's time goes (BenchmarkLoginProfile: CPU profile and trace in .cache/bench/)
+	mkdir -p $(BENCH_OUT)
+	local/with-stack.sh bash -c 'set -o pipefail; $(GO) test -run "^$$" -bench "BenchmarkLogin$$" -benchtime 1x -count=1 -timeout 30m ./pkg/platform | tee $(BENCH_OUT)/login.txt && \
+	  $(GO) test -run "^$$" -bench BenchmarkLoginProfile -benchtime 1x -count=1 -timeout 30m -o $(BENCH_ABS)/platform.test \
+	    -cpuprofile $(BENCH_ABS)/login-cpu.out -trace $(BENCH_ABS)/login-trace.out ./pkg/platform | tee $(BENCH_OUT)/login-profile.txt && \
+	  $(GO) tool pprof -top -nodecount 40 $(BENCH_ABS)/platform.test $(BENCH_ABS)/login-cpu.out > $(BENCH_OUT)/login-cpu-top.txt && \
+	  local/cpu-breakdown.sh $(BENCH_ABS)/platform.test $(BENCH_ABS)/login-cpu.out | tee $(BENCH_OUT)/login-cpu-breakdown.txt'
+
+.PHONY: bench-capacity
+bench-capacity: ## Logins/s and p99 of one kcguard serve in local mode during an outage (BenchmarkOutageCapacity)
+	mkdir -p $(BENCH_OUT)
+	local/with-stack.sh bash -c 'set -o pipefail; $(GO) test -run "^$$" -bench BenchmarkOutageCapacity -benchtime 1x -count=1 -timeout 30m ./test/load | tee $(BENCH_OUT)/capacity.txt'
+
+.PHONY: bench-coldstart
+bench-coldstart: lambda-amd64 ## Every bootstrap's init, first and warm invocation, and size (BenchmarkColdStart, fake runtime API)
+	mkdir -p $(BENCH_OUT)
+	local/with-stack.sh bash -c 'set -o pipefail; $(GO) test -tags rie -run "^$$" -bench BenchmarkColdStart -benchtime 1x -count=1 -timeout 20m ./test/e2e | tee $(BENCH_OUT)/coldstart.txt'
 
 .PHONY: fmt
 fmt: ## gofmt the tree

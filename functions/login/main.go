@@ -11,6 +11,7 @@ import (
 
 func main() {
 	platform.Start("login", func(rt *platform.Runtime) any {
+		rt.WarmLogin()
 		return platform.CountLogins(rt.AuthHandlers().Login, os.Stdout)
 	})
 }

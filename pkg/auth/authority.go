@@ -149,6 +149,10 @@ func (s *Service) namedRefusal(ctx context.Context, entry users.Entry, err error
 // parallel admin calls; a FindUser before it when the local user has no
 // Keycloak id yet. If Keycloak cannot say, the login is refused and
 // nothing is recorded.
+//
+// A refusal of the password Keycloak last accepted from this user (no
+// credential set since Keycloak last confirmed the user) is no reset:
+// errParallelLogin, and nothing is recorded (retryParallel).
 func (s *Service) explainRefusal(ctx context.Context, u users.User, now time.Time) error {
 	if s.accounts == nil {
 		return ErrInvalidCredentials
@@ -190,6 +194,11 @@ func (s *Service) explainRefusal(ctx context.Context, u users.User, now time.Tim
 		s.log.InfoContext(ctx, "keycloak brute-force lock; refused", "event", "keycloak_locked",
 			"package", u.Package, "username", u.Username, "retry_after", retry)
 		return &LockedError{RetryAfter: max(retry, time.Second)}
+	case a.User.Enabled && len(a.User.RequiredActions) == 0 && !a.PasswordSetAt.IsZero() &&
+		!u.KeycloakConfirmedAt.IsZero() && !a.PasswordSetAt.After(u.KeycloakConfirmedAt):
+		s.log.InfoContext(ctx, "keycloak refused the password it last confirmed: a parallel login of the user",
+			"event", "keycloak_parallel_login", "package", u.Package, "username", u.Username)
+		return errParallelLogin
 	}
 	actions := a.User.RequiredActions
 	if actions == nil {
@@ -200,6 +209,32 @@ func (s *Service) explainRefusal(ctx context.Context, u users.User, now time.Tim
 		"password reset in keycloak: local hash stale", "keycloak_password_set_at", a.PasswordSetAt,
 		"local_password_changed_at", u.PasswordChangedAt)
 	return ErrInvalidCredentials
+}
+
+// errParallelLogin: Keycloak refused the password it last confirmed. With
+// brute-force detection on, Keycloak 26 refuses a login of a user while
+// another of theirs is in flight, or while it still books the previous one
+// (asynchronously, after answering it), in the words of a wrong password:
+// of 4 parallel right passwords it accepted 1, and back-to-back logins of
+// one user were refused now and then on a loaded machine.
+var errParallelLogin = errors.New("keycloak refused a parallel login of the user")
+
+// parallelLoginPause is how long a login Keycloak refused as parallel waits
+// before it asks once more: a grant's time, for the other login to end.
+const parallelLoginPause = 150 * time.Millisecond
+
+// retryParallel asks Keycloak once more, after a pause, for a login it
+// refused as parallel (errParallelLogin), and judges the answer as the
+// first. Refused again, the login is answered 429 for a second.
+func (s *Service) retryParallel(ctx context.Context, key users.Key, entry users.Entry, password string,
+	cached cachedToken, now time.Time) (tierResult, error) {
+	s.s.Sleep(ctx, parallelLoginPause)
+	g := s.grant(ctx, key, password)
+	tier, err := s.keycloakTier(ctx, entry, &g, cached, now)
+	if errors.Is(err, errParallelLogin) {
+		return tier, &LockedError{RetryAfter: inFlightRetry}
+	}
+	return tier, err
 }
 
 // record stores Keycloak's verdict on a known user under the version the

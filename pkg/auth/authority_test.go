@@ -360,3 +360,55 @@ func TestStaleUserCannotChangeThePasswordLocally(t *testing.T) {
 	}
 	h.noSyncQueued(t)
 }
+
+// Keycloak 26 refuses a login of a user while another of theirs is in
+// flight, in the words of a wrong password (measured: of 4 parallel right
+// passwords 3 are refused). A refusal of the password Keycloak last
+// accepted is therefore not a reset; one of a password set since is.
+func TestRefusalOfTheConfirmedPasswordIsNotAReset(t *testing.T) {
+	h := newHarness(t, func(_ *Deps, s *Settings) { s.Sleep = func(context.Context, time.Duration) {} })
+	h.kc.Now = func() time.Time { return h.now.Add(-time.Hour) } // the password Keycloak holds was set before...
+	id := h.kcUser(t, "alice", "alice-password-1")
+	if res, err := h.login("alice", "alice-password-1"); err != nil || res.Mode != ModeKeycloak {
+		t.Fatalf("%+v %v", res, err) // ...this login confirmed the user
+	}
+	refused := keycloak.NewError("password grant", pkg, keycloak.ErrInvalidCredentials, 400, "Invalid user credentials")
+	// Refused once: asked again after a pause, the login goes through.
+	h.kc.Fail(keycloaktest.PasswordGrant, refused, 1)
+	grants := h.kc.Calls(keycloaktest.PasswordGrant)
+	if res, err := h.login("alice", "alice-password-1"); err != nil || res.Mode != ModeKeycloak {
+		t.Fatalf("refused once: %+v %v, want the retry's login", res, err)
+	}
+	if n := h.kc.Calls(keycloaktest.PasswordGrant) - grants; n != 2 {
+		t.Fatalf("%d grants, want the refused one and one retry", n)
+	}
+	// Refused twice: 429 for a moment.
+	h.kc.Fail(keycloaktest.PasswordGrant, refused, 2)
+	var locked *LockedError
+	if _, err := h.login("alice", "alice-password-1"); !errors.As(err, &locked) || locked.RetryAfter > 2*time.Second {
+		t.Fatalf("refusal of the confirmed password: %v, want locked for a moment", err)
+	}
+	if u := h.user(t, "alice"); u.HashStale || !u.Enabled {
+		t.Fatalf("a parallel login's refusal was recorded as Keycloak's verdict: %+v", u)
+	}
+	if len(h.ledger.failures) != 0 {
+		t.Fatal("the right password must not count as a failed attempt")
+	}
+	if res, err := h.login("alice", "alice-password-1"); err != nil || res.Mode != ModeKeycloak {
+		t.Fatalf("the next login: %+v %v", res, err)
+	}
+
+	// A password set in Keycloak after the confirmation: a reset.
+	h.kc.Now = func() time.Time { return h.now.Add(time.Minute) }
+	h.kc.SetPassword(pkg, id, "reset-by-admin-1")
+	grants = h.kc.Calls(keycloaktest.PasswordGrant)
+	if _, err := h.login("alice", "alice-password-1"); !errors.Is(err, ErrInvalidCredentials) {
+		t.Fatalf("after a reset: %v", err)
+	}
+	if n := h.kc.Calls(keycloaktest.PasswordGrant) - grants; n != 1 {
+		t.Fatalf("a reset is not retried: %d grants", n)
+	}
+	if u := h.user(t, "alice"); !u.HashStale {
+		t.Fatalf("a password set after the confirmation must make the hash stale: %+v", u)
+	}
+}

@@ -51,10 +51,17 @@ type Settings struct {
 	// RevokeOtherSessions ends the user's sessions after a password change.
 	RevokeOtherSessions bool
 	// ParallelKeycloak starts the Keycloak grant alongside the local hash
-	// check for users with no failed attempts on record. Off by default:
-	// the one wrong password it can let through makes Keycloak's
-	// brute-force detector refuse the user's next correct password for a
-	// while (measured on 26.7.3), for a saving of one local hash (~16 ms).
+	// check for a known, enabled user whose reservation is the only one on
+	// record (no failed or concurrent attempt): the login then costs the
+	// larger of the two, not their sum. The configuration turns it on by
+	// default (keycloak.parallel_grant); the zero value here runs them in
+	// sequence. A wrong password it lets through reaches Keycloak as it
+	// would from any direct client, once: the failure it leaves on record
+	// puts the user's next attempts back in sequence until a success, so
+	// Keycloak never sees two of kcguard's wrong passwords in a row (its
+	// quick-login check needs two failures within
+	// quickLoginCheckMilliSeconds). Keycloak's answer to a password the
+	// local check refused is never used.
 	ParallelKeycloak bool
 	// LearnOnLogin checks a username unknown to the local store against
 	// Keycloak (when the breaker allows) and, on success, stores the user
@@ -155,6 +162,7 @@ type Service struct {
 	sessions SessionRevoker
 	sync     Sync
 	reads    LoginReader
+	first    FirstReserver // nil: every attempt is reserved after the read
 	names    audit.Pseudonyms
 	costs    *checkCosts
 	packages map[string]bool
@@ -214,6 +222,7 @@ func New(d Deps, s Settings) (*Service, error) {
 	if svc.reads == nil {
 		svc.reads = storeReads{users: d.Users, tokens: d.Tokens}
 	}
+	svc.first, _ = svc.reads.(FirstReserver)
 	if svc.log == nil {
 		svc.log = slog.New(slog.DiscardHandler)
 	}
@@ -245,22 +254,33 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 		return LoginResult{}, err
 	}
 	source := s.sourceOf(in.SourceIP)
-	read, err := s.reads.ReadLogin(ctx, key, source, now)
+	read, first, err := s.readLogin(ctx, key, source, now)
 	if err != nil {
 		return LoginResult{}, fmt.Errorf("%w: lookup: %v", ErrUnavailable, err)
 	}
 	entry := read.Entry
 	event := audit.Event{Package: key.Package, Username: s.auditName(key, entry), Action: audit.ActionLogin,
 		SourceIP: in.SourceIP, UserAgent: in.UserAgent, RequestID: in.RequestID, At: now}
-	a, err := s.admit(ctx, key, read.Source, event, now)
-	if err != nil {
-		return LoginResult{}, err
+	a := users.Attempt{Admitted: true, N: 1}
+	if first != FirstReserved {
+		src := read.Source
+		if first == FirstSourceLocked && !src.Locked(now) {
+			// The read ran alongside the check and missed the lock; the
+			// Retry-After comes from a fresh read.
+			if src, err = s.users.SourceFailures(ctx, source, now); err != nil {
+				return LoginResult{}, fmt.Errorf("%w: source: %v", ErrUnavailable, err)
+			}
+		}
+		if a, err = s.admit(ctx, key, src, event, now); err != nil {
+			return LoginResult{}, err
+		}
 	}
 	var (
 		early  <-chan grant
 		cancel context.CancelFunc = func() {}
 	)
-	if s.s.ParallelKeycloak && s.keycloak != nil && entry.Found && !entry.User.KeycloakMustDecide() && a.N == 1 {
+	if s.s.ParallelKeycloak && s.keycloak != nil && entry.Found && !entry.User.KeycloakMustDecide() && a.N == 1 &&
+		s.breakerClosed(ctx) {
 		var gctx context.Context
 		gctx, cancel = context.WithCancel(ctx)
 		early = s.startGrant(gctx, key, in.Password)
@@ -290,6 +310,9 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 		g = &v
 	}
 	tier, err := s.keycloakTier(ctx, entry, g, read.CachedToken, now)
+	if errors.Is(err, errParallelLogin) {
+		tier, err = s.retryParallel(ctx, key, entry, in.Password, read.CachedToken, now)
+	}
 	if err != nil {
 		s.release(ctx, key, now)
 		event.Outcome = outcomeOf(err)
@@ -374,6 +397,38 @@ func (s *Service) auditName(key users.Key, entry users.Entry) string {
 		return key.Username
 	}
 	return s.names.Username(key.Package, key.Username)
+}
+
+// readLogin reads what the login needs and, when the store offers it,
+// reserves the key's first attempt at the same time (FirstReserver): for a
+// user without attempts on record the reservation then costs no round
+// trip of its own. The source's throttle is checked atomically with that
+// reservation, so a throttled source still counts nothing against the
+// users it names.
+func (s *Service) readLogin(ctx context.Context, key users.Key, source string, now time.Time) (LoginRead, FirstAttempt, error) {
+	if s.first == nil {
+		read, err := s.reads.ReadLogin(ctx, key, source, now)
+		return read, FirstNotTried, err
+	}
+	var (
+		first    FirstAttempt
+		firstErr error
+		done     = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		first, firstErr = s.first.ReserveFirst(ctx, key, source, now)
+	}()
+	read, err := s.reads.ReadLogin(ctx, key, source, now)
+	<-done
+	if firstErr != nil {
+		s.log.WarnContext(ctx, "first attempt not reserved; reserving the usual way", "package", key.Package, "err", firstErr)
+		first = FirstNotTried
+	}
+	if err != nil && first == FirstReserved {
+		s.release(ctx, key, now)
+	}
+	return read, first, err
 }
 
 // admit lets an attempt's password be checked: the source must not be
@@ -505,6 +560,15 @@ func (s *Service) grant(ctx context.Context, key users.Key, password string) gra
 	tok, err := s.keycloak.PasswordGrant(ctx, key.Package, key.Username, password)
 	done(err)
 	return grant{tok: tok, err: err, allowed: true}
+}
+
+// breakerClosed: a speculative grant (one the login cancels when the local
+// check fails) must never be the half-open breaker's probe, whose
+// cancelled outcome would hold the probe's lease and keep every login from
+// Keycloak until it expired.
+func (s *Service) breakerClosed(ctx context.Context) bool {
+	cb, ok := s.breaker.(ClosedBreaker)
+	return !ok || cb.Closed(ctx)
 }
 
 // startGrant runs grant without blocking (ParallelKeycloak).

@@ -100,6 +100,15 @@ func (b *Breaker) State(ctx context.Context) Status {
 	return b.statusOf(rec)
 }
 
+// Closed reports, from the cached view, whether calls go through freely
+// (closed, or the breaker disabled): not open, and no probe being chosen.
+// The login starts a speculative Keycloak grant only then, so a grant it
+// may cancel is never the half-open probe.
+func (b *Breaker) Closed(ctx context.Context) bool {
+	st := b.State(ctx).State
+	return st == StateClosed || st == StateDisabled
+}
+
 // Status reads the shared record afresh (for `kcguard breaker status`).
 // When the store is unreachable it reports the fallback, not an error.
 func (b *Breaker) Status(ctx context.Context) (Status, error) {

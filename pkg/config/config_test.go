@@ -149,3 +149,22 @@ func TestAuthoritySettings(t *testing.T) {
 		t.Fatalf("negative window: %v", err)
 	}
 }
+
+// The parallel grant is on unless the file or the environment turns it off.
+func TestParallelGrantDefaultsOnAndCanBeTurnedOff(t *testing.T) {
+	if !Default().Keycloak.ParallelGrant {
+		t.Fatal("keycloak.parallel_grant defaults to off")
+	}
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte("keycloak:\n  parallel_grant: false\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := load(path, env(nil))
+	if err != nil || cfg.Keycloak.ParallelGrant {
+		t.Fatalf("file false: parallel=%v err=%v", cfg.Keycloak.ParallelGrant, err)
+	}
+	cfg, err = load("", env(map[string]string{"KCGUARD_KEYCLOAK_PARALLEL_GRANT": "false"}))
+	if err != nil || cfg.Keycloak.ParallelGrant {
+		t.Fatalf("env false: parallel=%v err=%v", cfg.Keycloak.ParallelGrant, err)
+	}
+}

@@ -1,6 +1,7 @@
 package credential
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -213,5 +214,25 @@ func TestHashNeverPrintsSecrets(t *testing.T) {
 				t.Fatalf("%q leaks %q", s, secret)
 			}
 		}
+	}
+}
+
+func TestDummyHashIsCheckableAtFullCostAndMatchesNothing(t *testing.T) {
+	h, err := NewHasher(Params{Algorithm: Argon2, Iterations: 2, Argon2MemoryKiB: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := h.dummy
+	if d.Iterations != 2 || d.Argon2MemoryKiB != 64 || len(d.Value) != 32 || bytes.Equal(d.Value, make([]byte, 32)) {
+		t.Fatalf("dummy not a random key at the configured cost: %+v", d)
+	}
+	if ok, err := Verify(d, ""); ok || err != nil {
+		t.Fatalf("the dummy must be checkable (one derivation) and match nothing: %v %v", ok, err)
+	}
+	if h.VerifyDummy("") {
+		t.Fatal("VerifyDummy matched")
+	}
+	if _, err := NewHasher(Params{Algorithm: "md5"}); err == nil {
+		t.Fatal("bad parameters accepted")
 	}
 }

@@ -364,10 +364,9 @@ func (c *Client) grant(ctx context.Context, op, pkg string, timeout time.Duratio
 	var jwt gocloak.JWT
 	sent := c.now()
 	_, err = c.call(ctx, op, pkg, timeout, userGrant, func(ctx context.Context) (*resty.Response, error) {
-		return c.gc.GetRequest(ctx).
-			SetFormData(form).
-			SetResult(&jwt).
-			Post(c.tokenURL(r.Realm))
+		req := c.gc.GetRequest(ctx).SetFormData(form).SetResult(&jwt)
+		replayable(req.Header)
+		return req.Post(c.tokenURL(r.Realm))
 	})
 	if err != nil {
 		return Token{}, err
@@ -378,6 +377,14 @@ func (c *Client) grant(ctx context.Context, op, pkg string, timeout time.Duratio
 	}
 	return toToken(&jwt, sent), nil
 }
+
+// replayable lets net/http send a token request again on a fresh
+// connection when the pooled one it chose turns out closed by the server
+// before any answer (a keep-alive race), instead of failing the login as a
+// Keycloak outage: the nil-valued Idempotency-Key marks the request
+// replayable and is not sent on the wire. A request the server answered is
+// never sent twice.
+func replayable(h http.Header) { h["Idempotency-Key"] = nil }
 
 // PasswordGrant implements Keycloak.
 func (c *Client) PasswordGrant(ctx context.Context, pkg, username, password string) (Token, error) {

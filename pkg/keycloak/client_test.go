@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -252,5 +253,37 @@ func TestTokenSubject(t *testing.T) {
 		if got := (Token{AccessToken: tc.token}).Subject(); got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
+	}
+}
+
+// A pooled connection the server closed without answering (its keep-alive
+// timeout racing the next request) must not fail the grant.
+func TestGrantSurvivesAPooledConnectionClosedByTheServer(t *testing.T) {
+	var requests atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := requests.Add(1)
+		_, _ = io.ReadAll(r.Body)
+		if n == 2 { // the second request, on the reused connection: hang up
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"access_token":"a.b.c","expires_in":300,"token_type":"Bearer"}`)
+	}))
+	defer srv.Close()
+	c, err := New(Options{BaseURL: srv.URL, Packages: map[string]Realm{"p": {Realm: "r", ClientID: "c", ClientSecret: "s"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if _, err := c.PasswordGrant(context.Background(), "p", "u", "pw"); err != nil {
+			t.Fatalf("grant %d: %v", i+1, err)
+		}
+	}
+	if n := requests.Load(); n != 3 {
+		t.Fatalf("%d requests reached the server, want 3 (the hung-up one sent again)", n)
 	}
 }

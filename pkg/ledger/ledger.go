@@ -43,8 +43,9 @@ type Dynamo struct {
 }
 
 var (
-	_ auth.Ledger      = (*Dynamo)(nil)
-	_ auth.LoginReader = (*Dynamo)(nil)
+	_ auth.Ledger        = (*Dynamo)(nil)
+	_ auth.LoginReader   = (*Dynamo)(nil)
+	_ auth.FirstReserver = (*Dynamo)(nil)
 )
 
 // NewDynamo bundles the stores' writes into transactions on db.
@@ -118,7 +119,13 @@ func (l *Dynamo) LoginSucceeded(ctx context.Context, s auth.Success) (string, se
 		// written without the release (a fresh token: other items).
 		err = l.write(ctx, rec.ID+"-kept-lock", items[:len(items)-1])
 	}
-	if err != nil && !l.landed(ctx, token, s, err) {
+	if failed := sessions.CancelReasons(err); failed != nil && failed[0] && l.sessions.Landed(ctx, token, rec) {
+		// The SDK retried a transaction that had landed (the first
+		// answer was lost) and the store ignored its idempotency token:
+		// the retry failed every condition the first attempt had met.
+		err = nil
+	}
+	if err != nil {
 		if failed := sessions.CancelReasons(err); failed != nil && (failed[1] || userChecked && failed[2]) {
 			return "", sessions.Record{}, fmt.Errorf("%w: %v", auth.ErrLoginSuperseded, err)
 		}
@@ -127,24 +134,36 @@ func (l *Dynamo) LoginSucceeded(ctx context.Context, s auth.Success) (string, se
 	return token, rec, nil
 }
 
-// landed says err is the refusal an SDK retry of this very transaction
-// meets when the first attempt had landed: the new session's item (always
-// the first) already exists, with this token's hash (DynamoDB answers such
-// a retry from the ClientRequestToken for ten minutes; moto ignores it). A
-// transaction is all or nothing and session ids are random, so the whole
-// login was recorded.
-func (l *Dynamo) landed(ctx context.Context, token string, s auth.Success, err error) bool {
-	failed := sessions.CancelReasons(err)
-	if len(failed) == 0 || !failed[0] {
-		return false
-	}
-	_, gerr := l.sessions.GetByToken(ctx, token, s.Event.At)
-	return gerr == nil
-}
-
 // releaseRefused reports whether a transaction was cancelled only because
 // its item i (the release) found the key locked.
-func releaseRefused(err error, i int) bool {
+func releaseRefused(err error, i int) bool { return refusedOnly(err, i) }
+
+// refusedAt reports whether a transaction was cancelled with the condition
+// of its item i failing (whatever the other items' reasons).
+func refusedAt(err error, i int) bool {
+	var tc *types.TransactionCanceledException
+	return errors.As(err, &tc) && len(tc.CancellationReasons) > i &&
+		aws.ToString(tc.CancellationReasons[i].Code) == "ConditionalCheckFailed"
+}
+
+// conflicted reports whether a transaction was cancelled because another
+// one was working on one of its items.
+func conflicted(err error) bool {
+	var tc *types.TransactionCanceledException
+	if !errors.As(err, &tc) {
+		return false
+	}
+	for _, r := range tc.CancellationReasons {
+		if aws.ToString(r.Code) == "TransactionConflict" {
+			return true
+		}
+	}
+	return false
+}
+
+// refusedOnly reports whether a transaction was cancelled only because the
+// condition of its item i failed.
+func refusedOnly(err error, i int) bool {
 	var tc *types.TransactionCanceledException
 	if !errors.As(err, &tc) || len(tc.CancellationReasons) <= i {
 		return false
@@ -161,6 +180,43 @@ func releaseRefused(err error, i int) bool {
 	return true
 }
 
+// ReserveFirst implements auth.FirstReserver: the key's first-attempt
+// reservation and the source's throttle check in one TransactWriteItems.
+func (l *Dynamo) ReserveFirst(ctx context.Context, key users.Key, source string, now time.Time) (auth.FirstAttempt, error) {
+	first, err := l.users.FirstAttemptTx(key, now)
+	if err != nil {
+		return auth.FirstNotTried, err
+	}
+	items := []types.TransactWriteItem{first}
+	if source != "" {
+		items = append(items, l.users.SourceUnlockedTx(source, now))
+	}
+	// An SDK retry of a reservation that landed is then answered as a
+	// success by DynamoDB (moto refuses it: the caller reserves again,
+	// one count too many until the next good login).
+	err = l.write(ctx, randomToken(), items)
+	switch {
+	case err == nil:
+		return auth.FirstReserved, nil
+	case source != "" && refusedAt(err, 1):
+		return auth.FirstSourceLocked, nil
+	case refusedOnly(err, 0):
+		return auth.FirstNotFirst, nil
+	case conflicted(err):
+		// Another transaction held the source's item (logins from one
+		// address at once): the usual reservation decides, one round
+		// trip later, as before this transaction existed.
+		return auth.FirstNotTried, nil
+	}
+	return auth.FirstNotTried, fmt.Errorf("reserve first attempt %s: %w", key, err)
+}
+
+func randomToken() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
 // LoginFailed implements auth.Ledger.
 func (l *Dynamo) LoginFailed(ctx context.Context, f auth.Failure) error {
 	a, err := l.audit.RecordTx(f.Event)
@@ -173,9 +229,7 @@ func (l *Dynamo) LoginFailed(ctx context.Context, f auth.Failure) error {
 	}
 	// The counters ADD: an SDK retry of a transaction that did land must
 	// not count the failure twice (DynamoDB honours the token for 10 min).
-	token := make([]byte, 16)
-	_, _ = rand.Read(token)
-	if err := l.write(ctx, hex.EncodeToString(token), items); err != nil {
+	if err := l.write(ctx, randomToken(), items); err != nil {
 		return fmt.Errorf("record failed login: %w", err)
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -38,18 +39,20 @@ type Runtime struct {
 	DynamoDB *dynamodb.Client
 	SQS      *sqs.Client
 
-	Keycloak   *keycloak.Client
-	Breaker    *breaker.Breaker
-	Users      *users.Dynamo
-	Sessions   *sessions.Dynamo
-	Tokens     *tokencache.Dynamo
-	Audit      *audit.Dynamo
-	Journal    *journal.Dynamo // nil when tables.journal is empty
-	Queue      *syncjob.SQSQueue
-	DLQ        *syncjob.SQSQueue
-	Applier    *syncjob.Applier
-	Dispatcher *syncjob.Dispatcher
-	Auth       *auth.Service
+	Keycloak *keycloak.Client
+	Breaker  *breaker.Breaker
+	Users    *users.Dynamo
+	Sessions *sessions.Dynamo
+	Tokens   *tokencache.Dynamo
+	// TokenCipher encrypts cached tokens (one KMS data key per hour).
+	TokenCipher *tokencache.Envelope
+	Audit       *audit.Dynamo
+	Journal     *journal.Dynamo // nil when tables.journal is empty
+	Queue       *syncjob.SQSQueue
+	DLQ         *syncjob.SQSQueue
+	Applier     *syncjob.Applier
+	Dispatcher  *syncjob.Dispatcher
+	Auth        *auth.Service
 	// Replay reacts to the breaker transitions this instance wins: pauses
 	// the sync worker on open, resumes it, wakes the local poller and
 	// reconciles on close. Alerts publishes them to alerts.topic_arn.
@@ -106,8 +109,8 @@ func Build(ctx context.Context, cfg config.Config, awsCfg aws.Config, log *slog.
 	rt.Users = users.NewDynamo(rt.DynamoDB, cfg.Tables.Users)
 	rt.Sessions = sessions.NewDynamo(rt.DynamoDB, cfg.Tables.Sessions, sessions.WithIdleTimeout(cfg.Sessions.IdleTimeout),
 		sessions.WithMaxPerUser(cfg.Sessions.MaxPerUser))
-	cipher := tokencache.NewKMSCipher(kms.NewFromConfig(awsCfg), cfg.KMSKeyID)
-	rt.Tokens = tokencache.NewDynamo(rt.DynamoDB, cfg.Tables.Tokens, cipher,
+	rt.TokenCipher = tokencache.NewKMSCipher(kms.NewFromConfig(awsCfg), cfg.KMSKeyID)
+	rt.Tokens = tokencache.NewDynamo(rt.DynamoDB, cfg.Tables.Tokens, rt.TokenCipher,
 		tokencache.WithGracePeriod(cfg.Keycloak.Resilience.GracePeriod()))
 	rt.Audit = audit.NewDynamo(rt.DynamoDB, cfg.Tables.Audit)
 	rt.Applier = &syncjob.Applier{Keycloak: rt.Keycloak, Users: rt.Users, Log: log,
@@ -131,6 +134,34 @@ func Build(ctx context.Context, cfg config.Config, awsCfg aws.Config, log *slog.
 	return rt, nil
 }
 
+// warmTimeout bounds WarmLogin's background calls.
+const warmTimeout = 5 * time.Second
+
+// WarmLogin starts, without waiting for them, the two calls the first login
+// after a cold start would otherwise make on its own critical path: the
+// breaker's first read of its shared state (which also opens the first
+// DynamoDB connection) and the token cache's first KMS data key. Init does
+// not get longer: Lambda runs them alongside the first invocation (or
+// thaws them with it), and a login that needs either joins the call in
+// flight instead of making its own. Failures only cost the first login
+// what it would have paid anyway. The returned channel closes when both
+// are done (tests).
+func (rt *Runtime) WarmLogin() <-chan struct{} {
+	done := make(chan struct{})
+	ctx, cancel := context.WithTimeout(context.Background(), warmTimeout)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); rt.Breaker.State(ctx) }()
+	go func() {
+		defer wg.Done()
+		if err := rt.TokenCipher.Warm(ctx); err != nil {
+			rt.Log.Debug("token cache data key not fetched ahead", "err", err)
+		}
+	}()
+	go func() { wg.Wait(); cancel(); close(done) }()
+	return done
+}
+
 // NewAuth builds the login and password service over the Runtime's stores
 // with the given hasher (Build uses the configured one; tests count checks).
 func (rt *Runtime) NewAuth(hasher auth.PasswordHasher) (*auth.Service, error) {
@@ -146,18 +177,24 @@ func (rt *Runtime) NewAuth(hasher auth.PasswordHasher) (*auth.Service, error) {
 
 // KeycloakClient builds the Keycloak adapter for every configured package.
 func KeycloakClient(cfg config.Config, log *slog.Logger) (*keycloak.Client, error) {
-	realms := map[string]keycloak.Realm{}
-	for name, p := range cfg.Keycloak.Packages {
-		realms[name] = keycloak.Realm{Realm: p.Realm, ClientID: p.ClientID, ClientSecret: p.ClientSecret}
-	}
-	kc, err := keycloak.New(keycloak.Options{
-		BaseURL: cfg.Keycloak.URL, Packages: realms, RequestTimeout: cfg.Keycloak.Timeout,
-		AdminTimeout: cfg.Keycloak.AdminTimeout, Logger: log,
-	})
+	kc, err := keycloak.New(KeycloakOptions(cfg, log))
 	if err != nil {
 		return nil, fmt.Errorf("keycloak client: %w", err)
 	}
 	return kc, nil
+}
+
+// KeycloakOptions are the Keycloak adapter's options for cfg (benchmarks
+// add a timed HTTP client).
+func KeycloakOptions(cfg config.Config, log *slog.Logger) keycloak.Options {
+	realms := map[string]keycloak.Realm{}
+	for name, p := range cfg.Keycloak.Packages {
+		realms[name] = keycloak.Realm{Realm: p.Realm, ClientID: p.ClientID, ClientSecret: p.ClientSecret}
+	}
+	return keycloak.Options{
+		BaseURL: cfg.Keycloak.URL, Packages: realms, RequestTimeout: cfg.Keycloak.Timeout,
+		AdminTimeout: cfg.Keycloak.AdminTimeout, Logger: log,
+	}
 }
 
 // AuthSettings maps the configuration onto the login and password flows.

@@ -303,14 +303,13 @@ func (d *Dynamo) Create(ctx context.Context, rec Record) (string, Record, error)
 		TransactItems: []types.TransactWriteItem{put, d.GuardTx(rec)}, ClientRequestToken: aws.String(rec.ID),
 	})
 	if reasons := CancelReasons(err); reasons != nil {
+		// A retry of our own transaction that had landed fails every
+		// condition it had met; it finds our hash.
+		if reasons[0] && d.Landed(ctx, token, rec) {
+			return token, rec, nil
+		}
 		if len(reasons) > 1 && reasons[1] {
 			return "", Record{}, fmt.Errorf("create session: %w", ErrSuperseded)
-		}
-		// A retry of our own transaction that had landed finds our hash
-		// (for endpoints that ignore the idempotency token).
-		_, hash, _, _ := derive(token)
-		if _, got, gerr := d.get(ctx, rec.ID); gerr == nil && hashMatches(got, hash) {
-			return token, rec, nil
 		}
 		return "", Record{}, fmt.Errorf("create session: %w", ErrAlreadyExists)
 	}
@@ -318,6 +317,17 @@ func (d *Dynamo) Create(ctx context.Context, rec Record) (string, Record, error)
 		return "", Record{}, fmt.Errorf("create session: %w", err)
 	}
 	return token, rec, nil
+}
+
+// Landed reports whether the session a write created for token is stored:
+// an SDK retry of a transaction that had landed fails the session's
+// attribute_not_exists(id) (the ids are random, so nothing else can) and
+// finds the token's hash. DynamoDB would honour the idempotency token
+// instead; moto does not.
+func (d *Dynamo) Landed(ctx context.Context, token string, rec Record) bool {
+	_, hash, _, _ := derive(token)
+	_, got, err := d.get(ctx, rec.ID)
+	return err == nil && hashMatches(got, hash)
 }
 
 // CancelReasons reports, for a transaction cancelled by failed

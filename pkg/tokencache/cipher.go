@@ -153,6 +153,14 @@ func (e *Envelope) sealingKey(ctx context.Context) (*dataKey, error) {
 	return k, nil
 }
 
+// Warm fetches the data key the next Seal will use, if none is current, so
+// a cold start can ask KMS in the background instead of during its first
+// login. A Seal that comes while Warm waits for KMS shares its key.
+func (e *Envelope) Warm(ctx context.Context) error {
+	_, err := e.sealingKey(ctx)
+	return err
+}
+
 // Seal encrypts plaintext under the current data key.
 func (e *Envelope) Seal(ctx context.Context, plaintext, aad []byte) (Sealed, error) {
 	k, err := e.sealingKey(ctx)

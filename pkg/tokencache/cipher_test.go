@@ -137,3 +137,25 @@ func TestLocalCipherRejectsShortKey(t *testing.T) {
 		t.Error("16-byte master key accepted")
 	}
 }
+
+func TestEnvelopeWarmFetchesTheKeySealUses(t *testing.T) {
+	ctx := context.Background()
+	src := newSource(t)
+	e := tokencache.NewEnvelope(src)
+	if err := e.Warm(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Warm(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s, err := e.Seal(ctx, []byte("token"), []byte("aad"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src.generated != 1 {
+		t.Fatalf("warm, warm, seal asked for %d data keys, want 1", src.generated)
+	}
+	if pt, err := e.Open(ctx, s, []byte("aad")); err != nil || string(pt) != "token" {
+		t.Fatalf("%q %v", pt, err)
+	}
+}

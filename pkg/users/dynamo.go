@@ -684,6 +684,42 @@ func (d *Dynamo) Reserve(ctx context.Context, key Key, maxFailures int, now time
 	return Attempt{}, fmt.Errorf("reserve attempt %s: counter kept changing", key)
 }
 
+// FirstAttemptTx reserves a key's first attempt, for a transaction that also
+// checks the request source (SourceUnlockedTx), so a login can run it
+// alongside its read instead of after it. It succeeds only when the key has
+// no live counter (no attempt reserved, failed or locked in the window; a
+// counter that outlived its window is started afresh, as Reserve would),
+// and the attempt is then N = 1. A live counter cancels the transaction
+// and nothing is counted: the caller reserves with Reserve, which counts
+// past it.
+func (d *Dynamo) FirstAttemptTx(key Key, now time.Time) (types.TransactWriteItem, error) {
+	key, err := key.normalize()
+	if err != nil {
+		return types.TransactWriteItem{}, err
+	}
+	return types.TransactWriteItem{Update: &types.Update{
+		TableName: aws.String(d.table), Key: d.itemKey(key, skLockout),
+		UpdateExpression:    aws.String("SET failed_attempts = :one, expires_at = :exp REMOVE locked_until, gate, last_failure_at"),
+		ConditionExpression: aws.String("attribute_not_exists(expires_at) OR expires_at <= :nowu"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":one": n(1), ":nowu": n(now.Unix()), ":exp": n(now.Add(d.opts.failureWindow).Unix()),
+		},
+	}}, nil
+}
+
+// SourceUnlockedTx is a transaction's check that the request source is not
+// throttled now (a source lock that outlived its window does not count).
+func (d *Dynamo) SourceUnlockedTx(source string, now time.Time) types.TransactWriteItem {
+	return types.TransactWriteItem{ConditionCheck: &types.ConditionCheck{
+		TableName: aws.String(d.table), Key: d.sourceKey(source),
+		// Times are fixed-width UTC strings, so they compare as strings.
+		ConditionExpression: aws.String("attribute_not_exists(locked_until) OR locked_until <= :now OR expires_at <= :nowu"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":now": s(ddbitem.Time(now)), ":nowu": n(now.Unix()),
+		},
+	}}
+}
+
 // FailAttempt costs one UpdateItem (FailAttemptTx in a transaction).
 func (d *Dynamo) FailAttempt(ctx context.Context, key Key, a Attempt, lockedUntil, now time.Time) error {
 	tx := d.FailAttemptTx(key, a, lockedUntil, now)

@@ -37,7 +37,7 @@ type stack struct {
 	env  map[string]string
 }
 
-func newStack(t *testing.T) *stack {
+func newStack(t testing.TB) *stack {
 	t.Helper()
 	e := stacktest.New(t)
 	root := testenv.RepoRoot(t)
@@ -120,7 +120,7 @@ func (s *stack) startWithTimeout(t *testing.T, name string, seconds int) *rietes
 }
 
 // event reads events/<name> and lets the test adjust it.
-func event[T any](t *testing.T, root, name string, edit func(*T)) []byte {
+func event[T any](t testing.TB, root, name string, edit func(*T)) []byte {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(root, "events", name))
 	if err != nil {
