@@ -131,7 +131,7 @@ $(tail -n 20 "$logs/$name.log")"
 
 up() {
   install
-  start moto "$cache/venv/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT"
+  start moto "$cache/venv/bin/python" "$root/local/moto_server.py" -H 127.0.0.1 -p "$MOTO_PORT"
   start toxiproxy "$bin/server" -host 127.0.0.1 -port "$TOXIPROXY_PORT"
   if ! alive keycloak; then
     # Realms are imported at start; existing realms are kept (dev H2 data in

@@ -23,9 +23,9 @@ func PrivateMoto(t testing.TB) string {
 	if cache == "" {
 		cache = filepath.Join(RepoRoot(t), ".cache")
 	}
-	bin := filepath.Join(cache, "venv", "bin", "moto_server")
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("moto_server not installed at %s: run `make install`", bin)
+	python := filepath.Join(cache, "venv", "bin", "python")
+	if _, err := os.Stat(python); err != nil {
+		t.Fatalf("moto not installed at %s: run `make install`", python)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -33,7 +33,8 @@ func PrivateMoto(t testing.TB) string {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", fmt.Sprint(port))
+	// Through the launcher local/stack.sh uses: moto with DynamoDB's per-item atomicity.
+	cmd := exec.Command(python, filepath.Join(RepoRoot(t), "local", "moto_server.py"), "-H", "127.0.0.1", "-p", fmt.Sprint(port))
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start private moto: %v", err)
 	}
