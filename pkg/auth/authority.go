@@ -14,6 +14,7 @@ import (
 
 	"github.com/kcguard/kcguard/pkg/audit"
 	"github.com/kcguard/kcguard/pkg/keycloak"
+	"github.com/kcguard/kcguard/pkg/ledger"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -40,7 +41,7 @@ func (s *Service) keycloakDecides(entry users.Entry) bool {
 //
 // fail records the attempt as a failed password check (the lockout's
 // bookkeeping, owned by Login).
-func (s *Service) loginThroughKeycloak(ctx context.Context, in LoginInput, key users.Key, read LoginRead,
+func (s *Service) loginThroughKeycloak(ctx context.Context, in LoginInput, key users.Key, read ledger.Read,
 	event audit.Event, fail func() error, now time.Time) (LoginResult, error) {
 	entry := read.Entry
 	g := s.grant(ctx, key, in.Password)

@@ -7,29 +7,22 @@ import (
 	"time"
 
 	"github.com/kcguard/kcguard/pkg/keycloak/keycloaktest"
+	"github.com/kcguard/kcguard/pkg/ledger"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
-// firstReads is a LoginReader that also reserves first attempts, over the
-// memory store (the DynamoDB ledger does it in one transaction).
+// firstReads is a LoginReader that also reserves first attempts: the
+// memory ledger's ReserveFirst beside the plain reads (the DynamoDB ledger
+// does both in one round trip each).
 type firstReads struct {
 	storeReads
-	mem   *users.Memory
+	ledger.Stores
 	calls int
 }
 
-func (f *firstReads) ReserveFirst(ctx context.Context, key users.Key, source string, now time.Time) (FirstAttempt, error) {
+func (f *firstReads) ReserveFirst(ctx context.Context, key users.Key, source string, now time.Time) (ledger.FirstAttempt, error) {
 	f.calls++
-	if src, _ := f.mem.SourceFailures(ctx, source, now); source != "" && src.Locked(now) {
-		return FirstSourceLocked, nil
-	}
-	if l, _ := f.mem.Lockout(ctx, key, now); l.FailedAttempts > 0 || l.Locked(now) {
-		return FirstNotFirst, nil
-	}
-	if _, err := f.mem.Reserve(ctx, key, 5, now); err != nil {
-		return FirstNotTried, err
-	}
-	return FirstReserved, nil
+	return f.Stores.ReserveFirst(ctx, key, source, now)
 }
 
 // countedReserve counts the usual reservations.
@@ -49,7 +42,7 @@ func TestFirstAttemptIsReservedAlongsideTheRead(t *testing.T) {
 	h := newHarness(t, func(d *Deps, s *Settings) {
 		s.ParallelKeycloak = true
 		reserve = &countedReserve{Users: d.Users}
-		reads = &firstReads{storeReads: storeReads{users: d.Users, tokens: d.Tokens}, mem: d.Users.(*users.Memory)}
+		reads = &firstReads{storeReads: storeReads{users: d.Users, tokens: d.Tokens}, Stores: d.Ledger.(*recordingLedger).Stores}
 		d.Users, d.Reads = reserve, reads
 	})
 	h.addUser(t, "alice", "alice-password-1", "alice-password-1")
@@ -81,7 +74,7 @@ func TestFirstAttemptIsReservedAlongsideTheRead(t *testing.T) {
 func TestThrottledSourceReservesNothingAlongsideTheRead(t *testing.T) {
 	var reads *firstReads
 	h := newHarness(t, func(d *Deps, s *Settings) {
-		reads = &firstReads{storeReads: storeReads{users: d.Users, tokens: d.Tokens}, mem: d.Users.(*users.Memory)}
+		reads = &firstReads{storeReads: storeReads{users: d.Users, tokens: d.Tokens}, Stores: d.Ledger.(*recordingLedger).Stores}
 		d.Reads = reads
 	})
 	h.addUser(t, "alice", "alice-password-1", "alice-password-1")

@@ -10,6 +10,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/audit"
 	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/keycloak"
+	"github.com/kcguard/kcguard/pkg/ledger"
 	"github.com/kcguard/kcguard/pkg/sessions"
 	"github.com/kcguard/kcguard/pkg/syncjob"
 	"github.com/kcguard/kcguard/pkg/users"
@@ -262,9 +263,9 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 	event := audit.Event{Package: key.Package, Username: s.auditName(key, entry), Action: audit.ActionLogin,
 		SourceIP: in.SourceIP, UserAgent: in.UserAgent, RequestID: in.RequestID, At: now}
 	a := users.Attempt{Admitted: true, N: 1}
-	if first != FirstReserved {
+	if first != ledger.FirstReserved {
 		src := read.Source
-		if first == FirstSourceLocked && !src.Locked(now) {
+		if first == ledger.FirstSourceLocked && !src.Locked(now) {
 			// The read ran alongside the check and missed the lock; the
 			// Retry-After comes from a fresh read.
 			if src, err = s.users.SourceFailures(ctx, source, now); err != nil {
@@ -341,7 +342,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 func (s *Service) succeed(ctx context.Context, in LoginInput, key users.Key, event audit.Event, tier tierResult,
 	verdict *users.Verdict, userVersion, nextSessionSeq int64, now time.Time) (LoginResult, error) {
 	event.AuthMode, event.Outcome = string(tier.mode), audit.OutcomeSuccess
-	success := Success{Event: event, ResetLockout: true, Now: now, Verdict: verdict, Session: sessions.Record{
+	success := ledger.Success{Event: event, ResetLockout: true, Now: now, Verdict: verdict, Session: sessions.Record{
 		Package: key.Package, Username: key.Username, AuthMode: sessions.AuthMode(tier.mode),
 		CreatedAt: now, IdleExpiresAt: now.Add(s.s.SessionIdle), ExpiresAt: now.Add(s.s.SessionLifetime),
 		SourceIP: in.SourceIP, UserAgent: in.UserAgent,
@@ -355,7 +356,7 @@ func (s *Service) succeed(ctx context.Context, in LoginInput, key users.Key, eve
 	}
 	success.UserVersion = userVersion
 	token, sess, err := s.ledger.LoginSucceeded(ctx, success)
-	if errors.Is(err, ErrLoginSuperseded) {
+	if errors.Is(err, ledger.ErrSuperseded) {
 		s.log.InfoContext(ctx, "login superseded by a concurrent account change", "package", key.Package, "err", err)
 		return LoginResult{}, ErrLoginSuperseded
 	}
@@ -405,13 +406,13 @@ func (s *Service) auditName(key users.Key, entry users.Entry) string {
 // trip of its own. The source's throttle is checked atomically with that
 // reservation, so a throttled source still counts nothing against the
 // users it names.
-func (s *Service) readLogin(ctx context.Context, key users.Key, source string, now time.Time) (LoginRead, FirstAttempt, error) {
+func (s *Service) readLogin(ctx context.Context, key users.Key, source string, now time.Time) (ledger.Read, ledger.FirstAttempt, error) {
 	if s.first == nil {
 		read, err := s.reads.ReadLogin(ctx, key, source, now)
-		return read, FirstNotTried, err
+		return read, ledger.FirstNotTried, err
 	}
 	var (
-		first    FirstAttempt
+		first    ledger.FirstAttempt
 		firstErr error
 		done     = make(chan struct{})
 	)
@@ -423,9 +424,9 @@ func (s *Service) readLogin(ctx context.Context, key users.Key, source string, n
 	<-done
 	if firstErr != nil {
 		s.log.WarnContext(ctx, "first attempt not reserved; reserving the usual way", "package", key.Package, "err", firstErr)
-		first = FirstNotTried
+		first = ledger.FirstNotTried
 	}
-	if err != nil && first == FirstReserved {
+	if err != nil && first == ledger.FirstReserved {
 		s.release(ctx, key, now)
 	}
 	return read, first, err
@@ -523,7 +524,7 @@ func (s *Service) refuseLocked(ctx context.Context, until time.Time, event audit
 // transaction. The attempt itself was counted when it was reserved.
 func (s *Service) countFailure(ctx context.Context, key users.Key, a users.Attempt, source string, src users.Lockout, event audit.Event, now time.Time) error {
 	event.Outcome = audit.OutcomeInvalidCredentials
-	f := Failure{Key: key, Attempt: a, LockedUntil: s.s.lockedUntil(a.N, now), Event: event}
+	f := ledger.Failure{Key: key, Attempt: a, LockedUntil: s.s.lockedUntil(a.N, now), Event: event}
 	if source != "" {
 		n := src.FailedAttempts + 1
 		f.Source = source

@@ -13,8 +13,10 @@ import (
 	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/keycloak/keycloaktest"
+	"github.com/kcguard/kcguard/pkg/ledger"
 	"github.com/kcguard/kcguard/pkg/sessions"
 	"github.com/kcguard/kcguard/pkg/syncjob"
+	"github.com/kcguard/kcguard/pkg/tokencache"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -68,65 +70,44 @@ func (f *fakeSessions) RevokeAllForUser(context.Context, string, string, time.Ti
 	return 2, nil
 }
 
-// memLedger applies outcomes to the in-memory user store and remembers them.
-type memLedger struct {
+// recordingLedger is the memory ledger (ledger.Stores over the harness's
+// user store and in-memory sessions, token cache and trail; the ledgertest
+// suite holds it to the DynamoDB ledger) remembering what the service
+// handed it.
+type recordingLedger struct {
+	ledger.Stores
 	mu        sync.Mutex
-	users     *users.Memory
-	sessions  *sessions.Memory
-	successes []Success
-	failures  []Failure
+	successes []ledger.Success
+	failures  []ledger.Failure
 	audits    []audit.Event
 }
 
-func (l *memLedger) LoginSucceeded(ctx context.Context, s Success) (string, sessions.Record, error) {
+func newRecordingLedger(u *users.Memory) *recordingLedger {
+	return &recordingLedger{Stores: ledger.Stores{Users: u, Sessions: sessions.NewMemory(),
+		Tokens: tokencache.NewMemory(), Trail: audit.NewMemory()}}
+}
+
+func (l *recordingLedger) LoginSucceeded(ctx context.Context, s ledger.Success) (string, sessions.Record, error) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	l.successes = append(l.successes, s)
 	l.audits = append(l.audits, s.Event)
-	if s.ResetLockout {
-		if _, err := l.users.Release(ctx, users.Key{Package: s.Event.Package, Username: s.Event.Username}, s.Now); err != nil {
-			return "", sessions.Record{}, err
-		}
-	}
-	if s.Verdict != nil {
-		if _, err := l.users.ApplyVerdict(ctx, users.Key{Package: s.Event.Package, Username: s.Event.Username}, users.AnyVersion, *s.Verdict); err != nil {
-			return "", sessions.Record{}, err
-		}
-	}
-	if s.UserVersion > 0 {
-		if u, err := l.users.Get(ctx, users.Key{Package: s.Event.Package, Username: s.Event.Username}); err != nil || u.Version != s.UserVersion {
-			return "", sessions.Record{}, ErrLoginSuperseded
-		}
-	}
-	tok, rec, err := l.sessions.Create(ctx, s.Session)
-	if errors.Is(err, sessions.ErrSuperseded) {
-		return "", sessions.Record{}, ErrLoginSuperseded
-	}
-	return tok, rec, err
+	l.mu.Unlock()
+	return l.Stores.LoginSucceeded(ctx, s)
 }
 
-func (l *memLedger) LoginFailed(ctx context.Context, f Failure) error {
-	if err := ctx.Err(); err != nil { // as the DynamoDB client would
-		return err
-	}
+func (l *recordingLedger) LoginFailed(ctx context.Context, f ledger.Failure) error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	l.failures = append(l.failures, f)
 	l.audits = append(l.audits, f.Event)
-	if err := l.users.FailAttempt(ctx, f.Key, f.Attempt, f.LockedUntil, f.Event.At); err != nil {
-		return err
-	}
-	if f.Source != "" {
-		return l.users.RecordSourceFailure(ctx, f.Source, f.SourceLockout, f.Event.At)
-	}
-	return nil
+	l.mu.Unlock()
+	return l.Stores.LoginFailed(ctx, f)
 }
 
-func (l *memLedger) Audit(_ context.Context, e audit.Event) error {
+func (l *recordingLedger) Audit(ctx context.Context, e audit.Event) error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	l.audits = append(l.audits, e)
-	return nil
+	l.mu.Unlock()
+	return l.Stores.Audit(ctx, e)
 }
 
 type brokenUsers struct{ Users }
@@ -147,7 +128,7 @@ type harness struct {
 	tokens   *fakeTokens
 	sync     *fakeSync
 	sessions *fakeSessions
-	ledger   *memLedger
+	ledger   *recordingLedger
 	hasher   *credential.Hasher
 	now      time.Time
 }
@@ -162,7 +143,7 @@ func newHarness(t *testing.T, mutate ...func(*Deps, *Settings)) *harness {
 		tokens: &fakeTokens{byKey: map[users.Key]keycloak.Token{}}, sync: &fakeSync{result: syncjob.Applied},
 		sessions: &fakeSessions{}, now: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC),
 	}
-	h.ledger = &memLedger{users: h.users, sessions: sessions.NewMemory()}
+	h.ledger = newRecordingLedger(h.users)
 	var err error
 	if h.hasher, err = credential.NewHasher(testParams); err != nil {
 		t.Fatal(err)
@@ -256,7 +237,7 @@ func TestLoginModes(t *testing.T) {
 			if tc.wantCached && !s.GraceUntil.Equal(h.now.Add(24*time.Hour)) {
 				t.Fatalf("grace until %s", s.GraceUntil)
 			}
-			rec, err := h.ledger.sessions.GetByToken(context.Background(), res.SessionToken, h.now)
+			rec, err := h.ledger.Sessions.GetByToken(context.Background(), res.SessionToken, h.now)
 			if err != nil || rec.Username != "alice" || rec.AuthMode != sessions.AuthMode(tc.wantMode) {
 				t.Fatalf("session for the returned token: %+v %v", rec, err)
 			}

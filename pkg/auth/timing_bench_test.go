@@ -28,7 +28,7 @@ func BenchmarkFailedCheck(b *testing.B) {
 			}
 			pb, _ := credential.NewHasher(credential.Params{Algorithm: credential.PBKDF2SHA512})
 			store := users.NewMemory()
-			ledger := &memLedger{users: store}
+			ledger := newRecordingLedger(store)
 			now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 			for name, h := range map[string]*credential.Hasher{"argon2-user": hasher, "pbkdf2-user": pb} {
 				hash, _ := h.Hash("the-right-password")

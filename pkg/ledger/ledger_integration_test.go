@@ -32,7 +32,7 @@ func TestLoginSucceededSurvivesARetryOfALandedWrite(t *testing.T) {
 	rt := e.RT
 	l := ledger.NewDynamo(retried{rt.DynamoDB}, rt.Users, rt.Sessions, rt.Tokens, rt.Audit)
 	now := time.Now()
-	token, rec, err := l.LoginSucceeded(context.Background(), auth.Success{
+	token, rec, err := l.LoginSucceeded(context.Background(), ledger.Success{
 		Session: sessions.Record{Package: "homechoice", Username: "perf-retried", AuthMode: sessions.AuthMode(auth.ModeLocal),
 			CreatedAt: now, IdleExpiresAt: now.Add(time.Hour), ExpiresAt: now.Add(2 * time.Hour)},
 		Event: audit.Event{Package: "homechoice", Username: "perf-retried", Action: audit.ActionLogin,

@@ -4,16 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/kcguard/kcguard/pkg/audit"
-	"github.com/kcguard/kcguard/pkg/auth"
 	"github.com/kcguard/kcguard/pkg/sessions"
 	"github.com/kcguard/kcguard/pkg/tokencache"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
 // Stores is the ledger over any stores, one call each (no transaction):
-// for the in-memory fakes in unit tests and local tools.
+// over the in-memory stores it is the memory ledger of unit tests and
+// local tools. The ledgertest suite holds it to what Dynamo does.
 type Stores struct {
 	Users    users.Store
 	Sessions sessions.Store
@@ -21,22 +22,32 @@ type Stores struct {
 	Trail    audit.Writer
 }
 
-var _ auth.Ledger = Stores{}
-
-// LoginSucceeded implements auth.Ledger.
+// LoginSucceeded writes what Dynamo.LoginSucceeded writes, one store at a
+// time.
 //
 // The version check and the session are two calls here, not a
 // transaction; the session store's own check against the user's last
 // revocation is atomic, so a raced login still leaves no live session.
-func (l Stores) LoginSucceeded(ctx context.Context, s auth.Success) (string, sessions.Record, error) {
+// The session goes first: a superseded login writes nothing else.
+func (l Stores) LoginSucceeded(ctx context.Context, s Success) (string, sessions.Record, error) {
+	if err := ctx.Err(); err != nil { // as the DynamoDB client would
+		return "", sessions.Record{}, err
+	}
 	if s.UserVersion > 0 {
 		u, err := l.Users.Get(ctx, keyOf(s.Event))
 		if err != nil {
 			return "", sessions.Record{}, err
 		}
 		if u.Version != s.UserVersion {
-			return "", sessions.Record{}, fmt.Errorf("%w: user at version %d, checked %d", auth.ErrLoginSuperseded, u.Version, s.UserVersion)
+			return "", sessions.Record{}, fmt.Errorf("%w: user at version %d, checked %d", ErrSuperseded, u.Version, s.UserVersion)
 		}
+	}
+	token, rec, err := l.Sessions.Create(ctx, s.Session)
+	if errors.Is(err, sessions.ErrSuperseded) {
+		return "", sessions.Record{}, fmt.Errorf("%w: %v", ErrSuperseded, err)
+	}
+	if err != nil {
+		return "", sessions.Record{}, err
 	}
 	if s.ResetLockout {
 		// Release keeps a lock a parallel failure set meanwhile.
@@ -57,15 +68,50 @@ func (l Stores) LoginSucceeded(ctx context.Context, s auth.Success) (string, ses
 	if err := l.Trail.Record(ctx, s.Event); err != nil {
 		return "", sessions.Record{}, err
 	}
-	token, rec, err := l.Sessions.Create(ctx, s.Session)
-	if errors.Is(err, sessions.ErrSuperseded) {
-		return "", sessions.Record{}, fmt.Errorf("%w: %v", auth.ErrLoginSuperseded, err)
-	}
-	return token, rec, err
+	return token, rec, nil
 }
 
-// LoginFailed implements auth.Ledger.
-func (l Stores) LoginFailed(ctx context.Context, f auth.Failure) error {
+// ReserveFirst reserves the key's first attempt unless the source is
+// throttled or the key has attempts on record (Dynamo.ReserveFirst). The
+// reservation itself is atomic: users.Store.Reserve with a gate of one
+// admits only while nothing is counted.
+func (l Stores) ReserveFirst(ctx context.Context, key users.Key, source string, now time.Time) (FirstAttempt, error) {
+	if err := ctx.Err(); err != nil {
+		return FirstNotTried, err
+	}
+	if source != "" {
+		src, err := l.Users.SourceFailures(ctx, source, now)
+		if err != nil {
+			return FirstNotTried, err
+		}
+		if src.Locked(now) {
+			return FirstSourceLocked, nil
+		}
+	}
+	lock, err := l.Users.Lockout(ctx, key, now)
+	if err != nil {
+		return FirstNotTried, err
+	}
+	if lock.FailedAttempts > 0 || lock.Locked(now) {
+		return FirstNotFirst, nil
+	}
+	a, err := l.Users.Reserve(ctx, key, 1, now)
+	switch {
+	case err != nil:
+		return FirstNotTried, err
+	case !a.Admitted:
+		return FirstNotFirst, nil // another attempt was counted meanwhile
+	case a.N != 1:
+		return FirstNotTried, fmt.Errorf("reserve first attempt %s: counted as attempt %d", key, a.N)
+	}
+	return FirstReserved, nil
+}
+
+// LoginFailed writes what Dynamo.LoginFailed writes, one store at a time.
+func (l Stores) LoginFailed(ctx context.Context, f Failure) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if err := l.Users.FailAttempt(ctx, f.Key, f.Attempt, f.LockedUntil, f.Event.At); err != nil {
 		return err
 	}
@@ -77,5 +123,10 @@ func (l Stores) LoginFailed(ctx context.Context, f auth.Failure) error {
 	return l.Trail.Record(ctx, f.Event)
 }
 
-// Audit implements auth.Ledger.
-func (l Stores) Audit(ctx context.Context, e audit.Event) error { return l.Trail.Record(ctx, e) }
+// Audit stores an audit event on its own.
+func (l Stores) Audit(ctx context.Context, e audit.Event) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return l.Trail.Record(ctx, e)
+}

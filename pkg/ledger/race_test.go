@@ -61,7 +61,7 @@ type gate struct {
 	release chan struct{}
 }
 
-func (g *gate) LoginSucceeded(ctx context.Context, s auth.Success) (string, sessions.Record, error) {
+func (g *gate) LoginSucceeded(ctx context.Context, s ledger.Success) (string, sessions.Record, error) {
 	if g.held.Swap(true) {
 		return g.Ledger.LoginSucceeded(ctx, s)
 	}
