@@ -2,16 +2,11 @@ package ledger_test
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-
-	"github.com/kcguard/kcguard/internal/testenv"
-	"github.com/kcguard/kcguard/pkg/audit"
 	"github.com/kcguard/kcguard/pkg/auth"
 	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/ledger"
@@ -30,25 +25,13 @@ type backend struct {
 }
 
 func memoryBackend(*testing.T) backend {
-	u, s := users.NewMemory(), sessions.NewMemory()
-	return backend{users: u, sessions: s,
-		ledger: ledger.Stores{Users: u, Sessions: s, Tokens: tokencache.NewMemory(), Trail: audit.NewMemory()}}
+	m := memoryLedger()
+	return backend{users: m.Users, sessions: m.Sessions, ledger: m.Ledger.(auth.Ledger)}
 }
 
 func dynamoBackend(t *testing.T) backend {
-	cfg := testenv.AWS(t)
-	db := dynamodb.NewFromConfig(cfg)
-	master := make([]byte, 32)
-	_, _ = rand.Read(master)
-	cipher, err := tokencache.NewLocalCipher(master)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := users.NewDynamo(db, testenv.Table(t, cfg, users.Table("users")))
-	s := sessions.NewDynamo(db, testenv.Table(t, cfg, sessions.Table("sessions")))
-	tok := tokencache.NewDynamo(db, testenv.Table(t, cfg, tokencache.Table("tokens")), cipher)
-	a := audit.NewDynamo(db, testenv.Table(t, cfg, audit.Table("audit")))
-	return backend{users: u, sessions: s, ledger: ledger.NewDynamo(db, u, s, tok, a)}
+	s := dynamoStores(t)
+	return backend{users: s.users, sessions: s.sessions, ledger: s.ledger(s.db)}
 }
 
 // gate holds the first login at the ledger: before it stores the session,
