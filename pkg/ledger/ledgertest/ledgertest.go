@@ -10,6 +10,7 @@ package ledgertest
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -68,6 +69,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 		{"AuditAlone", testAudit},
 		{"ReserveFirst", testReserveFirst},
 		{"ReserveFirstThrottledSource", testReserveFirstThrottled},
+		{"ReserveFirstOnceAmongConcurrentAttempts", testReserveFirstConcurrent},
 		{"CancelledContextWritesNothing", testCancelled},
 	}
 	first := newBackend(t)
@@ -197,8 +199,8 @@ func nothingWritten(t *testing.T, b Backend, u users.User, at time.Time) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !got.KeycloakConfirmedAt.Equal(u.KeycloakConfirmedAt) || got.HashStale != u.HashStale {
-		t.Errorf("the verdict was applied: confirmed %v, stale %v", got.KeycloakConfirmedAt, got.HashStale)
+	if !got.KeycloakConfirmedAt.Equal(u.KeycloakConfirmedAt) || got.KeycloakID != u.KeycloakID || got.HashStale != u.HashStale {
+		t.Errorf("the verdict was applied: confirmed %v, id %q, stale %v", got.KeycloakConfirmedAt, got.KeycloakID, got.HashStale)
 	}
 }
 
@@ -213,7 +215,9 @@ func testSuccess(t *testing.T, b Backend) {
 	s.Token = &keycloak.Token{AccessToken: "access-1", RefreshToken: "refresh-1", TokenType: "Bearer",
 		ExpiresAt: t0.Add(5 * time.Minute), RefreshExpiresAt: t0.Add(30 * time.Minute)}
 	s.GraceUntil = t0.Add(24 * time.Hour)
-	s.Verdict = &users.Verdict{ConfirmedAt: t0, HashStale: ptr(false), Enabled: ptr(true)}
+	// What a login through Keycloak confirms (auth's confirmation), and
+	// that the stale hash is no longer stale.
+	s.Verdict = &users.Verdict{ConfirmedAt: t0, KeycloakID: "kc-4711", HashStale: ptr(false), Enabled: ptr(true)}
 	s.UserVersion = u.Version
 
 	token, rec, err := b.Ledger.LoginSucceeded(ctx, s)
@@ -244,8 +248,9 @@ func testSuccess(t *testing.T, b Backend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !after.KeycloakConfirmedAt.Equal(t0) || after.HashStale || !after.Enabled {
-		t.Errorf("verdict not recorded: confirmed %v, stale %v, enabled %v", after.KeycloakConfirmedAt, after.HashStale, after.Enabled)
+	if !after.KeycloakConfirmedAt.Equal(t0) || after.KeycloakID != "kc-4711" || after.HashStale || !after.Enabled {
+		t.Errorf("verdict not recorded: confirmed %v, id %q, stale %v, enabled %v",
+			after.KeycloakConfirmedAt, after.KeycloakID, after.HashStale, after.Enabled)
 	}
 	if after.Version != u.Version || after.KeycloakSyncedVersion != u.KeycloakSyncedVersion || after.Hash != u.Hash {
 		t.Errorf("a verdict changed the user's version or hash: %+v", after)
@@ -313,7 +318,7 @@ func testSupersededByChange(t *testing.T, b Backend) {
 	s.UserVersion = u.Version // checked against the old password
 	s.Token = &keycloak.Token{AccessToken: "access-old", ExpiresAt: t0.Add(time.Minute)}
 	s.GraceUntil = t0.Add(time.Hour)
-	s.Verdict = &users.Verdict{ConfirmedAt: t0}
+	s.Verdict = &users.Verdict{ConfirmedAt: t0, KeycloakID: "kc-4711"}
 	if _, _, err := b.Ledger.LoginSucceeded(ctx, s); !errors.Is(err, ledger.ErrSuperseded) {
 		t.Fatalf("%v, want ErrSuperseded", err)
 	}
@@ -466,6 +471,47 @@ func testReserveFirst(t *testing.T, b Backend) {
 	other := users.Key{Package: user.Package, Username: "ledger.other"}
 	if got, err := b.Ledger.ReserveFirst(ctx, other, "", t0); err != nil || got != ledger.FirstReserved {
 		t.Fatalf("ReserveFirst without a source: %v %v", got, err)
+	}
+}
+
+// Attempts racing for a key's first reservation: exactly one is the first,
+// so a burst of guesses cannot each be admitted as attempt 1.
+func testReserveFirstConcurrent(t *testing.T, b Backend) {
+	newUser(t, b)
+	const n = 8
+	got := make(chan ledger.FirstAttempt, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			f, err := b.Ledger.ReserveFirst(ctx, user, source, t0)
+			if err != nil {
+				t.Error(err)
+			}
+			got <- f
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(got)
+	reserved := 0
+	for f := range got {
+		switch f {
+		case ledger.FirstReserved:
+			reserved++
+		case ledger.FirstNotFirst, ledger.FirstNotTried: // the usual reservation counts it
+		default:
+			t.Errorf("answer %v", f)
+		}
+	}
+	if reserved != 1 {
+		t.Errorf("%d of %d racing attempts reserved as the first, want 1", reserved, n)
+	}
+	if l := lockout(t, b, t0); l.FailedAttempts != 1 {
+		t.Errorf("%d attempts counted, want 1", l.FailedAttempts)
 	}
 }
 
