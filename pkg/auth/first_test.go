@@ -7,20 +7,20 @@ import (
 	"time"
 
 	"github.com/kcguard/kcguard/pkg/keycloak/keycloaktest"
-	"github.com/kcguard/kcguard/pkg/ledger"
+	"github.com/kcguard/kcguard/pkg/loginrecord"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
 // firstReads is a LoginReader that also reserves first attempts: the
-// memory ledger's ReserveFirst beside the plain reads (the DynamoDB ledger
-// does both in one round trip each).
+// memory login record's ReserveFirst beside the plain reads (the DynamoDB
+// login record does both in one round trip each).
 type firstReads struct {
 	storeReads
-	ledger.Stores
+	loginrecord.Stores
 	calls int
 }
 
-func (f *firstReads) ReserveFirst(ctx context.Context, key users.Key, source string, now time.Time) (ledger.FirstAttempt, error) {
+func (f *firstReads) ReserveFirst(ctx context.Context, key users.Key, source string, now time.Time) (loginrecord.FirstAttempt, error) {
 	f.calls++
 	return f.Stores.ReserveFirst(ctx, key, source, now)
 }
@@ -42,7 +42,7 @@ func TestFirstAttemptIsReservedAlongsideTheRead(t *testing.T) {
 	h := newHarness(t, func(d *Deps, s *Settings) {
 		s.ParallelKeycloak = true
 		reserve = &countedReserve{Users: d.Users}
-		reads = &firstReads{storeReads: storeReads{users: d.Users, tokens: d.Tokens}, Stores: d.Ledger.(*recordingLedger).Stores}
+		reads = &firstReads{storeReads: storeReads{users: d.Users, tokens: d.Tokens}, Stores: d.Recorder.(*memRecorder).Stores}
 		d.Users, d.Reads = reserve, reads
 	})
 	h.addUser(t, "alice", "alice-password-1", "alice-password-1")
@@ -74,7 +74,7 @@ func TestFirstAttemptIsReservedAlongsideTheRead(t *testing.T) {
 func TestThrottledSourceReservesNothingAlongsideTheRead(t *testing.T) {
 	var reads *firstReads
 	h := newHarness(t, func(d *Deps, s *Settings) {
-		reads = &firstReads{storeReads: storeReads{users: d.Users, tokens: d.Tokens}, Stores: d.Ledger.(*recordingLedger).Stores}
+		reads = &firstReads{storeReads: storeReads{users: d.Users, tokens: d.Tokens}, Stores: d.Recorder.(*memRecorder).Stores}
 		d.Reads = reads
 	})
 	h.addUser(t, "alice", "alice-password-1", "alice-password-1")

@@ -7,7 +7,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/audit"
 	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/keycloak"
-	"github.com/kcguard/kcguard/pkg/ledger"
+	"github.com/kcguard/kcguard/pkg/loginrecord"
 	"github.com/kcguard/kcguard/pkg/sessions"
 	"github.com/kcguard/kcguard/pkg/syncjob"
 	"github.com/kcguard/kcguard/pkg/users"
@@ -44,23 +44,23 @@ type KeycloakAccounts interface {
 
 // LoginReader reads what a login needs before the password check, and the
 // cached Keycloak token it may fall back on after, in one round trip where
-// the store allows (the DynamoDB ledger batches them). Optional: without
+// the store allows (the DynamoDB login record batches them). Optional: without
 // one the service reads through Users and TokenCache.
 type LoginReader interface {
 	// ReadLogin reads the user (Entry.Lockout is not filled: the
 	// reservation is the lockout's only authority) and, when source is not
 	// empty, the source's failure state.
-	ReadLogin(ctx context.Context, key users.Key, source string, now time.Time) (ledger.Read, error)
+	ReadLogin(ctx context.Context, key users.Key, source string, now time.Time) (loginrecord.Read, error)
 }
 
 // FirstReserver reserves a key's first attempt on record and checks the
 // request source's throttle in one atomic step, so a login can run it
 // alongside ReadLogin: one round trip less before the password check for
 // every user without failures on record. Optional: the LoginReader may
-// offer it (the DynamoDB ledger does); without it every attempt is
+// offer it (the DynamoDB login record does); without it every attempt is
 // reserved after the read (Users.Reserve).
 type FirstReserver interface {
-	ReserveFirst(ctx context.Context, key users.Key, source string, now time.Time) (ledger.FirstAttempt, error)
+	ReserveFirst(ctx context.Context, key users.Key, source string, now time.Time) (loginrecord.FirstAttempt, error)
 }
 
 // PasswordHasher makes and checks local hashes (*credential.Hasher; tests
@@ -109,22 +109,22 @@ type SessionRevoker interface {
 	RevokeAllForUser(ctx context.Context, pkg, username string, now time.Time) (int, error)
 }
 
-// Ledger stores what an authentication attempt changed. Its DynamoDB
+// Recorder stores what an authentication attempt changed. Its DynamoDB
 // implementation writes each outcome in ONE round trip (a transaction); the
 // session cap's count rides in it (ReadLogin reads the user's session
 // count), so every login path stays within three DynamoDB calls.
-type Ledger interface {
+type Recorder interface {
 	// LoginSucceeded creates the session (returning its token, which exists
 	// nowhere else) and stores the audit event, caches a fresh Keycloak
 	// token, and releases the attempt's reservation (never lifting a lock).
-	// It stores nothing and returns ledger.ErrSuperseded when the user moved
-	// past Success.UserVersion or the user's sessions were revoked at or
-	// after the session's CreatedAt.
-	LoginSucceeded(ctx context.Context, s ledger.Success) (token string, session sessions.Record, err error)
+	// It stores nothing and returns loginrecord.ErrSuperseded when the user
+	// moved past Success.UserVersion or the user's sessions were revoked at
+	// or after the session's CreatedAt.
+	LoginSucceeded(ctx context.Context, s loginrecord.Success) (token string, session sessions.Record, err error)
 	// LoginFailed records a failed check (the attempt was counted when it
 	// was reserved): the lock the policy derived from the attempt's
 	// number, the source's failure, and the audit event.
-	LoginFailed(ctx context.Context, f ledger.Failure) error
+	LoginFailed(ctx context.Context, f loginrecord.Failure) error
 	// Audit stores an audit event on its own.
 	Audit(ctx context.Context, e audit.Event) error
 }
@@ -135,18 +135,18 @@ type storeReads struct {
 	tokens TokenCache
 }
 
-func (r storeReads) ReadLogin(ctx context.Context, key users.Key, source string, now time.Time) (ledger.Read, error) {
+func (r storeReads) ReadLogin(ctx context.Context, key users.Key, source string, now time.Time) (loginrecord.Read, error) {
 	e, err := r.users.Lookup(ctx, key, now)
 	if err != nil {
-		return ledger.Read{}, err
+		return loginrecord.Read{}, err
 	}
 	e.Lockout = users.Lockout{} // the reservation decides, not this read
-	read := ledger.Read{Entry: e, CachedToken: func(ctx context.Context) (keycloak.Token, bool, error) {
+	read := loginrecord.Read{Entry: e, CachedToken: func(ctx context.Context) (keycloak.Token, bool, error) {
 		return r.tokens.Get(ctx, key, now)
 	}}
 	if source != "" {
 		if read.Source, err = r.users.SourceFailures(ctx, source, now); err != nil {
-			return ledger.Read{}, err
+			return loginrecord.Read{}, err
 		}
 	}
 	return read, nil

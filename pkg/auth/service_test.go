@@ -13,7 +13,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/keycloak/keycloaktest"
-	"github.com/kcguard/kcguard/pkg/ledger"
+	"github.com/kcguard/kcguard/pkg/loginrecord"
 	"github.com/kcguard/kcguard/pkg/sessions"
 	"github.com/kcguard/kcguard/pkg/syncjob"
 	"github.com/kcguard/kcguard/pkg/tokencache"
@@ -70,24 +70,24 @@ func (f *fakeSessions) RevokeAllForUser(context.Context, string, string, time.Ti
 	return 2, nil
 }
 
-// recordingLedger is the memory ledger (ledger.Stores over the harness's
-// user store and in-memory sessions, token cache and trail; the ledgertest
-// suite holds it to the DynamoDB ledger) remembering what the service
-// handed it.
-type recordingLedger struct {
-	ledger.Stores
+// memRecorder is the memory login record (loginrecord.Stores over the
+// harness's user store and in-memory sessions, token cache and trail; the
+// loginrecordtest suite holds it to the DynamoDB login record) remembering
+// what the service handed it.
+type memRecorder struct {
+	loginrecord.Stores
 	mu        sync.Mutex
-	successes []ledger.Success
-	failures  []ledger.Failure
+	successes []loginrecord.Success
+	failures  []loginrecord.Failure
 	audits    []audit.Event
 }
 
-func newRecordingLedger(u *users.Memory) *recordingLedger {
-	return &recordingLedger{Stores: ledger.Stores{Users: u, Sessions: sessions.NewMemory(),
+func newMemRecorder(u *users.Memory) *memRecorder {
+	return &memRecorder{Stores: loginrecord.Stores{Users: u, Sessions: sessions.NewMemory(),
 		Tokens: tokencache.NewMemory(), Trail: audit.NewMemory()}}
 }
 
-func (l *recordingLedger) LoginSucceeded(ctx context.Context, s ledger.Success) (string, sessions.Record, error) {
+func (l *memRecorder) LoginSucceeded(ctx context.Context, s loginrecord.Success) (string, sessions.Record, error) {
 	l.mu.Lock()
 	l.successes = append(l.successes, s)
 	l.audits = append(l.audits, s.Event)
@@ -95,7 +95,7 @@ func (l *recordingLedger) LoginSucceeded(ctx context.Context, s ledger.Success) 
 	return l.Stores.LoginSucceeded(ctx, s)
 }
 
-func (l *recordingLedger) LoginFailed(ctx context.Context, f ledger.Failure) error {
+func (l *memRecorder) LoginFailed(ctx context.Context, f loginrecord.Failure) error {
 	l.mu.Lock()
 	l.failures = append(l.failures, f)
 	l.audits = append(l.audits, f.Event)
@@ -103,7 +103,7 @@ func (l *recordingLedger) LoginFailed(ctx context.Context, f ledger.Failure) err
 	return l.Stores.LoginFailed(ctx, f)
 }
 
-func (l *recordingLedger) Audit(ctx context.Context, e audit.Event) error {
+func (l *memRecorder) Audit(ctx context.Context, e audit.Event) error {
 	l.mu.Lock()
 	l.audits = append(l.audits, e)
 	l.mu.Unlock()
@@ -128,7 +128,7 @@ type harness struct {
 	tokens   *fakeTokens
 	sync     *fakeSync
 	sessions *fakeSessions
-	ledger   *recordingLedger
+	recorder *memRecorder
 	hasher   *credential.Hasher
 	now      time.Time
 }
@@ -143,13 +143,13 @@ func newHarness(t *testing.T, mutate ...func(*Deps, *Settings)) *harness {
 		tokens: &fakeTokens{byKey: map[users.Key]keycloak.Token{}}, sync: &fakeSync{result: syncjob.Applied},
 		sessions: &fakeSessions{}, now: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC),
 	}
-	h.ledger = newRecordingLedger(h.users)
+	h.recorder = newMemRecorder(h.users)
 	var err error
 	if h.hasher, err = credential.NewHasher(testParams); err != nil {
 		t.Fatal(err)
 	}
 	d := Deps{Users: h.users, Hasher: h.hasher, Policy: credential.Policy{}, Keycloak: h.kc, Breaker: h.breaker,
-		Tokens: h.tokens, Ledger: h.ledger, Sessions: h.sessions, Sync: h.sync, Packages: []string{pkg}}
+		Tokens: h.tokens, Recorder: h.recorder, Sessions: h.sessions, Sync: h.sync, Packages: []string{pkg}}
 	s := Settings{AllowOfflineMode: true, RevokeOtherSessions: true, Now: func() time.Time { return h.now }}
 	for _, m := range mutate {
 		m(&d, &s)
@@ -195,7 +195,7 @@ func TestLoginModes(t *testing.T) {
 		wantMode   Mode
 		wantStatus KeycloakStatus
 		wantToken  bool // a Keycloak token in the answer
-		wantCached bool // a fresh token handed to the ledger for caching
+		wantCached bool // a fresh token handed to the login record for caching
 		kcCalls    int
 	}{
 		{"keycloak healthy", func(*harness) {}, ModeKeycloak, KeycloakAvailable, true, true, 1},
@@ -230,14 +230,14 @@ func TestLoginModes(t *testing.T) {
 			if got := h.kc.Calls(keycloaktest.PasswordGrant); got != tc.kcCalls {
 				t.Fatalf("keycloak password grants = %d, want %d", got, tc.kcCalls)
 			}
-			s := h.ledger.successes[0]
+			s := h.recorder.successes[0]
 			if (s.Token != nil) != tc.wantCached {
 				t.Fatalf("token cached = %v, want %v", s.Token != nil, tc.wantCached)
 			}
 			if tc.wantCached && !s.GraceUntil.Equal(h.now.Add(24*time.Hour)) {
 				t.Fatalf("grace until %s", s.GraceUntil)
 			}
-			rec, err := h.ledger.Sessions.GetByToken(context.Background(), res.SessionToken, h.now)
+			rec, err := h.recorder.Sessions.GetByToken(context.Background(), res.SessionToken, h.now)
 			if err != nil || rec.Username != "alice" || rec.AuthMode != sessions.AuthMode(tc.wantMode) {
 				t.Fatalf("session for the returned token: %+v %v", rec, err)
 			}
@@ -431,7 +431,7 @@ func TestAuditRecordsEveryAttempt(t *testing.T) {
 	h.login("alice", "alice-password-1")
 	h.login("alice", "nope")
 	var got []string
-	for _, e := range h.ledger.audits {
+	for _, e := range h.recorder.audits {
 		got = append(got, string(e.Action)+":"+e.AuthMode+":"+string(e.Outcome))
 	}
 	if strings.Join(got, ",") != "login:keycloak:success,login::invalid_credentials" {

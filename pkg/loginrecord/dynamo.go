@@ -1,10 +1,4 @@
-// Package ledger writes the outcome of an authentication attempt to the
-// local tables. The DynamoDB ledger puts everything one outcome changes
-// (session, audit record, cached token, lockout counter) into a single
-// TransactWriteItems call: one round trip, and all or nothing, so a login
-// never leaves a session without its audit record or a reset counter
-// without the session it was reset for.
-package ledger
+package loginrecord
 
 import (
 	"context"
@@ -25,14 +19,18 @@ import (
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
-// TransactWriter is the part of the DynamoDB client the ledger uses.
+// TransactWriter is the part of the DynamoDB client the login record uses.
 type TransactWriter interface {
 	TransactWriteItems(context.Context, *dynamodb.TransactWriteItemsInput, ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error)
 	BatchGetItem(context.Context, *dynamodb.BatchGetItemInput, ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error)
 }
 
-// Dynamo is the DynamoDB ledger. The stores build the items (they own their
-// table layouts); the ledger only bundles them.
+// Dynamo is the DynamoDB login record. It puts everything one outcome
+// changes (session, audit record, cached token, lockout counter) into a
+// single TransactWriteItems call: one round trip, and all or nothing, so a
+// login never leaves a session without its audit record or a reset
+// counter without the session it was reset for. The stores build the
+// items (they own their table layouts); Dynamo only bundles them.
 type Dynamo struct {
 	db       TransactWriter
 	users    *users.Dynamo

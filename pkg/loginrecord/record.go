@@ -1,4 +1,12 @@
-package ledger
+// Package loginrecord keeps the record of a login attempt: what one attempt
+// writes to the local tables (the session, the audit event, the cached
+// Keycloak token, the lockout counters, Keycloak's verdict on the user) and
+// what it reads before its password check. Dynamo writes each outcome in
+// one transaction; Stores writes it store by store for the in-memory
+// stores. The login flow (pkg/auth) declares the ports; the records live
+// here, beside the stores that keep them, as sessions.Record lives with
+// the session stores.
+package loginrecord
 
 import (
 	"context"
@@ -11,10 +19,6 @@ import (
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
-// What one login writes and reads. The login flow (pkg/auth) declares the
-// ports; the records live here, beside the stores that keep them, as
-// sessions.Record lives with the session stores.
-
 // ErrSuperseded: LoginSucceeded stored nothing because the user moved past
 // Success.UserVersion or the user's sessions were revoked at or after the
 // session's CreatedAt. A retry of the login is safe.
@@ -22,7 +26,8 @@ var ErrSuperseded = errors.New("superseded: the user changed or their sessions w
 
 // Success is everything a successful login writes.
 type Success struct {
-	// Session is the session to create; the ledger makes its token and id.
+	// Session is the session to create; the login record makes its token
+	// and id.
 	Session sessions.Record
 	Event   audit.Event
 	// Token, when set, is a fresh Keycloak token to cache until GraceUntil.
@@ -69,7 +74,7 @@ type Read struct {
 	CachedToken func(ctx context.Context) (keycloak.Token, bool, error)
 	// NextSessionSeq is the Seq the login's session takes (one more than
 	// the sessions the user was given when read; see sessions.Record.Seq).
-	// Zero when the reader does not read session state: the ledger then
+	// Zero when the reader does not read session state: the login record then
 	// asks the session store.
 	NextSessionSeq int64
 }

@@ -1,4 +1,4 @@
-package ledger
+package loginrecord
 
 import (
 	"context"
@@ -12,9 +12,9 @@ import (
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
-// Stores is the ledger over any stores, one call each (no transaction):
-// over the in-memory stores it is the memory ledger of unit tests and
-// local tools. The ledgertest suite holds it to what Dynamo does.
+// Stores is the login record over any stores, one call each (no transaction):
+// over the in-memory stores it is the memory login record of unit tests and
+// local tools. The loginrecordtest suite holds it to what Dynamo does.
 type Stores struct {
 	Users    users.Store
 	Sessions sessions.Store

@@ -1,4 +1,4 @@
-package ledger_test
+package loginrecord_test
 
 import (
 	"context"
@@ -10,21 +10,21 @@ import (
 
 	"github.com/kcguard/kcguard/internal/testenv"
 	"github.com/kcguard/kcguard/pkg/audit"
-	"github.com/kcguard/kcguard/pkg/ledger"
-	"github.com/kcguard/kcguard/pkg/ledger/ledgertest"
+	"github.com/kcguard/kcguard/pkg/loginrecord"
+	"github.com/kcguard/kcguard/pkg/loginrecord/loginrecordtest"
 	"github.com/kcguard/kcguard/pkg/sessions"
 	"github.com/kcguard/kcguard/pkg/tokencache"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
 func TestMemory(t *testing.T) {
-	ledgertest.Run(t, func(*testing.T) ledgertest.Backend { return memoryLedger() })
+	loginrecordtest.Run(t, func(*testing.T) loginrecordtest.Backend { return memoryRecorder() })
 }
 
-// memoryLedger is the memory ledger over empty in-memory stores.
-func memoryLedger() ledgertest.Backend {
+// memoryRecorder is the memory login record over empty in-memory stores.
+func memoryRecorder() loginrecordtest.Backend {
 	u, s, tok, a := users.NewMemory(), sessions.NewMemory(), tokencache.NewMemory(), audit.NewMemory()
-	return ledgertest.Backend{Ledger: ledger.Stores{Users: u, Sessions: s, Tokens: tok, Trail: a},
+	return loginrecordtest.Backend{Recorder: loginrecord.Stores{Users: u, Sessions: s, Tokens: tok, Trail: a},
 		Users: u, Sessions: s, Tokens: tok, Audit: a}
 }
 
@@ -34,9 +34,9 @@ func TestDynamo(t *testing.T) {
 	// and the SDK retries a write that landed; moto ignores the idempotency
 	// token, so a counter moves twice and the suite's exact counts fail.
 	t.Setenv("AWS_ENDPOINT_URL", testenv.PrivateMoto(t))
-	ledgertest.Run(t, func(t *testing.T) ledgertest.Backend {
+	loginrecordtest.Run(t, func(t *testing.T) loginrecordtest.Backend {
 		b := dynamoStores(t)
-		return ledgertest.Backend{Ledger: b.ledger(b.db), Retried: b.ledger(lostAnswer{b.db}),
+		return loginrecordtest.Backend{Recorder: b.recorder(b.db), Retried: b.recorder(lostAnswer{b.db}),
 			Users: b.users, Sessions: b.sessions, Tokens: b.tokens, Audit: b.audit}
 	})
 }
@@ -66,8 +66,8 @@ func dynamoStores(t *testing.T) stores {
 		audit:    audit.NewDynamo(db, testenv.Table(t, cfg, audit.Table("audit")))}
 }
 
-func (s stores) ledger(db ledger.TransactWriter) *ledger.Dynamo {
-	return ledger.NewDynamo(db, s.users, s.sessions, s.tokens, s.audit)
+func (s stores) recorder(db loginrecord.TransactWriter) *loginrecord.Dynamo {
+	return loginrecord.NewDynamo(db, s.users, s.sessions, s.tokens, s.audit)
 }
 
 // lostAnswer lands every transaction and then sends it again, as the SDK
@@ -89,7 +89,7 @@ func (l lostAnswer) TransactWriteItems(ctx context.Context, in *dynamodb.Transac
 func TestLandedIsTheTokensOwnSession(t *testing.T) {
 	s := dynamoStores(t)
 	now := time.Now()
-	token, rec, err := s.ledger(lostAnswer{s.db}).LoginSucceeded(context.Background(), ledger.Success{
+	token, rec, err := s.recorder(lostAnswer{s.db}).LoginSucceeded(context.Background(), loginrecord.Success{
 		Session: sessions.Record{Package: "homechoice", Username: "landed", AuthMode: sessions.AuthLocal,
 			CreatedAt: now, ExpiresAt: now.Add(time.Hour)},
 		Event: audit.Event{Package: "homechoice", Username: "landed", Action: audit.ActionLogin,

@@ -1,11 +1,12 @@
-// Package ledgertest is the conformance suite every ledger must pass: what
-// one login writes (the session, the audit event, the cached token, the
-// attempt's release, Keycloak's verdict on the user, the session cap), what
-// a failed one writes, the first-attempt reservation, and the logins that
-// must write nothing. It runs against the memory ledger (ledger.Stores over
-// the in-memory stores) and the DynamoDB ledger alike, so the fake the auth
-// tests use cannot drift from what production writes.
-package ledgertest
+// Package loginrecordtest is the conformance suite every login record must
+// pass: what one login writes (the session, the audit event, the cached
+// token, the attempt's release, Keycloak's verdict on the user, the session
+// cap), what a failed one writes, the first-attempt reservation, and the
+// logins that must write nothing. It runs against the memory login record
+// (loginrecord.Stores over the in-memory stores) and the DynamoDB login
+// record alike, so the fake the auth tests use cannot drift from what
+// production writes.
+package loginrecordtest
 
 import (
 	"context"
@@ -16,42 +17,42 @@ import (
 
 	"github.com/kcguard/kcguard/pkg/audit"
 	"github.com/kcguard/kcguard/pkg/keycloak"
-	"github.com/kcguard/kcguard/pkg/ledger"
+	"github.com/kcguard/kcguard/pkg/loginrecord"
 	"github.com/kcguard/kcguard/pkg/sessions"
 	"github.com/kcguard/kcguard/pkg/tokencache"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
-// Ledger is what a ledger under test offers: auth.Ledger and
+// Recorder is what a login record under test offers: auth.Recorder and
 // auth.FirstReserver.
-type Ledger interface {
-	LoginSucceeded(ctx context.Context, s ledger.Success) (string, sessions.Record, error)
-	LoginFailed(ctx context.Context, f ledger.Failure) error
+type Recorder interface {
+	LoginSucceeded(ctx context.Context, s loginrecord.Success) (string, sessions.Record, error)
+	LoginFailed(ctx context.Context, f loginrecord.Failure) error
 	Audit(ctx context.Context, e audit.Event) error
-	ReserveFirst(ctx context.Context, key users.Key, source string, now time.Time) (ledger.FirstAttempt, error)
+	ReserveFirst(ctx context.Context, key users.Key, source string, now time.Time) (loginrecord.FirstAttempt, error)
 }
 
-// Reader is auth.LoginReader, which a ledger may offer (Dynamo does).
+// Reader is auth.LoginReader, which a login record may offer (Dynamo does).
 type Reader interface {
-	ReadLogin(ctx context.Context, key users.Key, source string, now time.Time) (ledger.Read, error)
+	ReadLogin(ctx context.Context, key users.Key, source string, now time.Time) (loginrecord.Read, error)
 }
 
-// Backend is a ledger over empty stores, and the stores, to look.
+// Backend is a login record over empty stores, and the stores, to look.
 type Backend struct {
-	Ledger   Ledger
+	Recorder Recorder
 	Users    users.Store
 	Sessions sessions.Store // with the default session cap
 	Tokens   tokencache.Store
 	Audit    audit.Store
-	// Retried, when not nil, is a ledger over the same stores whose every
-	// write lands and is then sent again, the caller seeing the second
+	// Retried, when not nil, is a login record over the same stores whose
+	// every write lands and is then sent again, the caller seeing the second
 	// answer: an SDK retry after a lost answer, where a store ignores the
 	// idempotency token (moto). Only where writes travel (DynamoDB).
-	Retried Ledger
+	Retried Recorder
 }
 
 // Run runs every case that applies, each on a fresh backend: the ReadLogin
-// cases when the ledger is a Reader, the retry case when the backend has
+// cases when the login record is a Reader, the retry case when the backend has
 // Retried.
 func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 	type tc struct {
@@ -73,7 +74,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 		{"CancelledContextWritesNothing", testCancelled},
 	}
 	first := newBackend(t)
-	if _, ok := first.Ledger.(Reader); ok {
+	if _, ok := first.Recorder.(Reader); ok {
 		cases = append(cases,
 			tc{"ReadLogin", testReadLogin},
 			tc{"ReadLoginSessionSeqKeepsTheCap", testReadLoginCap},
@@ -96,7 +97,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 var (
 	t0   = time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 	ctx  = context.Background()
-	user = users.Key{Package: "homechoice", Username: "ledger.user"}
+	user = users.Key{Package: "homechoice", Username: "record.user"}
 	// source is a request source's id (a keyed hash of its address).
 	source = "5f1c0ffee5f1c0ffee5f1c0ffee5f1c0"
 )
@@ -123,11 +124,11 @@ func reserve(t *testing.T, b Backend, at time.Time) users.Attempt {
 }
 
 // success is a local login of user at `at`, releasing its reservation.
-func success(at time.Time) ledger.Success {
-	return ledger.Success{
+func success(at time.Time) loginrecord.Success {
+	return loginrecord.Success{
 		Session: sessions.Record{Package: user.Package, Username: user.Username, AuthMode: sessions.AuthLocal,
 			CreatedAt: at, IdleExpiresAt: at.Add(30 * time.Minute), ExpiresAt: at.Add(8 * time.Hour),
-			SourceIP: "203.0.113.7", UserAgent: "ledgertest/1.0"},
+			SourceIP: "203.0.113.7", UserAgent: "loginrecordtest/1.0"},
 		Event: audit.Event{Package: user.Package, Username: user.Username, Action: audit.ActionLogin,
 			AuthMode: string(sessions.AuthLocal), Outcome: audit.OutcomeSuccess, SourceIP: "203.0.113.7", At: at},
 		ResetLockout: true, Now: at,
@@ -220,7 +221,7 @@ func testSuccess(t *testing.T, b Backend) {
 	s.Verdict = &users.Verdict{ConfirmedAt: t0, KeycloakID: "kc-4711", HashStale: ptr(false), Enabled: ptr(true)}
 	s.UserVersion = u.Version
 
-	token, rec, err := b.Ledger.LoginSucceeded(ctx, s)
+	token, rec, err := b.Recorder.LoginSucceeded(ctx, s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +263,7 @@ func testPlainSuccess(t *testing.T, b Backend) {
 	reserve(t, b, t0)
 	s := success(t0)
 	s.ResetLockout = false
-	token, _, err := b.Ledger.LoginSucceeded(ctx, s)
+	token, _, err := b.Recorder.LoginSucceeded(ctx, s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +293,7 @@ func testKeptLock(t *testing.T, b Backend) {
 	if err := b.Users.FailAttempt(ctx, user, a, t0.Add(time.Minute), t0); err != nil {
 		t.Fatal(err)
 	}
-	token, _, err := b.Ledger.LoginSucceeded(ctx, success(t0))
+	token, _, err := b.Recorder.LoginSucceeded(ctx, success(t0))
 	if err != nil {
 		t.Fatalf("the lock must not refuse the session: %v", err)
 	}
@@ -319,7 +320,7 @@ func testSupersededByChange(t *testing.T, b Backend) {
 	s.Token = &keycloak.Token{AccessToken: "access-old", ExpiresAt: t0.Add(time.Minute)}
 	s.GraceUntil = t0.Add(time.Hour)
 	s.Verdict = &users.Verdict{ConfirmedAt: t0, KeycloakID: "kc-4711"}
-	if _, _, err := b.Ledger.LoginSucceeded(ctx, s); !errors.Is(err, ledger.ErrSuperseded) {
+	if _, _, err := b.Recorder.LoginSucceeded(ctx, s); !errors.Is(err, loginrecord.ErrSuperseded) {
 		t.Fatalf("%v, want ErrSuperseded", err)
 	}
 	nothingWritten(t, b, u, t0)
@@ -336,12 +337,12 @@ func testSupersededByRevocation(t *testing.T, b Backend) {
 	s.UserVersion = u.Version
 	s.Token = &keycloak.Token{AccessToken: "access-revoked", ExpiresAt: t0.Add(time.Minute)}
 	s.GraceUntil = t0.Add(time.Hour)
-	if _, _, err := b.Ledger.LoginSucceeded(ctx, s); !errors.Is(err, ledger.ErrSuperseded) {
+	if _, _, err := b.Recorder.LoginSucceeded(ctx, s); !errors.Is(err, loginrecord.ErrSuperseded) {
 		t.Fatalf("%v, want ErrSuperseded", err)
 	}
 	nothingWritten(t, b, u, t0.Add(2*time.Second))
 	// A login that begins after the revocation is not superseded by it.
-	if _, _, err := b.Ledger.LoginSucceeded(ctx, success(t0.Add(2*time.Second))); err != nil {
+	if _, _, err := b.Recorder.LoginSucceeded(ctx, success(t0.Add(2*time.Second))); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -356,7 +357,7 @@ func logins(t *testing.T, b Backend, n int, at time.Time, seq func(time.Time) in
 		if seq != nil {
 			s.Session.Seq = seq(s.Now)
 		}
-		token, _, err := b.Ledger.LoginSucceeded(ctx, s)
+		token, _, err := b.Recorder.LoginSucceeded(ctx, s)
 		if err != nil {
 			t.Fatalf("login %d: %v", i+1, err)
 		}
@@ -386,11 +387,11 @@ func testCap(t *testing.T, b Backend) {
 func testFailure(t *testing.T, b Backend) {
 	newUser(t, b)
 	a := reserve(t, b, t0)
-	f := ledger.Failure{Key: user, Attempt: a, LockedUntil: t0.Add(30 * time.Second),
+	f := loginrecord.Failure{Key: user, Attempt: a, LockedUntil: t0.Add(30 * time.Second),
 		Source: source, SourceLockout: users.Lockout{FailedAttempts: 1, LastFailureAt: t0, LockedUntil: t0.Add(time.Minute)},
 		Event: audit.Event{Package: user.Package, Username: user.Username, Action: audit.ActionLogin,
 			Outcome: audit.OutcomeInvalidCredentials, At: t0}}
-	if err := b.Ledger.LoginFailed(ctx, f); err != nil {
+	if err := b.Recorder.LoginFailed(ctx, f); err != nil {
 		t.Fatal(err)
 	}
 	if l := lockout(t, b, t0); l.FailedAttempts != 1 || !l.LockedUntil.Equal(f.LockedUntil) || !l.LastFailureAt.Equal(t0) {
@@ -414,7 +415,7 @@ func testFailure(t *testing.T, b Backend) {
 	a2 := reserve(t, b, t0.Add(time.Minute))
 	f2 := f
 	f2.Attempt, f2.LockedUntil, f2.Source, f2.Event.At = a2, time.Time{}, "", t0.Add(time.Minute)
-	if err := b.Ledger.LoginFailed(ctx, f2); err != nil {
+	if err := b.Recorder.LoginFailed(ctx, f2); err != nil {
 		t.Fatal(err)
 	}
 	if l := lockout(t, b, t0.Add(time.Minute)); l.FailedAttempts != b2.FailedAttempts+1 || l.Locked(t0.Add(time.Minute)) {
@@ -428,7 +429,7 @@ func testFailure(t *testing.T, b Backend) {
 func testAudit(t *testing.T, b Backend) {
 	e := audit.Event{Package: user.Package, Username: user.Username, Action: audit.ActionLogin,
 		Outcome: audit.OutcomeThrottled, SourceIP: "203.0.113.9", At: t0}
-	if err := b.Ledger.Audit(ctx, e); err != nil {
+	if err := b.Recorder.Audit(ctx, e); err != nil {
 		t.Fatal(err)
 	}
 	if events := trail(t, b); len(events) != 1 || events[0].Outcome != audit.OutcomeThrottled || events[0].SourceIP != e.SourceIP {
@@ -441,9 +442,9 @@ func testAudit(t *testing.T, b Backend) {
 
 func testReserveFirst(t *testing.T, b Backend) {
 	newUser(t, b)
-	first := func(at time.Time, want ledger.FirstAttempt, counted int) {
+	first := func(at time.Time, want loginrecord.FirstAttempt, counted int) {
 		t.Helper()
-		got, err := b.Ledger.ReserveFirst(ctx, user, source, at)
+		got, err := b.Recorder.ReserveFirst(ctx, user, source, at)
 		if err != nil || got != want {
 			t.Fatalf("ReserveFirst: %v %v, want %v", got, err, want)
 		}
@@ -451,25 +452,25 @@ func testReserveFirst(t *testing.T, b Backend) {
 			t.Fatalf("%d attempts counted, want %d", l.FailedAttempts, counted)
 		}
 	}
-	first(t0, ledger.FirstReserved, 1)
+	first(t0, loginrecord.FirstReserved, 1)
 	// The reservation is N = 1: the usual one counts past it.
 	if a := reserve(t, b, t0); a.N != 2 {
 		t.Fatalf("the usual reservation after the first is N = %d, want 2", a.N)
 	}
-	first(t0, ledger.FirstNotFirst, 2) // counts nothing
+	first(t0, loginrecord.FirstNotFirst, 2) // counts nothing
 	// A login's release makes the next attempt a first one again.
-	if _, _, err := b.Ledger.LoginSucceeded(ctx, success(t0)); err != nil {
+	if _, _, err := b.Recorder.LoginSucceeded(ctx, success(t0)); err != nil {
 		t.Fatal(err)
 	}
-	first(t0.Add(time.Second), ledger.FirstReserved, 1)
+	first(t0.Add(time.Second), loginrecord.FirstReserved, 1)
 	// A locked key has attempts on record.
 	if err := b.Users.FailAttempt(ctx, user, users.Attempt{Admitted: true, N: 1}, t0.Add(time.Hour), t0.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	first(t0.Add(2*time.Second), ledger.FirstNotFirst, 1)
+	first(t0.Add(2*time.Second), loginrecord.FirstNotFirst, 1)
 	// Without a source the key alone decides.
-	other := users.Key{Package: user.Package, Username: "ledger.other"}
-	if got, err := b.Ledger.ReserveFirst(ctx, other, "", t0); err != nil || got != ledger.FirstReserved {
+	other := users.Key{Package: user.Package, Username: "record.other"}
+	if got, err := b.Recorder.ReserveFirst(ctx, other, "", t0); err != nil || got != loginrecord.FirstReserved {
 		t.Fatalf("ReserveFirst without a source: %v %v", got, err)
 	}
 }
@@ -479,7 +480,7 @@ func testReserveFirst(t *testing.T, b Backend) {
 func testReserveFirstConcurrent(t *testing.T, b Backend) {
 	newUser(t, b)
 	const n = 8
-	got := make(chan ledger.FirstAttempt, n)
+	got := make(chan loginrecord.FirstAttempt, n)
 	start := make(chan struct{})
 	var wg sync.WaitGroup
 	for range n {
@@ -487,7 +488,7 @@ func testReserveFirstConcurrent(t *testing.T, b Backend) {
 		go func() {
 			defer wg.Done()
 			<-start
-			f, err := b.Ledger.ReserveFirst(ctx, user, source, t0)
+			f, err := b.Recorder.ReserveFirst(ctx, user, source, t0)
 			if err != nil {
 				t.Error(err)
 			}
@@ -500,9 +501,9 @@ func testReserveFirstConcurrent(t *testing.T, b Backend) {
 	reserved := 0
 	for f := range got {
 		switch f {
-		case ledger.FirstReserved:
+		case loginrecord.FirstReserved:
 			reserved++
-		case ledger.FirstNotFirst, ledger.FirstNotTried: // the usual reservation counts it
+		case loginrecord.FirstNotFirst, loginrecord.FirstNotTried: // the usual reservation counts it
 		default:
 			t.Errorf("answer %v", f)
 		}
@@ -521,36 +522,36 @@ func testReserveFirstThrottled(t *testing.T, b Backend) {
 		LockedUntil: t0.Add(time.Minute)}, t0); err != nil {
 		t.Fatal(err)
 	}
-	got, err := b.Ledger.ReserveFirst(ctx, user, source, t0)
-	if err != nil || got != ledger.FirstSourceLocked {
+	got, err := b.Recorder.ReserveFirst(ctx, user, source, t0)
+	if err != nil || got != loginrecord.FirstSourceLocked {
 		t.Fatalf("%v %v, want FirstSourceLocked", got, err)
 	}
 	if l := lockout(t, b, t0); l.FailedAttempts != 0 {
 		t.Fatalf("a throttled source counted %d attempts against the user", l.FailedAttempts)
 	}
 	// Once the source's lock has run out the attempt is reserved.
-	if got, err := b.Ledger.ReserveFirst(ctx, user, source, t0.Add(time.Minute)); err != nil || got != ledger.FirstReserved {
+	if got, err := b.Recorder.ReserveFirst(ctx, user, source, t0.Add(time.Minute)); err != nil || got != loginrecord.FirstReserved {
 		t.Fatalf("after the source lock: %v %v", got, err)
 	}
 }
 
 // A hung-up request's context must not be what the service writes its
-// outcomes with (auth detaches it); a ledger given one fails as the
+// outcomes with (auth detaches it); a login record given one fails as the
 // DynamoDB client does, writing nothing.
 func testCancelled(t *testing.T, b Backend) {
 	u := newUser(t, b)
 	a := reserve(t, b, t0)
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, _, err := b.Ledger.LoginSucceeded(cctx, success(t0)); err == nil {
+	if _, _, err := b.Recorder.LoginSucceeded(cctx, success(t0)); err == nil {
 		t.Error("LoginSucceeded with a cancelled context succeeded")
 	}
-	if err := b.Ledger.LoginFailed(cctx, ledger.Failure{Key: user, Attempt: a, LockedUntil: t0.Add(time.Minute),
+	if err := b.Recorder.LoginFailed(cctx, loginrecord.Failure{Key: user, Attempt: a, LockedUntil: t0.Add(time.Minute),
 		Event: audit.Event{Package: user.Package, Username: user.Username, Action: audit.ActionLogin,
 			Outcome: audit.OutcomeInvalidCredentials, At: t0}}); err == nil {
 		t.Error("LoginFailed with a cancelled context succeeded")
 	}
-	if err := b.Ledger.Audit(cctx, audit.Event{Package: user.Package, Username: user.Username,
+	if err := b.Recorder.Audit(cctx, audit.Event{Package: user.Package, Username: user.Username,
 		Action: audit.ActionLogin, Outcome: audit.OutcomeThrottled, At: t0}); err == nil {
 		t.Error("Audit with a cancelled context succeeded")
 	}
@@ -560,7 +561,7 @@ func testCancelled(t *testing.T, b Backend) {
 	}
 }
 
-func reader(b Backend) Reader { return b.Ledger.(Reader) }
+func reader(b Backend) Reader { return b.Recorder.(Reader) }
 
 func testReadLogin(t *testing.T, b Backend) {
 	r := reader(b)
@@ -583,7 +584,7 @@ func testReadLogin(t *testing.T, b Backend) {
 	s.ResetLockout = false
 	s.Token = &keycloak.Token{AccessToken: "access-read", TokenType: "Bearer", ExpiresAt: t0.Add(5 * time.Minute)}
 	s.GraceUntil = t0.Add(time.Hour)
-	if _, _, err := b.Ledger.LoginSucceeded(ctx, s); err != nil {
+	if _, _, err := b.Recorder.LoginSucceeded(ctx, s); err != nil {
 		t.Fatal(err)
 	}
 	at := t0.Add(time.Minute)
@@ -642,7 +643,7 @@ func testReadThenRevoke(t *testing.T, b Backend) {
 	}
 	s := success(t0)
 	s.Session.Seq, s.UserVersion = read.NextSessionSeq, u.Version
-	if _, _, err := b.Ledger.LoginSucceeded(ctx, s); !errors.Is(err, ledger.ErrSuperseded) {
+	if _, _, err := b.Recorder.LoginSucceeded(ctx, s); !errors.Is(err, loginrecord.ErrSuperseded) {
 		t.Fatalf("%v, want ErrSuperseded", err)
 	}
 	nothingWritten(t, b, u, t0.Add(2*time.Second))
@@ -656,10 +657,10 @@ func testRetriedLanded(t *testing.T, b Backend) {
 	reserve(t, b, t0)
 	for _, c := range []struct {
 		name string
-		s    ledger.Success
+		s    loginrecord.Success
 	}{
 		{"with the release", success(t0)},
-		{"without", func() ledger.Success { s := success(t0.Add(time.Second)); s.ResetLockout = false; return s }()},
+		{"without", func() loginrecord.Success { s := success(t0.Add(time.Second)); s.ResetLockout = false; return s }()},
 	} {
 		token, rec, err := b.Retried.LoginSucceeded(ctx, c.s)
 		if err != nil {
