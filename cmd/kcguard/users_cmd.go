@@ -15,7 +15,6 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/kcguard/kcguard/pkg/auth"
 	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/platform"
 	"github.com/kcguard/kcguard/pkg/users"
@@ -83,7 +82,7 @@ reconciliation carries it to Keycloak. Use POST /password for user changes.`,
 			if err != nil {
 				return err
 			}
-			u, err = st.UpdatePassword(cmd.Context(), key, u.Version, auth.StoredHash(h), time.Now())
+			u, err = st.UpdatePassword(cmd.Context(), key, u.Version, users.NewHash(h), time.Now())
 			if err != nil {
 				return err
 			}
@@ -203,7 +202,7 @@ func createUser(ctx context.Context, st users.Store, hasher *credential.Hasher, 
 	if err != nil {
 		return users.User{}, err
 	}
-	u := users.User{Package: pkg, Username: username, Email: email, Enabled: true, Hash: auth.StoredHash(h)}
+	u := users.User{Package: pkg, Username: username, Email: email, Enabled: true, Hash: users.NewHash(h)}
 	if group != "" {
 		u.Attributes = map[string]string{"group": group}
 	}

@@ -77,7 +77,7 @@ func NewKnown(t *testing.T) *Known {
 			t.Fatal(err)
 		}
 		u, err := env.RT.Users.Create(ctx, users.User{Package: "homechoice", Username: testenv.Unique("operators-waiting"),
-			Enabled: true, Hash: auth.StoredHash(h)}, time.Now())
+			Enabled: true, Hash: users.NewHash(h)}, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}

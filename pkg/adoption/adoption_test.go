@@ -93,7 +93,7 @@ func TestImportRealmExport(t *testing.T) {
 
 	for name, pw := range passwords {
 		u := get(t, st, name)
-		h, err := credential.ParseHash(u.Hash.SecretData, u.Hash.CredentialData)
+		h, err := u.Hash.Verifier()
 		if err != nil {
 			t.Fatal(err)
 		}

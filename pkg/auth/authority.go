@@ -74,7 +74,7 @@ func (s *Service) learn(ctx context.Context, key users.Key, entry users.Entry, p
 		s.log.WarnContext(ctx, "learn: hash failed", "package", key.Package, "err", err)
 		return
 	}
-	sh := storedHash(h)
+	sh := users.NewHash(h)
 	if !entry.Found {
 		_, err = s.users.Create(ctx, users.User{Package: key.Package, Username: key.Username, Enabled: true, Hash: sh,
 			Version: 1, KeycloakSyncedVersion: 1, KeycloakID: tok.Subject(), KeycloakConfirmedAt: now}, now)

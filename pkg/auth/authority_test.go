@@ -36,7 +36,7 @@ func (h *harness) kcUser(t *testing.T, name, password string) string {
 	}
 	id := h.kc.AddUser(pkg, name, password)
 	if _, err := h.users.Create(context.Background(), users.User{Package: pkg, Username: name, Enabled: true,
-		Hash: storedHash(hash), Version: 1, KeycloakSyncedVersion: 1, KeycloakID: id}, h.now); err != nil {
+		Hash: users.NewHash(hash), Version: 1, KeycloakSyncedVersion: 1, KeycloakID: id}, h.now); err != nil {
 		t.Fatal(err)
 	}
 	return id
@@ -225,7 +225,7 @@ func TestLearnOnLogin(t *testing.T) {
 		if u.KeycloakID != id || u.Unsynced() || !u.Enabled || u.HashStale || !u.KeycloakConfirmedAt.Equal(h.now) {
 			t.Fatalf("learnt user: %+v", u)
 		}
-		hash, err := credential.ParseHash(u.Hash.SecretData, u.Hash.CredentialData)
+		hash, err := u.Hash.Verifier()
 		if err != nil || hash.Algorithm != credential.Argon2 {
 			t.Fatalf("learnt hash must be Keycloak-compatible argon2: %+v %v", hash, err)
 		}

@@ -487,7 +487,7 @@ func (s *Service) verify(entry users.Entry, password string) (credential.Hash, b
 	if !entry.Found || entry.User.KeycloakMustDecide() {
 		return credential.Hash{}, s.hasher.VerifyDummy(password), dummy
 	}
-	h, err := credential.ParseHash(entry.User.Hash.SecretData, entry.User.Hash.CredentialData)
+	h, err := entry.User.Hash.Verifier()
 	if err != nil {
 		s.log.Error("stored hash unreadable", "package", entry.User.Package, "username", entry.User.Username, "err", err)
 		return h, s.hasher.VerifyDummy(password), dummy
@@ -643,7 +643,7 @@ func (s *Service) rehash(ctx context.Context, u users.User, password string, now
 	if err != nil {
 		return
 	}
-	nu, err := s.users.UpdatePassword(ctx, u.Key(), u.Version, storedHash(h), now)
+	nu, err := s.users.UpdatePassword(ctx, u.Key(), u.Version, users.NewHash(h), now)
 	if err != nil {
 		s.log.InfoContext(ctx, "rehash skipped", "package", u.Package, "username", u.Username, "err", err)
 		return
@@ -701,7 +701,7 @@ func (s *Service) ChangePassword(ctx context.Context, in PasswordChangeInput) (P
 	if err != nil {
 		return PasswordChangeResult{}, fmt.Errorf("hash new password: %w", err)
 	}
-	u, err := s.users.UpdatePassword(ctx, key, entry.User.Version, storedHash(h), now)
+	u, err := s.users.UpdatePassword(ctx, key, entry.User.Version, users.NewHash(h), now)
 	switch {
 	case errors.Is(err, users.ErrVersionConflict):
 		event.Outcome = audit.OutcomeConflict
@@ -779,11 +779,3 @@ func policyReason(err error) string {
 	}
 	return "does not meet the password policy"
 }
-
-// storedHash is the store's opaque form of a credential hash.
-func storedHash(h credential.Hash) users.Hash {
-	return users.Hash{Algorithm: string(h.Algorithm), SecretData: h.SecretData(), CredentialData: h.CredentialData()}
-}
-
-// StoredHash converts a credential hash for the local store (CLI seeding).
-func StoredHash(h credential.Hash) users.Hash { return storedHash(h) }

@@ -187,7 +187,7 @@ func (h *harness) addUser(t *testing.T, name, password, kcPassword string) {
 		t.Fatal(err)
 	}
 	u, err := h.users.Create(context.Background(), users.User{Package: pkg, Username: name, Enabled: true,
-		Hash: storedHash(hash)}, h.now)
+		Hash: users.NewHash(hash)}, h.now)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,6 @@ import (
 
 	"github.com/kcguard/kcguard/internal/stacktest"
 	"github.com/kcguard/kcguard/internal/testenv"
-	"github.com/kcguard/kcguard/pkg/auth"
 	"github.com/kcguard/kcguard/pkg/config"
 	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/migrate"
@@ -137,7 +136,7 @@ func syncBench(b *testing.B, n, changes int, direct bool) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		return hh, auth.StoredHash(hh)
+		return hh, users.NewHash(hh)
 	}
 	par := func(f func(i int) error) {
 		var g errgroup.Group

@@ -131,7 +131,7 @@ func (a *Applier) Sync(ctx context.Context, j Job) (Report, error) {
 		}
 		return a.endSessions(ctx, j, u, rep)
 	}
-	hash, err := credential.ParseHash(u.Hash.SecretData, u.Hash.CredentialData)
+	hash, err := u.Hash.Verifier()
 	if err != nil {
 		return Report{}, fmt.Errorf("%w: local hash of %s: %v", ErrMalformed, key, err)
 	}
@@ -222,7 +222,7 @@ func (a *Applier) settle(ctx context.Context, t Type, u users.User, id string) (
 		if i == maxSettle {
 			return u, fmt.Errorf("%w: %s at version %d after %d imports", ErrStillChanging, u.Key(), cur.Version, i+1)
 		}
-		hash, err := credential.ParseHash(cur.Hash.SecretData, cur.Hash.CredentialData)
+		hash, err := cur.Hash.Verifier()
 		if err != nil {
 			return u, fmt.Errorf("%w: local hash of %s: %v", ErrMalformed, u.Key(), err)
 		}

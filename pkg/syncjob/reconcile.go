@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -122,7 +121,7 @@ func ReconcileFrom(ctx context.Context, st Unsynced, q Queue, cur Cursors, packa
 // CurrentPassword is the job that sends Keycloak the user's current local
 // hash at the user's current version (drift repair, rehash, reconciliation).
 func CurrentPassword(u users.User, now time.Time) (Job, error) {
-	h, err := credential.ParseHash(u.Hash.SecretData, u.Hash.CredentialData)
+	h, err := u.Hash.Verifier()
 	if err != nil {
 		return Job{}, fmt.Errorf("%w: local hash of %s: %v", ErrMalformed, u.Key(), err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -177,11 +176,6 @@ func (d *Dynamo) itemKey(k Key, sk string) map[string]types.AttributeValue {
 	}
 }
 
-func s(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
-func n(v int64) types.AttributeValue {
-	return &types.AttributeValueMemberN{Value: strconv.FormatInt(v, 10)}
-}
-
 // Get costs one GetItem.
 func (d *Dynamo) Get(ctx context.Context, key Key) (User, error) {
 	key, err := key.normalize()
@@ -209,7 +203,7 @@ func (d *Dynamo) Lookup(ctx context.Context, key Key, now time.Time) (Entry, err
 	out, err := d.db.Query(ctx, &dynamodb.QueryInput{
 		TableName:                 &d.table,
 		KeyConditionExpression:    aws.String("pk = :pk"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": s(key.String())},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": ddbitem.S(key.String())},
 		ConsistentRead:            aws.Bool(true),
 	})
 	if err != nil {
@@ -272,11 +266,11 @@ func (d *Dynamo) change(ctx context.Context, key Key, expected int64, set string
 	if err != nil {
 		return User{}, err
 	}
-	vals[":ev"] = n(expected)
-	vals[":nv"] = n(expected + 1)
+	vals[":ev"] = ddbitem.N(expected)
+	vals[":nv"] = ddbitem.N(expected + 1)
 	// Version only moves up from here and KeycloakSyncedVersion never
 	// exceeds the old version, so the new version is always unsynced.
-	vals[":pkg"] = s(key.Package)
+	vals[":pkg"] = ddbitem.S(key.Package)
 	expr := "SET " + set + ", version = :nv, unsynced_pkg = :pkg"
 	if remove != "" {
 		expr += " REMOVE " + remove
@@ -310,14 +304,14 @@ func (d *Dynamo) UpdatePassword(ctx context.Context, key Key, expected int64, h 
 	return d.change(ctx, key, expected,
 		"hash_algorithm = :alg, secret_data = :sd, credential_data = :cd, updated_at = :now, password_changed_at = :now",
 		map[string]types.AttributeValue{
-			":alg": s(h.Algorithm), ":sd": s(h.SecretData), ":cd": s(h.CredentialData), ":now": s(ddbitem.Time(now)),
+			":alg": ddbitem.S(h.Algorithm), ":sd": ddbitem.S(h.SecretData), ":cd": ddbitem.S(h.CredentialData), ":now": ddbitem.S(ddbitem.Time(now)),
 		}, "hash_stale", samePassword(h, now))
 }
 
 // UpdateProfile costs one UpdateItem (plus a GetItem on conflict).
 func (d *Dynamo) UpdateProfile(ctx context.Context, key Key, expected int64, p Profile, now time.Time) (User, error) {
 	vals := map[string]types.AttributeValue{
-		":email": s(p.Email), ":en": &types.AttributeValueMemberBOOL{Value: p.Enabled}, ":now": s(ddbitem.Time(now)),
+		":email": ddbitem.S(p.Email), ":en": &types.AttributeValueMemberBOOL{Value: p.Enabled}, ":now": ddbitem.S(ddbitem.Time(now)),
 	}
 	set := "email = :email, enabled = :en, updated_at = :now"
 	remove := "attributes"
@@ -354,7 +348,7 @@ func (d *Dynamo) MarkSynced(ctx context.Context, key Key, version int64) (bool, 
 			Key:                       d.itemKey(key, skUser),
 			UpdateExpression:          aws.String(a.expr),
 			ConditionExpression:       aws.String(a.cond),
-			ExpressionAttributeValues: map[string]types.AttributeValue{":v": n(version)},
+			ExpressionAttributeValues: map[string]types.AttributeValue{":v": ddbitem.N(version)},
 		})
 		if err == nil {
 			return true, nil
@@ -385,7 +379,7 @@ func (d *Dynamo) SetKeycloakID(ctx context.Context, key Key, id string) error {
 		Key:                       d.itemKey(key, skUser),
 		UpdateExpression:          aws.String("SET keycloak_id = :id"),
 		ConditionExpression:       aws.String("attribute_exists(pk)"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":id": s(id)},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":id": ddbitem.S(id)},
 	})
 	if ddbitem.ConditionFailed(err) {
 		return fmt.Errorf("set keycloak id %s: %w", key, ErrNotFound)
@@ -413,7 +407,7 @@ func (d *Dynamo) ApplyVerdict(ctx context.Context, key Key, expected int64, v Ve
 	cond := "attribute_exists(pk)"
 	if expected != AnyVersion {
 		cond += " AND version = :ev"
-		vals[":ev"] = n(expected)
+		vals[":ev"] = ddbitem.N(expected)
 	}
 	if v.Hash != nil {
 		cond += " AND version = keycloak_synced_version"
@@ -460,7 +454,7 @@ func (d *Dynamo) VerdictTx(key Key, expectedVersion int64, v Verdict) (types.Tra
 	if expectedVersion != AnyVersion {
 		// The login's version check rides here: a transaction may touch
 		// the user item only once.
-		cond, vals[":expected"] = cond+" AND version = :expected", n(expectedVersion)
+		cond, vals[":expected"] = cond+" AND version = :expected", ddbitem.N(expectedVersion)
 	}
 	if len(vals) == 0 {
 		vals = nil // DynamoDB refuses an empty map
@@ -498,15 +492,15 @@ func verdictUpdate(v Verdict) (string, map[string]types.AttributeValue, error) {
 		}
 	}
 	if !v.ConfirmedAt.IsZero() {
-		set, vals[":conf"] = append(set, "keycloak_confirmed_at = :conf"), s(ddbitem.Time(v.ConfirmedAt))
+		set, vals[":conf"] = append(set, "keycloak_confirmed_at = :conf"), ddbitem.S(ddbitem.Time(v.ConfirmedAt))
 	}
 	if v.KeycloakID != "" {
-		set, vals[":kid"] = append(set, "keycloak_id = :kid"), s(v.KeycloakID)
+		set, vals[":kid"] = append(set, "keycloak_id = :kid"), ddbitem.S(v.KeycloakID)
 	}
 	if v.Hash != nil {
 		set = append(set, "hash_algorithm = :alg", "secret_data = :sd", "credential_data = :cd",
 			"updated_at = :conf", "password_changed_at = :conf")
-		vals[":alg"], vals[":sd"], vals[":cd"] = s(v.Hash.Algorithm), s(v.Hash.SecretData), s(v.Hash.CredentialData)
+		vals[":alg"], vals[":sd"], vals[":cd"] = ddbitem.S(v.Hash.Algorithm), ddbitem.S(v.Hash.SecretData), ddbitem.S(v.Hash.CredentialData)
 	}
 	var expr string
 	if len(set) > 0 {
@@ -575,10 +569,10 @@ func (d *Dynamo) list(ctx context.Context, index, attr, pkg string, limit int, c
 	}
 	limit = limitOrDefault(limit)
 	cond := "#p = :p"
-	vals := map[string]types.AttributeValue{":p": s(pkg)}
+	vals := map[string]types.AttributeValue{":p": ddbitem.S(pkg)}
 	if after != "" {
 		cond += " AND username > :after"
-		vals[":after"] = s(after)
+		vals[":after"] = ddbitem.S(after)
 	}
 	var (
 		users []User
@@ -627,8 +621,8 @@ func (d *Dynamo) Reserve(ctx context.Context, key Key, maxFailures int, now time
 		return Attempt{}, err
 	}
 	vals := map[string]types.AttributeValue{
-		":one": n(1), ":now": s(ddbitem.Time(now)), ":nowu": n(now.Unix()), ":max": n(int64(maxFailures)),
-		":exp": n(now.Add(d.opts.failureWindow).Unix()), ":lost": s(ddbitem.Time(now.Add(-LostReservation))),
+		":one": ddbitem.N(1), ":now": ddbitem.S(ddbitem.Time(now)), ":nowu": ddbitem.N(now.Unix()), ":max": ddbitem.N(int64(maxFailures)),
+		":exp": ddbitem.N(now.Add(d.opts.failureWindow).Unix()), ":lost": ddbitem.S(ddbitem.Time(now.Add(-LostReservation))),
 	}
 	for range 3 {
 		out, err := d.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
@@ -668,7 +662,7 @@ func (d *Dynamo) Reserve(ctx context.Context, key Key, maxFailures int, now time
 		_, err = d.db.PutItem(ctx, &dynamodb.PutItemInput{
 			TableName: &d.table,
 			Item: map[string]types.AttributeValue{
-				"pk": s(key.String()), "sk": s(skLockout), "failed_attempts": n(1), "expires_at": vals[":exp"],
+				"pk": ddbitem.S(key.String()), "sk": ddbitem.S(skLockout), "failed_attempts": ddbitem.N(1), "expires_at": vals[":exp"],
 				"reserved_at": vals[":now"],
 			},
 			ConditionExpression:       aws.String("expires_at <= :nowu"),
@@ -702,7 +696,7 @@ func (d *Dynamo) FirstAttemptTx(key Key, now time.Time) (types.TransactWriteItem
 		UpdateExpression:    aws.String("SET failed_attempts = :one, expires_at = :exp REMOVE locked_until, gate, last_failure_at"),
 		ConditionExpression: aws.String("attribute_not_exists(expires_at) OR expires_at <= :nowu"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":one": n(1), ":nowu": n(now.Unix()), ":exp": n(now.Add(d.opts.failureWindow).Unix()),
+			":one": ddbitem.N(1), ":nowu": ddbitem.N(now.Unix()), ":exp": ddbitem.N(now.Add(d.opts.failureWindow).Unix()),
 		},
 	}}, nil
 }
@@ -715,7 +709,7 @@ func (d *Dynamo) SourceUnlockedTx(source string, now time.Time) types.TransactWr
 		// Times are fixed-width UTC strings, so they compare as strings.
 		ConditionExpression: aws.String("attribute_not_exists(locked_until) OR locked_until <= :now OR expires_at <= :nowu"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":now": s(ddbitem.Time(now)), ":nowu": n(now.Unix()),
+			":now": ddbitem.S(ddbitem.Time(now)), ":nowu": ddbitem.N(now.Unix()),
 		},
 	}}
 }
@@ -747,12 +741,12 @@ func (d *Dynamo) FailAttemptTx(key Key, a Attempt, lockedUntil, now time.Time) t
 		key = k
 	}
 	vals := map[string]types.AttributeValue{
-		":last": s(ddbitem.Time(now)), ":exp": n(lockExpiry(lockedUntil, now, d.opts.failureWindow).Unix()),
+		":last": ddbitem.S(ddbitem.Time(now)), ":exp": ddbitem.N(lockExpiry(lockedUntil, now, d.opts.failureWindow).Unix()),
 	}
 	expr := "SET last_failure_at = :last, expires_at = :exp"
 	if !lockedUntil.IsZero() {
 		expr += ", locked_until = :until, gate = :gate"
-		vals[":until"], vals[":gate"] = s(ddbitem.Time(lockedUntil)), n(int64(a.N+1))
+		vals[":until"], vals[":gate"] = ddbitem.S(ddbitem.Time(lockedUntil)), ddbitem.N(int64(a.N+1))
 	}
 	return types.TransactWriteItem{Update: &types.Update{
 		TableName: aws.String(d.table), Key: d.itemKey(key, skLockout),
@@ -789,12 +783,12 @@ func (d *Dynamo) ReleaseTx(key Key, now time.Time) types.TransactWriteItem {
 	return types.TransactWriteItem{Delete: &types.Delete{
 		TableName: aws.String(d.table), Key: d.itemKey(key, skLockout),
 		ConditionExpression:       aws.String("attribute_not_exists(locked_until) OR locked_until <= :now"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":now": s(ddbitem.Time(now))},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":now": ddbitem.S(ddbitem.Time(now))},
 	}}
 }
 
 func (d *Dynamo) sourceKey(source string) map[string]types.AttributeValue {
-	return map[string]types.AttributeValue{"pk": s("source#" + source), "sk": s(skSource)}
+	return map[string]types.AttributeValue{"pk": ddbitem.S("source#" + source), "sk": ddbitem.S(skSource)}
 }
 
 // SourceFailures costs one GetItem.
@@ -845,8 +839,8 @@ func (d *Dynamo) RecordSourceFailure(ctx context.Context, source string, l Locko
 // which restarts one that outlived its window.
 func (d *Dynamo) RecordSourceFailureTx(source string, l Lockout, now time.Time) types.TransactWriteItem {
 	vals := map[string]types.AttributeValue{
-		":one": n(1), ":last": s(ddbitem.Time(now)),
-		":exp": n(lockExpiry(l.LockedUntil, now, d.opts.sourceWindow).Unix()),
+		":one": ddbitem.N(1), ":last": ddbitem.S(ddbitem.Time(now)),
+		":exp": ddbitem.N(lockExpiry(l.LockedUntil, now, d.opts.sourceWindow).Unix()),
 	}
 	expr := "ADD failed_attempts :one SET last_failure_at = :last, expires_at = :exp"
 	if l.FailedAttempts <= 1 {
@@ -854,7 +848,7 @@ func (d *Dynamo) RecordSourceFailureTx(source string, l Lockout, now time.Time) 
 	}
 	if !l.LockedUntil.IsZero() {
 		expr += ", locked_until = :until"
-		vals[":until"] = s(ddbitem.Time(l.LockedUntil))
+		vals[":until"] = ddbitem.S(ddbitem.Time(l.LockedUntil))
 	}
 	return types.TransactWriteItem{Update: &types.Update{
 		TableName: aws.String(d.table), Key: d.sourceKey(source),

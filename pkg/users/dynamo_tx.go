@@ -3,6 +3,8 @@ package users
 import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/kcguard/kcguard/pkg/ddbitem"
 )
 
 // VersionCheckTx is a ConditionCheck that the user is still at version, for
@@ -16,6 +18,6 @@ func (d *Dynamo) VersionCheckTx(key Key, version int64) types.TransactWriteItem 
 	return types.TransactWriteItem{ConditionCheck: &types.ConditionCheck{
 		TableName: aws.String(d.table), Key: d.itemKey(key, skUser),
 		ConditionExpression:       aws.String("version = :v"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":v": n(version)},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":v": ddbitem.N(version)},
 	}}
 }

@@ -27,6 +27,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/kcguard/kcguard/pkg/credential"
 	"maps"
 	"reflect"
 	"strings"
@@ -93,6 +94,17 @@ type Hash struct {
 	Algorithm      string // "argon2", "pbkdf2-sha512", ...
 	SecretData     string
 	CredentialData string
+}
+
+// NewHash is the stored form of a credential hash.
+func NewHash(h credential.Hash) Hash {
+	return Hash{Algorithm: string(h.Algorithm), SecretData: h.SecretData(), CredentialData: h.CredentialData()}
+}
+
+// Verifier reads the stored hash back into one kcguard can verify a
+// password against and import into Keycloak.
+func (h Hash) Verifier() (credential.Hash, error) {
+	return credential.ParseHash(h.SecretData, h.CredentialData)
 }
 
 // User is one local account.
