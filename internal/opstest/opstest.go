@@ -70,7 +70,7 @@ func NewKnown(t *testing.T) *Known {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := syncjob.JournaledQueue{Queue: env.RT.Queue, Applier: env.RT.Applier}
+	q := env.RT.JournaledQueue
 	for i := 0; i < 3; i++ {
 		h, err := hasher.Hash(testenv.Unique("Pw-waiting"))
 		if err != nil {

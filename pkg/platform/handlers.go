@@ -33,7 +33,7 @@ func (rt *Runtime) AuthHandlers() *httpapi.AuthHandlers {
 
 // SessionHandlers are the session routes and their admin counterparts.
 func (rt *Runtime) SessionHandlers() *httpapi.SessionHandlers {
-	return &httpapi.SessionHandlers{Store: rt.Sessions, Keycloak: Sync{Dispatcher: rt.Dispatcher},
+	return &httpapi.SessionHandlers{Store: rt.Sessions, Keycloak: rt.Dispatcher,
 		Reports: rt.SessionReporter(), Packages: rt.Config.PackageNames(),
 		AdminKey: rt.Config.API.AdminKey, AdminPrincipals: rt.Config.API.AdminPrincipals, Log: rt.Log}
 }
@@ -86,7 +86,7 @@ func Start(name string, wire func(*Runtime) any) {
 // A record received while the breaker is open goes back until the next
 // probe instead of failing into the visibility timeout.
 func (rt *Runtime) Worker() *syncjob.Worker {
-	return &syncjob.Worker{Applier: rt.Applier, Breaker: rt.Breaker, DLQ: syncjob.SQSDeadLetters{Queue: rt.DLQ}, Log: rt.Log,
+	return &syncjob.Worker{Applier: rt.Applier, Breaker: rt.Breaker, DLQ: rt.DLQ, Journal: rt.JobJournal, Log: rt.Log,
 		Defer: rt.Queue, NextProbe: rt.nextProbe,
 		// Forced open (no probe time): no longer than a plain failure would wait.
 		DeferFallback: min(rt.Config.Keycloak.Resilience.Cooldown(), time.Duration(rt.Config.Sync.VisibilityTimeoutSeconds)*time.Second),
@@ -127,7 +127,7 @@ func (rt *Runtime) nextProbe(ctx context.Context) time.Time {
 // Its Run pauses while the breaker is open, probes Keycloak when a probe is
 // due, and is woken when this process closes the breaker.
 func (rt *Runtime) Poller(waitSeconds int32) *syncjob.Poller {
-	p := &syncjob.Poller{Client: rt.SQS, Queue: rt.Queue, Worker: rt.Worker(), WaitSeconds: LongPoll(waitSeconds, rt.Config.AWS.AttemptTimeout),
+	p := &syncjob.Poller{Queue: rt.Queue, Worker: rt.Worker(), WaitSeconds: LongPoll(waitSeconds, rt.Config.AWS.AttemptTimeout),
 		ReceiveOptions: []func(*sqs.Options){ReceiveOptions(LongPoll(waitSeconds, rt.Config.AWS.AttemptTimeout))},
 		Breaker:        rt.Breaker, Ping: rt.Keycloak.Ping, Log: rt.Log}
 	rt.poller = p

@@ -189,10 +189,10 @@ func syncBench(b *testing.B, n, changes int, direct bool) {
 	// The outage: changes land locally and queue (as the Dispatcher does
 	// with the breaker open).
 	b.StopTimer()
-	var q syncjob.Queue = syncjob.JournaledQueue{Queue: e.RT.Queue, Applier: e.RT.Applier}
+	var q syncjob.Queue = e.RT.JournaledQueue
 	fed := &memJobs{}
 	if direct {
-		q = syncjob.JournaledQueue{Queue: fed, Applier: e.RT.Applier}
+		q = syncjob.JournaledQueue{Queue: fed, Journal: e.RT.JobJournal}
 	}
 	queueStart := time.Now()
 	par(func(i int) error {

@@ -270,7 +270,7 @@ func TestLostSendAndPurgedQueueAreReconciled(t *testing.T) {
 		t.Fatalf("nothing is left in the queue: %+v %v", out, err)
 	}
 
-	jq := syncjob.JournaledQueue{Queue: e.RT.Queue, Applier: e.RT.Applier}
+	jq := e.RT.JournaledQueue
 	r, err := syncjob.Reconcile(ctx, e.RT.Users, jq, e.Config.PackageNames(), 0, time.Now())
 	if err != nil || r.Found != 2 || r.Queued != 2 || !r.Done {
 		t.Fatalf("reconcile: %+v %v", r, err)

@@ -9,11 +9,6 @@ import (
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
-// Unsynced lists users whose local version is ahead of Keycloak's.
-type Unsynced interface {
-	ListUnsynced(ctx context.Context, pkg string, limit int, cursor string) ([]users.User, string, error)
-}
-
 // Reconciled counts one reconciliation run.
 type Reconciled struct {
 	Found, Queued, Failed int
@@ -23,15 +18,6 @@ type Reconciled struct {
 	// Skipped says why the pass did not run ("breaker open": re-queuing
 	// while Keycloak is down would only fill the queue with duplicates).
 	Skipped string `json:",omitempty"`
-}
-
-// Cursors keeps, per package, where the last reconciliation pass stopped,
-// so a bounded pass continues there instead of starting again from the
-// first username: users it could not settle (still unsynced next time) can
-// then never starve the ones after them.
-type Cursors interface {
-	Cursor(ctx context.Context, pkg string) (string, error)
-	SetCursor(ctx context.Context, pkg, cursor string) error
 }
 
 // Reconcile is ReconcileFrom without a persisted cursor: every pass starts

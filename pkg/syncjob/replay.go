@@ -24,22 +24,6 @@ import (
 // time after an outage of any length. The instance that wins a transition
 // is the one told (breaker.Notifier), so each pause and resume is done once.
 
-// Pauser stops and restarts delivery of queued jobs to the worker.
-type Pauser interface {
-	Pause(ctx context.Context) error
-	Resume(ctx context.Context) error
-	// Paused reports whether delivery is stopped (for the safety net).
-	Paused(ctx context.Context) (bool, error)
-}
-
-// LambdaAPI is the part of the Lambda client that controls the worker's
-// event source mapping.
-type LambdaAPI interface {
-	UpdateEventSourceMapping(context.Context, *lambda.UpdateEventSourceMappingInput, ...func(*lambda.Options)) (*lambda.UpdateEventSourceMappingOutput, error)
-	GetEventSourceMapping(context.Context, *lambda.GetEventSourceMappingInput, ...func(*lambda.Options)) (*lambda.GetEventSourceMappingOutput, error)
-	ListEventSourceMappings(context.Context, *lambda.ListEventSourceMappingsInput, ...func(*lambda.Options)) (*lambda.ListEventSourceMappingsOutput, error)
-}
-
 // EventSourceMapping is the sync worker's SQS event source mapping, found
 // by UUID (sync.event_source_mapping) or else by function and queue: the
 // worker cannot be given its own mapping's UUID without a CloudFormation
