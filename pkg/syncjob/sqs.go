@@ -14,9 +14,10 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 )
 
-// SQSQueue is the SQS adapter of the sync: every SQS call of kcguard is
-// made here. One FIFO queue, one message group per user; the DLQ is an
-// SQSQueue too.
+// SQSQueue is the SQS adapter of the sync: every SQS call the sync, its
+// worker and its operators make is made here (creating the queues is
+// pkg/provision's). One FIFO queue, one message group per user; the DLQ is
+// an SQSQueue too.
 type SQSQueue struct {
 	client SQSAPI
 	name   string
