@@ -19,7 +19,7 @@ import (
 // The ports of the sync: everything it needs from the outside, in one
 // place. The first group is what the Applier, the Dispatcher, the Worker
 // and reconciliation need; the second is the part of each AWS client the
-// adapters of this package (sqs.go, cursor.go, replay.go) call.
+// adapters of this package (sqs.go, cursor.go, mapping.go) call.
 
 // KeycloakAdmin is what applying jobs needs from Keycloak.
 type KeycloakAdmin interface {
