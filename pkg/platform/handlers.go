@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
@@ -61,6 +62,33 @@ func (rt *Runtime) SessionRoutes() []httpapi.Route {
 	}
 }
 
+// The handlers of the functions under functions/, for Start (cleanup's
+// and pull's are CleanupHandler and PullHandler).
+
+// LoginFunction serves POST /login, each answer counted by outcome as an
+// EMF metric on stdout; the instance is warmed before its first login.
+func (rt *Runtime) LoginFunction() httpapi.Handler {
+	rt.WarmLogin()
+	return CountLogins(rt.AuthHandlers().Login, os.Stdout)
+}
+
+// PasswordFunction serves POST /password.
+func (rt *Runtime) PasswordFunction() httpapi.Handler { return rt.AuthHandlers().ChangePassword }
+
+// SessionsFunction serves the session routes by the route key API Gateway
+// matched.
+func (rt *Runtime) SessionsFunction() httpapi.Handler { return httpapi.ByRouteKey(rt.SessionRoutes()) }
+
+// AuthorizerFunction is the Lambda authorizer of downstream APIs.
+func (rt *Runtime) AuthorizerFunction() func(context.Context, events.APIGatewayV2CustomAuthorizerV2Request) (events.APIGatewayV2CustomAuthorizerSimpleResponse, error) {
+	return rt.Authorizer().Handle
+}
+
+// SyncWorkerFunction consumes the sync queue (partial batch failures).
+func (rt *Runtime) SyncWorkerFunction() func(context.Context, events.SQSEvent) (events.SQSEventResponse, error) {
+	return rt.Worker().HandleBatch
+}
+
 // Routes is the whole HTTP API, as API Gateway routes it to the functions.
 func (rt *Runtime) Routes() []httpapi.Route {
 	a := rt.AuthHandlers()
@@ -71,15 +99,23 @@ func (rt *Runtime) Routes() []httpapi.Route {
 }
 
 // Start is a Lambda function's main: build the Runtime once per instance
-// (cold start), then serve the handler wire picks from it. A function that
-// cannot start exits with the reason, which Lambda reports as an init error.
-func Start(name string, wire func(*Runtime) any) {
+// (cold start), then serve the handler wire picks from it. The handler's
+// type is checked when the function is compiled, not when Lambda first
+// calls it. A function that cannot start exits with the reason, which
+// Lambda reports as an init error.
+func Start[In, Out any, H Handler[In, Out]](name string, wire func(*Runtime) H) {
 	rt, err := FromEnvironment(context.Background())
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "kcguard %s: start-up failed: %v\n", name, err)
 		os.Exit(1)
 	}
-	lambda.Start(wire(rt))
+	lambda.StartHandlerFunc((func(context.Context, In) (Out, error))(wire(rt)))
+}
+
+// Handler is a function Lambda can call: an event in, an answer or an
+// error out (lambda.HandlerFunc, named types such as httpapi.Handler too).
+type Handler[In, Out any] interface {
+	~func(context.Context, In) (Out, error)
 }
 
 // Worker applies queued sync jobs (functions/syncworker, `kcguard sync`).

@@ -75,6 +75,10 @@ func (rt *Runtime) StatusRoutes() []httpapi.Route {
 	}
 }
 
+// StatusFunction is functions/status' handler: its routes by the route
+// key API Gateway matched.
+func (rt *Runtime) StatusFunction() httpapi.Handler { return httpapi.ByRouteKey(rt.StatusRoutes()) }
+
 // RecordRun notes a scheduled job's run for /status. Failing to note it is
 // logged and never fails the job: the run's own work is what matters.
 func (rt *Runtime) RecordRun(ctx context.Context, job string, started time.Time, summary string, runErr error) {
