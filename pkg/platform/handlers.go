@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -13,6 +14,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/breaker"
 	"github.com/kcguard/kcguard/pkg/config"
 	"github.com/kcguard/kcguard/pkg/httpapi"
+	"github.com/kcguard/kcguard/pkg/schema"
 	"github.com/kcguard/kcguard/pkg/syncjob"
 )
 
@@ -48,18 +50,47 @@ func (rt *Runtime) Authorizer() *httpapi.Authorizer {
 }
 
 // SessionRoutes are served by functions/sessions.
-func (rt *Runtime) SessionRoutes() []httpapi.Route {
-	s := rt.SessionHandlers()
+func (rt *Runtime) SessionRoutes() []httpapi.Route { return SessionRoutes(rt.SessionHandlers()) }
+
+// Routes is the whole HTTP API, as API Gateway routes it to the functions.
+func (rt *Runtime) Routes() []httpapi.Route {
+	return slices.Concat(AuthRoutes(rt.AuthHandlers()), rt.SessionRoutes(), rt.StatusRoutes())
+}
+
+// AuthRoutes bind the login and password handlers to their routes.
+func AuthRoutes(a *httpapi.AuthHandlers) []httpapi.Route {
+	return []httpapi.Route{route(schema.Login, a.Login), route(schema.ChangePassword, a.ChangePassword)}
+}
+
+// SessionRoutes bind the session handlers to their routes.
+func SessionRoutes(s *httpapi.SessionHandlers) []httpapi.Route {
 	return []httpapi.Route{
-		{Method: "GET", Path: "/sessions", Handler: s.List},
-		{Method: "DELETE", Path: "/sessions/{id}", Handler: s.Delete},
-		{Method: "POST", Path: "/logout", Handler: s.Logout},
-		{Method: "POST", Path: "/logout-all", Handler: s.LogoutAll},
-		{Method: "GET", Path: "/admin/sessions", Handler: s.AdminList},
-		{Method: "DELETE", Path: "/admin/sessions/{id}", Handler: s.AdminDelete},
-		{Method: "POST", Path: "/admin/users/{package}/{username}/logout", Handler: s.AdminLogoutUser},
-		{Method: "GET", Path: "/admin/metrics", Handler: s.AdminMetrics},
+		route(schema.ListSessions, s.List),
+		route(schema.DeleteSession, s.Delete),
+		route(schema.Logout, s.Logout),
+		route(schema.LogoutAll, s.LogoutAll),
+		route(schema.AdminListSessions, s.AdminList),
+		route(schema.AdminDeleteSession, s.AdminDelete),
+		route(schema.AdminLogoutUser, s.AdminLogoutUser),
+		route(schema.AdminMetrics, s.AdminMetrics),
 	}
+}
+
+// StatusRoutes bind the operators' handlers to their routes.
+func StatusRoutes(s *httpapi.StatusHandlers) []httpapi.Route {
+	return []httpapi.Route{
+		route(schema.Status, s.Status),
+		route(schema.Dashboard, s.Dashboard),
+		route(schema.DashboardStatus, s.Status),
+		route(schema.DashboardLoginForm, s.DashboardLoginForm),
+		route(schema.DashboardLogin, s.DashboardLogin),
+		route(schema.DashboardLogout, s.DashboardLogout),
+		route(schema.Report, s.Report),
+	}
+}
+
+func route(r schema.Route, h httpapi.Handler) httpapi.Route {
+	return httpapi.Route{Method: r.Method, Path: r.Path, Handler: h}
 }
 
 // The handlers of the functions under functions/, for Start (cleanup's
@@ -87,15 +118,6 @@ func (rt *Runtime) AuthorizerFunction() func(context.Context, events.APIGatewayV
 // SyncWorkerFunction consumes the sync queue (partial batch failures).
 func (rt *Runtime) SyncWorkerFunction() func(context.Context, events.SQSEvent) (events.SQSEventResponse, error) {
 	return rt.Worker().HandleBatch
-}
-
-// Routes is the whole HTTP API, as API Gateway routes it to the functions.
-func (rt *Runtime) Routes() []httpapi.Route {
-	a := rt.AuthHandlers()
-	return append([]httpapi.Route{
-		{Method: "POST", Path: "/login", Handler: a.Login},
-		{Method: "POST", Path: "/password", Handler: a.ChangePassword},
-	}, append(rt.SessionRoutes(), rt.StatusRoutes()...)...)
 }
 
 // Start is a Lambda function's main: build the Runtime once per instance

@@ -33,26 +33,13 @@ import (
 // Times are stored in a fixed-width UTC form so they compare as strings in
 // condition expressions.
 const (
-	IndexByUser   = "by_user"
-	IndexByExpiry = "by_expiry"
-	TTLAttribute  = "ttl"
+	IndexByUser   = schema.SessionsByUser
+	IndexByExpiry = schema.SessionsByExpiry
+	TTLAttribute  = schema.TTL
 )
 
 // Table describes the sessions table.
-func Table(name string) schema.Table {
-	return schema.Table{
-		Name:         name,
-		PartitionKey: schema.Key{Name: "id", Type: schema.String},
-		Indexes: []schema.Index{
-			{Name: IndexByUser, PartitionKey: schema.Key{Name: "user_key", Type: schema.String},
-				SortKey: &schema.Key{Name: "created", Type: schema.String}},
-			// Cleanup needs only the key to delete: keys only.
-			{Name: IndexByExpiry, PartitionKey: schema.Key{Name: "exp_bucket", Type: schema.String},
-				SortKey: &schema.Key{Name: TTLAttribute, Type: schema.Number}, KeysOnly: true},
-		},
-		TTLAttribute: TTLAttribute,
-	}
-}
+func Table(name string) schema.Table { return schema.Sessions.Named(name) }
 
 // DynamoDB is the part of *dynamodb.Client the store uses.
 type DynamoDB interface {

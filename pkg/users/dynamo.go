@@ -29,8 +29,8 @@ import (
 // and one partition per request source ("source#<id>", sk=source) holding
 // that source's failure counter, TTL'd like a lockout item.
 const (
-	IndexByPackage = "by_package"
-	IndexUnsynced  = "unsynced"
+	IndexByPackage = schema.UsersByPackage
+	IndexUnsynced  = schema.UsersUnsynced
 
 	skUser    = "user"
 	skLockout = "lockout"
@@ -38,19 +38,7 @@ const (
 )
 
 // Table describes the users table.
-func Table(name string) schema.Table {
-	username := &schema.Key{Name: "username", Type: schema.String}
-	return schema.Table{
-		Name:         name,
-		PartitionKey: schema.Key{Name: "pk", Type: schema.String},
-		SortKey:      &schema.Key{Name: "sk", Type: schema.String},
-		Indexes: []schema.Index{
-			{Name: IndexByPackage, PartitionKey: schema.Key{Name: "pkg", Type: schema.String}, SortKey: username},
-			{Name: IndexUnsynced, PartitionKey: schema.Key{Name: "unsynced_pkg", Type: schema.String}, SortKey: username},
-		},
-		TTLAttribute: "expires_at",
-	}
-}
+func Table(name string) schema.Table { return schema.Users.Named(name) }
 
 // DynamoDB is the part of *dynamodb.Client the store uses.
 type DynamoDB interface {
