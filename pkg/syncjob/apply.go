@@ -10,6 +10,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/journal"
 	"github.com/kcguard/kcguard/pkg/keycloak"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -25,9 +26,9 @@ type KeycloakAdmin interface {
 
 // Users is what applying jobs needs from the local credential store.
 type Users interface {
-	Get(ctx context.Context, key users.Key) (users.User, error)
-	MarkSynced(ctx context.Context, key users.Key, version int64) (bool, error)
-	SetKeycloakID(ctx context.Context, key users.Key, id string) error
+	Get(ctx context.Context, key userkey.Key) (users.User, error)
+	MarkSynced(ctx context.Context, key userkey.Key, version int64) (bool, error)
+	SetKeycloakID(ctx context.Context, key userkey.Key, id string) error
 }
 
 // Result says what applying a job did.
@@ -105,7 +106,7 @@ func (a *Applier) Sync(ctx context.Context, j Job) (Report, error) {
 	if err := j.Validate(); err != nil {
 		return Report{}, err
 	}
-	key, err := users.NewKey(j.Package, j.Username)
+	key, err := userkey.New(j.Package, j.Username)
 	if err != nil {
 		return Report{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
