@@ -10,7 +10,7 @@ func TestNew(t *testing.T) {
 	long := strings.Repeat("x", MaxNameLength+1)
 	for _, c := range []struct {
 		name, pkg, username string
-		want               string // the storage key; "" when invalid
+		want                string // the storage key; "" when invalid
 	}{
 		{"normalised like Keycloak", "hc", "  Alice.HC ", "hc#alice.hc"},
 		{"package kept as is", "HC", "bob", "HC#bob"},
