@@ -41,13 +41,10 @@ func (c *countingHasher) VerifyDummy(pw string) bool {
 	return c.PasswordHasher.VerifyDummy(pw)
 }
 
-// guardedService is e's service on a DynamoDB client whose writes to one
-// item are serialised as DynamoDB serialises them and moto does not
-// (testenv.SerialItemWrites), with its checks counted at the hasher.
+// guardedService is e's service with its checks counted at the hasher.
 func guardedService(t *testing.T, e *stacktest.Env) (*auth.Service, *countingHasher) {
 	t.Helper()
-	rt, err := platform.Build(context.Background(), e.Config, e.RT.AWS, slog.New(slog.NewJSONHandler(e.Logs, nil)),
-		testenv.SerialItemWrites())
+	rt, err := platform.Build(context.Background(), e.Config, e.RT.AWS, slog.New(slog.NewJSONHandler(e.Logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
