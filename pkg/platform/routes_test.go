@@ -1,6 +1,9 @@
 package platform_test
 
 import (
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -41,5 +44,27 @@ func TestEachFunctionServesItsSchemaRoutes(t *testing.T) {
 	}
 	if len(all) != len(schema.Routes) {
 		t.Errorf("the functions serve %d routes, pkg/schema has %d", len(all), len(schema.Routes))
+	}
+}
+
+// The whole API fits in one http.ServeMux (`kcguard serve`): no two route
+// patterns conflict, and every route is reached under its own method only.
+func TestTheWholeAPIServesLocally(t *testing.T) {
+	routes := slices.Concat(platform.AuthRoutes(&httpapi.AuthHandlers{}),
+		platform.SessionRoutes(&httpapi.SessionHandlers{}), platform.StatusRoutes(&httpapi.StatusHandlers{}))
+	srv := &httpapi.Server{Routes: routes, Log: slog.New(slog.DiscardHandler)}
+	for _, r := range schema.Routes {
+		path := strings.NewReplacer("{id}", "s-1", "{package}", "hc", "{username}", "alice.hc", "{kind}", "daily").Replace(r.Path)
+		other := map[string]string{"GET": "PUT", "POST": "PUT", "DELETE": "PUT"}[r.Method]
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, httptest.NewRequest(other, path, nil))
+		if rec.Code != http.StatusMethodNotAllowed {
+			t.Errorf("%s %s: %d, want 405 (%s)", other, path, rec.Code, rec.Body)
+		}
+	}
+	rec := httptest.NewRecorder()
+	srv.ServeHTTP(rec, httptest.NewRequest("GET", "/no/such/route", nil))
+	if rec.Code != http.StatusNotFound {
+		t.Errorf("GET /no/such/route: %d, want 404", rec.Code)
 	}
 }
