@@ -17,6 +17,7 @@ import (
 
 	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/platform"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -70,7 +71,7 @@ reconciliation carries it to Keycloak. Use POST /password for user changes.`,
 			if err := e.policy().Check(args[0], pw); err != nil {
 				return err
 			}
-			key, err := users.NewKey(pkg, args[0])
+			key, err := userkey.New(pkg, args[0])
 			if err != nil {
 				return err
 			}
@@ -101,7 +102,7 @@ reconciliation carries it to Keycloak. Use POST /password for user changes.`,
 			if err != nil {
 				return err
 			}
-			key, err := users.NewKey(pkg, args[0])
+			key, err := userkey.New(pkg, args[0])
 			if err != nil {
 				return err
 			}

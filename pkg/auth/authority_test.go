@@ -10,6 +10,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/keycloak/keycloaktest"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -19,7 +20,7 @@ import (
 
 func (h *harness) user(t *testing.T, name string) users.User {
 	t.Helper()
-	u, err := h.users.Get(context.Background(), users.Key{Package: pkg, Username: name})
+	u, err := h.users.Get(context.Background(), userkey.Key{Package: pkg, Username: name})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +249,7 @@ func TestLearnOnLogin(t *testing.T) {
 		if len(h.ledger.failures) != 1 {
 			t.Fatalf("failures %d", len(h.ledger.failures))
 		}
-		if _, err := h.users.Get(context.Background(), users.Key{Package: pkg, Username: "kconly"}); !errors.Is(err, users.ErrNotFound) {
+		if _, err := h.users.Get(context.Background(), userkey.Key{Package: pkg, Username: "kconly"}); !errors.Is(err, users.ErrNotFound) {
 			t.Fatalf("nothing learnt from a refusal: %v", err)
 		}
 	})
@@ -280,7 +281,7 @@ func TestLearnOnLogin(t *testing.T) {
 		if _, err := h.login("kcoff", "kc-off-password-1"); !errors.Is(err, ErrAccountDisabled) {
 			t.Fatalf("%v", err)
 		}
-		if _, err := h.users.Get(context.Background(), users.Key{Package: pkg, Username: "kcoff"}); !errors.Is(err, users.ErrNotFound) {
+		if _, err := h.users.Get(context.Background(), userkey.Key{Package: pkg, Username: "kcoff"}); !errors.Is(err, users.ErrNotFound) {
 			t.Fatalf("a disabled user must not be learnt: %v", err)
 		}
 	})

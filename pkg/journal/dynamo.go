@@ -21,24 +21,13 @@ import (
 const (
 	// IndexByStatus lists one status's entries by last change: what is
 	// pending, counts, and the purge, without a scan.
-	IndexByStatus = "by_status"
+	IndexByStatus = schema.JournalByStatus
 	// TTLAttribute holds the epoch second an entry's retention ends.
-	TTLAttribute = "ttl"
+	TTLAttribute = schema.TTL
 )
 
-// Table describes the journal table: pk "package#username", sk
-// "<job created_at>#<job id>" (a user's jobs in order), and the by_status
-// index (status, "<updated_at>#<job id>").
-func Table(name string) schema.Table {
-	return schema.Table{
-		Name:         name,
-		PartitionKey: schema.Key{Name: "pk", Type: schema.String},
-		SortKey:      &schema.Key{Name: "sk", Type: schema.String},
-		Indexes: []schema.Index{{Name: IndexByStatus, PartitionKey: schema.Key{Name: "status", Type: schema.String},
-			SortKey: &schema.Key{Name: "status_at", Type: schema.String}}},
-		TTLAttribute: TTLAttribute,
-	}
-}
+// Table describes the journal table (schema.Journal).
+func Table(name string) schema.Table { return schema.Journal.Named(name) }
 
 // DynamoDB is the part of *dynamodb.Client the store uses.
 type DynamoDB interface {

@@ -42,7 +42,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/config"
 	"github.com/kcguard/kcguard/pkg/httpapi"
 	"github.com/kcguard/kcguard/pkg/platform"
-	"github.com/kcguard/kcguard/pkg/users"
+	"github.com/kcguard/kcguard/pkg/userkey"
 )
 
 // benchConfig is the default configuration, quiet, with a patient Keycloak
@@ -231,7 +231,7 @@ func BenchmarkLogin(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	key := users.Key{Package: uc.Package, Username: uc.Name}
+	key := userkey.Key{Package: uc.Package, Username: uc.Name}
 	var naive []float64
 	for range 3 {
 		start := time.Now()

@@ -27,6 +27,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/sessions"
 	"github.com/kcguard/kcguard/pkg/syncjob"
 	"github.com/kcguard/kcguard/pkg/tokencache"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -252,7 +253,7 @@ func resolveSecrets(ctx context.Context, sm *secretsmanager.Client, cfg *config.
 type CachedTokens struct{ Store tokencache.Store }
 
 // Get implements auth.TokenCache.
-func (c CachedTokens) Get(ctx context.Context, key users.Key, now time.Time) (keycloak.Token, bool, error) {
+func (c CachedTokens) Get(ctx context.Context, key userkey.Key, now time.Time) (keycloak.Token, bool, error) {
 	rec, err := c.Store.Get(ctx, key.Package, key.Username, now)
 	switch {
 	case err == nil:
@@ -265,7 +266,7 @@ func (c CachedTokens) Get(ctx context.Context, key users.Key, now time.Time) (ke
 }
 
 // Forget implements auth.TokenCache.
-func (c CachedTokens) Forget(ctx context.Context, key users.Key) error {
+func (c CachedTokens) Forget(ctx context.Context, key userkey.Key) error {
 	if err := c.Store.Delete(ctx, key.Package, key.Username); err != nil && !isNotFound(err) {
 		return err
 	}

@@ -35,6 +35,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/migrate"
 	"github.com/kcguard/kcguard/pkg/syncjob"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -197,7 +198,7 @@ func syncBench(b *testing.B, n, changes int, direct bool) {
 	queueStart := time.Now()
 	par(func(i int) error {
 		for c := 1; c <= changes; c++ {
-			key := users.Key{Package: pkg, Username: name(i)}
+			key := userkey.Key{Package: pkg, Username: name(i)}
 			u, err := e.RT.Users.Get(ctx, key)
 			if err != nil {
 				return err

@@ -8,6 +8,7 @@ import (
 
 	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/keycloak"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -75,7 +76,7 @@ func (a *Applier) Sync(ctx context.Context, j Job) (Report, error) {
 	if err := j.Validate(); err != nil {
 		return Report{}, err
 	}
-	key, err := users.NewKey(j.Package, j.Username)
+	key, err := userkey.New(j.Package, j.Username)
 	if err != nil {
 		return Report{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/journal"
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/keycloak/keycloaktest"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -173,7 +174,7 @@ func TestConflictPolicy(t *testing.T) {
 				t.Fatalf("journal %+v", es)
 			}
 			// Either way the change is settled: reconciliation must not re-queue it.
-			if u, _ := f.users.Get(context.Background(), users.Key{Package: pkg, Username: "alice"}); u.Unsynced() {
+			if u, _ := f.users.Get(context.Background(), userkey.Key{Package: pkg, Username: "alice"}); u.Unsynced() {
 				t.Fatal("a settled conflict leaves the user unsynced")
 			}
 		})

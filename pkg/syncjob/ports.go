@@ -13,6 +13,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/journal"
 	"github.com/kcguard/kcguard/pkg/keycloak"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -33,9 +34,9 @@ type KeycloakAdmin interface {
 
 // Users is what applying jobs needs from the local credential store.
 type Users interface {
-	Get(ctx context.Context, key users.Key) (users.User, error)
-	MarkSynced(ctx context.Context, key users.Key, version int64) (bool, error)
-	SetKeycloakID(ctx context.Context, key users.Key, id string) error
+	Get(ctx context.Context, key userkey.Key) (users.User, error)
+	MarkSynced(ctx context.Context, key userkey.Key, version int64) (bool, error)
+	SetKeycloakID(ctx context.Context, key userkey.Key, id string) error
 }
 
 // Unsynced lists users whose local version is ahead of Keycloak's.

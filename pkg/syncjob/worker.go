@@ -15,7 +15,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/breaker"
 	"github.com/kcguard/kcguard/pkg/journal"
 	"github.com/kcguard/kcguard/pkg/keycloak"
-	"github.com/kcguard/kcguard/pkg/users"
+	"github.com/kcguard/kcguard/pkg/userkey"
 )
 
 // Worker applies queued jobs. It is the SQS event handler of
@@ -282,7 +282,7 @@ func (w *Worker) handle(ctx context.Context, rec events.SQSMessage, known map[st
 	if err != nil {
 		return w.deadLetter(ctx, rec, job, err)
 	}
-	user := job.Package + "#" + users.NormalizeUsername(job.Username)
+	user := job.Package + "#" + userkey.NormalizeUsername(job.Username)
 	if have := known[user]; job.Type != LogoutUser && job.Version <= have {
 		// An earlier record of this group already brought Keycloak to a
 		// version at least this new (it applies the newest local state):

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kcguard/kcguard/pkg/ddbitem"
 	"github.com/kcguard/kcguard/pkg/schema"
+	"github.com/kcguard/kcguard/pkg/userkey"
 )
 
 // Table layout. One partition per user key ("package#username") holding up
@@ -28,8 +29,8 @@ import (
 // and one partition per request source ("source#<id>", sk=source) holding
 // that source's failure counter, TTL'd like a lockout item.
 const (
-	IndexByPackage = "by_package"
-	IndexUnsynced  = "unsynced"
+	IndexByPackage = schema.UsersByPackage
+	IndexUnsynced  = schema.UsersUnsynced
 
 	skUser    = "user"
 	skLockout = "lockout"
@@ -37,19 +38,7 @@ const (
 )
 
 // Table describes the users table.
-func Table(name string) schema.Table {
-	username := &schema.Key{Name: "username", Type: schema.String}
-	return schema.Table{
-		Name:         name,
-		PartitionKey: schema.Key{Name: "pk", Type: schema.String},
-		SortKey:      &schema.Key{Name: "sk", Type: schema.String},
-		Indexes: []schema.Index{
-			{Name: IndexByPackage, PartitionKey: schema.Key{Name: "pkg", Type: schema.String}, SortKey: username},
-			{Name: IndexUnsynced, PartitionKey: schema.Key{Name: "unsynced_pkg", Type: schema.String}, SortKey: username},
-		},
-		TTLAttribute: "expires_at",
-	}
-}
+func Table(name string) schema.Table { return schema.Users.Named(name) }
 
 // DynamoDB is the part of *dynamodb.Client the store uses.
 type DynamoDB interface {
@@ -169,7 +158,7 @@ func fromLockoutItem(av map[string]types.AttributeValue, now time.Time) (Lockout
 
 func stale(it lockoutItem, now time.Time) bool { return it.ExpiresAt <= now.Unix() }
 
-func (d *Dynamo) itemKey(k Key, sk string) map[string]types.AttributeValue {
+func (d *Dynamo) itemKey(k userkey.Key, sk string) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{
 		"pk": &types.AttributeValueMemberS{Value: k.String()},
 		"sk": &types.AttributeValueMemberS{Value: sk},
@@ -177,8 +166,8 @@ func (d *Dynamo) itemKey(k Key, sk string) map[string]types.AttributeValue {
 }
 
 // Get costs one GetItem.
-func (d *Dynamo) Get(ctx context.Context, key Key) (User, error) {
-	key, err := key.normalize()
+func (d *Dynamo) Get(ctx context.Context, key userkey.Key) (User, error) {
+	key, err := key.Normalize()
 	if err != nil {
 		return User{}, err
 	}
@@ -195,8 +184,8 @@ func (d *Dynamo) Get(ctx context.Context, key Key) (User, error) {
 }
 
 // Lookup costs one Query: both items share the partition.
-func (d *Dynamo) Lookup(ctx context.Context, key Key, now time.Time) (Entry, error) {
-	key, err := key.normalize()
+func (d *Dynamo) Lookup(ctx context.Context, key userkey.Key, now time.Time) (Entry, error) {
+	key, err := key.Normalize()
 	if err != nil {
 		return Entry{}, err
 	}
@@ -261,8 +250,8 @@ func (d *Dynamo) Create(ctx context.Context, u User, now time.Time) (User, error
 // failed condition costs a second call (GetItem), to tell a missing user
 // from a lost race, and a lost race from an SDK retry of our own write that
 // had landed (mine recognises it).
-func (d *Dynamo) change(ctx context.Context, key Key, expected int64, set string, vals map[string]types.AttributeValue, remove string, mine func(User) bool) (User, error) {
-	key, err := key.normalize()
+func (d *Dynamo) change(ctx context.Context, key userkey.Key, expected int64, set string, vals map[string]types.AttributeValue, remove string, mine func(User) bool) (User, error) {
+	key, err := key.Normalize()
 	if err != nil {
 		return User{}, err
 	}
@@ -300,7 +289,7 @@ func (d *Dynamo) change(ctx context.Context, key Key, expected int64, set string
 }
 
 // UpdatePassword costs one UpdateItem (plus a GetItem on conflict).
-func (d *Dynamo) UpdatePassword(ctx context.Context, key Key, expected int64, h Hash, now time.Time) (User, error) {
+func (d *Dynamo) UpdatePassword(ctx context.Context, key userkey.Key, expected int64, h Hash, now time.Time) (User, error) {
 	return d.change(ctx, key, expected,
 		"hash_algorithm = :alg, secret_data = :sd, credential_data = :cd, updated_at = :now, password_changed_at = :now",
 		map[string]types.AttributeValue{
@@ -309,7 +298,7 @@ func (d *Dynamo) UpdatePassword(ctx context.Context, key Key, expected int64, h 
 }
 
 // UpdateProfile costs one UpdateItem (plus a GetItem on conflict).
-func (d *Dynamo) UpdateProfile(ctx context.Context, key Key, expected int64, p Profile, now time.Time) (User, error) {
+func (d *Dynamo) UpdateProfile(ctx context.Context, key userkey.Key, expected int64, p Profile, now time.Time) (User, error) {
 	vals := map[string]types.AttributeValue{
 		":email": ddbitem.S(p.Email), ":en": &types.AttributeValueMemberBOOL{Value: p.Enabled}, ":now": ddbitem.S(ddbitem.Time(now)),
 	}
@@ -330,8 +319,8 @@ func (d *Dynamo) UpdateProfile(ctx context.Context, key Key, expected int64, p P
 // MarkSynced costs one UpdateItem when version is the current one (the
 // usual case), two when a newer change is already pending, and a GetItem
 // more when nothing was raised, to say why.
-func (d *Dynamo) MarkSynced(ctx context.Context, key Key, version int64) (bool, error) {
-	key, err := key.normalize()
+func (d *Dynamo) MarkSynced(ctx context.Context, key userkey.Key, version int64) (bool, error) {
+	key, err := key.Normalize()
 	if err != nil {
 		return false, err
 	}
@@ -369,8 +358,8 @@ func (d *Dynamo) MarkSynced(ctx context.Context, key Key, version int64) (bool, 
 }
 
 // SetKeycloakID costs one UpdateItem.
-func (d *Dynamo) SetKeycloakID(ctx context.Context, key Key, id string) error {
-	key, err := key.normalize()
+func (d *Dynamo) SetKeycloakID(ctx context.Context, key userkey.Key, id string) error {
+	key, err := key.Normalize()
 	if err != nil {
 		return err
 	}
@@ -392,8 +381,8 @@ func (d *Dynamo) SetKeycloakID(ctx context.Context, key Key, id string) error {
 
 // ApplyVerdict costs one UpdateItem (plus a GetItem when the condition
 // fails, to tell a missing user from a version conflict).
-func (d *Dynamo) ApplyVerdict(ctx context.Context, key Key, expected int64, v Verdict) (User, error) {
-	key, err := key.normalize()
+func (d *Dynamo) ApplyVerdict(ctx context.Context, key userkey.Key, expected int64, v Verdict) (User, error) {
+	key, err := key.Normalize()
 	if err != nil {
 		return User{}, err
 	}
@@ -439,8 +428,8 @@ func (d *Dynamo) ApplyVerdict(ctx context.Context, key Key, expected int64, v Ve
 // writes it inside a successful login's transaction (Keycloak has just
 // confirmed the user: the stamp rides on a write the login makes anyway).
 // v must not carry a Hash.
-func (d *Dynamo) VerdictTx(key Key, expectedVersion int64, v Verdict) (types.TransactWriteItem, error) {
-	if k, err := key.normalize(); err == nil {
+func (d *Dynamo) VerdictTx(key userkey.Key, expectedVersion int64, v Verdict) (types.TransactWriteItem, error) {
+	if k, err := key.Normalize(); err == nil {
 		key = k
 	}
 	if v.Hash != nil {
@@ -513,8 +502,8 @@ func verdictUpdate(v Verdict) (string, map[string]types.AttributeValue, error) {
 }
 
 // Delete costs one DeleteItem.
-func (d *Dynamo) Delete(ctx context.Context, key Key) error {
-	key, err := key.normalize()
+func (d *Dynamo) Delete(ctx context.Context, key userkey.Key) error {
+	key, err := key.Normalize()
 	if err != nil {
 		return err
 	}
@@ -531,8 +520,8 @@ func (d *Dynamo) Delete(ctx context.Context, key Key) error {
 }
 
 // Lockout costs one GetItem.
-func (d *Dynamo) Lockout(ctx context.Context, key Key, now time.Time) (Lockout, error) {
-	key, err := key.normalize()
+func (d *Dynamo) Lockout(ctx context.Context, key userkey.Key, now time.Time) (Lockout, error) {
+	key, err := key.Normalize()
 	if err != nil {
 		return Lockout{}, err
 	}
@@ -560,7 +549,7 @@ func (d *Dynamo) List(ctx context.Context, pkg string, f Filter, limit int, curs
 }
 
 func (d *Dynamo) list(ctx context.Context, index, attr, pkg string, limit int, cursor string, keep func(User) bool) ([]User, string, error) {
-	if err := checkPackage(pkg); err != nil {
+	if err := userkey.CheckPackage(pkg); err != nil {
 		return nil, "", err
 	}
 	after, err := decodeCursor(cursor)
@@ -615,8 +604,8 @@ func (d *Dynamo) list(ctx context.Context, index, attr, pkg string, limit int, c
 // parallel requests cannot outrun the count (each gets its own N from
 // UPDATED_NEW). Only a counter that outlived its window (TTL had not
 // deleted it yet) costs a second write that starts it afresh.
-func (d *Dynamo) Reserve(ctx context.Context, key Key, maxFailures int, now time.Time) (Attempt, error) {
-	key, err := key.normalize()
+func (d *Dynamo) Reserve(ctx context.Context, key userkey.Key, maxFailures int, now time.Time) (Attempt, error) {
+	key, err := key.Normalize()
 	if err != nil {
 		return Attempt{}, err
 	}
@@ -686,8 +675,8 @@ func (d *Dynamo) Reserve(ctx context.Context, key Key, maxFailures int, now time
 // and the attempt is then N = 1. A live counter cancels the transaction
 // and nothing is counted: the caller reserves with Reserve, which counts
 // past it.
-func (d *Dynamo) FirstAttemptTx(key Key, now time.Time) (types.TransactWriteItem, error) {
-	key, err := key.normalize()
+func (d *Dynamo) FirstAttemptTx(key userkey.Key, now time.Time) (types.TransactWriteItem, error) {
+	key, err := key.Normalize()
 	if err != nil {
 		return types.TransactWriteItem{}, err
 	}
@@ -715,7 +704,7 @@ func (d *Dynamo) SourceUnlockedTx(source string, now time.Time) types.TransactWr
 }
 
 // FailAttempt costs one UpdateItem (FailAttemptTx in a transaction).
-func (d *Dynamo) FailAttempt(ctx context.Context, key Key, a Attempt, lockedUntil, now time.Time) error {
+func (d *Dynamo) FailAttempt(ctx context.Context, key userkey.Key, a Attempt, lockedUntil, now time.Time) error {
 	tx := d.FailAttemptTx(key, a, lockedUntil, now)
 	u := tx.Update
 	_, err := d.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: u.TableName, Key: u.Key,
@@ -736,8 +725,8 @@ func (d *Dynamo) FailAttempt(ctx context.Context, key Key, a Attempt, lockedUnti
 // that may run once the lock is over). Attempts at the threshold are admitted
 // one at a time, so their locks arrive in order and never shorten each other;
 // the update has no condition and cannot cancel the transaction it is in.
-func (d *Dynamo) FailAttemptTx(key Key, a Attempt, lockedUntil, now time.Time) types.TransactWriteItem {
-	if k, err := key.normalize(); err == nil {
+func (d *Dynamo) FailAttemptTx(key userkey.Key, a Attempt, lockedUntil, now time.Time) types.TransactWriteItem {
+	if k, err := key.Normalize(); err == nil {
 		key = k
 	}
 	vals := map[string]types.AttributeValue{
@@ -755,8 +744,8 @@ func (d *Dynamo) FailAttemptTx(key Key, a Attempt, lockedUntil, now time.Time) t
 }
 
 // Release costs one conditional DeleteItem (ReleaseTx in a transaction).
-func (d *Dynamo) Release(ctx context.Context, key Key, now time.Time) (bool, error) {
-	key, err := key.normalize()
+func (d *Dynamo) Release(ctx context.Context, key userkey.Key, now time.Time) (bool, error) {
+	key, err := key.Normalize()
 	if err != nil {
 		return false, err
 	}
@@ -776,8 +765,8 @@ func (d *Dynamo) Release(ctx context.Context, key Key, now time.Time) (bool, err
 // lock set meanwhile by a parallel failure: the transaction is then
 // cancelled with ReleaseCancelled true for this item, and the caller writes
 // again without it.
-func (d *Dynamo) ReleaseTx(key Key, now time.Time) types.TransactWriteItem {
-	if k, err := key.normalize(); err == nil {
+func (d *Dynamo) ReleaseTx(key userkey.Key, now time.Time) types.TransactWriteItem {
+	if k, err := key.Normalize(); err == nil {
 		key = k
 	}
 	return types.TransactWriteItem{Delete: &types.Delete{
@@ -861,8 +850,8 @@ func (d *Dynamo) TableName() string { return d.table }
 
 // UserKey is the item key of the user's account, for a caller that reads it
 // together with other items (BatchGetItem) and hands it to EntryFromItem.
-func (d *Dynamo) UserKey(key Key) (map[string]types.AttributeValue, error) {
-	key, err := key.normalize()
+func (d *Dynamo) UserKey(key userkey.Key) (map[string]types.AttributeValue, error) {
+	key, err := key.Normalize()
 	if err != nil {
 		return nil, err
 	}
