@@ -8,7 +8,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/audit"
 	"github.com/kcguard/kcguard/pkg/journal"
 	"github.com/kcguard/kcguard/pkg/status"
-	"github.com/kcguard/kcguard/pkg/users"
+	"github.com/kcguard/kcguard/pkg/userkey"
 )
 
 // addTo adds commands to the group named group of root (each group's file
@@ -32,7 +32,7 @@ func newUsersHistoryCmd(e *env) *cobra.Command {
 		Short: "A user's audit trail, newest first: action, auth mode, outcome, source IP, time",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			key, err := users.NewKey(pkg, args[0])
+			key, err := userkey.New(pkg, args[0])
 			if err != nil {
 				return usageError(err)
 			}

@@ -15,9 +15,9 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/kcguard/kcguard/pkg/auth"
 	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/platform"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -71,7 +71,7 @@ reconciliation carries it to Keycloak. Use POST /password for user changes.`,
 			if err := e.policy().Check(args[0], pw); err != nil {
 				return err
 			}
-			key, err := users.NewKey(pkg, args[0])
+			key, err := userkey.New(pkg, args[0])
 			if err != nil {
 				return err
 			}
@@ -83,7 +83,7 @@ reconciliation carries it to Keycloak. Use POST /password for user changes.`,
 			if err != nil {
 				return err
 			}
-			u, err = st.UpdatePassword(cmd.Context(), key, u.Version, auth.StoredHash(h), time.Now())
+			u, err = st.UpdatePassword(cmd.Context(), key, u.Version, users.NewHash(h), time.Now())
 			if err != nil {
 				return err
 			}
@@ -102,7 +102,7 @@ reconciliation carries it to Keycloak. Use POST /password for user changes.`,
 			if err != nil {
 				return err
 			}
-			key, err := users.NewKey(pkg, args[0])
+			key, err := userkey.New(pkg, args[0])
 			if err != nil {
 				return err
 			}
@@ -203,7 +203,7 @@ func createUser(ctx context.Context, st users.Store, hasher *credential.Hasher, 
 	if err != nil {
 		return users.User{}, err
 	}
-	u := users.User{Package: pkg, Username: username, Email: email, Enabled: true, Hash: auth.StoredHash(h)}
+	u := users.User{Package: pkg, Username: username, Email: email, Enabled: true, Hash: users.NewHash(h)}
 	if group != "" {
 		u.Attributes = map[string]string{"group": group}
 	}

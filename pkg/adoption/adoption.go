@@ -23,17 +23,18 @@ import (
 	"time"
 
 	"github.com/kcguard/kcguard/pkg/credential"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
 // Store is the part of the local store an import writes.
 type Store interface {
-	Get(ctx context.Context, key users.Key) (users.User, error)
+	Get(ctx context.Context, key userkey.Key) (users.User, error)
 	Create(ctx context.Context, u users.User, now time.Time) (users.User, error)
-	UpdatePassword(ctx context.Context, key users.Key, expectedVersion int64, h users.Hash, now time.Time) (users.User, error)
-	UpdateProfile(ctx context.Context, key users.Key, expectedVersion int64, p users.Profile, now time.Time) (users.User, error)
-	MarkSynced(ctx context.Context, key users.Key, version int64) (bool, error)
-	ApplyVerdict(ctx context.Context, key users.Key, expectedVersion int64, v users.Verdict) (users.User, error)
+	UpdatePassword(ctx context.Context, key userkey.Key, expectedVersion int64, h users.Hash, now time.Time) (users.User, error)
+	UpdateProfile(ctx context.Context, key userkey.Key, expectedVersion int64, p users.Profile, now time.Time) (users.User, error)
+	MarkSynced(ctx context.Context, key userkey.Key, version int64) (bool, error)
+	ApplyVerdict(ctx context.Context, key userkey.Key, expectedVersion int64, v users.Verdict) (users.User, error)
 }
 
 // Outcome of one user entry.
@@ -158,7 +159,7 @@ func (im *Importer) one(ctx context.Context, raw json.RawMessage) (Entry, error)
 		e.Outcome = ServiceAccount
 		return e, nil
 	}
-	key, err := users.NewKey(im.Package, u.Username)
+	key, err := userkey.New(im.Package, u.Username)
 	if err != nil {
 		e.Outcome, e.Detail = Malformed, "bad or missing username"
 		return e, nil

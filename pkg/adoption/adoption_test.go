@@ -9,6 +9,7 @@ import (
 
 	"github.com/kcguard/kcguard/pkg/adoption"
 	"github.com/kcguard/kcguard/pkg/credential"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -49,7 +50,7 @@ func importFile(t *testing.T, st adoption.Store, exp adoption.Export) adoption.R
 
 func get(t *testing.T, st users.Store, name string) users.User {
 	t.Helper()
-	u, err := st.Get(context.Background(), users.Key{Package: "homechoice", Username: name})
+	u, err := st.Get(context.Background(), userkey.Key{Package: "homechoice", Username: name})
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
@@ -80,7 +81,7 @@ func TestImportRealmExport(t *testing.T) {
 		t.Errorf("broken hash: %+v", e)
 	}
 	for _, name := range []string{"dan.bcrypt", "eli.brokenhash", "eve.nopassword", "service-account-kcguard"} {
-		if _, err := st.Get(context.Background(), users.Key{Package: "homechoice", Username: name}); err == nil {
+		if _, err := st.Get(context.Background(), userkey.Key{Package: "homechoice", Username: name}); err == nil {
 			t.Errorf("%s must not be loaded", name)
 		}
 	}
@@ -93,7 +94,7 @@ func TestImportRealmExport(t *testing.T) {
 
 	for name, pw := range passwords {
 		u := get(t, st, name)
-		h, err := credential.ParseHash(u.Hash.SecretData, u.Hash.CredentialData)
+		h, err := u.Hash.Verifier()
 		if err != nil {
 			t.Fatal(err)
 		}

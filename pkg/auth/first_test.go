@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kcguard/kcguard/pkg/keycloak/keycloaktest"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -18,7 +19,7 @@ type firstReads struct {
 	calls int
 }
 
-func (f *firstReads) ReserveFirst(ctx context.Context, key users.Key, source string, now time.Time) (FirstAttempt, error) {
+func (f *firstReads) ReserveFirst(ctx context.Context, key userkey.Key, source string, now time.Time) (FirstAttempt, error) {
 	f.calls++
 	if src, _ := f.mem.SourceFailures(ctx, source, now); source != "" && src.Locked(now) {
 		return FirstSourceLocked, nil
@@ -38,7 +39,7 @@ type countedReserve struct {
 	n int
 }
 
-func (c *countedReserve) Reserve(ctx context.Context, key users.Key, maxFailures int, now time.Time) (users.Attempt, error) {
+func (c *countedReserve) Reserve(ctx context.Context, key userkey.Key, maxFailures int, now time.Time) (users.Attempt, error) {
 	c.n++
 	return c.Users.Reserve(ctx, key, maxFailures, now)
 }
@@ -73,7 +74,7 @@ func TestFirstAttemptIsReservedAlongsideTheRead(t *testing.T) {
 		t.Fatalf("after a failure: %d usual reservations (want 1), %d grants for the second typo (want 0)",
 			reserve.n, h.kc.Calls(keycloaktest.PasswordGrant)-grants)
 	}
-	if l, _ := h.users.Lockout(context.Background(), users.Key{Package: pkg, Username: "alice"}, h.now); l.FailedAttempts != 2 {
+	if l, _ := h.users.Lockout(context.Background(), userkey.Key{Package: pkg, Username: "alice"}, h.now); l.FailedAttempts != 2 {
 		t.Fatalf("%d failures on record, want 2", l.FailedAttempts)
 	}
 }
@@ -94,7 +95,7 @@ func TestThrottledSourceReservesNothingAlongsideTheRead(t *testing.T) {
 	if _, err := h.login("alice", "alice-password-1"); !errors.As(err, &throttled) || throttled.RetryAfter != time.Minute {
 		t.Fatalf("%v, want throttled for a minute", err)
 	}
-	if l, _ := h.users.Lockout(context.Background(), users.Key{Package: pkg, Username: "alice"}, h.now); l.FailedAttempts != 0 {
+	if l, _ := h.users.Lockout(context.Background(), userkey.Key{Package: pkg, Username: "alice"}, h.now); l.FailedAttempts != 0 {
 		t.Fatalf("a throttled source counted %d attempts against the user", l.FailedAttempts)
 	}
 }

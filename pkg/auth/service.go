@@ -12,6 +12,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/sessions"
 	"github.com/kcguard/kcguard/pkg/syncjob"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -338,7 +339,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 //
 // userVersion (when positive) is the user version the password was checked
 // against: a password change landing meanwhile leaves no session.
-func (s *Service) succeed(ctx context.Context, in LoginInput, key users.Key, event audit.Event, tier tierResult,
+func (s *Service) succeed(ctx context.Context, in LoginInput, key userkey.Key, event audit.Event, tier tierResult,
 	verdict *users.Verdict, userVersion, nextSessionSeq int64, now time.Time) (LoginResult, error) {
 	event.AuthMode, event.Outcome = string(tier.mode), audit.OutcomeSuccess
 	success := Success{Event: event, ResetLockout: true, Now: now, Verdict: verdict, Session: sessions.Record{
@@ -370,11 +371,11 @@ func (s *Service) succeed(ctx context.Context, in LoginInput, key users.Key, eve
 }
 
 // key checks the package and normalises the username.
-func (s *Service) key(pkg, username string) (users.Key, error) {
+func (s *Service) key(pkg, username string) (userkey.Key, error) {
 	if !s.packages[pkg] {
-		return users.Key{}, ErrUnknownPackage
+		return userkey.Key{}, ErrUnknownPackage
 	}
-	key, err := users.NewKey(pkg, username)
+	key, err := userkey.New(pkg, username)
 	if err != nil {
 		return key, ErrInvalidCredentials
 	}
@@ -392,7 +393,7 @@ func (s *Service) sourceOf(addr string) string {
 
 // auditName is the username the audit trail and logs keep: a known user's
 // own, or a keyed hash of what was typed, which may be a password.
-func (s *Service) auditName(key users.Key, entry users.Entry) string {
+func (s *Service) auditName(key userkey.Key, entry users.Entry) string {
 	if entry.Found {
 		return key.Username
 	}
@@ -405,7 +406,7 @@ func (s *Service) auditName(key users.Key, entry users.Entry) string {
 // trip of its own. The source's throttle is checked atomically with that
 // reservation, so a throttled source still counts nothing against the
 // users it names.
-func (s *Service) readLogin(ctx context.Context, key users.Key, source string, now time.Time) (LoginRead, FirstAttempt, error) {
+func (s *Service) readLogin(ctx context.Context, key userkey.Key, source string, now time.Time) (LoginRead, FirstAttempt, error) {
 	if s.first == nil {
 		read, err := s.reads.ReadLogin(ctx, key, source, now)
 		return read, FirstNotTried, err
@@ -434,7 +435,7 @@ func (s *Service) readLogin(ctx context.Context, key users.Key, source string, n
 // admit lets an attempt's password be checked: the source must not be
 // throttled, then the attempt is reserved (counted) before any hashing.
 // A refusal is audited and answered without a hash.
-func (s *Service) admit(ctx context.Context, key users.Key, src users.Lockout, event audit.Event, now time.Time) (users.Attempt, error) {
+func (s *Service) admit(ctx context.Context, key userkey.Key, src users.Lockout, event audit.Event, now time.Time) (users.Attempt, error) {
 	if src.Locked(now) {
 		event.Outcome = audit.OutcomeThrottled
 		s.auditAlone(ctx, event)
@@ -453,7 +454,7 @@ func (s *Service) admit(ctx context.Context, key users.Key, src users.Lockout, e
 // release gives back a reservation whose check passed when no session is
 // written (the session's transaction releases it otherwise). Best effort:
 // an unreleased count only brings the next lock closer.
-func (s *Service) release(ctx context.Context, key users.Key, now time.Time) {
+func (s *Service) release(ctx context.Context, key userkey.Key, now time.Time) {
 	ctx, cancel := outcomeContext(ctx)
 	defer cancel()
 	if _, err := s.users.Release(ctx, key, now); err != nil {
@@ -487,7 +488,7 @@ func (s *Service) verify(entry users.Entry, password string) (credential.Hash, b
 	if !entry.Found || entry.User.KeycloakMustDecide() {
 		return credential.Hash{}, s.hasher.VerifyDummy(password), dummy
 	}
-	h, err := credential.ParseHash(entry.User.Hash.SecretData, entry.User.Hash.CredentialData)
+	h, err := entry.User.Hash.Verifier()
 	if err != nil {
 		s.log.Error("stored hash unreadable", "package", entry.User.Package, "username", entry.User.Username, "err", err)
 		return h, s.hasher.VerifyDummy(password), dummy
@@ -521,7 +522,7 @@ func (s *Service) refuseLocked(ctx context.Context, until time.Time, event audit
 // countFailure records a failed check: the lock its reservation's number
 // calls for, the source's failure, and the audit record, in one
 // transaction. The attempt itself was counted when it was reserved.
-func (s *Service) countFailure(ctx context.Context, key users.Key, a users.Attempt, source string, src users.Lockout, event audit.Event, now time.Time) error {
+func (s *Service) countFailure(ctx context.Context, key userkey.Key, a users.Attempt, source string, src users.Lockout, event audit.Event, now time.Time) error {
 	event.Outcome = audit.OutcomeInvalidCredentials
 	f := Failure{Key: key, Attempt: a, LockedUntil: s.s.lockedUntil(a.N, now), Event: event}
 	if source != "" {
@@ -552,7 +553,7 @@ type grant struct {
 }
 
 // grant asks the breaker and, if allowed, Keycloak.
-func (s *Service) grant(ctx context.Context, key users.Key, password string) grant {
+func (s *Service) grant(ctx context.Context, key userkey.Key, password string) grant {
 	done, err := s.breaker.Allow(ctx)
 	if err != nil {
 		return grant{err: err}
@@ -572,7 +573,7 @@ func (s *Service) breakerClosed(ctx context.Context) bool {
 }
 
 // startGrant runs grant without blocking (ParallelKeycloak).
-func (s *Service) startGrant(ctx context.Context, key users.Key, password string) <-chan grant {
+func (s *Service) startGrant(ctx context.Context, key userkey.Key, password string) <-chan grant {
 	ch := make(chan grant, 1)
 	go func() { ch <- s.grant(ctx, key, password) }()
 	return ch
@@ -643,7 +644,7 @@ func (s *Service) rehash(ctx context.Context, u users.User, password string, now
 	if err != nil {
 		return
 	}
-	nu, err := s.users.UpdatePassword(ctx, u.Key(), u.Version, storedHash(h), now)
+	nu, err := s.users.UpdatePassword(ctx, u.Key(), u.Version, users.NewHash(h), now)
 	if err != nil {
 		s.log.InfoContext(ctx, "rehash skipped", "package", u.Package, "username", u.Username, "err", err)
 		return
@@ -701,7 +702,7 @@ func (s *Service) ChangePassword(ctx context.Context, in PasswordChangeInput) (P
 	if err != nil {
 		return PasswordChangeResult{}, fmt.Errorf("hash new password: %w", err)
 	}
-	u, err := s.users.UpdatePassword(ctx, key, entry.User.Version, storedHash(h), now)
+	u, err := s.users.UpdatePassword(ctx, key, entry.User.Version, users.NewHash(h), now)
 	switch {
 	case errors.Is(err, users.ErrVersionConflict):
 		event.Outcome = audit.OutcomeConflict
@@ -728,7 +729,7 @@ func (s *Service) ChangePassword(ctx context.Context, in PasswordChangeInput) (P
 // user whose password just changed. The revocation time is read after the
 // new hash is stored: a login that read the old hash began before it, so
 // its session is refused or dead (the ledger's checks close the rest).
-func (s *Service) endLocalSessions(ctx context.Context, key users.Key) {
+func (s *Service) endLocalSessions(ctx context.Context, key userkey.Key) {
 	if n, err := s.sessions.RevokeAllForUser(ctx, key.Package, key.Username, s.s.Now()); err != nil {
 		s.log.ErrorContext(ctx, "sessions not revoked after password change", "package", key.Package, "username", key.Username, "err", err)
 	} else {
@@ -779,11 +780,3 @@ func policyReason(err error) string {
 	}
 	return "does not meet the password policy"
 }
-
-// storedHash is the store's opaque form of a credential hash.
-func storedHash(h credential.Hash) users.Hash {
-	return users.Hash{Algorithm: string(h.Algorithm), SecretData: h.SecretData(), CredentialData: h.CredentialData()}
-}
-
-// StoredHash converts a credential hash for the local store (CLI seeding).
-func StoredHash(h credential.Hash) users.Hash { return storedHash(h) }

@@ -66,8 +66,9 @@ type Keycloak interface {
 	LogoutUser(ctx context.Context, pkg, userID string) error
 	// DeleteUser removes a user (operators, tests).
 	DeleteUser(ctx context.Context, pkg, userID string) error
-	// Ping is a cheap health check of the Keycloak server, for the breaker's
-	// half-open probe.
+	// Ping is a cheap health check of the Keycloak server: the probe the
+	// sync poller and the scheduled cleanup run through an open breaker
+	// when its next probe is due.
 	Ping(ctx context.Context) error
 }
 
@@ -717,8 +718,9 @@ func (c *Client) DeleteUser(ctx context.Context, pkg, userID string) error {
 }
 
 // Ping implements Keycloak: GET the ping package's realm OpenID discovery
-// document. It is public, cached by Keycloak and exercises the HTTP stack
-// and realm lookup, without spending a token or a session.
+// document. It is public, so it spends no token and starts no session.
+// Its errors are classified like any call's: no answer or a 5xx is an
+// outage (IsOutage), so the breaker stays open.
 func (c *Client) Ping(ctx context.Context) error {
 	r := c.packages[c.pingPackage]
 	_, err := c.call(ctx, "ping", c.pingPackage, c.reqTimeout, false, func(ctx context.Context) (*resty.Response, error) {

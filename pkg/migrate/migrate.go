@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/syncjob"
 	"github.com/kcguard/kcguard/pkg/users"
@@ -200,7 +199,7 @@ func (m *Migrator) now() time.Time {
 // one provisions (or, in a dry run, assesses) one user.
 func (m *Migrator) one(ctx context.Context, u users.User) UserResult {
 	r := UserResult{Username: u.Username, DryRun: m.Settings.DryRun}
-	hash, err := credential.ParseHash(u.Hash.SecretData, u.Hash.CredentialData)
+	hash, err := u.Hash.Verifier()
 	if err != nil {
 		r.Result, r.Reason = Skipped, "no importable local password hash"
 		return r

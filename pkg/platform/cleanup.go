@@ -33,7 +33,7 @@ func (rt *Runtime) Cleaner(w io.Writer) *cleanup.Cleaner {
 	}
 	c := &cleanup.Cleaner{
 		Tokens: rt.Tokens, Sessions: rt.Sessions, Keycloak: rt.Keycloak, Breaker: rt.Breaker,
-		Users: rt.Users, Queue: syncjob.JournaledQueue{Queue: rt.Queue, Applier: rt.Applier}, Packages: rt.Config.PackageNames(),
+		Users: rt.Users, Queue: rt.JournaledQueue, Packages: rt.Config.PackageNames(),
 		QueueSize: QueueDepth{Queue: rt.Queue}, DLQSize: QueueDepth{Queue: rt.DLQ},
 		Metrics: &metrics.EMF{W: w}, Log: rt.Log, Settings: CleanupSettings(rt.Config),
 	}

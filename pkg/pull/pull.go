@@ -34,6 +34,7 @@ import (
 
 	"github.com/kcguard/kcguard/pkg/breaker"
 	"github.com/kcguard/kcguard/pkg/keycloak"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -52,9 +53,9 @@ var _ Keycloak = (*keycloak.Client)(nil)
 
 // Users is the part of the local store the pull changes.
 type Users interface {
-	Get(ctx context.Context, key users.Key) (users.User, error)
-	ApplyVerdict(ctx context.Context, key users.Key, expectedVersion int64, v users.Verdict) (users.User, error)
-	Delete(ctx context.Context, key users.Key) error
+	Get(ctx context.Context, key userkey.Key) (users.User, error)
+	ApplyVerdict(ctx context.Context, key userkey.Key, expectedVersion int64, v users.Verdict) (users.User, error)
+	Delete(ctx context.Context, key userkey.Key) error
 	List(ctx context.Context, pkg string, f users.Filter, limit int, cursor string) ([]users.User, string, error)
 }
 
@@ -449,7 +450,7 @@ func (x *run) refresh(ctx context.Context, id string, t *touched) error {
 }
 
 func (x *run) local(ctx context.Context, username string) (users.User, error) {
-	key, err := users.NewKey(x.pkg, username)
+	key, err := userkey.New(x.pkg, username)
 	if err != nil {
 		return users.User{}, err
 	}
@@ -592,7 +593,7 @@ func (x *run) compare(ctx context.Context, adminEvents bool) error {
 		g.SetLimit(x.s.Concurrency)
 		for _, kc := range page {
 			inKeycloak[kc.ID] = true
-			if _, known := local[users.NormalizeUsername(kc.Username)]; !known {
+			if _, known := local[userkey.NormalizeUsername(kc.Username)]; !known {
 				x.count(func(r *Result) { r.Unknown++ })
 				continue
 			}
@@ -663,7 +664,7 @@ func maxTime(a, b time.Time) time.Time {
 // kcguard does not know are left to learn-on-login.
 func (x *run) apply(ctx context.Context, kc keycloak.User) error {
 	local, err := x.local(ctx, kc.Username)
-	if errors.Is(err, users.ErrNotFound) || errors.Is(err, users.ErrInvalidKey) {
+	if errors.Is(err, users.ErrNotFound) || errors.Is(err, userkey.ErrInvalid) {
 		x.count(func(r *Result) { r.Unknown++ })
 		return nil
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/provision"
 	"github.com/kcguard/kcguard/pkg/pull"
 	"github.com/kcguard/kcguard/pkg/sessions"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -62,7 +63,7 @@ func runPull(t *testing.T, p *pull.Puller) pull.Result {
 
 func local(t *testing.T, e *stacktest.Env, name string) (users.User, error) {
 	t.Helper()
-	return e.RT.Users.Get(context.Background(), users.Key{Package: realm, Username: name})
+	return e.RT.Users.Get(context.Background(), userkey.Key{Package: realm, Username: name})
 }
 
 func TestPullAppliesKeycloakDecisions(t *testing.T) {
