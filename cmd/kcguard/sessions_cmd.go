@@ -204,11 +204,7 @@ func sessionViews(recs []sessions.Record, now time.Time, all bool) []sessionView
 			}
 			state = map[bool]string{true: "revoked", false: "expired"}[errors.Is(err, sessions.ErrRevoked)]
 		}
-		exp := r.ExpiresAt
-		if !r.IdleExpiresAt.IsZero() && r.IdleExpiresAt.Before(exp) {
-			exp = r.IdleExpiresAt
-		}
-		out = append(out, sessionView{r.ID, state, string(r.AuthMode), r.CreatedAt, r.LastSeenAt, exp, r.SourceIP, r.UserAgent})
+		out = append(out, sessionView{r.ID, state, string(r.AuthMode), r.CreatedAt, r.LastSeenAt, r.EndsAt(), r.SourceIP, r.UserAgent})
 	}
 	return out
 }

@@ -92,6 +92,28 @@ func ReadExport(r io.Reader) (Export, error) {
 	return e, nil
 }
 
+// PlainUser is an export's user with a plaintext password credential, as
+// the local stack's realm files set them (real exports carry hashes).
+type PlainUser struct{ Username, Email, Password string }
+
+// PlainPasswords lists the users that have a plaintext password, one entry
+// per such credential; service accounts and malformed entries are left out.
+func (e Export) PlainPasswords() []PlainUser {
+	var out []PlainUser
+	for _, raw := range e.Users {
+		var u exportUser
+		if json.Unmarshal(raw, &u) != nil || u.ServiceAccountID != "" {
+			continue
+		}
+		for _, c := range u.Credentials {
+			if c.Type == "password" && c.Value != "" {
+				out = append(out, PlainUser{Username: u.Username, Email: u.Email, Password: c.Value})
+			}
+		}
+	}
+	return out
+}
+
 type exportUser struct {
 	ID               string   `json:"id"`
 	Username         string   `json:"username"`
@@ -102,6 +124,7 @@ type exportUser struct {
 	Credentials      []struct {
 		Type           string `json:"type"`
 		SecretData     string `json:"secretData"`
+		Value          string `json:"value"` // plaintext (a realm file written by hand)
 		CredentialData string `json:"credentialData"`
 		CreatedDate    int64  `json:"createdDate"`
 		Priority       int    `json:"priority"`

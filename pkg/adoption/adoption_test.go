@@ -159,3 +159,27 @@ func TestReimportUpdatesWhatChanged(t *testing.T) {
 		t.Errorf("bob keeps his pending kcguard change, takes Keycloak's disable: %+v", u)
 	}
 }
+
+// `kcguard users seed` reads the local stack's realm files (plaintext
+// passwords); hashed entries, service accounts and malformed ones are not
+// seeded.
+func TestPlainPasswordsOfTheLocalRealmFiles(t *testing.T) {
+	exp := readExport(t, "../../../local/realms/homechoice-realm.json")
+	got := map[string]adoption.PlainUser{}
+	for _, u := range exp.PlainPasswords() {
+		got[u.Username] = u
+	}
+	for _, name := range []string{"alice.hc", "bob.hc", "carol.hc"} {
+		if got[name].Password == "" {
+			t.Errorf("%s: no plaintext password found (got %v)", name, got)
+		}
+	}
+	hashed := adoption.Export{Users: []json.RawMessage{
+		json.RawMessage(`{"username":"h","credentials":[{"type":"password","secretData":"{}","credentialData":"{}"}]}`),
+		json.RawMessage(`{"username":"sa","serviceAccountClientId":"kcguard","credentials":[{"type":"password","value":"x"}]}`),
+		json.RawMessage(`not json`),
+	}}
+	if p := hashed.PlainPasswords(); len(p) != 0 {
+		t.Errorf("hashed, service-account and malformed entries gave %v", p)
+	}
+}

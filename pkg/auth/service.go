@@ -12,8 +12,23 @@ import (
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/sessions"
 	"github.com/kcguard/kcguard/pkg/syncjob"
+	"github.com/kcguard/kcguard/pkg/tokencache"
 	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
+)
+
+// Defaults for Settings; the configuration's defaults (config.Default) are
+// these, so a zero here and a key left out of the configuration agree.
+const (
+	DefaultMaxFailures       = 5
+	DefaultFailureDelay      = 30 * time.Second
+	DefaultMaxFailureDelay   = 15 * time.Minute
+	DefaultSourceMaxFailures = 20
+	DefaultSourceDelay       = 10 * time.Second
+	DefaultSourceMaxDelay    = 15 * time.Minute
+	DefaultSessionIdle       = 30 * time.Minute
+	DefaultSessionLifetime   = 12 * time.Hour
+	DefaultInspectTimeout    = 2 * time.Second
 )
 
 // Settings tune the flows. Zero values take the documented defaults.
@@ -22,12 +37,13 @@ type Settings struct {
 	// no cached token is left (the original allow_offline_mode).
 	AllowOfflineMode bool
 	// GracePeriod is how long a cached Keycloak token may stand in for
-	// Keycloak (token_grace_period_hours). Zero means 24h.
+	// Keycloak (token_grace_period_hours). Zero means tokencache.DefaultGracePeriod.
 	GracePeriod time.Duration
 	// MaxFailures failed local checks are free; from then on each failure
 	// locks the key for FailureDelay × (failures − MaxFailures + 1), at most
 	// MaxFailureDelay (Keycloak's wait increment, SSSD's
-	// offline_failed_login_delay). Zero values mean 5, 30s and 15m.
+	// offline_failed_login_delay). Zero values mean DefaultMaxFailures,
+	// DefaultFailureDelay and DefaultMaxFailureDelay.
 	//
 	// Each attempt is reserved atomically before its password is hashed
 	// (users.Store.Reserve), so parallel guesses cannot outrun the count:
@@ -41,12 +57,14 @@ type Settings struct {
 	// the source for SourceDelay × (failures − SourceMaxFailures + 1), at
 	// most SourceMaxDelay, with 429 too_many_requests. A source spraying
 	// many usernames is slowed before it can lock the users it names.
-	// Zero values mean 20, 10s and 15m; a negative SourceMaxFailures turns
-	// the source throttle off.
+	// Zero values mean DefaultSourceMaxFailures, DefaultSourceDelay and
+	// DefaultSourceMaxDelay; a negative SourceMaxFailures turns the source
+	// throttle off.
 	SourceMaxFailures int
 	SourceDelay       time.Duration
 	SourceMaxDelay    time.Duration
-	// SessionIdle and SessionLifetime bound a session. Zero means 30m and 12h.
+	// SessionIdle and SessionLifetime bound a session. Zero means
+	// DefaultSessionIdle and DefaultSessionLifetime.
 	SessionIdle     time.Duration
 	SessionLifetime time.Duration
 	// RevokeOtherSessions ends the user's sessions after a password change.
@@ -77,7 +95,7 @@ type Settings struct {
 	// offline_credentials_expiration). Zero means no limit.
 	OfflineWindow time.Duration
 	// InspectTimeout bounds the admin calls that explain a refused grant.
-	// Zero means 2s.
+	// Zero means DefaultInspectTimeout.
 	InspectTimeout time.Duration
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
@@ -87,36 +105,26 @@ type Settings struct {
 }
 
 func (s Settings) withDefaults() Settings {
-	if s.GracePeriod == 0 {
-		s.GracePeriod = 24 * time.Hour
+	def := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
 	}
-	if s.MaxFailures == 0 {
-		s.MaxFailures = 5
+	defInt := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
 	}
-	if s.FailureDelay == 0 {
-		s.FailureDelay = 30 * time.Second
-	}
-	if s.MaxFailureDelay == 0 {
-		s.MaxFailureDelay = 15 * time.Minute
-	}
-	if s.SessionIdle == 0 {
-		s.SessionIdle = 30 * time.Minute
-	}
-	if s.SessionLifetime == 0 {
-		s.SessionLifetime = 12 * time.Hour
-	}
-	if s.SourceMaxFailures == 0 {
-		s.SourceMaxFailures = 20
-	}
-	if s.SourceDelay == 0 {
-		s.SourceDelay = 10 * time.Second
-	}
-	if s.SourceMaxDelay == 0 {
-		s.SourceMaxDelay = 15 * time.Minute
-	}
-	if s.InspectTimeout == 0 {
-		s.InspectTimeout = 2 * time.Second
-	}
+	def(&s.GracePeriod, tokencache.DefaultGracePeriod)
+	defInt(&s.MaxFailures, DefaultMaxFailures)
+	def(&s.FailureDelay, DefaultFailureDelay)
+	def(&s.MaxFailureDelay, DefaultMaxFailureDelay)
+	def(&s.SessionIdle, DefaultSessionIdle)
+	def(&s.SessionLifetime, DefaultSessionLifetime)
+	defInt(&s.SourceMaxFailures, DefaultSourceMaxFailures)
+	def(&s.SourceDelay, DefaultSourceDelay)
+	def(&s.SourceMaxDelay, DefaultSourceMaxDelay)
+	def(&s.InspectTimeout, DefaultInspectTimeout)
 	if s.Now == nil {
 		s.Now = time.Now
 	}

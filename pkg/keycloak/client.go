@@ -92,11 +92,12 @@ type Options struct {
 	// Packages maps each package name to its realm and client.
 	Packages map[string]Realm
 	// RequestTimeout bounds login-path calls: password grant, refresh, Ping.
-	// Zero means 2s. A login must not wait on a sick Keycloak longer than it
-	// takes the user to lose patience; the local tier already answered.
+	// Zero means DefaultRequestTimeout. A login must not wait on a sick
+	// Keycloak longer than it takes the user to lose patience; the local
+	// tier already answered.
 	RequestTimeout time.Duration
 	// AdminTimeout bounds admin calls and the service-account token fetch.
-	// Zero means 5s.
+	// Zero means DefaultAdminTimeout.
 	AdminTimeout time.Duration
 	// TokenRefreshAhead is how long before expiry the cached service-account
 	// token is replaced. Zero means 30s (capped at half the token lifetime).
@@ -114,10 +115,11 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Defaults for Options.
+// Defaults for Options; keycloak.timeout and keycloak.admin_timeout
+// default to these (config.Default).
 const (
 	DefaultRequestTimeout    = 2 * time.Second
-	DefaultAdminTimeout      = 5 * time.Second
+	DefaultAdminTimeout      = 10 * time.Second
 	DefaultTokenRefreshAhead = 30 * time.Second
 )
 

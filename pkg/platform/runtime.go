@@ -114,7 +114,7 @@ func Build(ctx context.Context, cfg config.Config, awsCfg aws.Config, log *slog.
 	// burning receives; the alert can wait for it.
 	bs.Notifier = breaker.Notifiers{rt.Replay, rt.Alerts}
 	rt.Breaker = breaker.New(breaker.NewDynamoStore(dynamodb.NewFromConfig(awsCfg), cfg.Tables.Breaker), bs)
-	rt.Users = users.NewDynamo(rt.DynamoDB, cfg.Tables.Users)
+	rt.Users = UserStore(cfg, rt.DynamoDB)
 	rt.Sessions = sessions.NewDynamo(rt.DynamoDB, cfg.Tables.Sessions, sessions.WithIdleTimeout(cfg.Sessions.IdleTimeout),
 		sessions.WithMaxPerUser(cfg.Sessions.MaxPerUser))
 	rt.TokenCipher = tokencache.NewKMSCipher(kms.NewFromConfig(awsCfg), cfg.KMSKeyID)
@@ -177,11 +177,34 @@ func (rt *Runtime) NewAuth(hasher auth.PasswordHasher) (*auth.Service, error) {
 	cfg := rt.Config
 	led := ledger.NewDynamo(rt.DynamoDB, rt.Users, rt.Sessions, rt.Tokens, rt.Audit)
 	return auth.New(auth.Deps{
-		Users: rt.Users, Hasher: hasher, Policy: credential.Policy{MinLength: cfg.Password.MinLength},
+		Users: rt.Users, Hasher: hasher, Policy: PasswordPolicy(cfg),
 		Keycloak: rt.Keycloak, Breaker: rt.Breaker, Tokens: CachedTokens{Store: rt.Tokens},
 		Ledger: led, Reads: led, UsernameKey: []byte(cfg.Audit.UsernameHMACKey),
 		Sessions: rt.Sessions, Sync: rt.Dispatcher, Packages: cfg.PackageNames(), Log: rt.Log,
 	}, AuthSettings(cfg))
+}
+
+// UserStore is the users table of cfg over db.
+func UserStore(cfg config.Config, db *dynamodb.Client) *users.Dynamo {
+	return users.NewDynamo(db, cfg.Tables.Users)
+}
+
+// PasswordPolicy is the policy for new passwords (password.min_length).
+func PasswordPolicy(cfg config.Config) credential.Policy {
+	return credential.Policy{MinLength: cfg.Password.MinLength}
+}
+
+// Accounts builds an operator's changes to local users (`kcguard users`)
+// over the users table alone, with the login flow's hasher and policy and
+// the AWS SDK bounded as in a Runtime: the user commands need no Keycloak,
+// queue or breaker.
+func Accounts(cfg config.Config, awsCfg aws.Config) (auth.Accounts, *users.Dynamo, error) {
+	hasher, err := Hasher(cfg)
+	if err != nil {
+		return auth.Accounts{}, nil, err
+	}
+	st := UserStore(cfg, dynamodb.NewFromConfig(Bounded(awsCfg, cfg.AWS)))
+	return auth.Accounts{Users: st, Hasher: hasher, Policy: PasswordPolicy(cfg)}, st, nil
 }
 
 // KeycloakClient builds the Keycloak adapter for every configured package.

@@ -81,7 +81,19 @@ var CredentialEventTypes = []string{"UPDATE_PASSWORD", "RESET_PASSWORD", "UPDATE
 // asks Keycloak about it.)
 var UserEventTypes = append(slices.Clone(CredentialEventTypes), "USER_DISABLED_BY_PERMANENT_LOCKOUT")
 
-// Settings bound a run. Zero values take the documented defaults.
+// Defaults for Settings; the pull section's defaults (config.Default) are
+// these.
+const (
+	DefaultPageSize       = 100
+	DefaultOverlap        = time.Minute
+	DefaultMaxGap         = time.Hour
+	DefaultCompareEvery   = 24 * time.Hour
+	DefaultMaxEvents      = 10_000
+	DefaultConcurrency    = 8
+	DefaultOwnChangeSlack = 5 * time.Second
+)
+
+// Settings bound a run. Zero values take the Default* constants.
 type Settings struct {
 	// PageSize of event and user pages. Zero means 100.
 	PageSize int
@@ -117,18 +129,18 @@ func (s Settings) withDefaults() Settings {
 		}
 	}
 	if s.PageSize <= 0 {
-		s.PageSize = 100
+		s.PageSize = DefaultPageSize
 	}
 	if s.Concurrency <= 0 {
-		s.Concurrency = 8
+		s.Concurrency = DefaultConcurrency
 	}
 	if s.MaxEvents <= 0 {
-		s.MaxEvents = 10_000
+		s.MaxEvents = DefaultMaxEvents
 	}
-	def(&s.Overlap, time.Minute)
-	def(&s.MaxGap, time.Hour)
-	def(&s.CompareEvery, 24*time.Hour)
-	def(&s.OwnChangeSlack, 5*time.Second)
+	def(&s.Overlap, DefaultOverlap)
+	def(&s.MaxGap, DefaultMaxGap)
+	def(&s.CompareEvery, DefaultCompareEvery)
+	def(&s.OwnChangeSlack, DefaultOwnChangeSlack)
 	return s
 }
 

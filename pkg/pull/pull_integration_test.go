@@ -16,6 +16,7 @@ import (
 	"github.com/kcguard/kcguard/internal/testenv"
 	"github.com/kcguard/kcguard/pkg/auth"
 	"github.com/kcguard/kcguard/pkg/config"
+	"github.com/kcguard/kcguard/pkg/platform"
 	"github.com/kcguard/kcguard/pkg/provision"
 	"github.com/kcguard/kcguard/pkg/pull"
 	"github.com/kcguard/kcguard/pkg/sessions"
@@ -38,7 +39,8 @@ func pullEnv(t *testing.T) (*stacktest.Env, *testenv.KeycloakAdmin) {
 	if _, err := provision.FixEvents(context.Background(), e.RT.Keycloak, realm); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range provision.CheckEvents(context.Background(), e.RT.Keycloak, e.Config) {
+	for _, c := range provision.CheckEvents(context.Background(), e.RT.Keycloak,
+		platform.KeycloakOptions(e.Config, nil).Packages, e.Config.Pull.MaxGap) {
 		if strings.HasPrefix(c.Name, "package "+realm+":") && !c.OK {
 			t.Fatalf("events still off after config fix: %s", c.Detail)
 		}

@@ -118,6 +118,15 @@ func (r Record) Status(now time.Time) error {
 // Active reports whether the session can be used at now.
 func (r Record) Active(now time.Time) bool { return r.Status(now) == nil }
 
+// EndsAt is when the session expires unless Touch slides its idle expiry:
+// the earlier of the absolute and the idle expiry.
+func (r Record) EndsAt() time.Time {
+	if !r.IdleExpiresAt.IsZero() && r.IdleExpiresAt.Before(r.ExpiresAt) {
+		return r.IdleExpiresAt
+	}
+	return r.ExpiresAt
+}
+
 // Store keeps sessions.
 type Store interface {
 	// Create stores rec under a fresh token and returns the token (the only
