@@ -7,10 +7,11 @@ import (
 	"github.com/kcguard/kcguard/pkg/config"
 )
 
-// The functions of kcguard: one entry per folder under functions/. Adding a
-// function is one entry here and its resource in template.yaml; the parity
-// test fails until both agree, and the grants test until its expected
-// actions are written down (TestEachFunctionMayDoExactly).
+// The functions of kcguard: one entry per folder under functions/ (their
+// routes are pkg/schema's). Adding a function is one entry here and its
+// resource in template.yaml; the parity test fails until both agree, and
+// the grants test until its expected actions are written down
+// (TestEachFunctionMayDoExactly).
 
 // Access is the set of DynamoDB actions a function may use on one table.
 // Only actions the code calls exist here: no Scan, no BatchGetItem, no
@@ -57,13 +58,6 @@ func (a Access) Actions() []string {
 	return out
 }
 
-// Route is one HTTP API route. IAM routes are for operators (SigV4).
-type Route struct {
-	Method string
-	Path   string
-	IAM    bool
-}
-
 // Function describes one Lambda function and exactly what it may touch.
 type Function struct {
 	// Name is the folder under functions/; the logical id is <Title>Function.
@@ -72,7 +66,6 @@ type Function struct {
 	Description string
 	MemoryMB    float64
 	TimeoutSec  float64
-	Routes      []Route
 	// Tables maps a table (by its KCGUARD_TABLE_* suffix: USERS, SESSIONS,
 	// ...) to the actions the function needs on it and its indexes.
 	Tables map[string]Access
@@ -130,7 +123,6 @@ var Functions = []Function{
 	{
 		Name: "login", LogicalID: "LoginFunction", MemoryMB: 1024, TimeoutSec: 10,
 		Description: "POST /login: local check first, Keycloak second, then a session",
-		Routes:      []Route{{Method: "POST", Path: "/login"}},
 		// USERS: lockout counter and lock, rehash on login, sync markers,
 		// the transaction's check that the user is still at the version the
 		// login read. SESSIONS: reserve a place under the per-user cap, then
@@ -146,7 +138,6 @@ var Functions = []Function{
 	{
 		Name: "password", LogicalID: "PasswordFunction", MemoryMB: 1024, TimeoutSec: 15,
 		Description: "POST /password: change the local password, sync it now or through the queue",
-		Routes:      []Route{{Method: "POST", Path: "/password"}},
 		// SESSIONS: revoke the user's sessions; TOKENS: read with the user,
 		// then drop the cached Keycloak token (it carries the old grant).
 		Tables: map[string]Access{"USERS": Read | Write | loginRead, "SESSIONS": Read | UpdateItem,
@@ -157,16 +148,6 @@ var Functions = []Function{
 	{
 		Name: "sessions", LogicalID: "SessionsFunction", MemoryMB: 256, TimeoutSec: 10,
 		Description: "Session routes (bearer session token) and their /admin counterparts (IAM)",
-		Routes: []Route{
-			{Method: "GET", Path: "/sessions"},
-			{Method: "DELETE", Path: "/sessions/{id}"},
-			{Method: "POST", Path: "/logout"},
-			{Method: "POST", Path: "/logout-all"},
-			{Method: "GET", Path: "/admin/sessions", IAM: true},
-			{Method: "DELETE", Path: "/admin/sessions/{id}", IAM: true},
-			{Method: "POST", Path: "/admin/users/{package}/{username}/logout", IAM: true},
-			{Method: "GET", Path: "/admin/metrics", IAM: true},
-		},
 		// USERS: the Keycloak logout looks the user up and may learn its
 		// Keycloak id. AUDIT read: session metrics per package.
 		Tables: map[string]Access{"USERS": Read | UpdateItem, "SESSIONS": Read | BatchGetItem | UpdateItem,
@@ -221,15 +202,6 @@ var Functions = []Function{
 		// none). Every route is IAM-authorised: never public.
 		Name: "status", LogicalID: "StatusFunction", MemoryMB: 512, TimeoutSec: 15,
 		Description: "Operators' status, dashboard and reports (IAM)",
-		Routes: []Route{
-			{Method: "GET", Path: "/status", IAM: true},
-			{Method: "GET", Path: "/dashboard", IAM: true},
-			{Method: "GET", Path: "/dashboard/status", IAM: true},
-			{Method: "GET", Path: "/dashboard/login", IAM: true},
-			{Method: "POST", Path: "/dashboard/login", IAM: true},
-			{Method: "POST", Path: "/dashboard/logout", IAM: true},
-			{Method: "GET", Path: "/reports/{kind}", IAM: true},
-		},
 		Tables: map[string]Access{"USERS": Read, "SESSIONS": Read | BatchGetItem, "TOKENS": Query,
 			"BREAKER": GetItem | BatchGetItem, "AUDIT": Query, "JOURNAL": Read},
 		QueueDepth: true, Admin: true,

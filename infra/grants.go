@@ -12,6 +12,8 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
 	"github.com/aws/jsii-runtime-go"
+
+	"github.com/kcguard/kcguard/pkg/schema"
 )
 
 // Every permission a function has is written here from its entry in
@@ -66,7 +68,7 @@ func statementsOf(f Function, g grantTargets) []awsiam.PolicyStatement {
 	for _, name := range sortedKeys(f.Tables) {
 		a, t := f.Tables[name], g.tables[name]
 		resources := []*string{t.TableArn()}
-		if a&Query != 0 && len(Tables[name].Indexes) > 0 {
+		if a&Query != 0 && len(schema.Tables[name].Indexes) > 0 {
 			resources = append(resources, jsii.String(*t.TableArn()+"/index/*"))
 		}
 		out = append(out, statement(TableLogicalID(name), a.Actions(), resources...))

@@ -8,6 +8,8 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssecretsmanager"
 	"github.com/aws/jsii-runtime-go"
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
+
+	"github.com/kcguard/kcguard/pkg/schema"
 )
 
 // Every cdk-nag AwsSolutions finding kcguard accepts is suppressed here, on
@@ -57,7 +59,7 @@ func suppressNag(s *Stack, secret awssecretsmanager.Secret, openRoutes map[strin
 		}}
 		var indexes []interface{}
 		for _, t := range sortedKeys(f.Tables) {
-			if len(Tables[t].Indexes) > 0 {
+			if len(schema.Tables[t].Indexes) > 0 {
 				indexes = append(indexes, fmt.Sprintf("Resource::<%s.Arn>/index/*", TableLogicalID(t)))
 			}
 		}

@@ -19,8 +19,8 @@ import (
 )
 
 // The parity test: template.yaml (SAM, local) and the synthesized CDK stack
-// (AWS) must describe the same system, and both must hold the tables and
-// queue the code expects (pkg/platform.ResourcesOf). It reduces each
+// (AWS) must describe the same system, and both must hold pkg/schema's
+// tables and routes and the queue the code expects. It reduces each
 // template to the parts that make kcguard work (functions and their
 // configuration, routes, tables, queues, event sources, schedules) and
 // compares those.
@@ -53,11 +53,10 @@ type function struct {
 }
 
 type table struct {
-	Key          schema.Table
-	Billing      string
-	PITR, SSE    bool
-	TTLEnabled   bool
-	DeletionSafe bool // Retain, or deletion protection
+	Key        schema.Table
+	Billing    string
+	PITR, SSE  bool
+	TTLEnabled bool
 }
 
 type queue struct {
@@ -72,21 +71,11 @@ func TestParitySAMvsCDK(t *testing.T) {
 	sam := reduceSAM(t, loadSAM(t))
 	cdk := reduceCFN(t, synth(t, "dev").json)
 	compare(t, "functions", sam.Functions, cdk.Functions)
-	compare(t, "routes", sam.Routes, cdk.Routes)
 	compare(t, "queues", sam.Queues, cdk.Queues)
 	compare(t, "event sources", sam.EventSources, cdk.EventSources)
 	compare(t, "schedules", sam.Schedules, cdk.Schedules)
 	compare(t, "queue alarms", sam.Alarms, cdk.Alarms)
-	// Deletion safety differs on purpose (dev stacks can be deleted).
-	strip := func(in map[string]table) map[string]table {
-		out := map[string]table{}
-		for k, v := range in {
-			v.DeletionSafe = false
-			out[k] = v
-		}
-		return out
-	}
-	compare(t, "tables", strip(sam.Tables), strip(cdk.Tables))
+	// Routes and tables: each template against pkg/schema (TestTemplatesMatchTheCode).
 }
 
 // Every function folder is deployed, and nothing else is.
@@ -121,31 +110,28 @@ func logicalIDOf(name string) string {
 	return strings.ToUpper(name[:1]) + name[1:] + "Function"
 }
 
-// Both templates hold exactly the tables and queue the code expects, wired
-// to the variables pkg/config reads.
+// Both templates hold exactly pkg/schema's tables (template.yaml's are
+// generated, the CDK app builds its own) and the queue the code expects,
+// wired to the variables pkg/config reads (pkg/platform's
+// TestResourcesAreTheSchemaTablesUnderTheirSettings: the same tables).
 func TestTemplatesMatchTheCode(t *testing.T) {
-	cfg := config.Default()
-	res := platform.ResourcesOf(cfg)
-	// KCGUARD_TABLE_* variable -> the table the code describes for it.
+	res := platform.ResourcesOf(config.Default())
+	// KCGUARD_TABLE_* variable -> the table it names.
 	want := map[string]schema.Table{}
-	tables := reflect.ValueOf(cfg.Tables)
-	for i := 0; i < tables.NumField(); i++ {
-		env := tables.Type().Field(i).Tag.Get("env")
-		for _, tb := range res.Tables {
-			if tb.Name == tables.Field(i).String() {
-				tb.Name = ""
-				want[env] = normalizeTable(tb)
-			}
-		}
+	for suffix, tb := range schema.Tables {
+		want["KCGUARD_TABLE_"+suffix] = normalizeTable(tb)
 	}
-	if len(want) != len(res.Tables) {
-		t.Fatalf("platform.ResourcesOf has %d tables, %d of them named by a KCGUARD_TABLE_* setting", len(res.Tables), len(want))
+	// "POST /login" -> "LoginFunction NONE".
+	routes := map[string]string{}
+	for _, r := range schema.Routes {
+		routes[r.Key()] = logicalIDOf(r.Function) + map[bool]string{false: " NONE", true: " AWS_IAM"}[r.IAM]
 	}
 	for name, sys := range map[string]system{
 		"template.yaml": reduceSAM(t, loadSAM(t)),
 		"CDK":           reduceCFN(t, synth(t, "dev").json),
 	} {
 		t.Run(name, func(t *testing.T) {
+			compare(t, "routes", routes, sys.Routes)
 			if len(sys.Tables) != len(want) {
 				t.Errorf("%d tables, the code has %d", len(sys.Tables), len(want))
 			}
@@ -392,7 +378,7 @@ func reduceCFN(t *testing.T, tpl map[string]any) system {
 func reduceShared(sys *system, id string, r, props, params, resources map[string]any) {
 	switch r["Type"] {
 	case "AWS::DynamoDB::Table":
-		sys.Tables[id] = reduceTable(r, props)
+		sys.Tables[id] = reduceTable(props)
 	case "AWS::SQS::Queue":
 		sys.Queues[id] = reduceQueue(props, params, resources)
 	case "AWS::Lambda::EventSourceMapping":
@@ -420,7 +406,7 @@ func eventSource(queueArn, fn, batch, concurrency string, types any) string {
 	return fmt.Sprintf("%s -> %s batch=%s max_concurrency=%s response_types=%v", q, fn, batch, concurrency, types)
 }
 
-func reduceTable(r, props map[string]any) table {
+func reduceTable(props map[string]any) table {
 	types := map[string]schema.AttrType{}
 	for _, a := range props["AttributeDefinitions"].([]any) {
 		a := a.(map[string]any)
@@ -458,8 +444,6 @@ func reduceTable(r, props map[string]any) table {
 		PITR:       dig(props, "PointInTimeRecoverySpecification")["PointInTimeRecoveryEnabled"] == true,
 		SSE:        dig(props, "SSESpecification")["SSEEnabled"] == true,
 		TTLEnabled: ttl["Enabled"] == true,
-		DeletionSafe: r["DeletionPolicy"] == "Retain" ||
-			props["DeletionProtectionEnabled"] == true,
 	}
 }
 

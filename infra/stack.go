@@ -117,8 +117,8 @@ func NewStack(scope constructs.Construct, id string, props *StackProps) *Stack {
 	})
 
 	// Tables.
-	for _, env := range sortedKeys(Tables) {
-		s.Tables[env] = newTable(st, TableLogicalID(env), Tables[env], stage, removal)
+	for _, env := range sortedKeys(schema.Tables) {
+		s.Tables[env] = newTable(st, TableLogicalID(env), schema.Tables[env], stage, removal)
 	}
 
 	// The sync queues carry password hashes: encrypted with a key of
@@ -251,10 +251,10 @@ func NewStack(scope constructs.Construct, id string, props *StackProps) *Stack {
 			})
 			rule.AddTarget(awseventstargets.NewLambdaFunction(fn, nil))
 		}
-		if len(f.Routes) > 0 {
+		if len(schema.RoutesOf(f.Name)) > 0 {
 			integration := awsapigatewayv2integrations.NewHttpLambdaIntegration(
 				jsii.String(f.LogicalID+"Integration"), fn, nil)
-			for _, r := range f.Routes {
+			for _, r := range schema.RoutesOf(f.Name) {
 				opts := &awsapigatewayv2.AddRoutesOptions{
 					Path: jsii.String(r.Path), Methods: &[]awsapigatewayv2.HttpMethod{awsapigatewayv2.HttpMethod(r.Method)},
 					Integration: integration,

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/kcguard/kcguard/pkg/metrics"
+	"github.com/kcguard/kcguard/pkg/schema"
 )
 
 func props(m map[string]any) *map[string]any { return &m }
@@ -20,7 +21,7 @@ func TestTablesAreEncryptedRecoverableOnDemand(t *testing.T) {
 	for _, stage := range []string{"dev", "prod"} {
 		t.Run(stage, func(t *testing.T) {
 			s := synth(t, stage)
-			s.template.ResourceCountIs(jsii.String("AWS::DynamoDB::Table"), jsii.Number(len(Tables)))
+			s.template.ResourceCountIs(jsii.String("AWS::DynamoDB::Table"), jsii.Number(len(schema.Tables)))
 			want := map[string]any{
 				"BillingMode":                      "PAY_PER_REQUEST",
 				"SSESpecification":                 map[string]any{"SSEEnabled": true},
@@ -133,7 +134,7 @@ func TestOnlyAdminRoutesUseIAMAndEveryOpenRouteIsJustified(t *testing.T) {
 	s := synth(t, "dev")
 	iam := map[string]bool{}
 	for _, f := range Functions {
-		for _, r := range f.Routes {
+		for _, r := range schema.RoutesOf(f.Name) {
 			iam[r.Method+" "+r.Path] = r.IAM
 			if strings.HasPrefix(r.Path, "/admin/") && !r.IAM {
 				t.Errorf("%s %s: an admin route without IAM", r.Method, r.Path)
@@ -232,7 +233,7 @@ func TestFunctionPoliciesAreLeastPrivilege(t *testing.T) {
 					t.Errorf("%s: statement on every resource: %v", f.Name, st)
 				}
 				ref, _ := json.Marshal(r)
-				for name := range Tables {
+				for name := range schema.Tables {
 					if strings.Contains(string(ref), `"`+TableLogicalID(name)+`"`) {
 						touched[name] = true
 					}

@@ -128,6 +128,10 @@ test-infra: ## CDK assertions, cdk-nag (AwsSolutions) and the SAM/CDK/code parit
 	@test -z "$$(gofmt -l infra)" || { gofmt -l infra; exit 1; }
 	cd infra && $(REAL_AWS_ENV) JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION=1 $(GO) test -count=1 ./... 2>&1 | { grep -v '^!!' || true; }; exit $${PIPESTATUS[0]}
 
+.PHONY: template-tables
+template-tables: ## Rewrite template.yaml's tables from pkg/schema (infra's TestTemplateTablesAreGenerated fails until you do)
+	cd infra && $(GO) test -count=1 -run '^TestTemplateTablesAreGenerated$$' . -update-template
+
 .PHONY: infra-tidy
 infra-tidy: ## go mod tidy in infra/ (after the root module's dependencies change)
 	cd infra && $(GO) mod tidy

@@ -9,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kcguard/kcguard/pkg/cleanup"
-	"github.com/kcguard/kcguard/pkg/metrics"
 	"github.com/kcguard/kcguard/pkg/platform"
 )
 
@@ -32,13 +31,10 @@ cleanup.schedule_minutes until interrupted (the local stand-in for EventBridge).
 				return err
 			}
 			c := cleanerFor(rt, cmd.ErrOrStderr(), emf)
+			topic := rt.SNS()
 			once := func(ctx context.Context) error {
-				start := time.Now()
-				r, err := c.Run(ctx, start)
-				rt.RecordCleanup(ctx, start, r, err)
-				if n, serr := rt.DailySummary(ctx, rt.SNS(), time.Now()); serr != nil {
-					e.log.Warn("daily summary not published", "err", serr)
-				} else if n > 0 {
+				r, n, err := rt.RunCleanup(ctx, c, topic)
+				if n > 0 {
 					e.log.Info("daily summary published", "packages", n)
 				}
 				e.printCleanup(r, asJSON)
@@ -73,11 +69,10 @@ cleanup.schedule_minutes until interrupted (the local stand-in for EventBridge).
 // cleanerFor is the function's Cleaner; the CLI prints counts itself, so
 // the EMF lines are written only when asked for.
 func cleanerFor(rt *platform.Runtime, stderr io.Writer, emf bool) *cleanup.Cleaner {
-	c := rt.Cleaner(stderr)
 	if !emf {
-		c.Metrics = metrics.Discard{}
+		stderr = io.Discard
 	}
-	return c
+	return rt.Cleaner(stderr)
 }
 
 func (e *env) printCleanup(r cleanup.Result, asJSON bool) {

@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/kms"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/spf13/cobra"
 
 	"github.com/kcguard/kcguard/pkg/platform"
@@ -78,24 +75,11 @@ func (e *env) runValidate(ctx context.Context) error {
 		settings.Detail = fmt.Sprintf("%d packages, resilience in range", len(cfg.Keycloak.Packages))
 	}
 	checks = append(checks, settings)
-	kcChecks := provision.CheckKeycloak(ctx, cfg)
-	checks = append(checks, kcChecks...)
-	if len(kcChecks) > 0 && kcChecks[0].OK { // reachable
-		if kc, err := platform.KeycloakClient(cfg, e.log); err == nil {
-			checks = append(checks, provision.CheckEvents(ctx, kc, cfg)...)
-		}
-	}
-	awsCfg, err := e.awsConfig(ctx)
-	if err != nil {
+	checks = append(checks, platform.CheckKeycloak(ctx, cfg, e.log)...)
+	if awsCfg, err := e.awsConfig(ctx); err != nil {
 		checks = append(checks, provision.Check{Name: "aws", Detail: err.Error()})
 	} else {
-		res := platform.ResourcesOf(cfg)
-		db := dynamodb.NewFromConfig(awsCfg)
-		for _, t := range res.Tables {
-			checks = append(checks, provision.CheckTable(ctx, db, t))
-		}
-		checks = append(checks, provision.CheckQueue(ctx, sqs.NewFromConfig(awsCfg), res.Queue))
-		checks = append(checks, provision.CheckKMSKey(ctx, kms.NewFromConfig(awsCfg), res.KMSKeyID))
+		checks = append(checks, platform.CheckResources(ctx, cfg, awsCfg)...)
 	}
 	failed := 0
 	for _, c := range checks {
@@ -125,25 +109,9 @@ func (e *env) runFix(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	res := platform.ResourcesOf(cfg)
-	db := dynamodb.NewFromConfig(awsCfg)
-	for _, t := range res.Tables {
-		did, err := provision.EnsureTable(ctx, db, t)
-		if err != nil {
-			return err
-		}
-		e.printf("• table %s: %s\n", t.Name, did)
-	}
-	did, err := provision.EnsureQueue(ctx, sqs.NewFromConfig(awsCfg), res.Queue)
-	if err != nil {
+	if err := platform.EnsureResources(ctx, cfg, awsCfg, func(what, did string) { e.printf("• %s: %s\n", what, did) }); err != nil {
 		return err
 	}
-	e.printf("• queue %s: %s\n", res.Queue.Name, did)
-	did, err = provision.EnsureKMSKey(ctx, kms.NewFromConfig(awsCfg), res.KMSKeyID)
-	if err != nil {
-		return err
-	}
-	e.printf("• kms key %s: %s\n", res.KMSKeyID, did)
 	kc, err := platform.KeycloakClient(cfg, e.log)
 	if err != nil {
 		return err

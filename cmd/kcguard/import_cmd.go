@@ -45,7 +45,7 @@ line per user is written to standard output, then a summary line.`,
 			if !ok {
 				return fmt.Errorf("package %q is not configured", pkg)
 			}
-			st, _, err := e.userStore(cmd.Context())
+			_, st, err := e.accounts(cmd.Context())
 			if err != nil {
 				return err
 			}

@@ -5,10 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/kcguard/kcguard/pkg/audit"
-	"github.com/kcguard/kcguard/pkg/journal"
-	"github.com/kcguard/kcguard/pkg/status"
-	"github.com/kcguard/kcguard/pkg/users"
+	"github.com/kcguard/kcguard/pkg/userkey"
 )
 
 // addTo adds commands to the group named group of root (each group's file
@@ -32,7 +29,7 @@ func newUsersHistoryCmd(e *env) *cobra.Command {
 		Short: "A user's audit trail, newest first: action, auth mode, outcome, source IP, time",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			key, err := users.NewKey(pkg, args[0])
+			key, err := userkey.New(pkg, args[0])
 			if err != nil {
 				return usageError(err)
 			}
@@ -40,17 +37,9 @@ func newUsersHistoryCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			events, err := rt.Audit.ListByUser(cmd.Context(), key.Package, key.Username, limit)
+			events, err := rt.History(cmd.Context(), key.Package, key.Username, limit)
 			if err != nil {
 				return err
-			}
-			if len(events) == 0 && rt.Config.Audit.UsernameHMACKey != "" {
-				// Attempts on a username kcguard does not know are audited
-				// under its keyed pseudonym, never the typed text.
-				pseudonym := audit.NewPseudonyms([]byte(rt.Config.Audit.UsernameHMACKey)).Username(key.Package, key.Username)
-				if events, err = rt.Audit.ListByUser(cmd.Context(), key.Package, pseudonym, limit); err != nil {
-					return err
-				}
 			}
 			if asJSON {
 				type line struct {
@@ -138,46 +127,14 @@ func newSyncPendingCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			type waiting struct {
-				Package       string    `json:"package"`
-				Username      string    `json:"username"`
-				Version       int64     `json:"version"`
-				SyncedVersion int64     `json:"keycloak_synced_version"`
-				UpdatedAt     time.Time `json:"updated_at"`
-			}
-			out := struct {
-				Jobs  []status.Job `json:"jobs"`
-				Users []waiting    `json:"users"`
-			}{Jobs: []status.Job{}, Users: []waiting{}}
-			if rt.Journal != nil {
-				for _, st := range []journal.Status{journal.Failed, journal.Pending} {
-					list, _, err := rt.Journal.ListByStatus(cmd.Context(), st, limit, "")
-					if err != nil {
-						return err
-					}
-					for _, j := range list {
-						out.Jobs = append(out.Jobs, status.JobOf(j))
-					}
-				}
-			}
-			for _, pkg := range rt.Config.PackageNames() {
-				for cursor := ""; len(out.Users) < limit; {
-					page, next, err := rt.Users.ListUnsynced(cmd.Context(), pkg, min(100, limit-len(out.Users)), cursor)
-					if err != nil {
-						return err
-					}
-					for _, u := range page {
-						out.Users = append(out.Users, waiting{u.Package, u.Username, u.Version, u.KeycloakSyncedVersion, u.UpdatedAt})
-					}
-					if cursor = next; next == "" {
-						break
-					}
-				}
+			out, err := rt.StatusReader().Waiting(cmd.Context(), limit)
+			if err != nil {
+				return err
 			}
 			if asJSON {
 				return e.printJSON(out)
 			}
-			if rt.Journal == nil {
+			if out.JournalOff {
 				e.printf("journal: off (tables.journal is empty)\n")
 			}
 			e.printf("%d jobs pending or failed:\n", len(out.Jobs))

@@ -64,9 +64,9 @@ user, then a summary) otherwise. It exits non-zero if any user failed.
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "say what would be created or updated; change nothing")
 	cmd.Flags().StringVar(&where, "where", "", "select users (see below)")
-	cmd.Flags().IntVar(&set.Concurrency, "concurrency", 4, "parallel Keycloak calls")
+	cmd.Flags().IntVar(&set.Concurrency, "concurrency", migrate.DefaultConcurrency, "parallel Keycloak calls")
 	cmd.Flags().Float64Var(&set.Rate, "rate", 20, "users per second at most (0: unlimited)")
-	cmd.Flags().IntVar(&set.PageSize, "batch", 100, "users read per page")
+	cmd.Flags().IntVar(&set.PageSize, "batch", migrate.DefaultPageSize, "users read per page")
 
 	var statusWhere string
 	status := &cobra.Command{

@@ -148,4 +148,17 @@ func TestJSONOutputs(t *testing.T) {
 			}
 		})
 	}
+	// `sync status` without --json prints the same read model.
+	t.Run("sync status", func(t *testing.T) {
+		out, err := runIn(t, "", "sync", "status")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		for _, want := range []string{"package homechoice: 3 users waiting for Keycloak", "oldest pending change: ",
+			"breaker: open", "): pending 3, ", "oldest pending job: "} {
+			if !strings.Contains(out, want) {
+				t.Errorf("no %q in:\n%s", want, out)
+			}
+		}
+	})
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/kcguard/kcguard/pkg/httpapi"
 	"github.com/kcguard/kcguard/pkg/platform"
 )
 
@@ -26,16 +25,12 @@ receive and calls the same handler the deployed function runs, so
 exercises the real login flow against the local stack. Loopback only.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := e.validated()
+			rt, err := e.runtime(cmd.Context())
 			if err != nil {
 				return err
 			}
 			if addr == "" {
-				addr = cfg.API.Addr
-			}
-			rt, err := platform.New(cmd.Context(), cfg, e.log)
-			if err != nil {
-				return err
+				addr = rt.Config.API.Addr
 			}
 			return serve(cmd.Context(), addr, rt, e)
 		},
@@ -50,7 +45,7 @@ func serve(ctx context.Context, addr string, rt *platform.Runtime, e *env) error
 		return err
 	}
 	srv := &http.Server{
-		Handler:           &httpapi.Server{Routes: rt.Routes(), MaxBodyBytes: int64(rt.Config.API.MaxBodyBytes), Log: rt.Log},
+		Handler:           rt.LocalAPI(),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 	e.log.Info("serving the kcguard API", "addr", l.Addr().String())

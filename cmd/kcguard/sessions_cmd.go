@@ -10,7 +10,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/kcguard/kcguard/pkg/platform"
 	"github.com/kcguard/kcguard/pkg/sessions"
 )
 
@@ -88,7 +87,7 @@ Tokens and their hashes are never shown; sessions are named by their public id.`
 			if err != nil {
 				return err
 			}
-			kc := platform.Sync{Dispatcher: rt.Dispatcher}.LogoutEverywhere(cmd.Context(), pkg, args[0])
+			kc := rt.Dispatcher.LogoutEverywhere(cmd.Context(), pkg, args[0])
 			e.printf("%d sessions ended; keycloak logout: %s\n", n, kc)
 			return nil
 		},
@@ -205,11 +204,7 @@ func sessionViews(recs []sessions.Record, now time.Time, all bool) []sessionView
 			}
 			state = map[bool]string{true: "revoked", false: "expired"}[errors.Is(err, sessions.ErrRevoked)]
 		}
-		exp := r.ExpiresAt
-		if !r.IdleExpiresAt.IsZero() && r.IdleExpiresAt.Before(exp) {
-			exp = r.IdleExpiresAt
-		}
-		out = append(out, sessionView{r.ID, state, string(r.AuthMode), r.CreatedAt, r.LastSeenAt, exp, r.SourceIP, r.UserAgent})
+		out = append(out, sessionView{r.ID, state, string(r.AuthMode), r.CreatedAt, r.LastSeenAt, r.EndsAt(), r.SourceIP, r.UserAgent})
 	}
 	return out
 }

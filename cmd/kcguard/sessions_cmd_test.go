@@ -52,7 +52,7 @@ func TestSessionsTokensAndCleanupCommands(t *testing.T) {
 	}
 	// Local only: Keycloak does not know the user, so the login is local
 	// and the user stays unsynced for the reconciliation to find.
-	if _, err := rt.Users.Create(ctx, users.User{Package: "homechoice", Username: user, Enabled: true, Hash: auth.StoredHash(hash)}, time.Now()); err != nil {
+	if _, err := rt.Users.Create(ctx, users.User{Package: "homechoice", Username: user, Enabled: true, Hash: users.NewHash(hash)}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	res, err := rt.Auth.Login(ctx, auth.LoginInput{Package: "homechoice", Username: user, Password: pw, SourceIP: "198.51.100.4", UserAgent: "cli-test"})

@@ -7,9 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/spf13/cobra"
 
 	"github.com/kcguard/kcguard/pkg/journal"
@@ -39,9 +36,8 @@ func newSyncCmd(e *env) *cobra.Command {
 	reconcile := withRuntime("reconcile", "Re-queue every user whose local version is ahead of Keycloak's",
 		"reconcile queries the sparse 'unsynced' index (never a scan) and queues a job per user;\nSQS deduplication makes re-queuing a job still in the queue a no-op.",
 		func(ctx context.Context, rt *platform.Runtime) error {
-			q := syncjob.JournaledQueue{Queue: rt.Queue, Applier: rt.Applier}
 			start := time.Now()
-			r, err := syncjob.Reconcile(ctx, rt.Users, q, rt.Config.PackageNames(), limit, start)
+			r, err := syncjob.Reconcile(ctx, rt.Users, rt.JournaledQueue, rt.Config.PackageNames(), limit, start)
 			rt.RecordRun(ctx, status.JobReconcile, start, platform.ReconcileSummary(r), err)
 			e.printf("unsynced users found: %d, queued: %d, failed: %d, complete: %v\n", r.Found, r.Queued, r.Failed, r.Done)
 			return err
@@ -87,7 +83,7 @@ func newSyncCmd(e *env) *cobra.Command {
 			func(ctx context.Context, rt *platform.Runtime) error { return e.syncTest(ctx, rt) }),
 		withRuntime("redrive", "Move dead-lettered jobs back to the sync queue (after fixing their cause)", "",
 			func(ctx context.Context, rt *platform.Runtime) error {
-				n, err := redrive(ctx, rt)
+				n, err := rt.DLQ.RedriveTo(ctx, rt.Queue)
 				e.printf("moved %d jobs back to %s\n", n, rt.Config.Sync.Queue)
 				return err
 			}),
@@ -110,57 +106,39 @@ func (e *env) runtime(ctx context.Context) (*platform.Runtime, error) {
 	return platform.Build(ctx, cfg, awsCfg, e.log)
 }
 
+// syncStatus prints the sync parts of the status read model (pkg/status,
+// which also serves /status): the same counts with --json or without.
 func (e *env) syncStatus(ctx context.Context, rt *platform.Runtime) error {
-	if e.asJSON { // the sync parts of the status read model
-		r := rt.StatusReader()
-		r.Probe, r.Sessions, r.Tokens, r.Runs = nil, nil, nil, nil
-		s := r.Read(ctx, time.Now())
+	r := rt.StatusReader()
+	r.Probe, r.Sessions, r.Tokens, r.Runs = nil, nil, nil, nil
+	if !e.asJSON {
+		r.JobListLimit = 5 // the oldest pending job and the last failures
+	}
+	s := r.Read(ctx, time.Now())
+	var readErr error
+	if len(s.Errors) > 0 {
+		readErr = fmt.Errorf("sync status: %s", strings.Join(s.Errors, "; "))
+	}
+	if e.asJSON {
+		if readErr != nil {
+			return readErr
+		}
 		waiting := map[string]int{}
 		for _, p := range s.Packages {
 			waiting[p.Name] = p.UsersWaiting
 		}
-		if len(s.Errors) > 0 {
-			return fmt.Errorf("sync status: %s", strings.Join(s.Errors, "; "))
-		}
 		return e.printJSON(map[string]any{"breaker": s.Breaker, "queue": s.Queue, "journal": s.Journal, "users_waiting": waiting})
 	}
-	v, f, err := rt.Queue.Depth(ctx)
-	if err != nil {
-		return err
+	e.printf("queue %s: %d waiting, %d in flight\n", rt.Config.Sync.Queue, s.Queue.Waiting, s.Queue.InFlight)
+	e.printf("dlq   %s: %d\n", rt.Config.Sync.DLQ, s.Queue.DLQ)
+	for _, p := range s.Packages {
+		e.printf("package %s: %d users waiting for Keycloak\n", p.Name, p.UsersWaiting)
 	}
-	dv, df, err := rt.DLQ.Depth(ctx)
-	if err != nil {
-		return err
+	if s.Queue.UsersWaiting > 0 {
+		age := time.Duration(s.Queue.OldestPendingSeconds) * time.Second
+		e.printf("oldest pending change: %s (%s ago)\n", s.At.Add(-age).Format(time.RFC3339), age)
 	}
-	e.printf("queue %s: %d waiting, %d in flight\n", rt.Config.Sync.Queue, v, f)
-	e.printf("dlq   %s: %d\n", rt.Config.Sync.DLQ, dv+df)
-	var oldest time.Time
-	total := 0
-	for _, pkg := range rt.Config.PackageNames() {
-		n := 0
-		for cursor := ""; ; {
-			page, next, err := rt.Users.ListUnsynced(ctx, pkg, 100, cursor)
-			if err != nil {
-				return err
-			}
-			for _, u := range page {
-				n++
-				if oldest.IsZero() || u.UpdatedAt.Before(oldest) {
-					oldest = u.UpdatedAt
-				}
-			}
-			if cursor = next; next == "" {
-				break
-			}
-		}
-		e.printf("package %s: %d users waiting for Keycloak\n", pkg, n)
-		total += n
-	}
-	if total > 0 {
-		e.printf("oldest pending change: %s (%s ago)\n", oldest.UTC().Format(time.RFC3339), time.Since(oldest).Round(time.Second))
-	}
-	st := rt.Breaker.State(ctx)
-	e.printf("breaker: %s (generation %d)\n", st.State, st.Generation)
+	e.printf("breaker: %s (generation %d)\n", s.Breaker.State, s.Breaker.Generation)
 	if rt.SyncMapping != nil {
 		switch paused, err := rt.SyncMapping.Paused(ctx); {
 		case err != nil:
@@ -171,37 +149,25 @@ func (e *env) syncStatus(ctx context.Context, rt *platform.Runtime) error {
 			e.printf("sync worker: running\n")
 		}
 	}
-	if rt.Journal == nil {
+	if s.Journal == nil {
 		e.printf("journal: off (tables.journal is empty)\n")
-		return nil
+		return readErr
 	}
 	var counts []string
-	for _, s := range journal.Statuses {
-		n, err := rt.Journal.Count(ctx, s)
-		if err != nil {
-			return err
-		}
-		counts = append(counts, fmt.Sprintf("%s %d", s, n))
+	for _, st := range journal.Statuses {
+		counts = append(counts, fmt.Sprintf("%s %d", st, s.Journal.Counts[string(st)]))
 	}
 	e.printf("journal (last %s): %s\n", rt.Config.Sync.JournalRetention, strings.Join(counts, ", "))
-	pending, _, err := rt.Journal.ListByStatus(ctx, journal.Pending, 1, "")
-	if err != nil {
-		return err
+	if len(s.Journal.Pending) > 0 {
+		p := s.Journal.Pending[0]
+		e.printf("oldest pending job: %s %s of %s/%s v%d, queued %s ago\n", p.ID, p.Type, p.Package, p.Username,
+			p.Version, s.At.Sub(p.UpdatedAt).Round(time.Second))
 	}
-	if len(pending) > 0 {
-		p := pending[0]
-		e.printf("oldest pending job: %s %s of %s/%s v%d, queued %s ago\n", p.JobID, p.Type, p.Package, p.Username,
-			p.Version, time.Since(p.UpdatedAt).Round(time.Second))
-	}
-	failed, _, err := rt.Journal.ListByStatus(ctx, journal.Failed, 5, "")
-	if err != nil {
-		return err
-	}
-	for _, f := range failed {
-		e.printf("failed: %s %s of %s/%s v%d at %s: %s\n", f.JobID, f.Type, f.Package, f.Username, f.Version,
+	for _, f := range s.Journal.Failed {
+		e.printf("failed: %s %s of %s/%s v%d at %s: %s\n", f.ID, f.Type, f.Package, f.Username, f.Version,
 			f.UpdatedAt.Format(time.RFC3339), f.Reason)
 	}
-	return nil
+	return readErr
 }
 
 func (e *env) syncTest(ctx context.Context, rt *platform.Runtime) error {
@@ -237,37 +203,6 @@ func (e *env) syncTest(ctx context.Context, rt *platform.Runtime) error {
 		return errChecksFailed
 	}
 	return nil
-}
-
-// redrive moves DLQ messages back, keeping each user's message group.
-func redrive(ctx context.Context, rt *platform.Runtime) (int, error) {
-	dlq, err := rt.DLQ.URL(ctx)
-	if err != nil {
-		return 0, err
-	}
-	main, err := rt.Queue.URL(ctx)
-	if err != nil {
-		return 0, err
-	}
-	moved := 0
-	for {
-		out, err := rt.SQS.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &dlq, MaxNumberOfMessages: 10,
-			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll}})
-		if err != nil || len(out.Messages) == 0 {
-			return moved, err
-		}
-		for _, m := range out.Messages {
-			group := m.Attributes["MessageGroupId"]
-			if _, err := rt.SQS.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &main, MessageBody: m.Body,
-				MessageGroupId: aws.String(group), MessageDeduplicationId: aws.String("redrive-" + aws.ToString(m.MessageId))}); err != nil {
-				return moved, err
-			}
-			if _, err := rt.SQS.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: &dlq, ReceiptHandle: m.ReceiptHandle}); err != nil {
-				return moved, err
-			}
-			moved++
-		}
-	}
 }
 
 func providerCheck(name string, ok bool, err error) provision.Check {

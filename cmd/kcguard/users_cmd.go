@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,13 +10,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/kcguard/kcguard/pkg/adoption"
 	"github.com/kcguard/kcguard/pkg/auth"
-	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/platform"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -38,11 +37,12 @@ never from flags, so they stay out of shell history and process lists.`,
 			if err != nil {
 				return err
 			}
-			st, hasher, err := e.userStore(cmd.Context())
+			acc, _, err := e.accounts(cmd.Context())
 			if err != nil {
 				return err
 			}
-			u, err := createUser(cmd.Context(), st, hasher, e.policy(), pkg, args[0], pw, email, group)
+			u, err := acc.Create(cmd.Context(), auth.NewAccount{Package: pkg, Username: args[0], Password: pw,
+				Email: email, Group: group})
 			if err != nil {
 				return err
 			}
@@ -64,26 +64,15 @@ reconciliation carries it to Keycloak. Use POST /password for user changes.`,
 			if err != nil {
 				return err
 			}
-			st, hasher, err := e.userStore(cmd.Context())
+			acc, _, err := e.accounts(cmd.Context())
 			if err != nil {
 				return err
 			}
-			if err := e.policy().Check(args[0], pw); err != nil {
-				return err
-			}
-			key, err := users.NewKey(pkg, args[0])
+			key, err := userkey.New(pkg, args[0])
 			if err != nil {
 				return err
 			}
-			u, err := st.Get(cmd.Context(), key)
-			if err != nil {
-				return err
-			}
-			h, err := hasher.Hash(pw)
-			if err != nil {
-				return err
-			}
-			u, err = st.UpdatePassword(cmd.Context(), key, u.Version, auth.StoredHash(h), time.Now())
+			u, err := acc.SetPassword(cmd.Context(), key, pw)
 			if err != nil {
 				return err
 			}
@@ -98,11 +87,11 @@ reconciliation carries it to Keycloak. Use POST /password for user changes.`,
 		Short: "Show a local user: versions, sync state, lockout (never the hash)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, _, err := e.userStore(cmd.Context())
+			_, st, err := e.accounts(cmd.Context())
 			if err != nil {
 				return err
 			}
-			key, err := users.NewKey(pkg, args[0])
+			key, err := userkey.New(pkg, args[0])
 			if err != nil {
 				return err
 			}
@@ -154,12 +143,12 @@ password credential there, so both tiers know the seeded users. It is meant
 for the local stack: real realm exports carry hashes, not passwords.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, hasher, err := e.userStore(cmd.Context())
+			acc, _, err := e.accounts(cmd.Context())
 			if err != nil {
 				return err
 			}
 			for _, f := range args {
-				if err := e.seedRealm(cmd.Context(), st, hasher, f); err != nil {
+				if err := e.seedRealm(cmd.Context(), acc, f); err != nil {
 					return err
 				}
 			}
@@ -174,40 +163,18 @@ for the local stack: real realm exports carry hashes, not passwords.`,
 	return cmd
 }
 
-func (e *env) userStore(ctx context.Context) (*users.Dynamo, *credential.Hasher, error) {
+// accounts builds the operator's user changes and the users table they
+// write (platform.Accounts).
+func (e *env) accounts(ctx context.Context) (auth.Accounts, *users.Dynamo, error) {
 	cfg, err := e.validated()
 	if err != nil {
-		return nil, nil, err
+		return auth.Accounts{}, nil, err
 	}
 	awsCfg, err := e.awsConfig(ctx)
 	if err != nil {
-		return nil, nil, err
+		return auth.Accounts{}, nil, err
 	}
-	hasher, err := platform.Hasher(cfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	return users.NewDynamo(dynamodb.NewFromConfig(awsCfg), cfg.Tables.Users), hasher, nil
-}
-
-func (e *env) policy() credential.Policy {
-	return credential.Policy{MinLength: e.cfg.Password.MinLength}
-}
-
-func createUser(ctx context.Context, st users.Store, hasher *credential.Hasher, policy credential.Policy,
-	pkg, username, password, email, group string) (users.User, error) {
-	if err := policy.Check(username, password); err != nil {
-		return users.User{}, err
-	}
-	h, err := hasher.Hash(password)
-	if err != nil {
-		return users.User{}, err
-	}
-	u := users.User{Package: pkg, Username: username, Email: email, Enabled: true, Hash: auth.StoredHash(h)}
-	if group != "" {
-		u.Attributes = map[string]string{"group": group}
-	}
-	return st.Create(ctx, u, time.Now())
+	return platform.Accounts(cfg, awsCfg)
 }
 
 // readPassword takes a password from r: from a terminal without echo (the
@@ -236,59 +203,29 @@ func readPassword(r io.Reader) (string, error) {
 	return pw, nil
 }
 
-type realmExport struct {
-	Realm string `json:"realm"`
-	Users []struct {
-		Username    string `json:"username"`
-		Email       string `json:"email"`
-		ServiceAcct string `json:"serviceAccountClientId"`
-		Credentials []struct {
-			Type  string `json:"type"`
-			Value string `json:"value"`
-		} `json:"credentials"`
-	} `json:"users"`
-}
-
-func (e *env) seedRealm(ctx context.Context, st users.Store, hasher *credential.Hasher, path string) error {
-	data, err := os.ReadFile(path)
+func (e *env) seedRealm(ctx context.Context, acc auth.Accounts, path string) error {
+	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
-	var r realmExport
-	if err := json.Unmarshal(data, &r); err != nil {
+	defer f.Close()
+	exp, err := adoption.ReadExport(f)
+	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	pkg := ""
-	for _, name := range e.cfg.PackageNames() {
-		if e.cfg.Keycloak.Packages[name].Realm == r.Realm {
-			pkg = name
-		}
+	pkg, ok := e.cfg.PackageOfRealm(exp.Realm)
+	if !ok {
+		return fmt.Errorf("%s: no package is configured for realm %q", path, exp.Realm)
 	}
-	if pkg == "" {
-		return fmt.Errorf("%s: no package is configured for realm %q", path, r.Realm)
-	}
-	for _, u := range r.Users {
-		if u.ServiceAcct != "" {
-			continue
-		}
-		for _, c := range u.Credentials {
-			if c.Type != "password" || c.Value == "" {
-				continue
-			}
-			// Seeded passwords predate our policy; store them as Keycloak has them.
-			created, err := createUser(ctx, st, hasher, credential.Policy{MinLength: 1}, pkg, u.Username, c.Value, u.Email, "")
-			switch {
-			case errors.Is(err, users.ErrAlreadyExists):
-				e.printf("• %s/%s: exists\n", pkg, u.Username)
-				continue
-			case err != nil:
-				return fmt.Errorf("seed %s/%s: %w", pkg, u.Username, err)
-			}
-			// The realm export is what Keycloak holds: nothing to sync.
-			if _, err := st.MarkSynced(ctx, created.Key(), created.Version); err != nil {
-				return fmt.Errorf("seed %s/%s: %w", pkg, u.Username, err)
-			}
+	for _, u := range exp.PlainPasswords() {
+		_, created, err := acc.Seed(ctx, auth.NewAccount{Package: pkg, Username: u.Username, Password: u.Password, Email: u.Email})
+		switch {
+		case err != nil:
+			return fmt.Errorf("seed %s/%s: %w", pkg, u.Username, err)
+		case created:
 			e.printf("• %s/%s: created\n", pkg, u.Username)
+		default:
+			e.printf("• %s/%s: exists\n", pkg, u.Username)
 		}
 	}
 	return nil

@@ -7,5 +7,5 @@ import (
 )
 
 func main() {
-	platform.Start("authorizer", func(rt *platform.Runtime) any { return rt.Authorizer().Handle })
+	platform.Start("authorizer", (*platform.Runtime).AuthorizerFunction)
 }

@@ -8,5 +8,5 @@ import (
 )
 
 func main() {
-	platform.Start("cleanup", func(rt *platform.Runtime) any { return rt.CleanupHandler() })
+	platform.Start("cleanup", (*platform.Runtime).CleanupHandler)
 }

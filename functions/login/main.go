@@ -4,14 +4,9 @@
 package main
 
 import (
-	"os"
-
 	"github.com/kcguard/kcguard/pkg/platform"
 )
 
 func main() {
-	platform.Start("login", func(rt *platform.Runtime) any {
-		rt.WarmLogin()
-		return platform.CountLogins(rt.AuthHandlers().Login, os.Stdout)
-	})
+	platform.Start("login", (*platform.Runtime).LoginFunction)
 }

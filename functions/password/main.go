@@ -7,5 +7,5 @@ import (
 )
 
 func main() {
-	platform.Start("password", func(rt *platform.Runtime) any { return rt.AuthHandlers().ChangePassword })
+	platform.Start("password", (*platform.Runtime).PasswordFunction)
 }

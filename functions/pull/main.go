@@ -10,5 +10,5 @@ import (
 )
 
 func main() {
-	platform.Start("pull", func(rt *platform.Runtime) any { return rt.PullHandler() })
+	platform.Start("pull", (*platform.Runtime).PullHandler)
 }

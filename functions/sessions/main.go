@@ -3,10 +3,9 @@
 package main
 
 import (
-	"github.com/kcguard/kcguard/pkg/httpapi"
 	"github.com/kcguard/kcguard/pkg/platform"
 )
 
 func main() {
-	platform.Start("sessions", func(rt *platform.Runtime) any { return httpapi.ByRouteKey(rt.SessionRoutes()) })
+	platform.Start("sessions", (*platform.Runtime).SessionsFunction)
 }

@@ -7,5 +7,5 @@ import (
 )
 
 func main() {
-	platform.Start("syncworker", func(rt *platform.Runtime) any { return rt.Worker().HandleBatch })
+	platform.Start("syncworker", (*platform.Runtime).SyncWorkerFunction)
 }

@@ -70,14 +70,14 @@ func NewKnown(t *testing.T) *Known {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := syncjob.JournaledQueue{Queue: env.RT.Queue, Applier: env.RT.Applier}
+	q := env.RT.JournaledQueue
 	for i := 0; i < 3; i++ {
 		h, err := hasher.Hash(testenv.Unique("Pw-waiting"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		u, err := env.RT.Users.Create(ctx, users.User{Package: "homechoice", Username: testenv.Unique("operators-waiting"),
-			Enabled: true, Hash: auth.StoredHash(h)}, time.Now())
+			Enabled: true, Hash: users.NewHash(h)}, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}

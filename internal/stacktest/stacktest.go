@@ -208,7 +208,7 @@ func (e *Env) newUser(h *credential.Hasher, pkg, prefix string) (User, error) {
 		return u, err
 	}
 	rec, err := e.RT.Users.Create(ctx, users.User{Package: pkg, Username: u.Name, Enabled: true,
-		Email: u.Name + "@example.com", Hash: auth.StoredHash(hash)}, time.Now())
+		Email: u.Name + "@example.com", Hash: users.NewHash(hash)}, time.Now())
 	if err != nil {
 		return u, fmt.Errorf("create %s locally: %w", u.Name, err)
 	}

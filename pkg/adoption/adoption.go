@@ -23,17 +23,18 @@ import (
 	"time"
 
 	"github.com/kcguard/kcguard/pkg/credential"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
 // Store is the part of the local store an import writes.
 type Store interface {
-	Get(ctx context.Context, key users.Key) (users.User, error)
+	Get(ctx context.Context, key userkey.Key) (users.User, error)
 	Create(ctx context.Context, u users.User, now time.Time) (users.User, error)
-	UpdatePassword(ctx context.Context, key users.Key, expectedVersion int64, h users.Hash, now time.Time) (users.User, error)
-	UpdateProfile(ctx context.Context, key users.Key, expectedVersion int64, p users.Profile, now time.Time) (users.User, error)
-	MarkSynced(ctx context.Context, key users.Key, version int64) (bool, error)
-	ApplyVerdict(ctx context.Context, key users.Key, expectedVersion int64, v users.Verdict) (users.User, error)
+	UpdatePassword(ctx context.Context, key userkey.Key, expectedVersion int64, h users.Hash, now time.Time) (users.User, error)
+	UpdateProfile(ctx context.Context, key userkey.Key, expectedVersion int64, p users.Profile, now time.Time) (users.User, error)
+	MarkSynced(ctx context.Context, key userkey.Key, version int64) (bool, error)
+	ApplyVerdict(ctx context.Context, key userkey.Key, expectedVersion int64, v users.Verdict) (users.User, error)
 }
 
 // Outcome of one user entry.
@@ -91,6 +92,28 @@ func ReadExport(r io.Reader) (Export, error) {
 	return e, nil
 }
 
+// PlainUser is an export's user with a plaintext password credential, as
+// the local stack's realm files set them (real exports carry hashes).
+type PlainUser struct{ Username, Email, Password string }
+
+// PlainPasswords lists the users that have a plaintext password, one entry
+// per such credential; service accounts and malformed entries are left out.
+func (e Export) PlainPasswords() []PlainUser {
+	var out []PlainUser
+	for _, raw := range e.Users {
+		var u exportUser
+		if json.Unmarshal(raw, &u) != nil || u.ServiceAccountID != "" {
+			continue
+		}
+		for _, c := range u.Credentials {
+			if c.Type == "password" && c.Value != "" {
+				out = append(out, PlainUser{Username: u.Username, Email: u.Email, Password: c.Value})
+			}
+		}
+	}
+	return out
+}
+
 type exportUser struct {
 	ID               string   `json:"id"`
 	Username         string   `json:"username"`
@@ -101,6 +124,7 @@ type exportUser struct {
 	Credentials      []struct {
 		Type           string `json:"type"`
 		SecretData     string `json:"secretData"`
+		Value          string `json:"value"` // plaintext (a realm file written by hand)
 		CredentialData string `json:"credentialData"`
 		CreatedDate    int64  `json:"createdDate"`
 		Priority       int    `json:"priority"`
@@ -158,7 +182,7 @@ func (im *Importer) one(ctx context.Context, raw json.RawMessage) (Entry, error)
 		e.Outcome = ServiceAccount
 		return e, nil
 	}
-	key, err := users.NewKey(im.Package, u.Username)
+	key, err := userkey.New(im.Package, u.Username)
 	if err != nil {
 		e.Outcome, e.Detail = Malformed, "bad or missing username"
 		return e, nil

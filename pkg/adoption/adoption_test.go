@@ -9,6 +9,7 @@ import (
 
 	"github.com/kcguard/kcguard/pkg/adoption"
 	"github.com/kcguard/kcguard/pkg/credential"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -49,7 +50,7 @@ func importFile(t *testing.T, st adoption.Store, exp adoption.Export) adoption.R
 
 func get(t *testing.T, st users.Store, name string) users.User {
 	t.Helper()
-	u, err := st.Get(context.Background(), users.Key{Package: "homechoice", Username: name})
+	u, err := st.Get(context.Background(), userkey.Key{Package: "homechoice", Username: name})
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
@@ -80,7 +81,7 @@ func TestImportRealmExport(t *testing.T) {
 		t.Errorf("broken hash: %+v", e)
 	}
 	for _, name := range []string{"dan.bcrypt", "eli.brokenhash", "eve.nopassword", "service-account-kcguard"} {
-		if _, err := st.Get(context.Background(), users.Key{Package: "homechoice", Username: name}); err == nil {
+		if _, err := st.Get(context.Background(), userkey.Key{Package: "homechoice", Username: name}); err == nil {
 			t.Errorf("%s must not be loaded", name)
 		}
 	}
@@ -93,7 +94,7 @@ func TestImportRealmExport(t *testing.T) {
 
 	for name, pw := range passwords {
 		u := get(t, st, name)
-		h, err := credential.ParseHash(u.Hash.SecretData, u.Hash.CredentialData)
+		h, err := u.Hash.Verifier()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -156,5 +157,29 @@ func TestReimportUpdatesWhatChanged(t *testing.T) {
 	}
 	if u := get(t, st, "bob.pbkdf2"); u.Hash != pending.Hash || !u.Unsynced() || u.Enabled {
 		t.Errorf("bob keeps his pending kcguard change, takes Keycloak's disable: %+v", u)
+	}
+}
+
+// `kcguard users seed` reads the local stack's realm files (plaintext
+// passwords); hashed entries, service accounts and malformed ones are not
+// seeded.
+func TestPlainPasswordsOfTheLocalRealmFiles(t *testing.T) {
+	exp := readExport(t, "../../../local/realms/homechoice-realm.json")
+	got := map[string]adoption.PlainUser{}
+	for _, u := range exp.PlainPasswords() {
+		got[u.Username] = u
+	}
+	for _, name := range []string{"alice.hc", "bob.hc", "carol.hc"} {
+		if got[name].Password == "" {
+			t.Errorf("%s: no plaintext password found (got %v)", name, got)
+		}
+	}
+	hashed := adoption.Export{Users: []json.RawMessage{
+		json.RawMessage(`{"username":"h","credentials":[{"type":"password","secretData":"{}","credentialData":"{}"}]}`),
+		json.RawMessage(`{"username":"sa","serviceAccountClientId":"kcguard","credentials":[{"type":"password","value":"x"}]}`),
+		json.RawMessage(`not json`),
+	}}
+	if p := hashed.PlainPasswords(); len(p) != 0 {
+		t.Errorf("hashed, service-account and malformed entries gave %v", p)
 	}
 }

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/kcguard/kcguard/pkg/ddbitem"
-	"github.com/kcguard/kcguard/pkg/users"
+	"github.com/kcguard/kcguard/pkg/userkey"
 )
 
 // ErrInvalid means an event lacks what makes it findable.
@@ -59,7 +59,7 @@ type Event struct {
 	// ID is unique per event; Record fills it when empty.
 	ID        string
 	Package   string
-	Username  string // normalised like users.NormalizeUsername
+	Username  string // normalised like userkey.NormalizeUsername
 	Action    Action
 	AuthMode  string // "keycloak", "cached", "local" or "" when no login happened
 	Outcome   Outcome
@@ -125,7 +125,7 @@ func buildOptions(opts []Option) options {
 
 // userKey is the partition of a user's trail, by the users package's key rule.
 func userKey(pkg, username string) (string, error) {
-	k, err := users.NewKey(pkg, username)
+	k, err := userkey.New(pkg, username)
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
@@ -133,7 +133,7 @@ func userKey(pkg, username string) (string, error) {
 }
 
 func prepare(e Event) (Event, string, error) {
-	e.Username = users.NormalizeUsername(e.Username)
+	e.Username = userkey.NormalizeUsername(e.Username)
 	k, err := userKey(e.Package, e.Username)
 	if err != nil {
 		return Event{}, "", err

@@ -15,26 +15,16 @@ import (
 )
 
 // TTLAttribute holds the epoch second an event's retention ends.
-const TTLAttribute = "ttl"
+const TTLAttribute = schema.TTL
 
 // IndexByPackageHour lists a package's events hour by hour: partition
 // pkg_hour "<package>#<UTC hour>", sort key sk. Hour partitions keep a busy
 // package's writes spread and let a per-package report read only the hours
 // it covers.
-const IndexByPackageHour = "by_package_hour"
+const IndexByPackageHour = schema.AuditByPackageHour
 
-// Table describes the audit table: pk "package#username", sk "<time>#<id>"
-// (fixed-width UTC time, so a user's trail reads in time order).
-func Table(name string) schema.Table {
-	return schema.Table{
-		Name:         name,
-		PartitionKey: schema.Key{Name: "pk", Type: schema.String},
-		SortKey:      &schema.Key{Name: "sk", Type: schema.String},
-		Indexes: []schema.Index{{Name: IndexByPackageHour,
-			PartitionKey: schema.Key{Name: "pkg_hour", Type: schema.String}, SortKey: &schema.Key{Name: "sk", Type: schema.String}}},
-		TTLAttribute: TTLAttribute,
-	}
-}
+// Table describes the audit table (schema.Audit).
+func Table(name string) schema.Table { return schema.Audit.Named(name) }
 
 // DynamoDB is the part of *dynamodb.Client the store uses.
 type DynamoDB interface {

@@ -15,6 +15,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/audit"
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/loginrecord"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -41,7 +42,7 @@ func (s *Service) keycloakDecides(entry users.Entry) bool {
 //
 // fail records the attempt as a failed password check (the lockout's
 // bookkeeping, owned by Login).
-func (s *Service) loginThroughKeycloak(ctx context.Context, in LoginInput, key users.Key, read loginrecord.Read,
+func (s *Service) loginThroughKeycloak(ctx context.Context, in LoginInput, key userkey.Key, read loginrecord.Read,
 	event audit.Event, fail func() error, now time.Time) (LoginResult, error) {
 	entry := read.Entry
 	g := s.grant(ctx, key, in.Password)
@@ -69,13 +70,13 @@ func (s *Service) loginThroughKeycloak(ctx context.Context, in LoginInput, key u
 // password (pkg/credential's default, Keycloak-compatible) and Keycloak's
 // id, marked synced because Keycloak has that password already. It is not
 // a kcguard change and queues nothing. Best effort: the login stands.
-func (s *Service) learn(ctx context.Context, key users.Key, entry users.Entry, password string, tok keycloak.Token, now time.Time) {
+func (s *Service) learn(ctx context.Context, key userkey.Key, entry users.Entry, password string, tok keycloak.Token, now time.Time) {
 	h, err := s.hasher.Hash(password)
 	if err != nil {
 		s.log.WarnContext(ctx, "learn: hash failed", "package", key.Package, "err", err)
 		return
 	}
-	sh := storedHash(h)
+	sh := users.NewHash(h)
 	if !entry.Found {
 		_, err = s.users.Create(ctx, users.User{Package: key.Package, Username: key.Username, Enabled: true, Hash: sh,
 			Version: 1, KeycloakSyncedVersion: 1, KeycloakID: tok.Subject(), KeycloakConfirmedAt: now}, now)
@@ -227,7 +228,7 @@ const parallelLoginPause = 150 * time.Millisecond
 // retryParallel asks Keycloak once more, after a pause, for a login it
 // refused as parallel (errParallelLogin), and judges the answer as the
 // first. Refused again, the login is answered 429 for a second.
-func (s *Service) retryParallel(ctx context.Context, key users.Key, entry users.Entry, password string,
+func (s *Service) retryParallel(ctx context.Context, key userkey.Key, entry users.Entry, password string,
 	cached cachedToken, now time.Time) (tierResult, error) {
 	s.s.Sleep(ctx, parallelLoginPause)
 	g := s.grant(ctx, key, password)

@@ -10,6 +10,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/keycloak/keycloaktest"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -19,7 +20,7 @@ import (
 
 func (h *harness) user(t *testing.T, name string) users.User {
 	t.Helper()
-	u, err := h.users.Get(context.Background(), users.Key{Package: pkg, Username: name})
+	u, err := h.users.Get(context.Background(), userkey.Key{Package: pkg, Username: name})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +37,7 @@ func (h *harness) kcUser(t *testing.T, name, password string) string {
 	}
 	id := h.kc.AddUser(pkg, name, password)
 	if _, err := h.users.Create(context.Background(), users.User{Package: pkg, Username: name, Enabled: true,
-		Hash: storedHash(hash), Version: 1, KeycloakSyncedVersion: 1, KeycloakID: id}, h.now); err != nil {
+		Hash: users.NewHash(hash), Version: 1, KeycloakSyncedVersion: 1, KeycloakID: id}, h.now); err != nil {
 		t.Fatal(err)
 	}
 	return id
@@ -225,7 +226,7 @@ func TestLearnOnLogin(t *testing.T) {
 		if u.KeycloakID != id || u.Unsynced() || !u.Enabled || u.HashStale || !u.KeycloakConfirmedAt.Equal(h.now) {
 			t.Fatalf("learnt user: %+v", u)
 		}
-		hash, err := credential.ParseHash(u.Hash.SecretData, u.Hash.CredentialData)
+		hash, err := u.Hash.Verifier()
 		if err != nil || hash.Algorithm != credential.Argon2 {
 			t.Fatalf("learnt hash must be Keycloak-compatible argon2: %+v %v", hash, err)
 		}
@@ -248,7 +249,7 @@ func TestLearnOnLogin(t *testing.T) {
 		if len(h.recorder.failures) != 1 {
 			t.Fatalf("failures %d", len(h.recorder.failures))
 		}
-		if _, err := h.users.Get(context.Background(), users.Key{Package: pkg, Username: "kconly"}); !errors.Is(err, users.ErrNotFound) {
+		if _, err := h.users.Get(context.Background(), userkey.Key{Package: pkg, Username: "kconly"}); !errors.Is(err, users.ErrNotFound) {
 			t.Fatalf("nothing learnt from a refusal: %v", err)
 		}
 	})
@@ -280,7 +281,7 @@ func TestLearnOnLogin(t *testing.T) {
 		if _, err := h.login("kcoff", "kc-off-password-1"); !errors.Is(err, ErrAccountDisabled) {
 			t.Fatalf("%v", err)
 		}
-		if _, err := h.users.Get(context.Background(), users.Key{Package: pkg, Username: "kcoff"}); !errors.Is(err, users.ErrNotFound) {
+		if _, err := h.users.Get(context.Background(), userkey.Key{Package: pkg, Username: "kcoff"}); !errors.Is(err, users.ErrNotFound) {
 			t.Fatalf("a disabled user must not be learnt: %v", err)
 		}
 	})

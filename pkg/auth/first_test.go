@@ -8,6 +8,7 @@ import (
 
 	"github.com/kcguard/kcguard/pkg/keycloak/keycloaktest"
 	"github.com/kcguard/kcguard/pkg/loginrecord"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -20,7 +21,7 @@ type firstReads struct {
 	calls int
 }
 
-func (f *firstReads) ReserveFirst(ctx context.Context, key users.Key, source string, now time.Time) (loginrecord.FirstAttempt, error) {
+func (f *firstReads) ReserveFirst(ctx context.Context, key userkey.Key, source string, now time.Time) (loginrecord.FirstAttempt, error) {
 	f.calls++
 	return f.Stores.ReserveFirst(ctx, key, source, now)
 }
@@ -31,7 +32,7 @@ type countedReserve struct {
 	n int
 }
 
-func (c *countedReserve) Reserve(ctx context.Context, key users.Key, maxFailures int, now time.Time) (users.Attempt, error) {
+func (c *countedReserve) Reserve(ctx context.Context, key userkey.Key, maxFailures int, now time.Time) (users.Attempt, error) {
 	c.n++
 	return c.Users.Reserve(ctx, key, maxFailures, now)
 }
@@ -66,7 +67,7 @@ func TestFirstAttemptIsReservedAlongsideTheRead(t *testing.T) {
 		t.Fatalf("after a failure: %d usual reservations (want 1), %d grants for the second typo (want 0)",
 			reserve.n, h.kc.Calls(keycloaktest.PasswordGrant)-grants)
 	}
-	if l, _ := h.users.Lockout(context.Background(), users.Key{Package: pkg, Username: "alice"}, h.now); l.FailedAttempts != 2 {
+	if l, _ := h.users.Lockout(context.Background(), userkey.Key{Package: pkg, Username: "alice"}, h.now); l.FailedAttempts != 2 {
 		t.Fatalf("%d failures on record, want 2", l.FailedAttempts)
 	}
 }
@@ -87,7 +88,7 @@ func TestThrottledSourceReservesNothingAlongsideTheRead(t *testing.T) {
 	if _, err := h.login("alice", "alice-password-1"); !errors.As(err, &throttled) || throttled.RetryAfter != time.Minute {
 		t.Fatalf("%v, want throttled for a minute", err)
 	}
-	if l, _ := h.users.Lockout(context.Background(), users.Key{Package: pkg, Username: "alice"}, h.now); l.FailedAttempts != 0 {
+	if l, _ := h.users.Lockout(context.Background(), userkey.Key{Package: pkg, Username: "alice"}, h.now); l.FailedAttempts != 0 {
 		t.Fatalf("a throttled source counted %d attempts against the user", l.FailedAttempts)
 	}
 }

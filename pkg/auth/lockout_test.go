@@ -12,7 +12,7 @@ import (
 
 	"github.com/kcguard/kcguard/pkg/audit"
 	"github.com/kcguard/kcguard/pkg/credential"
-	"github.com/kcguard/kcguard/pkg/users"
+	"github.com/kcguard/kcguard/pkg/userkey"
 )
 
 // countingHasher counts password checks where they cost: at the hasher.
@@ -136,7 +136,7 @@ func TestSuccessRacingALockKeepsIt(t *testing.T) {
 	if _, err := h.login("alice", "alice-password-1"); err != nil {
 		t.Fatalf("the right password, admitted before the lock, still logs in: %v", err)
 	}
-	lo, _ := h.users.Lockout(context.Background(), users.Key{Package: pkg, Username: "alice"}, h.now)
+	lo, _ := h.users.Lockout(context.Background(), userkey.Key{Package: pkg, Username: "alice"}, h.now)
 	if !lo.Locked(h.now) || lo.FailedAttempts != 5 {
 		t.Fatalf("the success cleared the lock a parallel failure set: %+v", lo)
 	}
@@ -149,7 +149,7 @@ func TestSuccessRacingALockKeepsIt(t *testing.T) {
 	if _, err := h.login("alice", "alice-password-1"); err != nil {
 		t.Fatal(err)
 	}
-	if lo, _ := h.users.Lockout(context.Background(), users.Key{Package: pkg, Username: "alice"}, h.now); lo.FailedAttempts != 0 {
+	if lo, _ := h.users.Lockout(context.Background(), userkey.Key{Package: pkg, Username: "alice"}, h.now); lo.FailedAttempts != 0 {
 		t.Fatalf("count after a success: %+v", lo)
 	}
 }
@@ -189,7 +189,7 @@ func TestSourceThrottleSparesTheUsersItNamed(t *testing.T) {
 		t.Fatalf("first source delay %s, want 10s", first.RetryAfter)
 	}
 	for i := range names {
-		k := users.Key{Package: pkg, Username: fmt.Sprintf("user-%02d", i)}
+		k := userkey.Key{Package: pkg, Username: fmt.Sprintf("user-%02d", i)}
 		if lo, _ := h.users.Lockout(context.Background(), k, h.now); lo.Locked(h.now) || lo.FailedAttempts > 1 {
 			t.Fatalf("%s was locked by the source's spray: %+v", k.Username, lo)
 		}
@@ -230,8 +230,8 @@ func TestAuditKeepsUnknownUsernamesAsKeyedHashes(t *testing.T) {
 		t.Fatalf("audit usernames %q: want a stable pseudonym, the known user's own name, the same pseudonym", names)
 	}
 	// The same key gives the same pseudonym in another instance; another key does not.
-	if audit.NewPseudonyms(key).Username(pkg, users.NormalizeUsername(typed)) != names[0] ||
-		audit.NewPseudonyms([]byte("other")).Username(pkg, users.NormalizeUsername(typed)) == names[0] {
+	if audit.NewPseudonyms(key).Username(pkg, userkey.NormalizeUsername(typed)) != names[0] ||
+		audit.NewPseudonyms([]byte("other")).Username(pkg, userkey.NormalizeUsername(typed)) == names[0] {
 		t.Fatal("pseudonyms must be keyed and stable")
 	}
 }

@@ -10,26 +10,27 @@ import (
 	"github.com/kcguard/kcguard/pkg/loginrecord"
 	"github.com/kcguard/kcguard/pkg/sessions"
 	"github.com/kcguard/kcguard/pkg/syncjob"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
 // Users is what the flows need from the local credential store.
 type Users interface {
 	// Lookup reads the user and its lockout state in one round trip.
-	Lookup(ctx context.Context, key users.Key, now time.Time) (users.Entry, error)
+	Lookup(ctx context.Context, key userkey.Key, now time.Time) (users.Entry, error)
 	// UpdatePassword stores a new hash under an optimistic version check
 	// and raises Version (also used with the same hash to mark drift).
-	UpdatePassword(ctx context.Context, key users.Key, expectedVersion int64, h users.Hash, now time.Time) (users.User, error)
+	UpdatePassword(ctx context.Context, key userkey.Key, expectedVersion int64, h users.Hash, now time.Time) (users.User, error)
 	// Create stores a user learnt from Keycloak (ErrAlreadyExists if taken).
 	Create(ctx context.Context, u users.User, now time.Time) (users.User, error)
 	// ApplyVerdict records what Keycloak decided, without raising Version.
-	ApplyVerdict(ctx context.Context, key users.Key, expectedVersion int64, v users.Verdict) (users.User, error)
+	ApplyVerdict(ctx context.Context, key userkey.Key, expectedVersion int64, v users.Verdict) (users.User, error)
 	// Reserve counts an attempt atomically before its password is checked
 	// and refuses it while the key is locked (users.Store.Reserve).
-	Reserve(ctx context.Context, key users.Key, maxFailures int, now time.Time) (users.Attempt, error)
+	Reserve(ctx context.Context, key userkey.Key, maxFailures int, now time.Time) (users.Attempt, error)
 	// Release clears the key's count after a check that passed, unless a
 	// lock was set meanwhile; for outcomes that write no session.
-	Release(ctx context.Context, key users.Key, now time.Time) (bool, error)
+	Release(ctx context.Context, key userkey.Key, now time.Time) (bool, error)
 	// SourceFailures reads a request source's failure state.
 	SourceFailures(ctx context.Context, source string, now time.Time) (users.Lockout, error)
 }
@@ -50,7 +51,7 @@ type LoginReader interface {
 	// ReadLogin reads the user (Entry.Lockout is not filled: the
 	// reservation is the lockout's only authority) and, when source is not
 	// empty, the source's failure state.
-	ReadLogin(ctx context.Context, key users.Key, source string, now time.Time) (loginrecord.Read, error)
+	ReadLogin(ctx context.Context, key userkey.Key, source string, now time.Time) (loginrecord.Read, error)
 }
 
 // FirstReserver reserves a key's first attempt on record and checks the
@@ -60,7 +61,7 @@ type LoginReader interface {
 // offer it (the DynamoDB login record does); without it every attempt is
 // reserved after the read (Users.Reserve).
 type FirstReserver interface {
-	ReserveFirst(ctx context.Context, key users.Key, source string, now time.Time) (loginrecord.FirstAttempt, error)
+	ReserveFirst(ctx context.Context, key userkey.Key, source string, now time.Time) (loginrecord.FirstAttempt, error)
 }
 
 // PasswordHasher makes and checks local hashes (*credential.Hasher; tests
@@ -93,9 +94,9 @@ type ClosedBreaker interface {
 // TokenCache holds the last Keycloak token of each user for outages.
 type TokenCache interface {
 	// Get returns the cached token if it is still within its grace period.
-	Get(ctx context.Context, key users.Key, now time.Time) (keycloak.Token, bool, error)
+	Get(ctx context.Context, key userkey.Key, now time.Time) (keycloak.Token, bool, error)
 	// Forget deletes the user's cached token (a password change ends it).
-	Forget(ctx context.Context, key users.Key) error
+	Forget(ctx context.Context, key userkey.Key) error
 }
 
 // Sync gets a change into Keycloak now or later.
@@ -135,7 +136,7 @@ type storeReads struct {
 	tokens TokenCache
 }
 
-func (r storeReads) ReadLogin(ctx context.Context, key users.Key, source string, now time.Time) (loginrecord.Read, error) {
+func (r storeReads) ReadLogin(ctx context.Context, key userkey.Key, source string, now time.Time) (loginrecord.Read, error) {
 	e, err := r.users.Lookup(ctx, key, now)
 	if err != nil {
 		return loginrecord.Read{}, err

@@ -13,7 +13,23 @@ import (
 	"github.com/kcguard/kcguard/pkg/loginrecord"
 	"github.com/kcguard/kcguard/pkg/sessions"
 	"github.com/kcguard/kcguard/pkg/syncjob"
+	"github.com/kcguard/kcguard/pkg/tokencache"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
+)
+
+// Defaults for Settings; the configuration's defaults (config.Default) are
+// these, so a zero here and a key left out of the configuration agree.
+const (
+	DefaultMaxFailures       = 5
+	DefaultFailureDelay      = 30 * time.Second
+	DefaultMaxFailureDelay   = 15 * time.Minute
+	DefaultSourceMaxFailures = 20
+	DefaultSourceDelay       = 10 * time.Second
+	DefaultSourceMaxDelay    = 15 * time.Minute
+	DefaultSessionIdle       = 30 * time.Minute
+	DefaultSessionLifetime   = 12 * time.Hour
+	DefaultInspectTimeout    = 2 * time.Second
 )
 
 // Settings tune the flows. Zero values take the documented defaults.
@@ -22,12 +38,13 @@ type Settings struct {
 	// no cached token is left (the original allow_offline_mode).
 	AllowOfflineMode bool
 	// GracePeriod is how long a cached Keycloak token may stand in for
-	// Keycloak (token_grace_period_hours). Zero means 24h.
+	// Keycloak (token_grace_period_hours). Zero means tokencache.DefaultGracePeriod.
 	GracePeriod time.Duration
 	// MaxFailures failed local checks are free; from then on each failure
 	// locks the key for FailureDelay × (failures − MaxFailures + 1), at most
 	// MaxFailureDelay (Keycloak's wait increment, SSSD's
-	// offline_failed_login_delay). Zero values mean 5, 30s and 15m.
+	// offline_failed_login_delay). Zero values mean DefaultMaxFailures,
+	// DefaultFailureDelay and DefaultMaxFailureDelay.
 	//
 	// Each attempt is reserved atomically before its password is hashed
 	// (users.Store.Reserve), so parallel guesses cannot outrun the count:
@@ -41,12 +58,14 @@ type Settings struct {
 	// the source for SourceDelay × (failures − SourceMaxFailures + 1), at
 	// most SourceMaxDelay, with 429 too_many_requests. A source spraying
 	// many usernames is slowed before it can lock the users it names.
-	// Zero values mean 20, 10s and 15m; a negative SourceMaxFailures turns
-	// the source throttle off.
+	// Zero values mean DefaultSourceMaxFailures, DefaultSourceDelay and
+	// DefaultSourceMaxDelay; a negative SourceMaxFailures turns the source
+	// throttle off.
 	SourceMaxFailures int
 	SourceDelay       time.Duration
 	SourceMaxDelay    time.Duration
-	// SessionIdle and SessionLifetime bound a session. Zero means 30m and 12h.
+	// SessionIdle and SessionLifetime bound a session. Zero means
+	// DefaultSessionIdle and DefaultSessionLifetime.
 	SessionIdle     time.Duration
 	SessionLifetime time.Duration
 	// RevokeOtherSessions ends the user's sessions after a password change.
@@ -77,7 +96,7 @@ type Settings struct {
 	// offline_credentials_expiration). Zero means no limit.
 	OfflineWindow time.Duration
 	// InspectTimeout bounds the admin calls that explain a refused grant.
-	// Zero means 2s.
+	// Zero means DefaultInspectTimeout.
 	InspectTimeout time.Duration
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
@@ -87,36 +106,26 @@ type Settings struct {
 }
 
 func (s Settings) withDefaults() Settings {
-	if s.GracePeriod == 0 {
-		s.GracePeriod = 24 * time.Hour
+	def := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
 	}
-	if s.MaxFailures == 0 {
-		s.MaxFailures = 5
+	defInt := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
 	}
-	if s.FailureDelay == 0 {
-		s.FailureDelay = 30 * time.Second
-	}
-	if s.MaxFailureDelay == 0 {
-		s.MaxFailureDelay = 15 * time.Minute
-	}
-	if s.SessionIdle == 0 {
-		s.SessionIdle = 30 * time.Minute
-	}
-	if s.SessionLifetime == 0 {
-		s.SessionLifetime = 12 * time.Hour
-	}
-	if s.SourceMaxFailures == 0 {
-		s.SourceMaxFailures = 20
-	}
-	if s.SourceDelay == 0 {
-		s.SourceDelay = 10 * time.Second
-	}
-	if s.SourceMaxDelay == 0 {
-		s.SourceMaxDelay = 15 * time.Minute
-	}
-	if s.InspectTimeout == 0 {
-		s.InspectTimeout = 2 * time.Second
-	}
+	def(&s.GracePeriod, tokencache.DefaultGracePeriod)
+	defInt(&s.MaxFailures, DefaultMaxFailures)
+	def(&s.FailureDelay, DefaultFailureDelay)
+	def(&s.MaxFailureDelay, DefaultMaxFailureDelay)
+	def(&s.SessionIdle, DefaultSessionIdle)
+	def(&s.SessionLifetime, DefaultSessionLifetime)
+	defInt(&s.SourceMaxFailures, DefaultSourceMaxFailures)
+	def(&s.SourceDelay, DefaultSourceDelay)
+	def(&s.SourceMaxDelay, DefaultSourceMaxDelay)
+	def(&s.InspectTimeout, DefaultInspectTimeout)
 	if s.Now == nil {
 		s.Now = time.Now
 	}
@@ -339,7 +348,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 //
 // userVersion (when positive) is the user version the password was checked
 // against: a password change landing meanwhile leaves no session.
-func (s *Service) succeed(ctx context.Context, in LoginInput, key users.Key, event audit.Event, tier tierResult,
+func (s *Service) succeed(ctx context.Context, in LoginInput, key userkey.Key, event audit.Event, tier tierResult,
 	verdict *users.Verdict, userVersion, nextSessionSeq int64, now time.Time) (LoginResult, error) {
 	event.AuthMode, event.Outcome = string(tier.mode), audit.OutcomeSuccess
 	success := loginrecord.Success{Event: event, ResetLockout: true, Now: now, Verdict: verdict, Session: sessions.Record{
@@ -371,11 +380,11 @@ func (s *Service) succeed(ctx context.Context, in LoginInput, key users.Key, eve
 }
 
 // key checks the package and normalises the username.
-func (s *Service) key(pkg, username string) (users.Key, error) {
+func (s *Service) key(pkg, username string) (userkey.Key, error) {
 	if !s.packages[pkg] {
-		return users.Key{}, ErrUnknownPackage
+		return userkey.Key{}, ErrUnknownPackage
 	}
-	key, err := users.NewKey(pkg, username)
+	key, err := userkey.New(pkg, username)
 	if err != nil {
 		return key, ErrInvalidCredentials
 	}
@@ -393,7 +402,7 @@ func (s *Service) sourceOf(addr string) string {
 
 // auditName is the username the audit trail and logs keep: a known user's
 // own, or a keyed hash of what was typed, which may be a password.
-func (s *Service) auditName(key users.Key, entry users.Entry) string {
+func (s *Service) auditName(key userkey.Key, entry users.Entry) string {
 	if entry.Found {
 		return key.Username
 	}
@@ -406,7 +415,7 @@ func (s *Service) auditName(key users.Key, entry users.Entry) string {
 // trip of its own. The source's throttle is checked atomically with that
 // reservation, so a throttled source still counts nothing against the
 // users it names.
-func (s *Service) readLogin(ctx context.Context, key users.Key, source string, now time.Time) (loginrecord.Read, loginrecord.FirstAttempt, error) {
+func (s *Service) readLogin(ctx context.Context, key userkey.Key, source string, now time.Time) (loginrecord.Read, loginrecord.FirstAttempt, error) {
 	if s.first == nil {
 		read, err := s.reads.ReadLogin(ctx, key, source, now)
 		return read, loginrecord.FirstNotTried, err
@@ -435,7 +444,7 @@ func (s *Service) readLogin(ctx context.Context, key users.Key, source string, n
 // admit lets an attempt's password be checked: the source must not be
 // throttled, then the attempt is reserved (counted) before any hashing.
 // A refusal is audited and answered without a hash.
-func (s *Service) admit(ctx context.Context, key users.Key, src users.Lockout, event audit.Event, now time.Time) (users.Attempt, error) {
+func (s *Service) admit(ctx context.Context, key userkey.Key, src users.Lockout, event audit.Event, now time.Time) (users.Attempt, error) {
 	if src.Locked(now) {
 		event.Outcome = audit.OutcomeThrottled
 		s.auditAlone(ctx, event)
@@ -454,7 +463,7 @@ func (s *Service) admit(ctx context.Context, key users.Key, src users.Lockout, e
 // release gives back a reservation whose check passed when no session is
 // written (the session's transaction releases it otherwise). Best effort:
 // an unreleased count only brings the next lock closer.
-func (s *Service) release(ctx context.Context, key users.Key, now time.Time) {
+func (s *Service) release(ctx context.Context, key userkey.Key, now time.Time) {
 	ctx, cancel := outcomeContext(ctx)
 	defer cancel()
 	if _, err := s.users.Release(ctx, key, now); err != nil {
@@ -488,7 +497,7 @@ func (s *Service) verify(entry users.Entry, password string) (credential.Hash, b
 	if !entry.Found || entry.User.KeycloakMustDecide() {
 		return credential.Hash{}, s.hasher.VerifyDummy(password), dummy
 	}
-	h, err := credential.ParseHash(entry.User.Hash.SecretData, entry.User.Hash.CredentialData)
+	h, err := entry.User.Hash.Verifier()
 	if err != nil {
 		s.log.Error("stored hash unreadable", "package", entry.User.Package, "username", entry.User.Username, "err", err)
 		return h, s.hasher.VerifyDummy(password), dummy
@@ -522,7 +531,7 @@ func (s *Service) refuseLocked(ctx context.Context, until time.Time, event audit
 // countFailure records a failed check: the lock its reservation's number
 // calls for, the source's failure, and the audit record, in one
 // transaction. The attempt itself was counted when it was reserved.
-func (s *Service) countFailure(ctx context.Context, key users.Key, a users.Attempt, source string, src users.Lockout, event audit.Event, now time.Time) error {
+func (s *Service) countFailure(ctx context.Context, key userkey.Key, a users.Attempt, source string, src users.Lockout, event audit.Event, now time.Time) error {
 	event.Outcome = audit.OutcomeInvalidCredentials
 	f := loginrecord.Failure{Key: key, Attempt: a, LockedUntil: s.s.lockedUntil(a.N, now), Event: event}
 	if source != "" {
@@ -553,7 +562,7 @@ type grant struct {
 }
 
 // grant asks the breaker and, if allowed, Keycloak.
-func (s *Service) grant(ctx context.Context, key users.Key, password string) grant {
+func (s *Service) grant(ctx context.Context, key userkey.Key, password string) grant {
 	done, err := s.breaker.Allow(ctx)
 	if err != nil {
 		return grant{err: err}
@@ -573,7 +582,7 @@ func (s *Service) breakerClosed(ctx context.Context) bool {
 }
 
 // startGrant runs grant without blocking (ParallelKeycloak).
-func (s *Service) startGrant(ctx context.Context, key users.Key, password string) <-chan grant {
+func (s *Service) startGrant(ctx context.Context, key userkey.Key, password string) <-chan grant {
 	ch := make(chan grant, 1)
 	go func() { ch <- s.grant(ctx, key, password) }()
 	return ch
@@ -644,7 +653,7 @@ func (s *Service) rehash(ctx context.Context, u users.User, password string, now
 	if err != nil {
 		return
 	}
-	nu, err := s.users.UpdatePassword(ctx, u.Key(), u.Version, storedHash(h), now)
+	nu, err := s.users.UpdatePassword(ctx, u.Key(), u.Version, users.NewHash(h), now)
 	if err != nil {
 		s.log.InfoContext(ctx, "rehash skipped", "package", u.Package, "username", u.Username, "err", err)
 		return
@@ -702,7 +711,7 @@ func (s *Service) ChangePassword(ctx context.Context, in PasswordChangeInput) (P
 	if err != nil {
 		return PasswordChangeResult{}, fmt.Errorf("hash new password: %w", err)
 	}
-	u, err := s.users.UpdatePassword(ctx, key, entry.User.Version, storedHash(h), now)
+	u, err := s.users.UpdatePassword(ctx, key, entry.User.Version, users.NewHash(h), now)
 	switch {
 	case errors.Is(err, users.ErrVersionConflict):
 		event.Outcome = audit.OutcomeConflict
@@ -729,7 +738,7 @@ func (s *Service) ChangePassword(ctx context.Context, in PasswordChangeInput) (P
 // user whose password just changed. The revocation time is read after the
 // new hash is stored: a login that read the old hash began before it, so
 // its session is refused or dead (the login record's checks close the rest).
-func (s *Service) endLocalSessions(ctx context.Context, key users.Key) {
+func (s *Service) endLocalSessions(ctx context.Context, key userkey.Key) {
 	if n, err := s.sessions.RevokeAllForUser(ctx, key.Package, key.Username, s.s.Now()); err != nil {
 		s.log.ErrorContext(ctx, "sessions not revoked after password change", "package", key.Package, "username", key.Username, "err", err)
 	} else {
@@ -780,11 +789,3 @@ func policyReason(err error) string {
 	}
 	return "does not meet the password policy"
 }
-
-// storedHash is the store's opaque form of a credential hash.
-func storedHash(h credential.Hash) users.Hash {
-	return users.Hash{Algorithm: string(h.Algorithm), SecretData: h.SecretData(), CredentialData: h.CredentialData()}
-}
-
-// StoredHash converts a credential hash for the local store (CLI seeding).
-func StoredHash(h credential.Hash) users.Hash { return storedHash(h) }

@@ -17,6 +17,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/sessions"
 	"github.com/kcguard/kcguard/pkg/syncjob"
 	"github.com/kcguard/kcguard/pkg/tokencache"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -32,17 +33,17 @@ func (b *fakeBreaker) Allow(context.Context) (func(error), error) {
 }
 
 type fakeTokens struct {
-	byKey     map[users.Key]keycloak.Token
-	forgotten []users.Key
+	byKey     map[userkey.Key]keycloak.Token
+	forgotten []userkey.Key
 }
 
-func (f *fakeTokens) Forget(_ context.Context, k users.Key) error {
+func (f *fakeTokens) Forget(_ context.Context, k userkey.Key) error {
 	delete(f.byKey, k)
 	f.forgotten = append(f.forgotten, k)
 	return nil
 }
 
-func (f *fakeTokens) Get(_ context.Context, k users.Key, _ time.Time) (keycloak.Token, bool, error) {
+func (f *fakeTokens) Get(_ context.Context, k userkey.Key, _ time.Time) (keycloak.Token, bool, error) {
 	t, ok := f.byKey[k]
 	return t, ok, nil
 }
@@ -112,7 +113,7 @@ func (l *memRecorder) Audit(ctx context.Context, e audit.Event) error {
 
 type brokenUsers struct{ Users }
 
-func (brokenUsers) Lookup(context.Context, users.Key, time.Time) (users.Entry, error) {
+func (brokenUsers) Lookup(context.Context, userkey.Key, time.Time) (users.Entry, error) {
 	return users.Entry{}, errors.New("dynamodb: connection refused")
 }
 
@@ -140,7 +141,7 @@ func newHarness(t *testing.T, mutate ...func(*Deps, *Settings)) *harness {
 	t.Helper()
 	h := &harness{
 		users: users.NewMemory(), kc: keycloaktest.New(), breaker: &fakeBreaker{},
-		tokens: &fakeTokens{byKey: map[users.Key]keycloak.Token{}}, sync: &fakeSync{result: syncjob.Applied},
+		tokens: &fakeTokens{byKey: map[userkey.Key]keycloak.Token{}}, sync: &fakeSync{result: syncjob.Applied},
 		sessions: &fakeSessions{}, now: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC),
 	}
 	h.recorder = newMemRecorder(h.users)
@@ -168,7 +169,7 @@ func (h *harness) addUser(t *testing.T, name, password, kcPassword string) {
 		t.Fatal(err)
 	}
 	u, err := h.users.Create(context.Background(), users.User{Package: pkg, Username: name, Enabled: true,
-		Hash: storedHash(hash)}, h.now)
+		Hash: users.NewHash(hash)}, h.now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,14 +202,14 @@ func TestLoginModes(t *testing.T) {
 		{"keycloak healthy", func(*harness) {}, ModeKeycloak, KeycloakAvailable, true, true, 1},
 		{"keycloak down, cached token", func(h *harness) {
 			h.kc.Fail(keycloaktest.PasswordGrant, outage, 1)
-			h.tokens.byKey[users.Key{Package: pkg, Username: "alice"}] = keycloak.Token{AccessToken: "cached", ExpiresAt: h.now.Add(-time.Hour)}
+			h.tokens.byKey[userkey.Key{Package: pkg, Username: "alice"}] = keycloak.Token{AccessToken: "cached", ExpiresAt: h.now.Add(-time.Hour)}
 		}, ModeCached, KeycloakUnavailable, true, false, 1},
 		{"keycloak down, no cached token", func(h *harness) {
 			h.kc.Fail(keycloaktest.PasswordGrant, outage, 1)
 		}, ModeLocal, KeycloakUnavailable, false, false, 1},
 		{"circuit open, cached token", func(h *harness) {
 			h.breaker.open = true
-			h.tokens.byKey[users.Key{Package: pkg, Username: "alice"}] = keycloak.Token{AccessToken: "cached"}
+			h.tokens.byKey[userkey.Key{Package: pkg, Username: "alice"}] = keycloak.Token{AccessToken: "cached"}
 		}, ModeCached, KeycloakCircuitOpen, true, false, 0},
 		{"circuit open, no cached token", func(h *harness) { h.breaker.open = true }, ModeLocal, KeycloakCircuitOpen, false, false, 0},
 		{"keycloak rejects the client (not an outage)", func(h *harness) {
@@ -278,7 +279,7 @@ func TestCredentialDrift(t *testing.T) {
 	if res.Mode != ModeLocal || res.KeycloakStatus != KeycloakAvailable || res.Keycloak != nil {
 		t.Fatalf("drift: local stays authoritative; got %+v", res)
 	}
-	u, _ := h.users.Get(context.Background(), users.Key{Package: pkg, Username: "alice"})
+	u, _ := h.users.Get(context.Background(), userkey.Key{Package: pkg, Username: "alice"})
 	if u.Version != 2 || !u.Unsynced() || u.HashStale || !u.Enabled {
 		t.Fatalf("drift changes nothing locally: %+v", u)
 	}
@@ -305,7 +306,7 @@ func TestLoginFailures(t *testing.T) {
 		{"unknown user", nil, nil, "mallory", "whatever-password", pkg, ErrInvalidCredentials},
 		{"unknown package", nil, nil, "alice", "alice-password-1", "nope", ErrUnknownPackage},
 		{"disabled user", nil, func(h *harness) {
-			u, _ := h.users.Get(context.Background(), users.Key{Package: pkg, Username: "alice"})
+			u, _ := h.users.Get(context.Background(), userkey.Key{Package: pkg, Username: "alice"})
 			h.users.UpdateProfile(context.Background(), u.Key(), u.Version, users.Profile{Enabled: false}, h.now)
 		}, "alice", "alice-password-1", pkg, ErrInvalidCredentials},
 		{"offline mode off, keycloak down", func(_ *Deps, s *Settings) { s.AllowOfflineMode = false }, func(h *harness) {
@@ -372,7 +373,7 @@ func TestOfflineModeOffStillAllowsCachedTokens(t *testing.T) {
 	h := newHarness(t, func(_ *Deps, s *Settings) { s.AllowOfflineMode = false })
 	h.addUser(t, "alice", "alice-password-1", "alice-password-1")
 	h.breaker.open = true
-	h.tokens.byKey[users.Key{Package: pkg, Username: "alice"}] = keycloak.Token{AccessToken: "cached"}
+	h.tokens.byKey[userkey.Key{Package: pkg, Username: "alice"}] = keycloak.Token{AccessToken: "cached"}
 	res, err := h.login("alice", "alice-password-1")
 	if err != nil || res.Mode != ModeCached {
 		t.Fatalf("%+v %v", res, err)
@@ -407,7 +408,7 @@ func TestLockoutGrowsAndResets(t *testing.T) {
 	if _, err := h.login("alice", "alice-password-1"); err != nil {
 		t.Fatalf("after the delay the right password works: %v", err)
 	}
-	lo, _ := h.users.Lockout(context.Background(), users.Key{Package: pkg, Username: "alice"}, h.now)
+	lo, _ := h.users.Lockout(context.Background(), userkey.Key{Package: pkg, Username: "alice"}, h.now)
 	if lo.FailedAttempts != 0 {
 		t.Fatalf("success must reset the counter, have %d", lo.FailedAttempts)
 	}
@@ -475,7 +476,7 @@ func TestPasswordChange(t *testing.T) {
 			if h.sessions.revoked != 1 {
 				t.Fatal("other sessions must be revoked")
 			}
-			if len(h.tokens.forgotten) != 1 || h.tokens.forgotten[0] != (users.Key{Package: pkg, Username: "alice"}) {
+			if len(h.tokens.forgotten) != 1 || h.tokens.forgotten[0] != (userkey.Key{Package: pkg, Username: "alice"}) {
 				t.Fatalf("cached keycloak token not deleted: %v", h.tokens.forgotten)
 			}
 			// The job carries the Keycloak logout, now or through the queue.
@@ -519,7 +520,7 @@ type racingUsers struct {
 	race func()
 }
 
-func (r racingUsers) UpdatePassword(ctx context.Context, k users.Key, v int64, h users.Hash, now time.Time) (users.User, error) {
+func (r racingUsers) UpdatePassword(ctx context.Context, k userkey.Key, v int64, h users.Hash, now time.Time) (users.User, error) {
 	r.race()
 	return r.Memory.UpdatePassword(ctx, k, v, h, now)
 }

@@ -33,7 +33,7 @@ func BenchmarkFailedCheck(b *testing.B) {
 			for name, h := range map[string]*credential.Hasher{"argon2-user": hasher, "pbkdf2-user": pb} {
 				hash, _ := h.Hash("the-right-password")
 				if _, err := store.Create(context.Background(), users.User{Package: pkg, Username: name, Enabled: true,
-					Hash: storedHash(hash)}, now); err != nil {
+					Hash: users.NewHash(hash)}, now); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -58,7 +58,7 @@ func TestFailedChecksCostTheSameWhateverTheAlgorithm(t *testing.T) {
 	}
 	hash, _ := pb.Hash("imported-password-1")
 	if _, err := h.users.Create(context.Background(), users.User{Package: pkg, Username: "imported", Enabled: true,
-		Hash: storedHash(hash)}, h.now); err != nil {
+		Hash: users.NewHash(hash)}, h.now); err != nil {
 		t.Fatal(err)
 	}
 	h.addUser(t, "native", "native-password-1", "native-password-1")

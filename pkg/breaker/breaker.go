@@ -59,26 +59,27 @@ type Settings struct {
 	// breaker, so a forgotten field cannot silently remove protection.
 	Disabled bool
 	// FailureThreshold is how many consecutive failures, fleet-wide, open
-	// the breaker (failure_threshold). Default 3.
+	// the breaker (failure_threshold). Default DefaultFailureThreshold.
 	FailureThreshold int
 	// Cooldown is how long the breaker stays open before one probe
-	// (cooldown_seconds). Default 60s.
+	// (cooldown_seconds). Default DefaultCooldown.
 	Cooldown time.Duration
 	// MaxCooldown caps the back-off after failed probes, Cooldown × 2ⁿ.
 	// Default 16 × Cooldown; never below Cooldown.
 	MaxCooldown time.Duration
 	// StateCacheTTL is how long an instance trusts its cached copy of the
-	// shared record (health_check_cache_seconds). Default 30s. The copy is
-	// dropped at once after a local failure, when an open breaker's
-	// cooldown or a probe lease runs out, and after a lost write.
+	// shared record (health_check_cache_seconds). Default
+	// DefaultStateCacheTTL. The copy is dropped at once after a local
+	// failure, when an open breaker's cooldown or a probe lease runs out,
+	// and after a lost write.
 	StateCacheTTL time.Duration
 	// ProbeLease is how long a half-open probe may take before another
-	// instance may probe (its holder is presumed dead). Default 30s; keep it
-	// above the Keycloak call timeout.
+	// instance may probe (its holder is presumed dead). Default
+	// DefaultProbeLease; keep it above the Keycloak call timeout.
 	ProbeLease time.Duration
 	// StoreTimeout bounds each store call; a store that does not answer in
 	// time counts as unreachable and the in-process fallback takes over.
-	// Default 2s.
+	// Default DefaultStoreTimeout.
 	StoreTimeout time.Duration
 	// IsSuccessful says whether a call's error means Keycloak is healthy.
 	// Default: err == nil. For Keycloak calls pass !keycloak.IsOutage (the
@@ -99,12 +100,22 @@ type Settings struct {
 	Instance string
 }
 
+// Defaults for Settings; keycloak.resilience's defaults (config.Default)
+// are these.
+const (
+	DefaultFailureThreshold = 3
+	DefaultCooldown         = 60 * time.Second
+	DefaultStateCacheTTL    = 30 * time.Second
+	DefaultProbeLease       = 30 * time.Second
+	DefaultStoreTimeout     = 2 * time.Second
+)
+
 func (s Settings) withDefaults() Settings {
 	if s.FailureThreshold <= 0 {
-		s.FailureThreshold = 3
+		s.FailureThreshold = DefaultFailureThreshold
 	}
 	if s.Cooldown <= 0 {
-		s.Cooldown = 60 * time.Second
+		s.Cooldown = DefaultCooldown
 	}
 	if s.MaxCooldown <= 0 {
 		s.MaxCooldown = 16 * s.Cooldown
@@ -113,13 +124,13 @@ func (s Settings) withDefaults() Settings {
 		s.MaxCooldown = s.Cooldown
 	}
 	if s.StateCacheTTL <= 0 {
-		s.StateCacheTTL = 30 * time.Second
+		s.StateCacheTTL = DefaultStateCacheTTL
 	}
 	if s.ProbeLease <= 0 {
-		s.ProbeLease = 30 * time.Second
+		s.ProbeLease = DefaultProbeLease
 	}
 	if s.StoreTimeout <= 0 {
-		s.StoreTimeout = 2 * time.Second
+		s.StoreTimeout = DefaultStoreTimeout
 	}
 	if s.Now == nil {
 		s.Now = time.Now

@@ -34,9 +34,7 @@ const (
 
 // Table describes the breaker-state table; `kcguard config fix` creates it.
 // No TTL: a breaker item must outlive any outage.
-func Table(name string) schema.Table {
-	return schema.Table{Name: name, PartitionKey: schema.Key{Name: attrKey, Type: schema.String}}
-}
+func Table(name string) schema.Table { return schema.Breaker.Named(name) }
 
 // DynamoDB is the part of the DynamoDB client the store uses. Taking an
 // interface (not *dynamodb.Client) lets tests count round trips.

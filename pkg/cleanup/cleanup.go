@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kcguard/kcguard/pkg/breaker"
+	"github.com/kcguard/kcguard/pkg/journal"
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/metrics"
 	"github.com/kcguard/kcguard/pkg/syncjob"
@@ -72,25 +73,39 @@ var (
 	_ Refresher = (*keycloak.Client)(nil)
 )
 
-// Settings bound a run. Zero values take the documented defaults.
+// Defaults for Settings; the cleanup section's defaults (config.Default)
+// are these. The journal's retention is the journal's own
+// (journal.DefaultRetention), the one it writes its TTL with.
+const (
+	DefaultRefreshWindow      = 10 * time.Minute
+	DefaultRefreshLimit       = 200
+	DefaultRefreshConcurrency = 4
+	DefaultDeleteLimit        = 5000
+	DefaultReconcileLimit     = 500
+	DefaultStepTimeout        = time.Minute
+	DefaultTimeBudget         = 4 * time.Minute
+)
+
+// Settings bound a run. Zero values take the Default* constants.
 type Settings struct {
-	// RefreshWindow: tokens expiring within it are refreshed (default 10m).
+	// RefreshWindow: tokens expiring within it are refreshed.
 	RefreshWindow time.Duration
-	// RefreshLimit bounds the tokens refreshed per run (default 200).
+	// RefreshLimit bounds the tokens refreshed per run.
 	RefreshLimit int
-	// RefreshConcurrency bounds parallel refreshes (default 4).
+	// RefreshConcurrency bounds parallel refreshes.
 	RefreshConcurrency int
 	// DeleteLimit bounds expired sessions and, separately, expired tokens
-	// deleted per run (default 5000).
+	// deleted per run.
 	DeleteLimit int
-	// ReconcileLimit bounds unsynced users re-queued per run (default 500).
+	// ReconcileLimit bounds unsynced users re-queued per run.
 	ReconcileLimit int
-	// JournalRetention is how long journal entries are kept (default 30 days).
+	// JournalRetention is how long journal entries are kept (default
+	// journal.DefaultRetention).
 	JournalRetention time.Duration
 	// JournalLimit bounds journal entries purged per run (default DeleteLimit).
 	JournalLimit int
-	// StepTimeout bounds each step (default 1m); TimeBudget bounds the run
-	// (default 4m). A step never runs past the run's budget.
+	// StepTimeout bounds each step; TimeBudget bounds the run. A step never
+	// runs past the run's budget.
 	StepTimeout time.Duration
 	TimeBudget  time.Duration
 	// Namespace and Dimensions of the published metrics (default "kcguard",
@@ -110,15 +125,15 @@ func (s Settings) withDefaults() Settings {
 			*v = d
 		}
 	}
-	defd(&s.RefreshWindow, 10*time.Minute)
-	def(&s.RefreshLimit, 200)
-	def(&s.RefreshConcurrency, 4)
-	def(&s.DeleteLimit, 5000)
-	def(&s.ReconcileLimit, 500)
-	defd(&s.JournalRetention, 30*24*time.Hour)
+	defd(&s.RefreshWindow, DefaultRefreshWindow)
+	def(&s.RefreshLimit, DefaultRefreshLimit)
+	def(&s.RefreshConcurrency, DefaultRefreshConcurrency)
+	def(&s.DeleteLimit, DefaultDeleteLimit)
+	def(&s.ReconcileLimit, DefaultReconcileLimit)
+	defd(&s.JournalRetention, journal.DefaultRetention)
 	def(&s.JournalLimit, s.DeleteLimit)
-	defd(&s.StepTimeout, time.Minute)
-	defd(&s.TimeBudget, 4*time.Minute)
+	defd(&s.StepTimeout, DefaultStepTimeout)
+	defd(&s.TimeBudget, DefaultTimeBudget)
 	if s.Namespace == "" {
 		s.Namespace = "kcguard"
 	}

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kcguard/kcguard/pkg/auth"
 	"github.com/kcguard/kcguard/pkg/breaker"
 	"github.com/kcguard/kcguard/pkg/cleanup"
 	"github.com/kcguard/kcguard/pkg/credential"
@@ -370,5 +369,5 @@ func pendingUser(t *testing.T) users.User {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return users.User{Package: "homechoice", Username: "pending", Enabled: true, Hash: auth.StoredHash(hash)}
+	return users.User{Package: "homechoice", Username: "pending", Enabled: true, Hash: users.NewHash(hash)}
 }

@@ -19,6 +19,17 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/kcguard/kcguard/pkg/auth"
+	"github.com/kcguard/kcguard/pkg/breaker"
+	"github.com/kcguard/kcguard/pkg/cleanup"
+	"github.com/kcguard/kcguard/pkg/credential"
+	"github.com/kcguard/kcguard/pkg/journal"
+	"github.com/kcguard/kcguard/pkg/keycloak"
+	"github.com/kcguard/kcguard/pkg/pull"
+	"github.com/kcguard/kcguard/pkg/sessions"
+	"github.com/kcguard/kcguard/pkg/syncjob"
+	"github.com/kcguard/kcguard/pkg/tokencache"
 )
 
 // Config is everything a kcguard function or command needs to know.
@@ -104,12 +115,20 @@ type Package struct {
 
 // Resilience keeps the setting names operators know from the original system.
 type Resilience struct {
-	Enabled                 bool `yaml:"enabled" env:"KCGUARD_RESILIENCE_ENABLED"`
-	FailureThreshold        int  `yaml:"failure_threshold" env:"KCGUARD_RESILIENCE_FAILURE_THRESHOLD"`
-	CooldownSeconds         int  `yaml:"cooldown_seconds" env:"KCGUARD_RESILIENCE_COOLDOWN_SECONDS"`
-	TokenGracePeriodHours   int  `yaml:"token_grace_period_hours" env:"KCGUARD_RESILIENCE_TOKEN_GRACE_PERIOD_HOURS"`
-	AllowOfflineMode        bool `yaml:"allow_offline_mode" env:"KCGUARD_RESILIENCE_ALLOW_OFFLINE_MODE"`
-	HealthCheckCacheSeconds int  `yaml:"health_check_cache_seconds" env:"KCGUARD_RESILIENCE_HEALTH_CHECK_CACHE_SECONDS"`
+	Enabled          bool `yaml:"enabled" env:"KCGUARD_RESILIENCE_ENABLED"`
+	FailureThreshold int  `yaml:"failure_threshold" env:"KCGUARD_RESILIENCE_FAILURE_THRESHOLD"`
+	CooldownSeconds  int  `yaml:"cooldown_seconds" env:"KCGUARD_RESILIENCE_COOLDOWN_SECONDS"`
+	// TokenGracePeriodHours is how long a cached Keycloak token may stand
+	// in for Keycloak during an outage: 1..168, default 24
+	// (tokencache.DefaultGracePeriod). There is no 0: allow_offline_mode
+	// decides whether logins go on without Keycloak at all.
+	TokenGracePeriodHours int  `yaml:"token_grace_period_hours" env:"KCGUARD_RESILIENCE_TOKEN_GRACE_PERIOD_HOURS"`
+	AllowOfflineMode      bool `yaml:"allow_offline_mode" env:"KCGUARD_RESILIENCE_ALLOW_OFFLINE_MODE"`
+	// HealthCheckCacheSeconds is how long an instance trusts its copy of
+	// the fleet's breaker state: 1..300 and not above cooldown_seconds,
+	// default 30 (breaker.DefaultStateCacheTTL). There is no 0: every
+	// login reading the shared item would only add a DynamoDB call.
+	HealthCheckCacheSeconds int `yaml:"health_check_cache_seconds" env:"KCGUARD_RESILIENCE_HEALTH_CHECK_CACHE_SECONDS"`
 	// OfflineCredentialsExpirationDays refuses local and cached logins
 	// during an outage to users Keycloak has not confirmed (login, sync,
 	// pull) for this many days (SSSD's offline_credentials_expiration).
@@ -217,8 +236,8 @@ type Sessions struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout" env:"KCGUARD_SESSIONS_IDLE_TIMEOUT"`
 	MaxLifetime time.Duration `yaml:"max_lifetime" env:"KCGUARD_SESSIONS_MAX_LIFETIME"`
 	// MaxPerUser caps one user's live sessions: a login beyond it ends the
-	// user's oldest session. Default 10 (0 means the default); -1 turns
-	// the cap off.
+	// user's oldest session: 1..1000, default 10
+	// (sessions.DefaultMaxPerUser); -1 turns the cap off. There is no 0.
 	MaxPerUser int `yaml:"max_per_user" env:"KCGUARD_SESSIONS_MAX_PER_USER"`
 }
 
@@ -293,22 +312,26 @@ type Log struct {
 	Format string `yaml:"format" env:"KCGUARD_LOG_FORMAT"` // json or text
 }
 
-// Default is the configuration with every default filled in.
+// Default is the configuration with every default filled in. A setting
+// that a package also defaults takes that package's exported default, so a
+// key left out of the configuration and a zero in the package's own
+// Settings mean the same. What only the configuration knows (names,
+// schedules, SQS and AWS SDK bounds, logging) is written here.
 func Default() Config {
 	return Config{
 		Keycloak: Keycloak{
 			URL:           "http://127.0.0.1:8180",
-			Timeout:       2 * time.Second,
-			AdminTimeout:  10 * time.Second,
+			Timeout:       keycloak.DefaultRequestTimeout,
+			AdminTimeout:  keycloak.DefaultAdminTimeout,
 			ParallelGrant: true,
 			Packages:      map[string]Package{},
 			Resilience: Resilience{
 				Enabled:                 true,
-				FailureThreshold:        3,
-				CooldownSeconds:         60,
-				TokenGracePeriodHours:   24,
+				FailureThreshold:        breaker.DefaultFailureThreshold,
+				CooldownSeconds:         int(breaker.DefaultCooldown / time.Second),
+				TokenGracePeriodHours:   int(tokencache.DefaultGracePeriod / time.Hour),
 				AllowOfflineMode:        true,
-				HealthCheckCacheSeconds: 30,
+				HealthCheckCacheSeconds: int(breaker.DefaultStateCacheTTL / time.Second),
 			},
 		},
 		Tables: Tables{
@@ -319,23 +342,29 @@ func Default() Config {
 			Audit:    "kcguard-audit",
 			Journal:  "kcguard-sync-journal",
 		},
-		Pull:   Pull{ScheduleMinutes: 1, MaxGap: time.Hour, CompareEvery: 24 * time.Hour, PageSize: 100},
+		Pull: Pull{ScheduleMinutes: 1, MaxGap: pull.DefaultMaxGap, CompareEvery: pull.DefaultCompareEvery,
+			PageSize: pull.DefaultPageSize},
 		Alerts: Alerts{DailySummaryHour: 7},
 		Sync: Sync{
 			Queue:                    "kcguard-sync.fifo",
 			DLQ:                      "kcguard-sync-dlq.fifo",
 			MaxReceiveCount:          5,
 			VisibilityTimeoutSeconds: 120,
-			JournalRetention:         7 * 24 * time.Hour,
-			ConflictPolicy:           "local_wins",
+			JournalRetention:         journal.DefaultRetention,
+			ConflictPolicy:           string(syncjob.LocalWins),
 		},
 		KMSKeyID: "alias/kcguard-tokens",
-		Lockout: Lockout{MaxFailures: 5, Delay: 30 * time.Second, MaxDelay: 15 * time.Minute,
-			SourceMaxFailures: 20, SourceDelay: 10 * time.Second, SourceMaxDelay: 15 * time.Minute},
-		Password: Password{MinLength: 12, Algorithm: "argon2", RevokeOtherSessions: true},
-		Sessions: Sessions{IdleTimeout: 30 * time.Minute, MaxLifetime: 12 * time.Hour},
-		Cleanup: Cleanup{ScheduleMinutes: 5, RefreshWindow: 10 * time.Minute, RefreshLimit: 200, RefreshConcurrency: 4,
-			DeleteLimit: 5000, ReconcileLimit: 500, StepTimeout: time.Minute, TimeBudget: 4 * time.Minute},
+		Lockout: Lockout{MaxFailures: auth.DefaultMaxFailures, Delay: auth.DefaultFailureDelay,
+			MaxDelay: auth.DefaultMaxFailureDelay, SourceMaxFailures: auth.DefaultSourceMaxFailures,
+			SourceDelay: auth.DefaultSourceDelay, SourceMaxDelay: auth.DefaultSourceMaxDelay},
+		Password: Password{MinLength: credential.DefaultMinLength, Algorithm: string(credential.Argon2),
+			RevokeOtherSessions: true},
+		Sessions: Sessions{IdleTimeout: auth.DefaultSessionIdle, MaxLifetime: auth.DefaultSessionLifetime,
+			MaxPerUser: sessions.DefaultMaxPerUser},
+		Cleanup: Cleanup{ScheduleMinutes: 5, RefreshWindow: cleanup.DefaultRefreshWindow,
+			RefreshLimit: cleanup.DefaultRefreshLimit, RefreshConcurrency: cleanup.DefaultRefreshConcurrency,
+			DeleteLimit: cleanup.DefaultDeleteLimit, ReconcileLimit: cleanup.DefaultReconcileLimit,
+			StepTimeout: cleanup.DefaultStepTimeout, TimeBudget: cleanup.DefaultTimeBudget},
 		API: API{Addr: "127.0.0.1:3000", MaxBodyBytes: 8 << 10},
 		Log: Log{Level: "info", Format: "json"},
 		AWS: AWS{AttemptTimeout: 2 * time.Second, CallBudget: 4 * time.Second, MaxAttempts: 3},
@@ -394,6 +423,16 @@ func (c Config) PackageNames() []string {
 	return names
 }
 
+// PackageOfRealm names the package configured for a Keycloak realm.
+func (c Config) PackageOfRealm(realm string) (string, bool) {
+	for _, name := range c.PackageNames() {
+		if c.Keycloak.Packages[name].Realm == realm {
+			return name, true
+		}
+	}
+	return "", false
+}
+
 // Validate reports every problem with the configuration at once.
 func (c Config) Validate() error {
 	var p []string
@@ -431,8 +470,8 @@ func (c Config) Validate() error {
 	}
 	between("failure_threshold", r.FailureThreshold, 1, 100)
 	between("cooldown_seconds", r.CooldownSeconds, 1, 3600)
-	between("token_grace_period_hours", r.TokenGracePeriodHours, 0, 168)
-	between("health_check_cache_seconds", r.HealthCheckCacheSeconds, 0, 300)
+	between("token_grace_period_hours", r.TokenGracePeriodHours, 1, 168)
+	between("health_check_cache_seconds", r.HealthCheckCacheSeconds, 1, 300)
 	between("offline_credentials_expiration_days", r.OfflineCredentialsExpirationDays, 0, 3650)
 	if r.HealthCheckCacheSeconds > r.CooldownSeconds && r.CooldownSeconds > 0 {
 		add("keycloak.resilience.health_check_cache_seconds (%d) must not exceed cooldown_seconds (%d)",
@@ -490,8 +529,8 @@ func (c Config) Validate() error {
 	if c.Password.Algorithm != "argon2" && c.Password.Algorithm != "pbkdf2-sha512" {
 		add("password.algorithm %q must be argon2 or pbkdf2-sha512", c.Password.Algorithm)
 	}
-	if c.Sessions.MaxPerUser < -1 || c.Sessions.MaxPerUser > 1000 {
-		add("sessions.max_per_user = %d, must be between 1 and 1000 (0: the default 10, -1: no cap)", c.Sessions.MaxPerUser)
+	if c.Sessions.MaxPerUser == 0 || c.Sessions.MaxPerUser < -1 || c.Sessions.MaxPerUser > 1000 {
+		add("sessions.max_per_user = %d, must be between 1 and 1000 (or -1: no cap)", c.Sessions.MaxPerUser)
 	}
 	for _, p := range c.API.AdminPrincipals {
 		if !strings.HasPrefix(p, "arn:") || strings.ContainsAny(p, " \t") || strings.Contains(strings.TrimSuffix(p, "*"), "*") {

@@ -15,6 +15,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/ddbcount"
 	"github.com/kcguard/kcguard/pkg/sessions"
 	"github.com/kcguard/kcguard/pkg/tokencache"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -45,7 +46,7 @@ func TestLoginBudget(t *testing.T) {
 
 	ctx := context.Background()
 	now := time.Now().UTC()
-	key, _ := users.NewKey("homechoice", "alice.hc")
+	key, _ := userkey.New("homechoice", "alice.hc")
 	if _, err := userStore.Create(ctx, users.User{Package: key.Package, Username: key.Username, Enabled: true}, now); err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -29,34 +30,79 @@ type Route struct {
 
 // Server serves Lambda handlers over plain HTTP for local use (`kcguard
 // serve`): each request becomes the same API Gateway v2 event Lambda would
-// receive, so the local API runs exactly the deployed handlers.
+// receive, so the local API runs exactly the deployed handlers. Routes are
+// matched by an http.ServeMux with the route keys as its patterns.
 type Server struct {
 	Routes []Route
 	// MaxBodyBytes caps what is read from a request; API Gateway itself caps at 10 MB.
 	MaxBodyBytes int64
 	Log          *slog.Logger
+
+	once sync.Once
+	mux  *http.ServeMux
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	route, params, methodOK := s.match(r.Method, r.URL.Path)
-	var resp Response
-	switch {
-	case route == nil && methodOK:
-		resp = Fail(&Error{Status: http.StatusMethodNotAllowed, Code: CodeMethodNotAllowed, Message: "method not allowed"})
-	case route == nil:
-		resp = Fail(&Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "no such route"})
-	default:
-		ev, err := s.event(r, route, params)
-		if err != nil {
-			resp = Fail(BadRequest("could not read the request body"))
-			break
+	s.once.Do(s.build)
+	s.mux.ServeHTTP(w, r)
+}
+
+// build registers every route under its key. What no route matches falls
+// to "/": 405 when the path is a route under another method, else 404,
+// both in the API's error shape (the mux's own answers are plain text).
+func (s *Server) build() {
+	s.mux = http.NewServeMux()
+	for i := range s.Routes {
+		rt := &s.Routes[i]
+		s.mux.Handle(rt.Method+" "+rt.Path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != rt.Method { // the mux serves HEAD with GET; API Gateway does not
+				write(w, Fail(&Error{Status: http.StatusMethodNotAllowed, Code: CodeMethodNotAllowed, Message: "method not allowed"}))
+				return
+			}
+			write(w, s.serve(r, rt))
+		}))
+	}
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if s.routedUnderAnotherMethod(r) {
+			write(w, Fail(&Error{Status: http.StatusMethodNotAllowed, Code: CodeMethodNotAllowed, Message: "method not allowed"}))
+			return
 		}
-		resp, err = route.Handler(r.Context(), ev)
-		if err != nil { // API Gateway answers 500 when a function returns an error
-			s.Log.ErrorContext(r.Context(), "handler failed", "route", ev.RouteKey, "err", err)
-			resp = Fail(&Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "internal error"})
+		write(w, Fail(&Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "no such route"}))
+	})
+}
+
+// routedUnderAnotherMethod reports that r's path is a route for some
+// method other than r's.
+func (s *Server) routedUnderAnotherMethod(r *http.Request) bool {
+	for _, rt := range s.Routes {
+		if rt.Method == r.Method {
+			continue
+		}
+		probe := r.Clone(r.Context())
+		probe.Method = rt.Method
+		if _, pattern := s.mux.Handler(probe); pattern != "" && pattern != "/" {
+			return true
 		}
 	}
+	return false
+}
+
+// serve runs rt's handler on the event API Gateway would send for r.
+func (s *Server) serve(r *http.Request, rt *Route) Response {
+	ev, err := s.event(r, rt, pathParameters(r, rt.Path))
+	if err != nil {
+		return Fail(BadRequest("could not read the request body"))
+	}
+	resp, err := rt.Handler(r.Context(), ev)
+	if err != nil { // API Gateway answers 500 when a function returns an error
+		s.Log.ErrorContext(r.Context(), "handler failed", "route", ev.RouteKey, "err", err)
+		return Fail(&Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "internal error"})
+	}
+	return resp
+}
+
+// write sends resp as API Gateway would.
+func write(w http.ResponseWriter, resp Response) {
 	for k, v := range resp.Headers {
 		w.Header().Set(k, v)
 	}
@@ -75,44 +121,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(body)
 }
 
-// match finds the route for method and path; methodOK reports that the path
-// exists under another method.
-func (s *Server) match(method, path string) (*Route, map[string]string, bool) {
-	methodOK := false
-	for i := range s.Routes {
-		rt := &s.Routes[i]
-		params, ok := matchPath(rt.Path, path)
-		if !ok {
-			continue
-		}
-		if rt.Method != method {
-			methodOK = true
-			continue
-		}
-		return rt, params, false
-	}
-	return nil, nil, methodOK
-}
-
-func matchPath(pattern, path string) (map[string]string, bool) {
-	ps, xs := strings.Split(strings.Trim(pattern, "/"), "/"), strings.Split(strings.Trim(path, "/"), "/")
-	if len(ps) != len(xs) {
-		return nil, false
-	}
+// pathParameters are the {name} segments of pattern as the mux matched them.
+func pathParameters(r *http.Request, pattern string) map[string]string {
 	params := map[string]string{}
-	for i, p := range ps {
-		if strings.HasPrefix(p, "{") && strings.HasSuffix(p, "}") {
-			if xs[i] == "" {
-				return nil, false
-			}
-			params[p[1:len(p)-1]] = xs[i]
-			continue
-		}
-		if p != xs[i] {
-			return nil, false
+	for _, seg := range strings.Split(pattern, "/") {
+		if name, ok := strings.CutPrefix(seg, "{"); ok {
+			name = strings.TrimSuffix(name, "}")
+			params[name] = r.PathValue(name)
 		}
 	}
-	return params, true
+	return params
 }
 
 func (s *Server) event(r *http.Request, rt *Route, params map[string]string) (Request, error) {

@@ -64,11 +64,8 @@ type sessionView struct {
 }
 
 func viewOf(r sessions.Record, currentID string, withUser bool) sessionView {
-	v := sessionView{ID: r.ID, CreatedAt: r.CreatedAt, LastSeenAt: r.LastSeenAt, ExpiresAt: r.ExpiresAt,
+	v := sessionView{ID: r.ID, CreatedAt: r.CreatedAt, LastSeenAt: r.LastSeenAt, ExpiresAt: r.EndsAt(),
 		AuthMode: string(r.AuthMode), SourceIP: r.SourceIP, UserAgent: r.UserAgent, Current: r.ID == currentID}
-	if !r.IdleExpiresAt.IsZero() && r.IdleExpiresAt.Before(v.ExpiresAt) {
-		v.ExpiresAt = r.IdleExpiresAt
-	}
 	if withUser {
 		v.Package, v.Username = r.Package, r.Username
 	}

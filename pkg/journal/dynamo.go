@@ -21,24 +21,13 @@ import (
 const (
 	// IndexByStatus lists one status's entries by last change: what is
 	// pending, counts, and the purge, without a scan.
-	IndexByStatus = "by_status"
+	IndexByStatus = schema.JournalByStatus
 	// TTLAttribute holds the epoch second an entry's retention ends.
-	TTLAttribute = "ttl"
+	TTLAttribute = schema.TTL
 )
 
-// Table describes the journal table: pk "package#username", sk
-// "<job created_at>#<job id>" (a user's jobs in order), and the by_status
-// index (status, "<updated_at>#<job id>").
-func Table(name string) schema.Table {
-	return schema.Table{
-		Name:         name,
-		PartitionKey: schema.Key{Name: "pk", Type: schema.String},
-		SortKey:      &schema.Key{Name: "sk", Type: schema.String},
-		Indexes: []schema.Index{{Name: IndexByStatus, PartitionKey: schema.Key{Name: "status", Type: schema.String},
-			SortKey: &schema.Key{Name: "status_at", Type: schema.String}}},
-		TTLAttribute: TTLAttribute,
-	}
-}
+// Table describes the journal table (schema.Journal).
+func Table(name string) schema.Table { return schema.Journal.Named(name) }
 
 // DynamoDB is the part of *dynamodb.Client the store uses.
 type DynamoDB interface {
@@ -91,8 +80,6 @@ func (it item) entry() (Entry, error) {
 		CreatedAt: created, Status: Status(it.Status), Reason: it.Reason, Conflict: it.Conflict, UpdatedAt: updated}, nil
 }
 
-func s(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
-
 // Record costs one conditional PutItem; a job whose entry is already final
 // is left as it is (the condition fails and that is not an error).
 func (d *Dynamo) Record(ctx context.Context, e Entry) error {
@@ -114,7 +101,7 @@ func (d *Dynamo) Record(ctx context.Context, e Entry) error {
 		ConditionExpression:      aws.String("attribute_not_exists(pk) OR NOT (#s IN (:applied, :superseded))"),
 		ExpressionAttributeNames: map[string]string{"#s": "status"},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":applied": s(string(Applied)), ":superseded": s(string(Superseded)),
+			":applied": ddbitem.S(string(Applied)), ":superseded": ddbitem.S(string(Superseded)),
 		},
 	})
 	var cf *types.ConditionalCheckFailedException
@@ -151,7 +138,7 @@ func (d *Dynamo) ListByUser(ctx context.Context, pkg, username string, limit int
 	}
 	out, err := d.db.Query(ctx, &dynamodb.QueryInput{
 		TableName: &d.table, KeyConditionExpression: aws.String("pk = :pk"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": s(pk)},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": ddbitem.S(pk)},
 		ScanIndexForward:          aws.Bool(false), Limit: aws.Int32(int32(limitOrDefault(limit))),
 	})
 	if err != nil {
@@ -166,11 +153,11 @@ func (d *Dynamo) statusQuery(st Status, before string) *dynamodb.QueryInput {
 		TableName: &d.table, IndexName: aws.String(IndexByStatus),
 		KeyConditionExpression:    aws.String("#s = :s"),
 		ExpressionAttributeNames:  map[string]string{"#s": "status"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":s": s(string(st))},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":s": ddbitem.S(string(st))},
 	}
 	if before != "" {
 		in.KeyConditionExpression = aws.String("#s = :s AND status_at < :before")
-		in.ExpressionAttributeValues[":before"] = s(before)
+		in.ExpressionAttributeValues[":before"] = ddbitem.S(before)
 	}
 	return in
 }
@@ -277,7 +264,7 @@ func decodeCursor(c string) (map[string]types.AttributeValue, error) {
 	}
 	key := map[string]types.AttributeValue{}
 	for k, v := range m {
-		key[k] = s(v)
+		key[k] = ddbitem.S(v)
 	}
 	return key, nil
 }

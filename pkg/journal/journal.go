@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/kcguard/kcguard/pkg/ddbitem"
-	"github.com/kcguard/kcguard/pkg/users"
+	"github.com/kcguard/kcguard/pkg/userkey"
 )
 
 // ErrInvalid means an entry lacks what identifies it.
@@ -106,7 +106,7 @@ func buildOptions(opts []Option) options {
 }
 
 func prepare(e Entry) (Entry, string, error) {
-	k, err := users.NewKey(e.Package, e.Username)
+	k, err := userkey.New(e.Package, e.Username)
 	if err != nil {
 		return e, "", fmt.Errorf("%w: %v", ErrInvalid, err)
 	}

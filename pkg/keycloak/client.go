@@ -66,8 +66,9 @@ type Keycloak interface {
 	LogoutUser(ctx context.Context, pkg, userID string) error
 	// DeleteUser removes a user (operators, tests).
 	DeleteUser(ctx context.Context, pkg, userID string) error
-	// Ping is a cheap health check of the Keycloak server, for the breaker's
-	// half-open probe.
+	// Ping is a cheap health check of the Keycloak server: the probe the
+	// sync poller and the scheduled cleanup run through an open breaker
+	// when its next probe is due.
 	Ping(ctx context.Context) error
 }
 
@@ -91,11 +92,12 @@ type Options struct {
 	// Packages maps each package name to its realm and client.
 	Packages map[string]Realm
 	// RequestTimeout bounds login-path calls: password grant, refresh, Ping.
-	// Zero means 2s. A login must not wait on a sick Keycloak longer than it
-	// takes the user to lose patience; the local tier already answered.
+	// Zero means DefaultRequestTimeout. A login must not wait on a sick
+	// Keycloak longer than it takes the user to lose patience; the local
+	// tier already answered.
 	RequestTimeout time.Duration
 	// AdminTimeout bounds admin calls and the service-account token fetch.
-	// Zero means 5s.
+	// Zero means DefaultAdminTimeout.
 	AdminTimeout time.Duration
 	// TokenRefreshAhead is how long before expiry the cached service-account
 	// token is replaced. Zero means 30s (capped at half the token lifetime).
@@ -113,10 +115,11 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Defaults for Options.
+// Defaults for Options; keycloak.timeout and keycloak.admin_timeout
+// default to these (config.Default).
 const (
 	DefaultRequestTimeout    = 2 * time.Second
-	DefaultAdminTimeout      = 5 * time.Second
+	DefaultAdminTimeout      = 10 * time.Second
 	DefaultTokenRefreshAhead = 30 * time.Second
 )
 
@@ -717,8 +720,9 @@ func (c *Client) DeleteUser(ctx context.Context, pkg, userID string) error {
 }
 
 // Ping implements Keycloak: GET the ping package's realm OpenID discovery
-// document. It is public, cached by Keycloak and exercises the HTTP stack
-// and realm lookup, without spending a token or a session.
+// document. It is public, so it spends no token and starts no session.
+// Its errors are classified like any call's: no answer or a 5xx is an
+// outage (IsOutage), so the breaker stays open.
 func (c *Client) Ping(ctx context.Context) error {
 	r := c.packages[c.pingPackage]
 	_, err := c.call(ctx, "ping", c.pingPackage, c.reqTimeout, false, func(ctx context.Context) (*resty.Response, error) {

@@ -16,6 +16,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/sessions"
 	"github.com/kcguard/kcguard/pkg/tokencache"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -174,7 +175,7 @@ func refusedOnly(err error, i int) bool {
 
 // ReserveFirst reserves the key's first-attempt
 // reservation and the source's throttle check in one TransactWriteItems.
-func (l *Dynamo) ReserveFirst(ctx context.Context, key users.Key, source string, now time.Time) (FirstAttempt, error) {
+func (l *Dynamo) ReserveFirst(ctx context.Context, key userkey.Key, source string, now time.Time) (FirstAttempt, error) {
 	first, err := l.users.FirstAttemptTx(key, now)
 	if err != nil {
 		return FirstNotTried, err
@@ -233,7 +234,7 @@ func (l *Dynamo) LoginFailed(ctx context.Context, f Failure) error {
 // The token is read for every login, used only when Keycloak cannot
 // answer, and decrypted only then: the price of keeping every login path
 // within three DynamoDB round trips with the reservation added.
-func (l *Dynamo) ReadLogin(ctx context.Context, key users.Key, source string, now time.Time) (Read, error) {
+func (l *Dynamo) ReadLogin(ctx context.Context, key userkey.Key, source string, now time.Time) (Read, error) {
 	userKey, err := l.users.UserKey(key)
 	if err != nil {
 		return Read{}, err
@@ -338,7 +339,7 @@ func (l *Dynamo) write(ctx context.Context, idempotency string, items []types.Tr
 	return err
 }
 
-func keyOf(e audit.Event) users.Key { return users.Key{Package: e.Package, Username: e.Username} }
+func keyOf(e audit.Event) userkey.Key { return userkey.Key{Package: e.Package, Username: e.Username} }
 
 func tokenRecord(s Success) tokencache.Record {
 	t := s.Token

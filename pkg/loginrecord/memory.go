@@ -9,6 +9,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/audit"
 	"github.com/kcguard/kcguard/pkg/sessions"
 	"github.com/kcguard/kcguard/pkg/tokencache"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -75,7 +76,7 @@ func (l Stores) LoginSucceeded(ctx context.Context, s Success) (string, sessions
 // throttled or the key has attempts on record (Dynamo.ReserveFirst). The
 // reservation itself is atomic: users.Store.Reserve with a gate of one
 // admits only while nothing is counted.
-func (l Stores) ReserveFirst(ctx context.Context, key users.Key, source string, now time.Time) (FirstAttempt, error) {
+func (l Stores) ReserveFirst(ctx context.Context, key userkey.Key, source string, now time.Time) (FirstAttempt, error) {
 	if err := ctx.Err(); err != nil {
 		return FirstNotTried, err
 	}

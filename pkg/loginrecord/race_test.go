@@ -96,7 +96,7 @@ func raceLoginAndChange(t *testing.T, b backend, after, revoke bool) {
 	}
 	const oldPW, newPW = "old-password-123", "new-password-456"
 	h, _ := hasher.Hash(oldPW)
-	if _, err := b.users.Create(ctx, users.User{Package: "homechoice", Username: "racer", Enabled: true, Hash: auth.StoredHash(h)}, time.Now()); err != nil {
+	if _, err := b.users.Create(ctx, users.User{Package: "homechoice", Username: "racer", Enabled: true, Hash: users.NewHash(h)}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	g := &gate{Recorder: b.recorder, after: after, reached: make(chan struct{}), release: make(chan struct{})}
@@ -176,7 +176,7 @@ func TestCapThroughLogins(t *testing.T) {
 				t.Fatal(err)
 			}
 			h, _ := hasher.Hash("cap-password-123")
-			if _, err := b.users.Create(ctx, users.User{Package: "homechoice", Username: "capped", Enabled: true, Hash: auth.StoredHash(h)}, time.Now()); err != nil {
+			if _, err := b.users.Create(ctx, users.User{Package: "homechoice", Username: "capped", Enabled: true, Hash: users.NewHash(h)}, time.Now()); err != nil {
 				t.Fatal(err)
 			}
 			deps := auth.Deps{Users: b.users, Hasher: hasher, Tokens: platform.CachedTokens{Store: tokencache.NewMemory()},

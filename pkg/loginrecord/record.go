@@ -16,6 +16,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/audit"
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/sessions"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -52,7 +53,7 @@ type Success struct {
 
 // Failure is everything a failed password check writes.
 type Failure struct {
-	Key users.Key
+	Key userkey.Key
 	// Attempt is the failed check's reservation; LockedUntil the lock its
 	// failure sets (zero below the threshold).
 	Attempt     users.Attempt

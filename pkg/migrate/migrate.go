@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/syncjob"
 	"github.com/kcguard/kcguard/pkg/users"
@@ -78,11 +77,19 @@ func (s *Summary) add(r Result) {
 	}
 }
 
+// Defaults for Settings (also the defaults of `kcguard migrate`'s flags).
+const (
+	DefaultPageSize    = 100
+	DefaultConcurrency = 4
+)
+
 // Settings tune a run. Zero values take the defaults noted.
 type Settings struct {
-	// PageSize is how many users one List call reads (default 100).
+	// PageSize is how many users one List call reads (default
+	// DefaultPageSize).
 	PageSize int
-	// Concurrency bounds parallel Keycloak provisioning (default 4).
+	// Concurrency bounds parallel Keycloak provisioning (default
+	// DefaultConcurrency).
 	Concurrency int
 	// Rate bounds users provisioned per second (default 0: unlimited).
 	Rate float64
@@ -111,7 +118,7 @@ func (m *Migrator) Count(ctx context.Context, pkg string, w Where) (int, error) 
 func (m *Migrator) each(ctx context.Context, pkg string, w Where, fn func(users.User) error) error {
 	page := m.Settings.PageSize
 	if page <= 0 {
-		page = 100
+		page = DefaultPageSize
 	}
 	f := w.StoreFilter()
 	for cursor := ""; ; {
@@ -141,7 +148,7 @@ func (m *Migrator) Run(ctx context.Context, pkg string, w Where) (Summary, error
 	sum := Summary{Package: pkg, DryRun: m.Settings.DryRun, Where: w.String()}
 	workers := m.Settings.Concurrency
 	if workers <= 0 {
-		workers = 4
+		workers = DefaultConcurrency
 	}
 	var tick <-chan time.Time
 	if m.Settings.Rate > 0 {
@@ -200,7 +207,7 @@ func (m *Migrator) now() time.Time {
 // one provisions (or, in a dry run, assesses) one user.
 func (m *Migrator) one(ctx context.Context, u users.User) UserResult {
 	r := UserResult{Username: u.Username, DryRun: m.Settings.DryRun}
-	hash, err := credential.ParseHash(u.Hash.SecretData, u.Hash.CredentialData)
+	hash, err := u.Hash.Verifier()
 	if err != nil {
 		r.Result, r.Reason = Skipped, "no importable local password hash"
 		return r

@@ -8,7 +8,6 @@ import (
 
 	"github.com/kcguard/kcguard/internal/stacktest"
 	"github.com/kcguard/kcguard/internal/testenv"
-	"github.com/kcguard/kcguard/pkg/auth"
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/migrate"
 	"github.com/kcguard/kcguard/pkg/platform"
@@ -31,7 +30,7 @@ func localOnly(t *testing.T, e *stacktest.Env, pkg string, n int, group string) 
 			t.Fatal(err)
 		}
 		if _, err := e.RT.Users.Create(context.Background(), users.User{Package: pkg, Username: u.Name, Enabled: true,
-			Email: u.Name + "@example.com", Attributes: map[string]string{"group": group}, Hash: auth.StoredHash(hash)}, time.Now()); err != nil {
+			Email: u.Name + "@example.com", Attributes: map[string]string{"group": group}, Hash: users.NewHash(hash)}, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() {

@@ -16,6 +16,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/config"
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/keycloak/keycloaktest"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -37,7 +38,7 @@ func kcID(t *testing.T, e *stacktest.Env, u stacktest.User) string {
 
 func localUser(t *testing.T, e *stacktest.Env, u stacktest.User) users.User {
 	t.Helper()
-	lu, err := e.RT.Users.Get(context.Background(), users.Key{Package: u.Package, Username: u.Name})
+	lu, err := e.RT.Users.Get(context.Background(), userkey.Key{Package: u.Package, Username: u.Name})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,7 @@ import (
 	"github.com/kcguard/kcguard/internal/testenv"
 	"github.com/kcguard/kcguard/pkg/config"
 	"github.com/kcguard/kcguard/pkg/platform"
-	"github.com/kcguard/kcguard/pkg/users"
+	"github.com/kcguard/kcguard/pkg/userkey"
 )
 
 // Issue 15, "AWS side hangs, too": with every AWS call going through a
@@ -47,7 +47,7 @@ func TestAWSBrownoutAnswers503WithinBudget(t *testing.T) {
 	if status, body, _ := login(); status != http.StatusOK {
 		t.Fatalf("healthy login through the proxy: %d %s", status, body)
 	}
-	before, err := e.RT.Users.Get(ctx, users.Key{Package: u.Package, Username: u.Name})
+	before, err := e.RT.Users.Get(ctx, userkey.Key{Package: u.Package, Username: u.Name})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestAWSBrownoutAnswers503WithinBudget(t *testing.T) {
 	}
 
 	// Nothing partial: read directly from moto, not through the proxy.
-	after, err := e.RT.Users.Get(ctx, users.Key{Package: u.Package, Username: u.Name})
+	after, err := e.RT.Users.Get(ctx, userkey.Key{Package: u.Package, Username: u.Name})
 	if err != nil {
 		t.Fatal(err)
 	}

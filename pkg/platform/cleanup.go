@@ -8,6 +8,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/kcguard/kcguard/pkg/alerts"
 	"github.com/kcguard/kcguard/pkg/cleanup"
 	"github.com/kcguard/kcguard/pkg/config"
 	"github.com/kcguard/kcguard/pkg/metrics"
@@ -33,7 +34,7 @@ func (rt *Runtime) Cleaner(w io.Writer) *cleanup.Cleaner {
 	}
 	c := &cleanup.Cleaner{
 		Tokens: rt.Tokens, Sessions: rt.Sessions, Keycloak: rt.Keycloak, Breaker: rt.Breaker,
-		Users: rt.Users, Queue: syncjob.JournaledQueue{Queue: rt.Queue, Applier: rt.Applier}, Packages: rt.Config.PackageNames(),
+		Users: rt.Users, Queue: rt.JournaledQueue, Packages: rt.Config.PackageNames(),
 		QueueSize: QueueDepth{Queue: rt.Queue}, DLQSize: QueueDepth{Queue: rt.DLQ},
 		Metrics: &metrics.EMF{W: w}, Log: rt.Log, Settings: CleanupSettings(rt.Config),
 	}
@@ -57,14 +58,23 @@ func (rt *Runtime) CleanupHandler() func(ctx context.Context, ev events.EventBri
 	c := rt.Cleaner(os.Stdout)
 	topic := rt.SNS()
 	return func(ctx context.Context, _ events.EventBridgeEvent) (cleanup.Result, error) {
-		start := time.Now()
-		r, err := c.Run(ctx, start)
-		rt.RecordCleanup(ctx, start, r, err)
-		if _, serr := rt.DailySummary(ctx, topic, time.Now()); serr != nil {
-			rt.Log.ErrorContext(ctx, "daily summary not published", "err", serr) // its run record says so too
-		}
+		r, _, err := rt.RunCleanup(ctx, c, topic)
 		return r, err
 	}
+}
+
+// RunCleanup is one scheduled run, in the function and in `kcguard cleanup
+// run`: the run, its record in the run log, then the daily summary if it
+// is due (summaries: the packages it was published for).
+func (rt *Runtime) RunCleanup(ctx context.Context, c *cleanup.Cleaner, topic alerts.SNSAPI) (r cleanup.Result, summaries int, err error) {
+	start := time.Now()
+	r, err = c.Run(ctx, start)
+	rt.RecordCleanup(ctx, start, r, err)
+	summaries, serr := rt.DailySummary(ctx, topic, time.Now())
+	if serr != nil {
+		rt.Log.ErrorContext(ctx, "daily summary not published", "err", serr) // its run record says so too
+	}
+	return r, summaries, err
 }
 
 // QueueDepth reports an SQS queue's visible plus in-flight messages.

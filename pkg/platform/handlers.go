@@ -4,14 +4,17 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/kcguard/kcguard/pkg/breaker"
 	"github.com/kcguard/kcguard/pkg/config"
 	"github.com/kcguard/kcguard/pkg/httpapi"
+	"github.com/kcguard/kcguard/pkg/schema"
 	"github.com/kcguard/kcguard/pkg/syncjob"
 )
 
@@ -33,7 +36,7 @@ func (rt *Runtime) AuthHandlers() *httpapi.AuthHandlers {
 
 // SessionHandlers are the session routes and their admin counterparts.
 func (rt *Runtime) SessionHandlers() *httpapi.SessionHandlers {
-	return &httpapi.SessionHandlers{Store: rt.Sessions, Keycloak: Sync{Dispatcher: rt.Dispatcher},
+	return &httpapi.SessionHandlers{Store: rt.Sessions, Keycloak: rt.Dispatcher,
 		Reports: rt.SessionReporter(), Packages: rt.Config.PackageNames(),
 		AdminKey: rt.Config.API.AdminKey, AdminPrincipals: rt.Config.API.AdminPrincipals, Log: rt.Log}
 }
@@ -47,46 +50,101 @@ func (rt *Runtime) Authorizer() *httpapi.Authorizer {
 }
 
 // SessionRoutes are served by functions/sessions.
-func (rt *Runtime) SessionRoutes() []httpapi.Route {
-	s := rt.SessionHandlers()
-	return []httpapi.Route{
-		{Method: "GET", Path: "/sessions", Handler: s.List},
-		{Method: "DELETE", Path: "/sessions/{id}", Handler: s.Delete},
-		{Method: "POST", Path: "/logout", Handler: s.Logout},
-		{Method: "POST", Path: "/logout-all", Handler: s.LogoutAll},
-		{Method: "GET", Path: "/admin/sessions", Handler: s.AdminList},
-		{Method: "DELETE", Path: "/admin/sessions/{id}", Handler: s.AdminDelete},
-		{Method: "POST", Path: "/admin/users/{package}/{username}/logout", Handler: s.AdminLogoutUser},
-		{Method: "GET", Path: "/admin/metrics", Handler: s.AdminMetrics},
-	}
-}
+func (rt *Runtime) SessionRoutes() []httpapi.Route { return SessionRoutes(rt.SessionHandlers()) }
 
 // Routes is the whole HTTP API, as API Gateway routes it to the functions.
 func (rt *Runtime) Routes() []httpapi.Route {
-	a := rt.AuthHandlers()
-	return append([]httpapi.Route{
-		{Method: "POST", Path: "/login", Handler: a.Login},
-		{Method: "POST", Path: "/password", Handler: a.ChangePassword},
-	}, append(rt.SessionRoutes(), rt.StatusRoutes()...)...)
+	return slices.Concat(AuthRoutes(rt.AuthHandlers()), rt.SessionRoutes(), rt.StatusRoutes())
+}
+
+// AuthRoutes bind the login and password handlers to their routes.
+func AuthRoutes(a *httpapi.AuthHandlers) []httpapi.Route {
+	return []httpapi.Route{route(schema.Login, a.Login), route(schema.ChangePassword, a.ChangePassword)}
+}
+
+// SessionRoutes bind the session handlers to their routes.
+func SessionRoutes(s *httpapi.SessionHandlers) []httpapi.Route {
+	return []httpapi.Route{
+		route(schema.ListSessions, s.List),
+		route(schema.DeleteSession, s.Delete),
+		route(schema.Logout, s.Logout),
+		route(schema.LogoutAll, s.LogoutAll),
+		route(schema.AdminListSessions, s.AdminList),
+		route(schema.AdminDeleteSession, s.AdminDelete),
+		route(schema.AdminLogoutUser, s.AdminLogoutUser),
+		route(schema.AdminMetrics, s.AdminMetrics),
+	}
+}
+
+// StatusRoutes bind the operators' handlers to their routes.
+func StatusRoutes(s *httpapi.StatusHandlers) []httpapi.Route {
+	return []httpapi.Route{
+		route(schema.Status, s.Status),
+		route(schema.Dashboard, s.Dashboard),
+		route(schema.DashboardStatus, s.Status),
+		route(schema.DashboardLoginForm, s.DashboardLoginForm),
+		route(schema.DashboardLogin, s.DashboardLogin),
+		route(schema.DashboardLogout, s.DashboardLogout),
+		route(schema.Report, s.Report),
+	}
+}
+
+func route(r schema.Route, h httpapi.Handler) httpapi.Route {
+	return httpapi.Route{Method: r.Method, Path: r.Path, Handler: h}
+}
+
+// The handlers of the functions under functions/, for Start (cleanup's
+// and pull's are CleanupHandler and PullHandler).
+
+// LoginFunction serves POST /login, each answer counted by outcome as an
+// EMF metric on stdout; the instance is warmed before its first login.
+func (rt *Runtime) LoginFunction() httpapi.Handler {
+	rt.WarmLogin()
+	return CountLogins(rt.AuthHandlers().Login, os.Stdout)
+}
+
+// PasswordFunction serves POST /password.
+func (rt *Runtime) PasswordFunction() httpapi.Handler { return rt.AuthHandlers().ChangePassword }
+
+// SessionsFunction serves the session routes by the route key API Gateway
+// matched.
+func (rt *Runtime) SessionsFunction() httpapi.Handler { return httpapi.ByRouteKey(rt.SessionRoutes()) }
+
+// AuthorizerFunction is the Lambda authorizer of downstream APIs.
+func (rt *Runtime) AuthorizerFunction() func(context.Context, events.APIGatewayV2CustomAuthorizerV2Request) (events.APIGatewayV2CustomAuthorizerSimpleResponse, error) {
+	return rt.Authorizer().Handle
+}
+
+// SyncWorkerFunction consumes the sync queue (partial batch failures).
+func (rt *Runtime) SyncWorkerFunction() func(context.Context, events.SQSEvent) (events.SQSEventResponse, error) {
+	return rt.Worker().HandleBatch
 }
 
 // Start is a Lambda function's main: build the Runtime once per instance
-// (cold start), then serve the handler wire picks from it. A function that
-// cannot start exits with the reason, which Lambda reports as an init error.
-func Start(name string, wire func(*Runtime) any) {
+// (cold start), then serve the handler wire picks from it. The handler's
+// type is checked when the function is compiled, not when Lambda first
+// calls it. A function that cannot start exits with the reason, which
+// Lambda reports as an init error.
+func Start[In, Out any, H Handler[In, Out]](name string, wire func(*Runtime) H) {
 	rt, err := FromEnvironment(context.Background())
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "kcguard %s: start-up failed: %v\n", name, err)
 		os.Exit(1)
 	}
-	lambda.Start(wire(rt))
+	lambda.StartHandlerFunc((func(context.Context, In) (Out, error))(wire(rt)))
+}
+
+// Handler is a function Lambda can call: an event in, an answer or an
+// error out (lambda.HandlerFunc, named types such as httpapi.Handler too).
+type Handler[In, Out any] interface {
+	~func(context.Context, In) (Out, error)
 }
 
 // Worker applies queued sync jobs (functions/syncworker, `kcguard sync`).
 // A record received while the breaker is open goes back until the next
 // probe instead of failing into the visibility timeout.
 func (rt *Runtime) Worker() *syncjob.Worker {
-	return &syncjob.Worker{Applier: rt.Applier, Breaker: rt.Breaker, DLQ: syncjob.SQSDeadLetters{Queue: rt.DLQ}, Log: rt.Log,
+	return &syncjob.Worker{Applier: rt.Applier, Breaker: rt.Breaker, DLQ: rt.DLQ, Journal: rt.JobJournal, Log: rt.Log,
 		Defer: rt.Queue, NextProbe: rt.nextProbe,
 		// Forced open (no probe time): no longer than a plain failure would wait.
 		DeferFallback: min(rt.Config.Keycloak.Resilience.Cooldown(), time.Duration(rt.Config.Sync.VisibilityTimeoutSeconds)*time.Second),
@@ -127,7 +185,7 @@ func (rt *Runtime) nextProbe(ctx context.Context) time.Time {
 // Its Run pauses while the breaker is open, probes Keycloak when a probe is
 // due, and is woken when this process closes the breaker.
 func (rt *Runtime) Poller(waitSeconds int32) *syncjob.Poller {
-	p := &syncjob.Poller{Client: rt.SQS, Queue: rt.Queue, Worker: rt.Worker(), WaitSeconds: LongPoll(waitSeconds, rt.Config.AWS.AttemptTimeout),
+	p := &syncjob.Poller{Queue: rt.Queue, Worker: rt.Worker(), WaitSeconds: LongPoll(waitSeconds, rt.Config.AWS.AttemptTimeout),
 		ReceiveOptions: []func(*sqs.Options){ReceiveOptions(LongPoll(waitSeconds, rt.Config.AWS.AttemptTimeout))},
 		Breaker:        rt.Breaker, Ping: rt.Keycloak.Ping, Log: rt.Log}
 	rt.poller = p

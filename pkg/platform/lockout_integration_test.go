@@ -22,7 +22,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/config"
 	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/platform"
-	"github.com/kcguard/kcguard/pkg/users"
+	"github.com/kcguard/kcguard/pkg/userkey"
 )
 
 // countingHasher counts password checks at the hasher.
@@ -167,7 +167,7 @@ func TestSourceThrottleAgainstDynamoDB(t *testing.T) {
 		t.Fatalf("the named user from another address: %+v %v", res, err)
 	}
 	for _, name := range names {
-		k, _ := users.NewKey(u.Package, name)
+		k, _ := userkey.New(u.Package, name)
 		if lo, err := e.RT.Users.Lockout(context.Background(), k, time.Now()); err != nil || lo.Locked(time.Now()) {
 			t.Fatalf("%s locked by the spray: %+v %v", name, lo, err)
 		}

@@ -40,10 +40,9 @@ import (
 	"github.com/kcguard/kcguard/internal/stacktest"
 	"github.com/kcguard/kcguard/internal/testenv"
 	"github.com/kcguard/kcguard/pkg/config"
-	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/httpapi"
 	"github.com/kcguard/kcguard/pkg/platform"
-	"github.com/kcguard/kcguard/pkg/users"
+	"github.com/kcguard/kcguard/pkg/userkey"
 )
 
 // benchConfig is the default configuration, quiet, with a patient Keycloak
@@ -232,7 +231,7 @@ func BenchmarkLogin(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	key := users.Key{Package: uc.Package, Username: uc.Name}
+	key := userkey.Key{Package: uc.Package, Username: uc.Name}
 	var naive []float64
 	for range 3 {
 		start := time.Now()
@@ -240,7 +239,7 @@ func BenchmarkLogin(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		h, _ := credential.ParseHash(entry.User.Hash.SecretData, entry.User.Hash.CredentialData)
+		h, _ := entry.User.Hash.Verifier()
 		if ok, _ := hasher.Verify(h, uc.Password); !ok {
 			b.Fatal("local check failed")
 		}

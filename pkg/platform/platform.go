@@ -66,7 +66,7 @@ func BreakerSettings(cfg config.Config, log *slog.Logger) breaker.Settings {
 		MaxCooldown:      MaxProbeBackoff(r.Cooldown()),
 		StateCacheTTL:    r.StateCacheTTL(),
 		// A probe must outlive the Keycloak call it guards.
-		ProbeLease:   max(30*time.Second, 3*cfg.Keycloak.Timeout),
+		ProbeLease:   max(breaker.DefaultProbeLease, 3*cfg.Keycloak.Timeout),
 		IsSuccessful: func(err error) bool { return !keycloak.IsOutage(err) },
 		Logger:       log,
 	}

@@ -69,8 +69,7 @@ func (rt *Runtime) reconcileOnClose(ctx context.Context) {
 	cancelWait()
 	ctx, cancel := context.WithTimeout(ctx, ReconcileOnClose)
 	defer cancel()
-	q := syncjob.JournaledQueue{Queue: rt.Queue, Applier: rt.Applier}
-	r, err := syncjob.ReconcileFrom(ctx, rt.Users, q, rt.ReconcileCursors(), rt.Config.PackageNames(), rt.Config.Cleanup.ReconcileLimit, time.Now())
+	r, err := syncjob.ReconcileFrom(ctx, rt.Users, rt.JournaledQueue, rt.ReconcileCursors(), rt.Config.PackageNames(), rt.Config.Cleanup.ReconcileLimit, time.Now())
 	log := rt.Log.With("event", "reconcile_on_close", "found", r.Found, "queued", r.Queued, "failed", r.Failed, "done", r.Done)
 	if err != nil {
 		log.WarnContext(ctx, "reconciliation after the breaker closed failed; the scheduled cleanup retries", "err", err)

@@ -19,7 +19,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/platform"
 	"github.com/kcguard/kcguard/pkg/syncjob"
 	"github.com/kcguard/kcguard/pkg/syncjob/syncjobtest"
-	"github.com/kcguard/kcguard/pkg/users"
+	"github.com/kcguard/kcguard/pkg/userkey"
 )
 
 // Issue 11, finding 2 against the real Keycloak: two password changes whose
@@ -55,7 +55,7 @@ func TestSyncOrderingRealKeycloak(t *testing.T) {
 	}
 
 	// A redelivered job of the older version is superseded, not replayed.
-	rec, err := e.RT.Users.Get(ctx, users.Key{Package: u.Package, Username: u.Name})
+	rec, err := e.RT.Users.Get(ctx, userkey.Key{Package: u.Package, Username: u.Name})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestReplayStartsWhenTheBreakerCloses(t *testing.T) {
 	e.Proxy.Enable()
 	back := time.Now()
 
-	key := users.Key{Package: u.Package, Username: u.Name}
+	key := userkey.Key{Package: u.Package, Username: u.Name}
 	var synced time.Time
 	for deadline := back.Add(3*time.Minute + time.Duration(16*cooldown)*time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		rec, err := e.RT.Users.Get(ctx, key)
@@ -273,7 +273,7 @@ func TestCloseReconcilesALostSend(t *testing.T) {
 	if _, err := e.RT.Breaker.ForceClose(ctx); err != nil {
 		t.Fatal(err)
 	}
-	key := users.Key{Package: u.Package, Username: u.Name}
+	key := userkey.Key{Package: u.Package, Username: u.Name}
 	for deadline := time.Now().Add(platform.DrainWait + time.Minute); ; time.Sleep(200 * time.Millisecond) {
 		if rec, err := e.RT.Users.Get(ctx, key); err == nil && rec.KeycloakSyncedVersion == rec.Version {
 			break

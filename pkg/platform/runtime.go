@@ -27,6 +27,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/sessions"
 	"github.com/kcguard/kcguard/pkg/syncjob"
 	"github.com/kcguard/kcguard/pkg/tokencache"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -50,9 +51,16 @@ type Runtime struct {
 	Journal     *journal.Dynamo // nil when tables.journal is empty
 	Queue       *syncjob.SQSQueue
 	DLQ         *syncjob.SQSQueue
-	Applier     *syncjob.Applier
-	Dispatcher  *syncjob.Dispatcher
-	Auth        *auth.Service
+	// JobJournal writes the sync journal (nil when tables.journal is empty).
+	JobJournal *syncjob.JobJournal
+	// JournaledQueue is the sync queue with a pending journal entry per job
+	// (reconciliation, the CLI).
+	JournaledQueue syncjob.JournaledQueue
+	Applier        *syncjob.Applier
+	// Dispatcher is the login and password flows' sync (auth.Sync) and the
+	// session API's Keycloak logout.
+	Dispatcher *syncjob.Dispatcher
+	Auth       *auth.Service
 	// Replay reacts to the breaker transitions this instance wins: pauses
 	// the sync worker on open, resumes it, wakes the local poller and
 	// reconciles on close. Alerts publishes them to alerts.topic_arn.
@@ -106,7 +114,7 @@ func Build(ctx context.Context, cfg config.Config, awsCfg aws.Config, log *slog.
 	// burning receives; the alert can wait for it.
 	bs.Notifier = breaker.Notifiers{rt.Replay, rt.Alerts}
 	rt.Breaker = breaker.New(breaker.NewDynamoStore(dynamodb.NewFromConfig(awsCfg), cfg.Tables.Breaker), bs)
-	rt.Users = users.NewDynamo(rt.DynamoDB, cfg.Tables.Users)
+	rt.Users = UserStore(cfg, rt.DynamoDB)
 	rt.Sessions = sessions.NewDynamo(rt.DynamoDB, cfg.Tables.Sessions, sessions.WithIdleTimeout(cfg.Sessions.IdleTimeout),
 		sessions.WithMaxPerUser(cfg.Sessions.MaxPerUser))
 	rt.TokenCipher = tokencache.NewKMSCipher(kms.NewFromConfig(awsCfg), cfg.KMSKeyID)
@@ -117,9 +125,10 @@ func Build(ctx context.Context, cfg config.Config, awsCfg aws.Config, log *slog.
 		Conflicts: syncjob.ConflictPolicy(cfg.Sync.ConflictPolicy)}
 	if cfg.Tables.Journal != "" {
 		rt.Journal = journal.NewDynamo(rt.DynamoDB, cfg.Tables.Journal, journal.WithRetention(cfg.Sync.JournalRetention))
-		rt.Applier.Journal = rt.Journal
+		rt.JobJournal = &syncjob.JobJournal{Journal: rt.Journal, Log: log}
 	}
-	rt.Dispatcher = &syncjob.Dispatcher{Applier: rt.Applier, Queue: rt.Queue, Breaker: rt.Breaker, Log: log}
+	rt.JournaledQueue = syncjob.JournaledQueue{Queue: rt.Queue, Journal: rt.JobJournal}
+	rt.Dispatcher = &syncjob.Dispatcher{Applier: rt.Applier, Queue: rt.Queue, Journal: rt.JobJournal, Breaker: rt.Breaker, Log: log}
 
 	hasher, err := Hasher(cfg)
 	if err != nil {
@@ -168,11 +177,34 @@ func (rt *Runtime) NewAuth(hasher auth.PasswordHasher) (*auth.Service, error) {
 	cfg := rt.Config
 	record := loginrecord.NewDynamo(rt.DynamoDB, rt.Users, rt.Sessions, rt.Tokens, rt.Audit)
 	return auth.New(auth.Deps{
-		Users: rt.Users, Hasher: hasher, Policy: credential.Policy{MinLength: cfg.Password.MinLength},
+		Users: rt.Users, Hasher: hasher, Policy: PasswordPolicy(cfg),
 		Keycloak: rt.Keycloak, Breaker: rt.Breaker, Tokens: CachedTokens{Store: rt.Tokens},
 		Recorder: record, Reads: record, UsernameKey: []byte(cfg.Audit.UsernameHMACKey),
-		Sessions: rt.Sessions, Sync: Sync{Dispatcher: rt.Dispatcher}, Packages: cfg.PackageNames(), Log: rt.Log,
+		Sessions: rt.Sessions, Sync: rt.Dispatcher, Packages: cfg.PackageNames(), Log: rt.Log,
 	}, AuthSettings(cfg))
+}
+
+// UserStore is the users table of cfg over db.
+func UserStore(cfg config.Config, db *dynamodb.Client) *users.Dynamo {
+	return users.NewDynamo(db, cfg.Tables.Users)
+}
+
+// PasswordPolicy is the policy for new passwords (password.min_length).
+func PasswordPolicy(cfg config.Config) credential.Policy {
+	return credential.Policy{MinLength: cfg.Password.MinLength}
+}
+
+// Accounts builds an operator's changes to local users (`kcguard users`)
+// over the users table alone, with the login flow's hasher and policy and
+// the AWS SDK bounded as in a Runtime: the user commands need no Keycloak,
+// queue or breaker.
+func Accounts(cfg config.Config, awsCfg aws.Config) (auth.Accounts, *users.Dynamo, error) {
+	hasher, err := Hasher(cfg)
+	if err != nil {
+		return auth.Accounts{}, nil, err
+	}
+	st := UserStore(cfg, dynamodb.NewFromConfig(Bounded(awsCfg, cfg.AWS)))
+	return auth.Accounts{Users: st, Hasher: hasher, Policy: PasswordPolicy(cfg)}, st, nil
 }
 
 // KeycloakClient builds the Keycloak adapter for every configured package.
@@ -244,7 +276,7 @@ func resolveSecrets(ctx context.Context, sm *secretsmanager.Client, cfg *config.
 type CachedTokens struct{ Store tokencache.Store }
 
 // Get implements auth.TokenCache.
-func (c CachedTokens) Get(ctx context.Context, key users.Key, now time.Time) (keycloak.Token, bool, error) {
+func (c CachedTokens) Get(ctx context.Context, key userkey.Key, now time.Time) (keycloak.Token, bool, error) {
 	rec, err := c.Store.Get(ctx, key.Package, key.Username, now)
 	switch {
 	case err == nil:
@@ -257,7 +289,7 @@ func (c CachedTokens) Get(ctx context.Context, key users.Key, now time.Time) (ke
 }
 
 // Forget implements auth.TokenCache.
-func (c CachedTokens) Forget(ctx context.Context, key users.Key) error {
+func (c CachedTokens) Forget(ctx context.Context, key userkey.Key) error {
 	if err := c.Store.Delete(ctx, key.Package, key.Username); err != nil && !isNotFound(err) {
 		return err
 	}
@@ -265,22 +297,3 @@ func (c CachedTokens) Forget(ctx context.Context, key users.Key) error {
 }
 
 func isNotFound(err error) bool { return errors.Is(err, tokencache.ErrNotFound) }
-
-// Sync offers the dispatcher and the queue to the login and password flows.
-type Sync struct{ Dispatcher *syncjob.Dispatcher }
-
-// Dispatch implements auth.Sync.
-func (s Sync) Dispatch(ctx context.Context, j syncjob.Job) syncjob.Result {
-	return s.Dispatcher.Dispatch(ctx, j)
-}
-
-// Enqueue implements auth.Sync.
-func (s Sync) Enqueue(ctx context.Context, j syncjob.Job) error {
-	return s.Dispatcher.Queue.Enqueue(ctx, j)
-}
-
-// LogoutEverywhere ends the user's Keycloak sessions now, or queues a
-// logout_user job for when Keycloak is back.
-func (s Sync) LogoutEverywhere(ctx context.Context, pkg, username string) string {
-	return string(s.Dispatcher.Dispatch(ctx, syncjob.New(syncjob.LogoutUser, pkg, username, 0, time.Now())))
-}

@@ -58,22 +58,14 @@ func (rt *Runtime) Reporter() *report.Reporter {
 	return &report.Reporter{Status: rt.StatusReader(), Audit: rt.Audit, Users: rt.Users}
 }
 
-// StatusRoutes are served by functions/status. In AWS, /status and
-// /reports/{kind} use IAM authorisation; the dashboard routes authenticate
-// in the handler (admin key once, then a cookie), since a browser cannot
-// sign requests.
-func (rt *Runtime) StatusRoutes() []httpapi.Route {
-	s := rt.StatusHandlers()
-	return []httpapi.Route{
-		{Method: "GET", Path: "/status", Handler: s.Status},
-		{Method: "GET", Path: "/dashboard", Handler: s.Dashboard},
-		{Method: "GET", Path: "/dashboard/status", Handler: s.Status},
-		{Method: "GET", Path: "/dashboard/login", Handler: s.DashboardLoginForm},
-		{Method: "POST", Path: "/dashboard/login", Handler: s.DashboardLogin},
-		{Method: "POST", Path: "/dashboard/logout", Handler: s.DashboardLogout},
-		{Method: "GET", Path: "/reports/{kind}", Handler: s.Report},
-	}
-}
+// StatusRoutes are served by functions/status. In AWS every one is
+// IAM-authorised; the dashboard routes also authenticate in the handler
+// (admin key once, then a cookie) for `kcguard serve`.
+func (rt *Runtime) StatusRoutes() []httpapi.Route { return StatusRoutes(rt.StatusHandlers()) }
+
+// StatusFunction is functions/status' handler: its routes by the route
+// key API Gateway matched.
+func (rt *Runtime) StatusFunction() httpapi.Handler { return httpapi.ByRouteKey(rt.StatusRoutes()) }
 
 // RecordRun notes a scheduled job's run for /status. Failing to note it is
 // logged and never fails the job: the run's own work is what matters.

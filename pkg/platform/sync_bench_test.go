@@ -31,11 +31,11 @@ import (
 
 	"github.com/kcguard/kcguard/internal/stacktest"
 	"github.com/kcguard/kcguard/internal/testenv"
-	"github.com/kcguard/kcguard/pkg/auth"
 	"github.com/kcguard/kcguard/pkg/config"
 	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/migrate"
 	"github.com/kcguard/kcguard/pkg/syncjob"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -137,7 +137,7 @@ func syncBench(b *testing.B, n, changes int, direct bool) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		return hh, auth.StoredHash(hh)
+		return hh, users.NewHash(hh)
 	}
 	par := func(f func(i int) error) {
 		var g errgroup.Group
@@ -190,15 +190,15 @@ func syncBench(b *testing.B, n, changes int, direct bool) {
 	// The outage: changes land locally and queue (as the Dispatcher does
 	// with the breaker open).
 	b.StopTimer()
-	var q syncjob.Queue = syncjob.JournaledQueue{Queue: e.RT.Queue, Applier: e.RT.Applier}
+	var q syncjob.Queue = e.RT.JournaledQueue
 	fed := &memJobs{}
 	if direct {
-		q = syncjob.JournaledQueue{Queue: fed, Applier: e.RT.Applier}
+		q = syncjob.JournaledQueue{Queue: fed, Journal: e.RT.JobJournal}
 	}
 	queueStart := time.Now()
 	par(func(i int) error {
 		for c := 1; c <= changes; c++ {
-			key := users.Key{Package: pkg, Username: name(i)}
+			key := userkey.Key{Package: pkg, Username: name(i)}
 			u, err := e.RT.Users.Get(ctx, key)
 			if err != nil {
 				return err

@@ -29,7 +29,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/journal"
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/syncjob"
-	"github.com/kcguard/kcguard/pkg/users"
+	"github.com/kcguard/kcguard/pkg/userkey"
 )
 
 // withJournal gives the test a journal table of its own.
@@ -217,7 +217,7 @@ func TestOutageChangesReachKeycloakOnce(t *testing.T) {
 	}
 	t.Logf("%d password grants checked in %s", nUsers*(nChanges+1), time.Since(start).Round(time.Millisecond))
 	for _, u := range us {
-		rec, err := e.RT.Users.Get(ctx, users.Key{Package: u.Package, Username: u.Name})
+		rec, err := e.RT.Users.Get(ctx, userkey.Key{Package: u.Package, Username: u.Name})
 		if err != nil || rec.Unsynced() {
 			t.Fatalf("%s must be synced: %+v %v", u.Name, rec.KeycloakSyncedVersion, err)
 		}
@@ -270,7 +270,7 @@ func TestLostSendAndPurgedQueueAreReconciled(t *testing.T) {
 		t.Fatalf("nothing is left in the queue: %+v %v", out, err)
 	}
 
-	jq := syncjob.JournaledQueue{Queue: e.RT.Queue, Applier: e.RT.Applier}
+	jq := e.RT.JournaledQueue
 	r, err := syncjob.Reconcile(ctx, e.RT.Users, jq, e.Config.PackageNames(), 0, time.Now())
 	if err != nil || r.Found != 2 || r.Queued != 2 || !r.Done {
 		t.Fatalf("reconcile: %+v %v", r, err)
@@ -321,7 +321,7 @@ func TestDuplicateDeliveryChangesNothing(t *testing.T) {
 		t.Fatalf("first delivery: %+v", out)
 	}
 	writes := kc.writes()
-	before, _ := e.RT.Users.Get(ctx, users.Key{Package: u.Package, Username: u.Name})
+	before, _ := e.RT.Users.Get(ctx, userkey.Key{Package: u.Package, Username: u.Name})
 	journalBefore, _ := e.RT.Journal.ListByUser(ctx, u.Package, u.Name, 0)
 
 	// SQS delivers at least once: the same message again.
@@ -329,7 +329,7 @@ func TestDuplicateDeliveryChangesNothing(t *testing.T) {
 	if len(resp.BatchItemFailures) != 0 || out.Superseded != 1 || kc.writes() != writes {
 		t.Fatalf("second delivery: %+v, keycloak writes %d → %d", out, writes, kc.writes())
 	}
-	after, _ := e.RT.Users.Get(ctx, users.Key{Package: u.Package, Username: u.Name})
+	after, _ := e.RT.Users.Get(ctx, userkey.Key{Package: u.Package, Username: u.Name})
 	journalAfter, _ := e.RT.Journal.ListByUser(ctx, u.Package, u.Name, 0)
 	if fmt.Sprint(before) != fmt.Sprint(after) || fmt.Sprint(journalBefore) != fmt.Sprint(journalAfter) {
 		t.Fatalf("the second delivery changed state:\n%+v\n%+v\n%+v\n%+v", before, after, journalBefore, journalAfter)

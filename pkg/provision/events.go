@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/kcguard/kcguard/pkg/config"
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/pull"
 )
@@ -58,10 +58,11 @@ func missingTypes(enabled []string) []string {
 
 // CheckEvents reports, per package, whether the realm records the events
 // `sync pull` reads.
-func CheckEvents(ctx context.Context, kc EventsAdmin, cfg config.Config) []Check {
+// maxGap is pull.max_gap, which the recorded events must outlive.
+func CheckEvents(ctx context.Context, kc EventsAdmin, realms map[string]keycloak.Realm, maxGap time.Duration) []Check {
 	var checks []Check
-	for _, name := range cfg.PackageNames() {
-		c := Check{Name: fmt.Sprintf("package %s: realm %s events for sync pull", name, cfg.Keycloak.Packages[name].Realm)}
+	for _, name := range slices.Sorted(maps.Keys(realms)) {
+		c := Check{Name: fmt.Sprintf("package %s: realm %s events for sync pull", name, realms[name].Realm)}
 		ec, err := kc.GetEventsConfig(ctx, name)
 		switch {
 		case errors.Is(err, keycloak.ErrRejected):
@@ -69,7 +70,7 @@ func CheckEvents(ctx context.Context, kc EventsAdmin, cfg config.Config) []Check
 		case err != nil:
 			c.Detail = err.Error()
 		default:
-			if p := eventsProblems(ec, cfg.Pull.MaxGap); len(p) > 0 {
+			if p := eventsProblems(ec, maxGap); len(p) > 0 {
 				c.Detail = strings.Join(p, "; ") + " (config fix turns them on); until then every pull compares all users"
 			} else {
 				c.OK, c.Detail = true, "admin events with details and password events on"

@@ -3,32 +3,36 @@ package provision
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/Nerzal/gocloak/v13"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 
-	"github.com/kcguard/kcguard/pkg/config"
+	"github.com/kcguard/kcguard/pkg/keycloak"
 )
 
 // CheckKeycloak verifies, per package, that the realm and client exist, the
 // client secret works (client-credentials grant of its service account) and
 // the service account may list users — everything the sync worker and the
-// migration need. Keycloak being unreachable is reported once.
-func CheckKeycloak(ctx context.Context, cfg config.Config) []Check {
-	kc := gocloak.NewClient(cfg.Keycloak.URL)
-	kc.RestyClient().SetTimeout(cfg.Keycloak.AdminTimeout)
-	reach := Check{Name: "keycloak reachable at " + cfg.Keycloak.URL}
+// migration need. Keycloak being unreachable is reported once. realms maps
+// each package to its realm and client (keycloak.Options.Packages).
+func CheckKeycloak(ctx context.Context, baseURL string, timeout time.Duration, realms map[string]keycloak.Realm) []Check {
+	kc := gocloak.NewClient(baseURL)
+	kc.RestyClient().SetTimeout(timeout)
+	reach := Check{Name: "keycloak reachable at " + baseURL}
 	if _, err := kc.GetServerInfo(ctx, ""); err != nil && isTransport(err) {
 		reach.Detail = "unreachable: " + err.Error()
 		return []Check{reach}
 	}
 	reach.OK, reach.Detail = true, "answers"
 	checks := []Check{reach}
-	for _, name := range cfg.PackageNames() {
-		p := cfg.Keycloak.Packages[name]
+	for _, name := range slices.Sorted(maps.Keys(realms)) {
+		p := realms[name]
 		c := Check{Name: fmt.Sprintf("package %s: realm %s, client %s", name, p.Realm, p.ClientID)}
 		tok, err := kc.LoginClient(ctx, p.ClientID, p.ClientSecret, p.Realm)
 		if err != nil {

@@ -34,6 +34,7 @@ import (
 
 	"github.com/kcguard/kcguard/pkg/breaker"
 	"github.com/kcguard/kcguard/pkg/keycloak"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -52,9 +53,9 @@ var _ Keycloak = (*keycloak.Client)(nil)
 
 // Users is the part of the local store the pull changes.
 type Users interface {
-	Get(ctx context.Context, key users.Key) (users.User, error)
-	ApplyVerdict(ctx context.Context, key users.Key, expectedVersion int64, v users.Verdict) (users.User, error)
-	Delete(ctx context.Context, key users.Key) error
+	Get(ctx context.Context, key userkey.Key) (users.User, error)
+	ApplyVerdict(ctx context.Context, key userkey.Key, expectedVersion int64, v users.Verdict) (users.User, error)
+	Delete(ctx context.Context, key userkey.Key) error
 	List(ctx context.Context, pkg string, f users.Filter, limit int, cursor string) ([]users.User, string, error)
 }
 
@@ -80,7 +81,19 @@ var CredentialEventTypes = []string{"UPDATE_PASSWORD", "RESET_PASSWORD", "UPDATE
 // asks Keycloak about it.)
 var UserEventTypes = append(slices.Clone(CredentialEventTypes), "USER_DISABLED_BY_PERMANENT_LOCKOUT")
 
-// Settings bound a run. Zero values take the documented defaults.
+// Defaults for Settings; the pull section's defaults (config.Default) are
+// these.
+const (
+	DefaultPageSize       = 100
+	DefaultOverlap        = time.Minute
+	DefaultMaxGap         = time.Hour
+	DefaultCompareEvery   = 24 * time.Hour
+	DefaultMaxEvents      = 10_000
+	DefaultConcurrency    = 8
+	DefaultOwnChangeSlack = 5 * time.Second
+)
+
+// Settings bound a run. Zero values take the Default* constants.
 type Settings struct {
 	// PageSize of event and user pages. Zero means 100.
 	PageSize int
@@ -116,18 +129,18 @@ func (s Settings) withDefaults() Settings {
 		}
 	}
 	if s.PageSize <= 0 {
-		s.PageSize = 100
+		s.PageSize = DefaultPageSize
 	}
 	if s.Concurrency <= 0 {
-		s.Concurrency = 8
+		s.Concurrency = DefaultConcurrency
 	}
 	if s.MaxEvents <= 0 {
-		s.MaxEvents = 10_000
+		s.MaxEvents = DefaultMaxEvents
 	}
-	def(&s.Overlap, time.Minute)
-	def(&s.MaxGap, time.Hour)
-	def(&s.CompareEvery, 24*time.Hour)
-	def(&s.OwnChangeSlack, 5*time.Second)
+	def(&s.Overlap, DefaultOverlap)
+	def(&s.MaxGap, DefaultMaxGap)
+	def(&s.CompareEvery, DefaultCompareEvery)
+	def(&s.OwnChangeSlack, DefaultOwnChangeSlack)
 	return s
 }
 
@@ -449,7 +462,7 @@ func (x *run) refresh(ctx context.Context, id string, t *touched) error {
 }
 
 func (x *run) local(ctx context.Context, username string) (users.User, error) {
-	key, err := users.NewKey(x.pkg, username)
+	key, err := userkey.New(x.pkg, username)
 	if err != nil {
 		return users.User{}, err
 	}
@@ -592,7 +605,7 @@ func (x *run) compare(ctx context.Context, adminEvents bool) error {
 		g.SetLimit(x.s.Concurrency)
 		for _, kc := range page {
 			inKeycloak[kc.ID] = true
-			if _, known := local[users.NormalizeUsername(kc.Username)]; !known {
+			if _, known := local[userkey.NormalizeUsername(kc.Username)]; !known {
 				x.count(func(r *Result) { r.Unknown++ })
 				continue
 			}
@@ -663,7 +676,7 @@ func maxTime(a, b time.Time) time.Time {
 // kcguard does not know are left to learn-on-login.
 func (x *run) apply(ctx context.Context, kc keycloak.User) error {
 	local, err := x.local(ctx, kc.Username)
-	if errors.Is(err, users.ErrNotFound) || errors.Is(err, users.ErrInvalidKey) {
+	if errors.Is(err, users.ErrNotFound) || errors.Is(err, userkey.ErrInvalid) {
 		x.count(func(r *Result) { r.Unknown++ })
 		return nil
 	}

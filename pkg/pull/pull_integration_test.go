@@ -16,9 +16,11 @@ import (
 	"github.com/kcguard/kcguard/internal/testenv"
 	"github.com/kcguard/kcguard/pkg/auth"
 	"github.com/kcguard/kcguard/pkg/config"
+	"github.com/kcguard/kcguard/pkg/platform"
 	"github.com/kcguard/kcguard/pkg/provision"
 	"github.com/kcguard/kcguard/pkg/pull"
 	"github.com/kcguard/kcguard/pkg/sessions"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -37,7 +39,8 @@ func pullEnv(t *testing.T) (*stacktest.Env, *testenv.KeycloakAdmin) {
 	if _, err := provision.FixEvents(context.Background(), e.RT.Keycloak, realm); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range provision.CheckEvents(context.Background(), e.RT.Keycloak, e.Config) {
+	for _, c := range provision.CheckEvents(context.Background(), e.RT.Keycloak,
+		platform.KeycloakOptions(e.Config, nil).Packages, e.Config.Pull.MaxGap) {
 		if strings.HasPrefix(c.Name, "package "+realm+":") && !c.OK {
 			t.Fatalf("events still off after config fix: %s", c.Detail)
 		}
@@ -62,7 +65,7 @@ func runPull(t *testing.T, p *pull.Puller) pull.Result {
 
 func local(t *testing.T, e *stacktest.Env, name string) (users.User, error) {
 	t.Helper()
-	return e.RT.Users.Get(context.Background(), users.Key{Package: realm, Username: name})
+	return e.RT.Users.Get(context.Background(), userkey.Key{Package: realm, Username: name})
 }
 
 func TestPullAppliesKeycloakDecisions(t *testing.T) {

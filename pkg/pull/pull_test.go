@@ -10,6 +10,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/breaker"
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/pull"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -127,15 +128,15 @@ func TestMalformedEventsAreSkippedAndReported(t *testing.T) {
 			t.Errorf("malformed event %s not named: %v", id, r.Malformed)
 		}
 	}
-	ann, _ := st.Get(context.Background(), users.Key{Package: "p", Username: "ann"})
-	ben, _ := st.Get(context.Background(), users.Key{Package: "p", Username: "ben"})
+	ann, _ := st.Get(context.Background(), userkey.Key{Package: "p", Username: "ann"})
+	ben, _ := st.Get(context.Background(), userkey.Key{Package: "p", Username: "ben"})
 	if ann.Enabled || ann.HashStale {
 		t.Errorf("ann: disabled, not stale: %+v", ann)
 	}
 	if !ben.Enabled || !ben.HashStale {
 		t.Errorf("ben changed his password in Keycloak: stale: %+v", ben)
 	}
-	if cy, _ := st.Get(context.Background(), users.Key{Package: "p", Username: "cy"}); cy.Enabled || cy.HashStale {
+	if cy, _ := st.Get(context.Background(), userkey.Key{Package: "p", Username: "cy"}); cy.Enabled || cy.HashStale {
 		t.Errorf("cy was locked out for good by Keycloak: disabled, password not stale: %+v", cy)
 	}
 	if r.Disabled != 2 || r.Stale != 1 {
@@ -176,13 +177,13 @@ func TestCompareKeepsPendingUsers(t *testing.T) {
 	if rs[0].Mode != pull.ModeCompare || rs[0].Deleted != 1 {
 		t.Fatalf("first run compares and deletes the one lost user: %+v", rs[0])
 	}
-	if _, err := st.Get(context.Background(), users.Key{Package: "p", Username: "gone"}); !errors.Is(err, users.ErrNotFound) {
+	if _, err := st.Get(context.Background(), userkey.Key{Package: "p", Username: "gone"}); !errors.Is(err, users.ErrNotFound) {
 		t.Errorf("gone: %v", err)
 	}
 	if _, err := st.Get(context.Background(), pending.Key()); err != nil {
 		t.Errorf("never-provisioned user deleted: %v", err)
 	}
-	if _, err := st.Get(context.Background(), users.Key{Package: "p", Username: "missed"}); err != nil {
+	if _, err := st.Get(context.Background(), userkey.Key{Package: "p", Username: "missed"}); err != nil {
 		t.Errorf("a user a page missed but Keycloak still has was deleted: %v", err)
 	}
 	if u, _ := st.Get(context.Background(), changed.Key()); u.HashStale || !u.Unsynced() {
@@ -197,7 +198,7 @@ type racingStore struct {
 	raced bool
 }
 
-func (r *racingStore) ApplyVerdict(ctx context.Context, key users.Key, expected int64, v users.Verdict) (users.User, error) {
+func (r *racingStore) ApplyVerdict(ctx context.Context, key userkey.Key, expected int64, v users.Verdict) (users.User, error) {
 	if !r.raced {
 		r.raced = true
 		u, _ := r.Memory.Get(ctx, key)
@@ -227,7 +228,7 @@ func TestPullLosesTheRaceToAPasswordChange(t *testing.T) {
 	if _, err := p.Run(context.Background(), now); err != nil {
 		t.Fatal(err)
 	}
-	u, _ := st.Get(context.Background(), users.Key{Package: "p", Username: "dee"})
+	u, _ := st.Get(context.Background(), userkey.Key{Package: "p", Username: "dee"})
 	if !st.raced || u.HashStale || u.Hash.SecretData != "new" || !u.Unsynced() || u.KeycloakConfirmedAt.IsZero() {
 		t.Errorf("after the race: %+v", u)
 	}

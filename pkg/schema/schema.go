@@ -1,9 +1,13 @@
-// Package schema describes the DynamoDB tables and SQS queues kcguard needs.
+// Package schema describes, as plain data, the DynamoDB tables, the SQS
+// queue and the HTTP API routes kcguard needs: each is written once, here.
 //
-// Each store package declares its own table here-in-code (keys, indexes, TTL);
-// `kcguard config fix` creates them and `kcguard config validate` checks them
-// through the same description, so local moto and AWS are provisioned by one
-// code path and the templates can be checked against it.
+// The stores read and write the tables (users.Table and the like are these
+// tables under their configured names); `kcguard config fix` creates them
+// and `kcguard config validate` checks them (pkg/platform.ResourcesOf);
+// the CDK app in infra/ builds the tables and routes from this package and
+// template.yaml's tables are generated from it (`make template-tables`), its
+// routes checked against it (infra's parity test); pkg/platform binds a
+// handler to each route.
 package schema
 
 // AttrType is a DynamoDB key attribute type.

@@ -13,7 +13,7 @@ import (
 
 	"github.com/kcguard/kcguard/pkg/ddbitem"
 	"github.com/kcguard/kcguard/pkg/schema"
-	"github.com/kcguard/kcguard/pkg/users"
+	"github.com/kcguard/kcguard/pkg/userkey"
 )
 
 // Index names and the TTL attribute of the sessions table.
@@ -33,26 +33,13 @@ import (
 // Times are stored in a fixed-width UTC form so they compare as strings in
 // condition expressions.
 const (
-	IndexByUser   = "by_user"
-	IndexByExpiry = "by_expiry"
-	TTLAttribute  = "ttl"
+	IndexByUser   = schema.SessionsByUser
+	IndexByExpiry = schema.SessionsByExpiry
+	TTLAttribute  = schema.TTL
 )
 
 // Table describes the sessions table.
-func Table(name string) schema.Table {
-	return schema.Table{
-		Name:         name,
-		PartitionKey: schema.Key{Name: "id", Type: schema.String},
-		Indexes: []schema.Index{
-			{Name: IndexByUser, PartitionKey: schema.Key{Name: "user_key", Type: schema.String},
-				SortKey: &schema.Key{Name: "created", Type: schema.String}},
-			// Cleanup needs only the key to delete: keys only.
-			{Name: IndexByExpiry, PartitionKey: schema.Key{Name: "exp_bucket", Type: schema.String},
-				SortKey: &schema.Key{Name: TTLAttribute, Type: schema.Number}, KeysOnly: true},
-		},
-		TTLAttribute: TTLAttribute,
-	}
-}
+func Table(name string) schema.Table { return schema.Sessions.Named(name) }
 
 // DynamoDB is the part of *dynamodb.Client the store uses.
 type DynamoDB interface {
@@ -190,8 +177,8 @@ func (d *Dynamo) newItem(rec Record) (token string, created Record, av map[strin
 // (WithMaxPerUser(-1)) it costs nothing: Seq stays 0 and GuardTx alone
 // holds revocations.
 func (d *Dynamo) Reserve(ctx context.Context, rec Record) (Record, error) {
-	rec.Username = users.NormalizeUsername(rec.Username)
-	if _, err := users.NewKey(rec.Package, rec.Username); err != nil {
+	rec.Username = userkey.NormalizeUsername(rec.Username)
+	if _, err := userkey.New(rec.Package, rec.Username); err != nil {
 		return Record{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	if d.opts.maxPerUser <= 0 {
@@ -229,7 +216,7 @@ func (d *Dynamo) TableName() string { return d.table }
 
 // StateKey is the key of the user's state item, for such a read.
 func (d *Dynamo) StateKey(pkg, username string) map[string]types.AttributeValue {
-	return stateKey(pkg, users.NormalizeUsername(username))
+	return stateKey(pkg, userkey.NormalizeUsername(username))
 }
 
 // SeqFromItem reads how many sessions the user was given from the state
@@ -252,7 +239,7 @@ func (d *Dynamo) AdmitTx(rec Record) types.TransactWriteItem {
 		ConditionExpression:      aws.String(admitCondition),
 		ExpressionAttributeNames: map[string]string{"#ttl": TTLAttribute},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":p": ddbitem.S(rec.Package), ":u": ddbitem.S(users.NormalizeUsername(rec.Username)), ":one": ddbitem.N(1),
+			":p": ddbitem.S(rec.Package), ":u": ddbitem.S(userkey.NormalizeUsername(rec.Username)), ":one": ddbitem.N(1),
 			":ttl": ddbitem.N(ddbitem.EpochCeil(rec.ExpiresAt)), ":created": ddbitem.S(ddbitem.Time(rec.CreatedAt)),
 		},
 	}}
@@ -517,8 +504,8 @@ func (d *Dynamo) Revoke(ctx context.Context, id string, now time.Time) error {
 // valid_after, whatever the number of sessions, plus the ListByUser reads
 // of the informational count.
 func (d *Dynamo) RevokeAllForUser(ctx context.Context, pkg, username string, now time.Time) (int, error) {
-	username = users.NormalizeUsername(username)
-	if _, err := users.NewKey(pkg, username); err != nil {
+	username = userkey.NormalizeUsername(username)
+	if _, err := userkey.New(pkg, username); err != nil {
 		return 0, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	list, err := d.ListByUser(ctx, pkg, username)

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/kcguard/kcguard/pkg/ddbitem"
-	"github.com/kcguard/kcguard/pkg/users"
+	"github.com/kcguard/kcguard/pkg/userkey"
 )
 
 // Memory is an in-memory Store for unit tests and `kcguard serve`.
@@ -121,7 +121,7 @@ func (m *Memory) Revoke(_ context.Context, id string, now time.Time) error {
 }
 
 func (m *Memory) RevokeAllForUser(ctx context.Context, pkg, username string, now time.Time) (int, error) {
-	if _, err := users.NewKey(pkg, username); err != nil {
+	if _, err := userkey.New(pkg, username); err != nil {
 		return 0, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	list, _ := m.ListByUser(ctx, pkg, username)

@@ -48,7 +48,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kcguard/kcguard/pkg/users"
+	"github.com/kcguard/kcguard/pkg/userkey"
 )
 
 // Sentinel errors; stores wrap them, so test with errors.Is.
@@ -77,7 +77,7 @@ const (
 type Record struct {
 	ID       string
 	Package  string
-	Username string // normalised like users.NormalizeUsername
+	Username string // normalised like userkey.NormalizeUsername
 	AuthMode AuthMode
 
 	CreatedAt  time.Time
@@ -117,6 +117,15 @@ func (r Record) Status(now time.Time) error {
 
 // Active reports whether the session can be used at now.
 func (r Record) Active(now time.Time) bool { return r.Status(now) == nil }
+
+// EndsAt is when the session expires unless Touch slides its idle expiry:
+// the earlier of the absolute and the idle expiry.
+func (r Record) EndsAt() time.Time {
+	if !r.IdleExpiresAt.IsZero() && r.IdleExpiresAt.Before(r.ExpiresAt) {
+		return r.IdleExpiresAt
+	}
+	return r.ExpiresAt
+}
 
 // Store keeps sessions.
 type Store interface {
@@ -297,8 +306,8 @@ func hashMatches(stored, computed string) bool {
 // prepare checks a record for Create, fills its defaults and draws its
 // token (returned with the ID set in the record).
 func prepare(rec Record, o options) (Record, string, string, error) {
-	rec.Username = users.NormalizeUsername(rec.Username)
-	if _, err := users.NewKey(rec.Package, rec.Username); err != nil {
+	rec.Username = userkey.NormalizeUsername(rec.Username)
+	if _, err := userkey.New(rec.Package, rec.Username); err != nil {
 		return Record{}, "", "", fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	if rec.CreatedAt.IsZero() || !rec.ExpiresAt.After(rec.CreatedAt) {
@@ -335,5 +344,5 @@ func normalize(r Record) Record {
 
 // userKey is the by_user index partition: the users package's key rule.
 func userKey(pkg, username string) string {
-	return users.Key{Package: pkg, Username: users.NormalizeUsername(username)}.String()
+	return userkey.Key{Package: pkg, Username: userkey.NormalizeUsername(username)}.String()
 }

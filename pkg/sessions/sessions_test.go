@@ -291,3 +291,24 @@ func raceRevocation(t *testing.T, s sessions.Store) {
 		}
 	}
 }
+
+func TestRecordEndsAtTheEarlierExpiry(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name       string
+		idle, want time.Time
+	}{
+		{"no idle limit", time.Time{}, t0.Add(12 * time.Hour)},
+		{"idle first", t0.Add(30 * time.Minute), t0.Add(30 * time.Minute)},
+		{"absolute first", t0.Add(13 * time.Hour), t0.Add(12 * time.Hour)},
+	} {
+		r := sessions.Record{ExpiresAt: t0.Add(12 * time.Hour), IdleExpiresAt: tc.idle}
+		if got := r.EndsAt(); !got.Equal(tc.want) {
+			t.Errorf("%s: EndsAt = %s, want %s", tc.name, got, tc.want)
+		}
+		// A session is refused from the moment EndsAt names.
+		if r.Status(tc.want) == nil || r.Status(tc.want.Add(-time.Second)) != nil {
+			t.Errorf("%s: Status disagrees with EndsAt %s", tc.name, tc.want)
+		}
+	}
+}

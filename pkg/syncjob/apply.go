@@ -5,30 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/kcguard/kcguard/pkg/credential"
-	"github.com/kcguard/kcguard/pkg/journal"
 	"github.com/kcguard/kcguard/pkg/keycloak"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
-
-// KeycloakAdmin is what applying jobs needs from Keycloak.
-type KeycloakAdmin interface {
-	FindUser(ctx context.Context, pkg, username string) (keycloak.User, error)
-	CreateUser(ctx context.Context, pkg string, spec keycloak.UserSpec) (string, error)
-	UpdateUser(ctx context.Context, pkg, userID string, u keycloak.UserUpdate) error
-	ImportPasswordHash(ctx context.Context, pkg, userID string, h credential.Hash) error
-	PasswordCredentialCreatedAt(ctx context.Context, pkg, userID string) (time.Time, error)
-	LogoutUser(ctx context.Context, pkg, userID string) error
-}
-
-// Users is what applying jobs needs from the local credential store.
-type Users interface {
-	Get(ctx context.Context, key users.Key) (users.User, error)
-	MarkSynced(ctx context.Context, key users.Key, version int64) (bool, error)
-	SetKeycloakID(ctx context.Context, key users.Key, id string) error
-}
 
 // Result says what applying a job did.
 type Result string
@@ -52,13 +34,6 @@ const (
 	KeycloakWins ConflictPolicy = "keycloak_wins"
 )
 
-// Journal records what became of queued jobs. The Worker writes it (and the
-// Dispatcher when it queues); Apply itself never does, so a sync made
-// during a request costs no journal write.
-type Journal interface {
-	Record(ctx context.Context, e journal.Entry) error
-}
-
 // Applier brings Keycloak to a user's local state. The password flow calls
 // it directly while the breaker is closed; the sync worker calls it for
 // queued jobs. Both go through this one code path.
@@ -68,10 +43,6 @@ type Applier struct {
 	Log      *slog.Logger
 	// Conflicts is the conflict policy; empty means LocalWins.
 	Conflicts ConflictPolicy
-	// Journal, if set, is where the Worker and the Dispatcher record jobs.
-	Journal Journal
-	// Now is the clock of journal entries (default time.Now).
-	Now func() time.Time
 }
 
 // Report says in detail what applying a job did.
@@ -105,7 +76,7 @@ func (a *Applier) Sync(ctx context.Context, j Job) (Report, error) {
 	if err := j.Validate(); err != nil {
 		return Report{}, err
 	}
-	key, err := users.NewKey(j.Package, j.Username)
+	key, err := userkey.New(j.Package, j.Username)
 	if err != nil {
 		return Report{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
@@ -131,7 +102,7 @@ func (a *Applier) Sync(ctx context.Context, j Job) (Report, error) {
 		}
 		return a.endSessions(ctx, j, u, rep)
 	}
-	hash, err := credential.ParseHash(u.Hash.SecretData, u.Hash.CredentialData)
+	hash, err := u.Hash.Verifier()
 	if err != nil {
 		return Report{}, fmt.Errorf("%w: local hash of %s: %v", ErrMalformed, key, err)
 	}
@@ -222,7 +193,7 @@ func (a *Applier) settle(ctx context.Context, t Type, u users.User, id string) (
 		if i == maxSettle {
 			return u, fmt.Errorf("%w: %s at version %d after %d imports", ErrStillChanging, u.Key(), cur.Version, i+1)
 		}
-		hash, err := credential.ParseHash(cur.Hash.SecretData, cur.Hash.CredentialData)
+		hash, err := cur.Hash.Verifier()
 		if err != nil {
 			return u, fmt.Errorf("%w: local hash of %s: %v", ErrMalformed, u.Key(), err)
 		}
@@ -367,13 +338,6 @@ func (a *Applier) logout(ctx context.Context, u users.User) (Result, error) {
 		return "", err
 	}
 	return Applied, nil
-}
-
-func (a *Applier) now() time.Time {
-	if a.Now == nil {
-		return time.Now()
-	}
-	return a.Now()
 }
 
 func (a *Applier) logger() *slog.Logger {

@@ -9,12 +9,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
-// CursorAPI is the part of the DynamoDB client the cursors use.
-type CursorAPI interface {
-	GetItem(context.Context, *dynamodb.GetItemInput, ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
-	PutItem(context.Context, *dynamodb.PutItemInput, ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
-}
-
 // DynamoCursors keeps the reconciliation cursors as one small item per
 // package in the breaker-state table (tables.breaker): fleet-wide
 // operational state that must outlive any instance, keyed by "pk" like the

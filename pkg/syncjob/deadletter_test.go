@@ -32,9 +32,9 @@ func TestOutageFailuresNeverReachTheDLQ(t *testing.T) {
 	spec, _ := testenv.Queue(t, cfg, maxReceives)
 	queue, dlq := NewSQSQueue(client, spec.Name), NewSQSQueue(client, spec.DLQName)
 	st, kc := users.NewMemory(), keycloaktest.New()
-	w := &Worker{Applier: &Applier{Keycloak: kc, Users: st}, Breaker: fakeBreaker{}, DLQ: SQSDeadLetters{Queue: dlq},
+	w := &Worker{Applier: &Applier{Keycloak: kc, Users: st}, Breaker: fakeBreaker{}, DLQ: dlq,
 		Defer: queue, Resend: queue, RetryBase: time.Second, MaxReceives: maxReceives}
-	p := &Poller{Client: client, Queue: queue, Worker: w, WaitSeconds: 1}
+	p := &Poller{Queue: queue, Worker: w, WaitSeconds: 1}
 
 	j := changeTo(t, st, "alice", "alice-password-1")
 	if err := queue.Enqueue(ctx, j); err != nil {
@@ -97,5 +97,60 @@ func TestRetryBackOffAndResendRule(t *testing.T) {
 	}
 	if d := (&Worker{}).retryDelay(events.SQSMessage{}); d != 0 {
 		t.Errorf("without RetryBase a failure must fall into the visibility timeout, got %s", d)
+	}
+}
+
+// `kcguard sync redrive` moves each dead-lettered job back to the sync
+// queue in its user's message group and empties the DLQ; a second run
+// finds nothing to move.
+func TestRedriveMovesDeadLettersBackInTheirGroups(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs moto")
+	}
+	cfg := testenv.AWS(t)
+	ctx := context.Background()
+	client := sqs.NewFromConfig(cfg)
+	spec, _ := testenv.Queue(t, cfg, 3)
+	queue, dlq := NewSQSQueue(client, spec.Name), NewSQSQueue(client, spec.DLQName)
+	want := map[string]string{} // body -> group
+	for i, name := range []string{"alice", "bob"} {
+		j := New(SetPassword, pkg, name, int64(i+1), t0)
+		msg := events.SQSMessage{MessageId: "m-" + name, Body: `{"id":"` + j.ID + `"}`,
+			Attributes: map[string]string{"MessageGroupId": j.GroupID(), "ApproximateReceiveCount": "1"}}
+		if err := dlq.DeadLetter(ctx, msg, "rejected (test)"); err != nil {
+			t.Fatal(err)
+		}
+		want[msg.Body] = j.GroupID()
+	}
+	n, err := dlq.RedriveTo(ctx, queue)
+	if err != nil || n != 2 {
+		t.Fatalf("redrive moved %d (err %v), want 2", n, err)
+	}
+	if waiting, inFlight, err := dlq.Depth(ctx); err != nil || waiting+inFlight != 0 {
+		t.Fatalf("DLQ holds %d+%d messages after the redrive (err %v)", waiting, inFlight, err)
+	}
+	got := map[string]string{}
+	for deadline := time.Now().Add(10 * time.Second); len(got) < len(want) && time.Now().Before(deadline); {
+		msgs, err := queue.Receive(ctx, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range msgs {
+			got[m.Body] = m.Attributes["MessageGroupId"]
+		}
+		if err := queue.Acknowledge(ctx, msgs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for body, group := range want {
+		if got[body] != group {
+			t.Errorf("message %s back in group %q, want %q", body, got[body], group)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("sync queue got %d messages, want %d", len(got), len(want))
+	}
+	if n, err := dlq.RedriveTo(ctx, queue); err != nil || n != 0 {
+		t.Fatalf("second redrive moved %d (err %v), want 0", n, err)
 	}
 }

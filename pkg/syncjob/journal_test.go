@@ -13,6 +13,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/journal"
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/keycloak/keycloaktest"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -32,7 +33,7 @@ func statuses(t *testing.T, j journal.Store, name string) string {
 
 func journaled(f *workerFixture) *journal.Memory {
 	j := journal.NewMemory()
-	f.w.Applier.Journal = j
+	f.w.Journal = &JobJournal{Journal: j}
 	return j
 }
 
@@ -102,7 +103,7 @@ func TestWorkerBreakerOpenLeavesJobPending(t *testing.T) {
 	f := newWorkerFixture(true)
 	jr := journaled(f)
 	a1 := changeTo(t, f.users, "alice", "alice-password-1")
-	d := &Dispatcher{Applier: f.w.Applier, Queue: &memQueue{}, Breaker: fakeBreaker{open: true}}
+	d := &Dispatcher{Applier: f.w.Applier, Queue: &memQueue{}, Journal: f.w.Journal, Breaker: fakeBreaker{open: true}}
 	if d.Dispatch(context.Background(), a1) != Queued {
 		t.Fatal("breaker open: queued")
 	}
@@ -124,7 +125,7 @@ func TestDispatcherJournalsQueuedJobs(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			st, jr := users.NewMemory(), journal.NewMemory()
-			d := &Dispatcher{Applier: &Applier{Keycloak: keycloaktest.New(), Users: st, Journal: jr},
+			d := &Dispatcher{Applier: &Applier{Keycloak: keycloaktest.New(), Users: st}, Journal: &JobJournal{Journal: jr},
 				Queue: &memQueue{err: tc.queueErr}, Breaker: fakeBreaker{open: true}}
 			d.Dispatch(context.Background(), changeTo(t, st, "alice", "alice-password-1"))
 			es, _ := jr.ListByUser(context.Background(), pkg, "alice", 0)
@@ -173,9 +174,26 @@ func TestConflictPolicy(t *testing.T) {
 				t.Fatalf("journal %+v", es)
 			}
 			// Either way the change is settled: reconciliation must not re-queue it.
-			if u, _ := f.users.Get(context.Background(), users.Key{Package: pkg, Username: "alice"}); u.Unsynced() {
+			if u, _ := f.users.Get(context.Background(), userkey.Key{Package: pkg, Username: "alice"}); u.Unsynced() {
 				t.Fatal("a settled conflict leaves the user unsynced")
 			}
 		})
+	}
+}
+
+// The login path's drift and rehash jobs go through Dispatcher.Enqueue:
+// queued, and no journal write on the login's path.
+func TestDispatcherEnqueueWritesNoJournal(t *testing.T) {
+	st, jr, q := users.NewMemory(), journal.NewMemory(), &memQueue{}
+	d := &Dispatcher{Applier: &Applier{Keycloak: keycloaktest.New(), Users: st}, Queue: q,
+		Journal: &JobJournal{Journal: jr}, Breaker: fakeBreaker{}}
+	if err := d.Enqueue(context.Background(), changeTo(t, st, "alice", "alice-password-1")); err != nil {
+		t.Fatal(err)
+	}
+	if es, _ := jr.ListByUser(context.Background(), pkg, "alice", 0); len(es) != 0 {
+		t.Fatalf("journal %+v, want no entry", es)
+	}
+	if len(q.jobs) != 1 {
+		t.Fatalf("%d jobs queued, want 1", len(q.jobs))
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/keycloak/keycloaktest"
 	"github.com/kcguard/kcguard/pkg/syncjob"
 	"github.com/kcguard/kcguard/pkg/syncjob/syncjobtest"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -63,7 +64,7 @@ func TestSyncOrderingSlowOlderImport(t *testing.T) {
 	}
 }
 
-var key = users.Key{Package: "homechoice", Username: "alice"}
+var key = userkey.Key{Package: "homechoice", Username: "alice"}
 
 var testHasher, _ = credential.NewHasher(credential.Params{Iterations: 1, Argon2MemoryKiB: 64})
 

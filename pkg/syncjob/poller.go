@@ -8,24 +8,15 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/kcguard/kcguard/pkg/breaker"
 )
-
-// ReceiveAPI is the part of the SQS client the poller uses.
-type ReceiveAPI interface {
-	ReceiveMessage(context.Context, *sqs.ReceiveMessageInput, ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
-	DeleteMessageBatch(context.Context, *sqs.DeleteMessageBatchInput, ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error)
-}
 
 // Poller feeds the Worker from the queue the way Lambda's SQS event source
 // does (batches, partial failures, failed records left to time out), for
 // `kcguard sync now|run` and local use.
 type Poller struct {
-	Client ReceiveAPI
 	Queue  *SQSQueue
 	Worker *Worker
 	// WaitSeconds is the long-poll wait (0–20).
@@ -54,45 +45,29 @@ type Poller struct {
 // PollOnce receives one batch and processes it; received is 0 when the
 // queue had nothing visible.
 func (p *Poller) PollOnce(ctx context.Context) (received int, out Outcome, err error) {
-	url, err := p.Queue.URL(ctx)
-	if err != nil {
-		return 0, out, err
-	}
-	msgs, err := p.Client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
-		QueueUrl: &url, MaxNumberOfMessages: 10, WaitTimeSeconds: p.WaitSeconds,
-		MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll},
-	}, p.ReceiveOptions...)
+	msgs, err := p.Queue.Receive(ctx, p.WaitSeconds, p.ReceiveOptions...)
 	if err != nil {
 		return 0, out, fmt.Errorf("receive sync jobs: %w", err)
 	}
-	if len(msgs.Messages) == 0 {
+	if len(msgs) == 0 {
 		return 0, out, nil
 	}
-	ev := events.SQSEvent{}
-	handles := map[string]string{}
-	for _, m := range msgs.Messages {
-		id := aws.ToString(m.MessageId)
-		handles[id] = aws.ToString(m.ReceiptHandle)
-		ev.Records = append(ev.Records, events.SQSMessage{
-			MessageId: id, ReceiptHandle: handles[id], Body: aws.ToString(m.Body), Attributes: m.Attributes,
-			EventSource: "aws:sqs",
-		})
-	}
-	resp, out := p.Worker.Process(ctx, ev)
+	resp, out := p.Worker.Process(ctx, events.SQSEvent{Records: msgs})
+	failed := map[string]bool{}
 	for _, f := range resp.BatchItemFailures {
-		delete(handles, f.ItemIdentifier)
+		failed[f.ItemIdentifier] = true
 	}
-	var entries []sqstypes.DeleteMessageBatchRequestEntry
-	for id, h := range handles {
-		entries = append(entries, sqstypes.DeleteMessageBatchRequestEntry{Id: aws.String(id), ReceiptHandle: aws.String(h)})
-	}
-	if len(entries) > 0 {
-		if _, err := p.Client.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: &url, Entries: entries}); err != nil {
-			// Undeleted jobs come back and are superseded or re-applied: harmless.
-			return len(msgs.Messages), out, fmt.Errorf("acknowledge sync jobs: %w", err)
+	var done []events.SQSMessage
+	for _, m := range msgs {
+		if !failed[m.MessageId] {
+			done = append(done, m)
 		}
 	}
-	return len(msgs.Messages), out, nil
+	if err := p.Queue.Acknowledge(ctx, done); err != nil {
+		// Undeleted jobs come back and are superseded or re-applied: harmless.
+		return len(msgs), out, fmt.Errorf("acknowledge sync jobs: %w", err)
+	}
+	return len(msgs), out, nil
 }
 
 // Drain polls until the queue has nothing visible and returns the totals.
@@ -129,15 +104,6 @@ func (p *Poller) Drain(ctx context.Context) (Outcome, error) {
 	wg.Wait()
 	return total, firstErr
 }
-
-// PollerBreaker is what Run needs from the breaker (breaker.Breaker).
-type PollerBreaker interface {
-	// Status reads the fleet's breaker state afresh.
-	Status(ctx context.Context) (breaker.Status, error)
-	Execute(ctx context.Context, fn func(context.Context) error) error
-}
-
-var _ PollerBreaker = (*breaker.Breaker)(nil)
 
 // Run polls until ctx ends (`kcguard sync run`, the local stand-in for the
 // event source mapping). While the breaker is open it does not poll, so no

@@ -22,7 +22,7 @@ func TestPollerRunPausesWhileOpen(t *testing.T) {
 	br := &scriptedBreaker{st: breaker.Status{State: breaker.StateOpen, NextProbe: time.Now().Add(time.Hour)}}
 	rx := &countingReceiver{}
 	var pings atomic.Int32
-	p := &syncjob.Poller{Client: rx, Queue: syncjob.NewSQSQueue(fixedURL{}, "q.fifo"), Worker: &syncjob.Worker{},
+	p := &syncjob.Poller{Queue: syncjob.NewSQSQueue(rx, "q.fifo"), Worker: &syncjob.Worker{},
 		Breaker: br, PauseCheck: 10 * time.Millisecond,
 		Ping: func(context.Context) error { pings.Add(1); return errors.New("keycloak still down") }}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -80,7 +80,11 @@ func (b *scriptedBreaker) Execute(ctx context.Context, fn func(context.Context) 
 	return fn(ctx)
 }
 
-type countingReceiver struct{ calls atomic.Int32 }
+// countingReceiver counts receives (always empty); its queue URL is fixed.
+type countingReceiver struct {
+	fixedURL
+	calls atomic.Int32
+}
 
 func (r *countingReceiver) ReceiveMessage(context.Context, *sqs.ReceiveMessageInput, ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
 	r.calls.Add(1)
@@ -116,7 +120,7 @@ func TestPollerProbesWhenALeaseRunsOut(t *testing.T) {
 	}
 	rx := &countingReceiver{}
 	var pings atomic.Int32
-	p := &syncjob.Poller{Client: rx, Queue: syncjob.NewSQSQueue(fixedURL{}, "q.fifo"), Worker: &syncjob.Worker{},
+	p := &syncjob.Poller{Queue: syncjob.NewSQSQueue(rx, "q.fifo"), Worker: &syncjob.Worker{},
 		Breaker: br, PauseCheck: 10 * time.Millisecond, Ping: func(context.Context) error { pings.Add(1); return nil }}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})

@@ -6,14 +6,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/users"
 )
-
-// Unsynced lists users whose local version is ahead of Keycloak's.
-type Unsynced interface {
-	ListUnsynced(ctx context.Context, pkg string, limit int, cursor string) ([]users.User, string, error)
-}
 
 // Reconciled counts one reconciliation run.
 type Reconciled struct {
@@ -24,15 +18,6 @@ type Reconciled struct {
 	// Skipped says why the pass did not run ("breaker open": re-queuing
 	// while Keycloak is down would only fill the queue with duplicates).
 	Skipped string `json:",omitempty"`
-}
-
-// Cursors keeps, per package, where the last reconciliation pass stopped,
-// so a bounded pass continues there instead of starting again from the
-// first username: users it could not settle (still unsynced next time) can
-// then never starve the ones after them.
-type Cursors interface {
-	Cursor(ctx context.Context, pkg string) (string, error)
-	SetCursor(ctx context.Context, pkg, cursor string) error
 }
 
 // Reconcile is ReconcileFrom without a persisted cursor: every pass starts
@@ -122,7 +107,7 @@ func ReconcileFrom(ctx context.Context, st Unsynced, q Queue, cur Cursors, packa
 // CurrentPassword is the job that sends Keycloak the user's current local
 // hash at the user's current version (drift repair, rehash, reconciliation).
 func CurrentPassword(u users.User, now time.Time) (Job, error) {
-	h, err := credential.ParseHash(u.Hash.SecretData, u.Hash.CredentialData)
+	h, err := u.Hash.Verifier()
 	if err != nil {
 		return Job{}, fmt.Errorf("%w: local hash of %s: %v", ErrMalformed, u.Key(), err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/keycloak/keycloaktest"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -39,7 +40,7 @@ func changeTo(t *testing.T, st *users.Memory, name, pw string) Job {
 	t.Helper()
 	ctx := context.Background()
 	sh, ch := stored(t, pw)
-	k := users.Key{Package: pkg, Username: name}
+	k := userkey.Key{Package: pkg, Username: name}
 	u, err := st.Get(ctx, k)
 	if errors.Is(err, users.ErrNotFound) {
 		u, err = st.Create(ctx, users.User{Package: pkg, Username: name, Enabled: true, Hash: sh}, t0)
@@ -70,7 +71,7 @@ func TestApplyCreatesMissingUserWithHash(t *testing.T) {
 	if !grantOK(kc, "alice", "first-password-1") {
 		t.Fatal("Keycloak must accept the password whose hash was imported")
 	}
-	u, _ := st.Get(context.Background(), users.Key{Package: pkg, Username: "alice"})
+	u, _ := st.Get(context.Background(), userkey.Key{Package: pkg, Username: "alice"})
 	if u.KeycloakSyncedVersion != 1 || u.KeycloakID == "" {
 		t.Fatalf("synced %d, id %q", u.KeycloakSyncedVersion, u.KeycloakID)
 	}
@@ -115,7 +116,7 @@ func TestApplyErrors(t *testing.T) {
 	if _, err := a.Apply(context.Background(), j); !keycloak.IsOutage(err) {
 		t.Fatalf("outage must surface for retry: %v", err)
 	}
-	u, _ := st.Get(context.Background(), users.Key{Package: pkg, Username: "alice"})
+	u, _ := st.Get(context.Background(), userkey.Key{Package: pkg, Username: "alice"})
 	if u.KeycloakSyncedVersion != 0 {
 		t.Fatal("a failed apply must not mark the user synced")
 	}
@@ -213,7 +214,7 @@ func TestDispatch(t *testing.T) {
 			if called := kc.Calls(keycloaktest.FindUser) > 0; called != tc.kcCalls {
 				t.Fatalf("keycloak called = %v", called)
 			}
-			u, _ := st.Get(context.Background(), users.Key{Package: pkg, Username: "alice"})
+			u, _ := st.Get(context.Background(), userkey.Key{Package: pkg, Username: "alice"})
 			if u.Unsynced() == (tc.want == Applied) {
 				t.Fatalf("unsynced=%v after %s: reconciliation must see every change Keycloak lacks", u.Unsynced(), tc.want)
 			}
@@ -226,7 +227,7 @@ func TestReconcileRequeuesWhatKeycloakLacks(t *testing.T) {
 	changeTo(t, st, "alice", "alice-password-1")
 	changeTo(t, st, "bob", "bob-password-1")
 	synced := changeTo(t, st, "carol", "carol-password-1")
-	st.MarkSynced(context.Background(), users.Key{Package: pkg, Username: "carol"}, synced.Version)
+	st.MarkSynced(context.Background(), userkey.Key{Package: pkg, Username: "carol"}, synced.Version)
 	q := &memQueue{}
 	r, err := Reconcile(context.Background(), st, q, []string{pkg}, 0, t0)
 	if err != nil || r.Found != 2 || r.Queued != 2 || !r.Done {

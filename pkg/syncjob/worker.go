@@ -11,20 +11,12 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/kcguard/kcguard/pkg/breaker"
 	"github.com/kcguard/kcguard/pkg/journal"
 	"github.com/kcguard/kcguard/pkg/keycloak"
-	"github.com/kcguard/kcguard/pkg/users"
+	"github.com/kcguard/kcguard/pkg/userkey"
 )
-
-// DeadLetters takes jobs that can never be applied.
-type DeadLetters interface {
-	DeadLetter(ctx context.Context, msg events.SQSMessage, reason string) error
-}
 
 // Worker applies queued jobs. It is the SQS event handler of
 // functions/syncworker and the engine of `kcguard sync now|run`.
@@ -32,6 +24,8 @@ type Worker struct {
 	Applier *Applier
 	Breaker Breaker
 	DLQ     DeadLetters
+	// Journal (nil: none) records what became of each job.
+	Journal *JobJournal
 	Log     *slog.Logger
 	// GroupConcurrency bounds the message groups (users) of one batch
 	// worked on at once; 0 means DefaultGroupConcurrency, 1 is sequential.
@@ -65,17 +59,6 @@ type Worker struct {
 	MaxReceives int
 	// Resend, with MaxReceives, re-sends such a record (SQSQueue.Resend).
 	Resend Resender
-}
-
-// Resender sends a received message again as a new one (a fresh receive
-// count), in its message group.
-type Resender interface {
-	Resend(ctx context.Context, msg events.SQSMessage) error
-}
-
-// Deferrer hides a received message for a while (SQSQueue.Defer).
-type Deferrer interface {
-	Defer(ctx context.Context, receiptHandle string, d time.Duration) error
 }
 
 // Outcome counts what one batch did.
@@ -299,14 +282,14 @@ func (w *Worker) handle(ctx context.Context, rec events.SQSMessage, known map[st
 	if err != nil {
 		return w.deadLetter(ctx, rec, job, err)
 	}
-	user := job.Package + "#" + users.NormalizeUsername(job.Username)
+	user := job.Package + "#" + userkey.NormalizeUsername(job.Username)
 	if have := known[user]; job.Type != LogoutUser && job.Version <= have {
 		// An earlier record of this group already brought Keycloak to a
 		// version at least this new (it applies the newest local state):
 		// settled without reading the user again. A user's usual outage
 		// backlog, several changes in one batch, costs one apply.
 		rep := Report{Result: Superseded, Version: have, Reason: fmt.Sprintf("keycloak already has version %d", have)}
-		w.journal(ctx, job, journalEntry(job, rep))
+		w.Journal.Write(ctx, job, journalEntry(job, rep))
 		return Superseded, nil
 	}
 	done, err := w.Breaker.Allow(ctx)
@@ -322,7 +305,7 @@ func (w *Worker) handle(ctx context.Context, rec events.SQSMessage, known map[st
 		if job.Type != LogoutUser && rep.Conflict != KeycloakWins {
 			known[user] = max(known[user], rep.Version)
 		}
-		w.journal(ctx, job, journalEntry(job, rep))
+		w.Journal.Write(ctx, job, journalEntry(job, rep))
 		if rep.Result == Superseded {
 			w.log().InfoContext(ctx, "sync job superseded", "event", "sync_superseded", "job", job.ID,
 				"package", job.Package, "username", job.Username, "version", job.Version, "reason", rep.Reason)
@@ -334,7 +317,7 @@ func (w *Worker) handle(ctx context.Context, rec events.SQSMessage, known map[st
 		w.log().WarnContext(ctx, "sync job failed; will retry", "event", "sync_retry", "job", job.ID, "type", job.Type,
 			"package", job.Package, "username", job.Username, "version", job.Version,
 			"receive_count", receiveCount(rec), "err", err)
-		w.journal(ctx, job, journal.Entry{Status: journal.Failed, Reason: "will retry: " + err.Error()})
+		w.Journal.Write(ctx, job, journal.Entry{Status: journal.Failed, Reason: "will retry: " + err.Error()})
 		return "", err
 	}
 }
@@ -346,7 +329,7 @@ func (w *Worker) deadLetter(ctx context.Context, rec events.SQSMessage, job Job,
 		// Could not park it: retry it instead, the redrive policy will.
 		return "", fmt.Errorf("dead-letter %s: %w", rec.MessageId, err)
 	}
-	w.journal(ctx, job, journal.Entry{Status: journal.Failed, Reason: "dead-lettered: " + why.Error()})
+	w.Journal.Write(ctx, job, journal.Entry{Status: journal.Failed, Reason: "dead-lettered: " + why.Error()})
 	return deadLettered, nil
 }
 
@@ -374,56 +357,11 @@ func journalEntry(j Job, r Report) journal.Entry {
 	return e
 }
 
-// journal records e (status, reason, conflict) for job j; a failed journal
-// write is logged and otherwise ignored: the journal never blocks the sync.
-func (w *Worker) journal(ctx context.Context, j Job, e journal.Entry) {
-	jr := w.Applier.Journal
-	if jr == nil || j.ID == "" || j.Package == "" || j.Username == "" {
-		return // no journal, or a job too broken to name
-	}
-	e.JobID, e.Type, e.Package, e.Username, e.Version = j.ID, string(j.Type), j.Package, j.Username, j.Version
-	e.CreatedAt, e.UpdatedAt = j.CreatedAt, w.Applier.now()
-	if e.CreatedAt.IsZero() {
-		e.CreatedAt = e.UpdatedAt
-	}
-	if err := jr.Record(ctx, e); err != nil {
-		w.log().WarnContext(ctx, "sync journal not written", "job", j.ID, "status", string(e.Status), "err", err)
-	}
-}
-
 func (w *Worker) log() *slog.Logger {
 	if w.Log == nil {
 		return slog.New(slog.DiscardHandler)
 	}
 	return w.Log
-}
-
-// SQSDeadLetters sends unusable jobs to the FIFO dead-letter queue with the
-// reason as a message attribute.
-type SQSDeadLetters struct{ Queue *SQSQueue }
-
-// DeadLetter implements DeadLetters.
-func (d SQSDeadLetters) DeadLetter(ctx context.Context, msg events.SQSMessage, reason string) error {
-	url, err := d.Queue.URL(ctx)
-	if err != nil {
-		return err
-	}
-	group := msg.Attributes["MessageGroupId"]
-	if group == "" {
-		group = "unknown"
-	}
-	if len(reason) > 1024 {
-		reason = reason[:1024]
-	}
-	_, err = d.Queue.client.SendMessage(ctx, &sqs.SendMessageInput{
-		QueueUrl: &url, MessageBody: aws.String(msg.Body),
-		MessageGroupId: aws.String(group), MessageDeduplicationId: aws.String(fit("dlq#" + msg.MessageId)),
-		MessageAttributes: map[string]sqstypes.MessageAttributeValue{
-			"reason":        {DataType: aws.String("String"), StringValue: aws.String(reason)},
-			"receive_count": {DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(receiveCount(msg)))},
-		},
-	})
-	return err
 }
 
 func receiveCount(msg events.SQSMessage) int {

@@ -25,27 +25,13 @@ import (
 //	grace_bucket, ttl           by_grace index: UTC hour and epoch seconds
 //	                            of GraceUntil; ttl is the table's TTL
 const (
-	IndexByAccessExpiry = "by_access_expiry"
-	IndexByGrace        = "by_grace"
-	TTLAttribute        = "ttl"
+	IndexByAccessExpiry = schema.TokensByAccessExpiry
+	IndexByGrace        = schema.TokensByGrace
+	TTLAttribute        = schema.TTL
 )
 
 // Table describes the token cache table.
-func Table(name string) schema.Table {
-	return schema.Table{
-		Name:         name,
-		PartitionKey: schema.Key{Name: "pk", Type: schema.String},
-		Indexes: []schema.Index{
-			// Refresh-ahead needs the sealed tokens: project everything.
-			{Name: IndexByAccessExpiry, PartitionKey: schema.Key{Name: "access_bucket", Type: schema.String},
-				SortKey: &schema.Key{Name: "access_exp", Type: schema.Number}},
-			// Cleanup needs only keys.
-			{Name: IndexByGrace, PartitionKey: schema.Key{Name: "grace_bucket", Type: schema.String},
-				SortKey: &schema.Key{Name: TTLAttribute, Type: schema.Number}, KeysOnly: true},
-		},
-		TTLAttribute: TTLAttribute,
-	}
-}
+func Table(name string) schema.Table { return schema.Tokens.Named(name) }
 
 // DynamoDB is the part of *dynamodb.Client the store uses.
 type DynamoDB interface {

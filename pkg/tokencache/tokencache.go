@@ -18,7 +18,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/kcguard/kcguard/pkg/users"
+	"github.com/kcguard/kcguard/pkg/userkey"
 )
 
 // Sentinel errors; stores wrap them, so test with errors.Is.
@@ -30,7 +30,7 @@ var (
 // Record is one user's cached Keycloak tokens.
 type Record struct {
 	Package  string
-	Username string // normalised like users.NormalizeUsername
+	Username string // normalised like userkey.NormalizeUsername
 
 	AccessToken  string
 	RefreshToken string
@@ -107,7 +107,7 @@ func buildOptions(opts []Option) options {
 }
 
 func entryKey(pkg, username string) (string, error) {
-	k, err := users.NewKey(pkg, username)
+	k, err := userkey.New(pkg, username)
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
@@ -115,7 +115,7 @@ func entryKey(pkg, username string) (string, error) {
 }
 
 func prepare(rec Record, o options) (Record, error) {
-	rec.Username = users.NormalizeUsername(rec.Username)
+	rec.Username = userkey.NormalizeUsername(rec.Username)
 	if _, err := entryKey(rec.Package, rec.Username); err != nil {
 		return Record{}, err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 
 	"github.com/kcguard/kcguard/pkg/ddbitem"
 	"github.com/kcguard/kcguard/pkg/schema"
+	"github.com/kcguard/kcguard/pkg/userkey"
 )
 
 // Table layout. One partition per user key ("package#username") holding up
@@ -29,8 +29,8 @@ import (
 // and one partition per request source ("source#<id>", sk=source) holding
 // that source's failure counter, TTL'd like a lockout item.
 const (
-	IndexByPackage = "by_package"
-	IndexUnsynced  = "unsynced"
+	IndexByPackage = schema.UsersByPackage
+	IndexUnsynced  = schema.UsersUnsynced
 
 	skUser    = "user"
 	skLockout = "lockout"
@@ -38,19 +38,7 @@ const (
 )
 
 // Table describes the users table.
-func Table(name string) schema.Table {
-	username := &schema.Key{Name: "username", Type: schema.String}
-	return schema.Table{
-		Name:         name,
-		PartitionKey: schema.Key{Name: "pk", Type: schema.String},
-		SortKey:      &schema.Key{Name: "sk", Type: schema.String},
-		Indexes: []schema.Index{
-			{Name: IndexByPackage, PartitionKey: schema.Key{Name: "pkg", Type: schema.String}, SortKey: username},
-			{Name: IndexUnsynced, PartitionKey: schema.Key{Name: "unsynced_pkg", Type: schema.String}, SortKey: username},
-		},
-		TTLAttribute: "expires_at",
-	}
-}
+func Table(name string) schema.Table { return schema.Users.Named(name) }
 
 // DynamoDB is the part of *dynamodb.Client the store uses.
 type DynamoDB interface {
@@ -170,21 +158,16 @@ func fromLockoutItem(av map[string]types.AttributeValue, now time.Time) (Lockout
 
 func stale(it lockoutItem, now time.Time) bool { return it.ExpiresAt <= now.Unix() }
 
-func (d *Dynamo) itemKey(k Key, sk string) map[string]types.AttributeValue {
+func (d *Dynamo) itemKey(k userkey.Key, sk string) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{
 		"pk": &types.AttributeValueMemberS{Value: k.String()},
 		"sk": &types.AttributeValueMemberS{Value: sk},
 	}
 }
 
-func s(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
-func n(v int64) types.AttributeValue {
-	return &types.AttributeValueMemberN{Value: strconv.FormatInt(v, 10)}
-}
-
 // Get costs one GetItem.
-func (d *Dynamo) Get(ctx context.Context, key Key) (User, error) {
-	key, err := key.normalize()
+func (d *Dynamo) Get(ctx context.Context, key userkey.Key) (User, error) {
+	key, err := key.Normalize()
 	if err != nil {
 		return User{}, err
 	}
@@ -201,15 +184,15 @@ func (d *Dynamo) Get(ctx context.Context, key Key) (User, error) {
 }
 
 // Lookup costs one Query: both items share the partition.
-func (d *Dynamo) Lookup(ctx context.Context, key Key, now time.Time) (Entry, error) {
-	key, err := key.normalize()
+func (d *Dynamo) Lookup(ctx context.Context, key userkey.Key, now time.Time) (Entry, error) {
+	key, err := key.Normalize()
 	if err != nil {
 		return Entry{}, err
 	}
 	out, err := d.db.Query(ctx, &dynamodb.QueryInput{
 		TableName:                 &d.table,
 		KeyConditionExpression:    aws.String("pk = :pk"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": s(key.String())},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": ddbitem.S(key.String())},
 		ConsistentRead:            aws.Bool(true),
 	})
 	if err != nil {
@@ -267,16 +250,16 @@ func (d *Dynamo) Create(ctx context.Context, u User, now time.Time) (User, error
 // failed condition costs a second call (GetItem), to tell a missing user
 // from a lost race, and a lost race from an SDK retry of our own write that
 // had landed (mine recognises it).
-func (d *Dynamo) change(ctx context.Context, key Key, expected int64, set string, vals map[string]types.AttributeValue, remove string, mine func(User) bool) (User, error) {
-	key, err := key.normalize()
+func (d *Dynamo) change(ctx context.Context, key userkey.Key, expected int64, set string, vals map[string]types.AttributeValue, remove string, mine func(User) bool) (User, error) {
+	key, err := key.Normalize()
 	if err != nil {
 		return User{}, err
 	}
-	vals[":ev"] = n(expected)
-	vals[":nv"] = n(expected + 1)
+	vals[":ev"] = ddbitem.N(expected)
+	vals[":nv"] = ddbitem.N(expected + 1)
 	// Version only moves up from here and KeycloakSyncedVersion never
 	// exceeds the old version, so the new version is always unsynced.
-	vals[":pkg"] = s(key.Package)
+	vals[":pkg"] = ddbitem.S(key.Package)
 	expr := "SET " + set + ", version = :nv, unsynced_pkg = :pkg"
 	if remove != "" {
 		expr += " REMOVE " + remove
@@ -306,18 +289,18 @@ func (d *Dynamo) change(ctx context.Context, key Key, expected int64, set string
 }
 
 // UpdatePassword costs one UpdateItem (plus a GetItem on conflict).
-func (d *Dynamo) UpdatePassword(ctx context.Context, key Key, expected int64, h Hash, now time.Time) (User, error) {
+func (d *Dynamo) UpdatePassword(ctx context.Context, key userkey.Key, expected int64, h Hash, now time.Time) (User, error) {
 	return d.change(ctx, key, expected,
 		"hash_algorithm = :alg, secret_data = :sd, credential_data = :cd, updated_at = :now, password_changed_at = :now",
 		map[string]types.AttributeValue{
-			":alg": s(h.Algorithm), ":sd": s(h.SecretData), ":cd": s(h.CredentialData), ":now": s(ddbitem.Time(now)),
+			":alg": ddbitem.S(h.Algorithm), ":sd": ddbitem.S(h.SecretData), ":cd": ddbitem.S(h.CredentialData), ":now": ddbitem.S(ddbitem.Time(now)),
 		}, "hash_stale", samePassword(h, now))
 }
 
 // UpdateProfile costs one UpdateItem (plus a GetItem on conflict).
-func (d *Dynamo) UpdateProfile(ctx context.Context, key Key, expected int64, p Profile, now time.Time) (User, error) {
+func (d *Dynamo) UpdateProfile(ctx context.Context, key userkey.Key, expected int64, p Profile, now time.Time) (User, error) {
 	vals := map[string]types.AttributeValue{
-		":email": s(p.Email), ":en": &types.AttributeValueMemberBOOL{Value: p.Enabled}, ":now": s(ddbitem.Time(now)),
+		":email": ddbitem.S(p.Email), ":en": &types.AttributeValueMemberBOOL{Value: p.Enabled}, ":now": ddbitem.S(ddbitem.Time(now)),
 	}
 	set := "email = :email, enabled = :en, updated_at = :now"
 	remove := "attributes"
@@ -336,8 +319,8 @@ func (d *Dynamo) UpdateProfile(ctx context.Context, key Key, expected int64, p P
 // MarkSynced costs one UpdateItem when version is the current one (the
 // usual case), two when a newer change is already pending, and a GetItem
 // more when nothing was raised, to say why.
-func (d *Dynamo) MarkSynced(ctx context.Context, key Key, version int64) (bool, error) {
-	key, err := key.normalize()
+func (d *Dynamo) MarkSynced(ctx context.Context, key userkey.Key, version int64) (bool, error) {
+	key, err := key.Normalize()
 	if err != nil {
 		return false, err
 	}
@@ -354,7 +337,7 @@ func (d *Dynamo) MarkSynced(ctx context.Context, key Key, version int64) (bool, 
 			Key:                       d.itemKey(key, skUser),
 			UpdateExpression:          aws.String(a.expr),
 			ConditionExpression:       aws.String(a.cond),
-			ExpressionAttributeValues: map[string]types.AttributeValue{":v": n(version)},
+			ExpressionAttributeValues: map[string]types.AttributeValue{":v": ddbitem.N(version)},
 		})
 		if err == nil {
 			return true, nil
@@ -375,8 +358,8 @@ func (d *Dynamo) MarkSynced(ctx context.Context, key Key, version int64) (bool, 
 }
 
 // SetKeycloakID costs one UpdateItem.
-func (d *Dynamo) SetKeycloakID(ctx context.Context, key Key, id string) error {
-	key, err := key.normalize()
+func (d *Dynamo) SetKeycloakID(ctx context.Context, key userkey.Key, id string) error {
+	key, err := key.Normalize()
 	if err != nil {
 		return err
 	}
@@ -385,7 +368,7 @@ func (d *Dynamo) SetKeycloakID(ctx context.Context, key Key, id string) error {
 		Key:                       d.itemKey(key, skUser),
 		UpdateExpression:          aws.String("SET keycloak_id = :id"),
 		ConditionExpression:       aws.String("attribute_exists(pk)"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":id": s(id)},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":id": ddbitem.S(id)},
 	})
 	if ddbitem.ConditionFailed(err) {
 		return fmt.Errorf("set keycloak id %s: %w", key, ErrNotFound)
@@ -398,8 +381,8 @@ func (d *Dynamo) SetKeycloakID(ctx context.Context, key Key, id string) error {
 
 // ApplyVerdict costs one UpdateItem (plus a GetItem when the condition
 // fails, to tell a missing user from a version conflict).
-func (d *Dynamo) ApplyVerdict(ctx context.Context, key Key, expected int64, v Verdict) (User, error) {
-	key, err := key.normalize()
+func (d *Dynamo) ApplyVerdict(ctx context.Context, key userkey.Key, expected int64, v Verdict) (User, error) {
+	key, err := key.Normalize()
 	if err != nil {
 		return User{}, err
 	}
@@ -413,7 +396,7 @@ func (d *Dynamo) ApplyVerdict(ctx context.Context, key Key, expected int64, v Ve
 	cond := "attribute_exists(pk)"
 	if expected != AnyVersion {
 		cond += " AND version = :ev"
-		vals[":ev"] = n(expected)
+		vals[":ev"] = ddbitem.N(expected)
 	}
 	if v.Hash != nil {
 		cond += " AND version = keycloak_synced_version"
@@ -445,8 +428,8 @@ func (d *Dynamo) ApplyVerdict(ctx context.Context, key Key, expected int64, v Ve
 // writes it inside a successful login's transaction (Keycloak has just
 // confirmed the user: the stamp rides on a write the login makes anyway).
 // v must not carry a Hash.
-func (d *Dynamo) VerdictTx(key Key, expectedVersion int64, v Verdict) (types.TransactWriteItem, error) {
-	if k, err := key.normalize(); err == nil {
+func (d *Dynamo) VerdictTx(key userkey.Key, expectedVersion int64, v Verdict) (types.TransactWriteItem, error) {
+	if k, err := key.Normalize(); err == nil {
 		key = k
 	}
 	if v.Hash != nil {
@@ -460,7 +443,7 @@ func (d *Dynamo) VerdictTx(key Key, expectedVersion int64, v Verdict) (types.Tra
 	if expectedVersion != AnyVersion {
 		// The login's version check rides here: a transaction may touch
 		// the user item only once.
-		cond, vals[":expected"] = cond+" AND version = :expected", n(expectedVersion)
+		cond, vals[":expected"] = cond+" AND version = :expected", ddbitem.N(expectedVersion)
 	}
 	if len(vals) == 0 {
 		vals = nil // DynamoDB refuses an empty map
@@ -498,15 +481,15 @@ func verdictUpdate(v Verdict) (string, map[string]types.AttributeValue, error) {
 		}
 	}
 	if !v.ConfirmedAt.IsZero() {
-		set, vals[":conf"] = append(set, "keycloak_confirmed_at = :conf"), s(ddbitem.Time(v.ConfirmedAt))
+		set, vals[":conf"] = append(set, "keycloak_confirmed_at = :conf"), ddbitem.S(ddbitem.Time(v.ConfirmedAt))
 	}
 	if v.KeycloakID != "" {
-		set, vals[":kid"] = append(set, "keycloak_id = :kid"), s(v.KeycloakID)
+		set, vals[":kid"] = append(set, "keycloak_id = :kid"), ddbitem.S(v.KeycloakID)
 	}
 	if v.Hash != nil {
 		set = append(set, "hash_algorithm = :alg", "secret_data = :sd", "credential_data = :cd",
 			"updated_at = :conf", "password_changed_at = :conf")
-		vals[":alg"], vals[":sd"], vals[":cd"] = s(v.Hash.Algorithm), s(v.Hash.SecretData), s(v.Hash.CredentialData)
+		vals[":alg"], vals[":sd"], vals[":cd"] = ddbitem.S(v.Hash.Algorithm), ddbitem.S(v.Hash.SecretData), ddbitem.S(v.Hash.CredentialData)
 	}
 	var expr string
 	if len(set) > 0 {
@@ -519,8 +502,8 @@ func verdictUpdate(v Verdict) (string, map[string]types.AttributeValue, error) {
 }
 
 // Delete costs one DeleteItem.
-func (d *Dynamo) Delete(ctx context.Context, key Key) error {
-	key, err := key.normalize()
+func (d *Dynamo) Delete(ctx context.Context, key userkey.Key) error {
+	key, err := key.Normalize()
 	if err != nil {
 		return err
 	}
@@ -537,8 +520,8 @@ func (d *Dynamo) Delete(ctx context.Context, key Key) error {
 }
 
 // Lockout costs one GetItem.
-func (d *Dynamo) Lockout(ctx context.Context, key Key, now time.Time) (Lockout, error) {
-	key, err := key.normalize()
+func (d *Dynamo) Lockout(ctx context.Context, key userkey.Key, now time.Time) (Lockout, error) {
+	key, err := key.Normalize()
 	if err != nil {
 		return Lockout{}, err
 	}
@@ -566,7 +549,7 @@ func (d *Dynamo) List(ctx context.Context, pkg string, f Filter, limit int, curs
 }
 
 func (d *Dynamo) list(ctx context.Context, index, attr, pkg string, limit int, cursor string, keep func(User) bool) ([]User, string, error) {
-	if err := checkPackage(pkg); err != nil {
+	if err := userkey.CheckPackage(pkg); err != nil {
 		return nil, "", err
 	}
 	after, err := decodeCursor(cursor)
@@ -575,10 +558,10 @@ func (d *Dynamo) list(ctx context.Context, index, attr, pkg string, limit int, c
 	}
 	limit = limitOrDefault(limit)
 	cond := "#p = :p"
-	vals := map[string]types.AttributeValue{":p": s(pkg)}
+	vals := map[string]types.AttributeValue{":p": ddbitem.S(pkg)}
 	if after != "" {
 		cond += " AND username > :after"
-		vals[":after"] = s(after)
+		vals[":after"] = ddbitem.S(after)
 	}
 	var (
 		users []User
@@ -621,14 +604,14 @@ func (d *Dynamo) list(ctx context.Context, index, attr, pkg string, limit int, c
 // parallel requests cannot outrun the count (each gets its own N from
 // UPDATED_NEW). Only a counter that outlived its window (TTL had not
 // deleted it yet) costs a second write that starts it afresh.
-func (d *Dynamo) Reserve(ctx context.Context, key Key, maxFailures int, now time.Time) (Attempt, error) {
-	key, err := key.normalize()
+func (d *Dynamo) Reserve(ctx context.Context, key userkey.Key, maxFailures int, now time.Time) (Attempt, error) {
+	key, err := key.Normalize()
 	if err != nil {
 		return Attempt{}, err
 	}
 	vals := map[string]types.AttributeValue{
-		":one": n(1), ":now": s(ddbitem.Time(now)), ":nowu": n(now.Unix()), ":max": n(int64(maxFailures)),
-		":exp": n(now.Add(d.opts.failureWindow).Unix()), ":lost": s(ddbitem.Time(now.Add(-LostReservation))),
+		":one": ddbitem.N(1), ":now": ddbitem.S(ddbitem.Time(now)), ":nowu": ddbitem.N(now.Unix()), ":max": ddbitem.N(int64(maxFailures)),
+		":exp": ddbitem.N(now.Add(d.opts.failureWindow).Unix()), ":lost": ddbitem.S(ddbitem.Time(now.Add(-LostReservation))),
 	}
 	for range 3 {
 		out, err := d.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
@@ -668,7 +651,7 @@ func (d *Dynamo) Reserve(ctx context.Context, key Key, maxFailures int, now time
 		_, err = d.db.PutItem(ctx, &dynamodb.PutItemInput{
 			TableName: &d.table,
 			Item: map[string]types.AttributeValue{
-				"pk": s(key.String()), "sk": s(skLockout), "failed_attempts": n(1), "expires_at": vals[":exp"],
+				"pk": ddbitem.S(key.String()), "sk": ddbitem.S(skLockout), "failed_attempts": ddbitem.N(1), "expires_at": vals[":exp"],
 				"reserved_at": vals[":now"],
 			},
 			ConditionExpression:       aws.String("expires_at <= :nowu"),
@@ -692,8 +675,8 @@ func (d *Dynamo) Reserve(ctx context.Context, key Key, maxFailures int, now time
 // and the attempt is then N = 1. A live counter cancels the transaction
 // and nothing is counted: the caller reserves with Reserve, which counts
 // past it.
-func (d *Dynamo) FirstAttemptTx(key Key, now time.Time) (types.TransactWriteItem, error) {
-	key, err := key.normalize()
+func (d *Dynamo) FirstAttemptTx(key userkey.Key, now time.Time) (types.TransactWriteItem, error) {
+	key, err := key.Normalize()
 	if err != nil {
 		return types.TransactWriteItem{}, err
 	}
@@ -702,7 +685,7 @@ func (d *Dynamo) FirstAttemptTx(key Key, now time.Time) (types.TransactWriteItem
 		UpdateExpression:    aws.String("SET failed_attempts = :one, expires_at = :exp REMOVE locked_until, gate, last_failure_at"),
 		ConditionExpression: aws.String("attribute_not_exists(expires_at) OR expires_at <= :nowu"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":one": n(1), ":nowu": n(now.Unix()), ":exp": n(now.Add(d.opts.failureWindow).Unix()),
+			":one": ddbitem.N(1), ":nowu": ddbitem.N(now.Unix()), ":exp": ddbitem.N(now.Add(d.opts.failureWindow).Unix()),
 		},
 	}}, nil
 }
@@ -715,13 +698,13 @@ func (d *Dynamo) SourceUnlockedTx(source string, now time.Time) types.TransactWr
 		// Times are fixed-width UTC strings, so they compare as strings.
 		ConditionExpression: aws.String("attribute_not_exists(locked_until) OR locked_until <= :now OR expires_at <= :nowu"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":now": s(ddbitem.Time(now)), ":nowu": n(now.Unix()),
+			":now": ddbitem.S(ddbitem.Time(now)), ":nowu": ddbitem.N(now.Unix()),
 		},
 	}}
 }
 
 // FailAttempt costs one UpdateItem (FailAttemptTx in a transaction).
-func (d *Dynamo) FailAttempt(ctx context.Context, key Key, a Attempt, lockedUntil, now time.Time) error {
+func (d *Dynamo) FailAttempt(ctx context.Context, key userkey.Key, a Attempt, lockedUntil, now time.Time) error {
 	tx := d.FailAttemptTx(key, a, lockedUntil, now)
 	u := tx.Update
 	_, err := d.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: u.TableName, Key: u.Key,
@@ -742,17 +725,17 @@ func (d *Dynamo) FailAttempt(ctx context.Context, key Key, a Attempt, lockedUnti
 // that may run once the lock is over). Attempts at the threshold are admitted
 // one at a time, so their locks arrive in order and never shorten each other;
 // the update has no condition and cannot cancel the transaction it is in.
-func (d *Dynamo) FailAttemptTx(key Key, a Attempt, lockedUntil, now time.Time) types.TransactWriteItem {
-	if k, err := key.normalize(); err == nil {
+func (d *Dynamo) FailAttemptTx(key userkey.Key, a Attempt, lockedUntil, now time.Time) types.TransactWriteItem {
+	if k, err := key.Normalize(); err == nil {
 		key = k
 	}
 	vals := map[string]types.AttributeValue{
-		":last": s(ddbitem.Time(now)), ":exp": n(lockExpiry(lockedUntil, now, d.opts.failureWindow).Unix()),
+		":last": ddbitem.S(ddbitem.Time(now)), ":exp": ddbitem.N(lockExpiry(lockedUntil, now, d.opts.failureWindow).Unix()),
 	}
 	expr := "SET last_failure_at = :last, expires_at = :exp"
 	if !lockedUntil.IsZero() {
 		expr += ", locked_until = :until, gate = :gate"
-		vals[":until"], vals[":gate"] = s(ddbitem.Time(lockedUntil)), n(int64(a.N+1))
+		vals[":until"], vals[":gate"] = ddbitem.S(ddbitem.Time(lockedUntil)), ddbitem.N(int64(a.N+1))
 	}
 	return types.TransactWriteItem{Update: &types.Update{
 		TableName: aws.String(d.table), Key: d.itemKey(key, skLockout),
@@ -761,8 +744,8 @@ func (d *Dynamo) FailAttemptTx(key Key, a Attempt, lockedUntil, now time.Time) t
 }
 
 // Release costs one conditional DeleteItem (ReleaseTx in a transaction).
-func (d *Dynamo) Release(ctx context.Context, key Key, now time.Time) (bool, error) {
-	key, err := key.normalize()
+func (d *Dynamo) Release(ctx context.Context, key userkey.Key, now time.Time) (bool, error) {
+	key, err := key.Normalize()
 	if err != nil {
 		return false, err
 	}
@@ -782,19 +765,19 @@ func (d *Dynamo) Release(ctx context.Context, key Key, now time.Time) (bool, err
 // lock set meanwhile by a parallel failure: the transaction is then
 // cancelled with ReleaseCancelled true for this item, and the caller writes
 // again without it.
-func (d *Dynamo) ReleaseTx(key Key, now time.Time) types.TransactWriteItem {
-	if k, err := key.normalize(); err == nil {
+func (d *Dynamo) ReleaseTx(key userkey.Key, now time.Time) types.TransactWriteItem {
+	if k, err := key.Normalize(); err == nil {
 		key = k
 	}
 	return types.TransactWriteItem{Delete: &types.Delete{
 		TableName: aws.String(d.table), Key: d.itemKey(key, skLockout),
 		ConditionExpression:       aws.String("attribute_not_exists(locked_until) OR locked_until <= :now"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":now": s(ddbitem.Time(now))},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":now": ddbitem.S(ddbitem.Time(now))},
 	}}
 }
 
 func (d *Dynamo) sourceKey(source string) map[string]types.AttributeValue {
-	return map[string]types.AttributeValue{"pk": s("source#" + source), "sk": s(skSource)}
+	return map[string]types.AttributeValue{"pk": ddbitem.S("source#" + source), "sk": ddbitem.S(skSource)}
 }
 
 // SourceFailures costs one GetItem.
@@ -845,8 +828,8 @@ func (d *Dynamo) RecordSourceFailure(ctx context.Context, source string, l Locko
 // which restarts one that outlived its window.
 func (d *Dynamo) RecordSourceFailureTx(source string, l Lockout, now time.Time) types.TransactWriteItem {
 	vals := map[string]types.AttributeValue{
-		":one": n(1), ":last": s(ddbitem.Time(now)),
-		":exp": n(lockExpiry(l.LockedUntil, now, d.opts.sourceWindow).Unix()),
+		":one": ddbitem.N(1), ":last": ddbitem.S(ddbitem.Time(now)),
+		":exp": ddbitem.N(lockExpiry(l.LockedUntil, now, d.opts.sourceWindow).Unix()),
 	}
 	expr := "ADD failed_attempts :one SET last_failure_at = :last, expires_at = :exp"
 	if l.FailedAttempts <= 1 {
@@ -854,7 +837,7 @@ func (d *Dynamo) RecordSourceFailureTx(source string, l Lockout, now time.Time) 
 	}
 	if !l.LockedUntil.IsZero() {
 		expr += ", locked_until = :until"
-		vals[":until"] = s(ddbitem.Time(l.LockedUntil))
+		vals[":until"] = ddbitem.S(ddbitem.Time(l.LockedUntil))
 	}
 	return types.TransactWriteItem{Update: &types.Update{
 		TableName: aws.String(d.table), Key: d.sourceKey(source),
@@ -867,8 +850,8 @@ func (d *Dynamo) TableName() string { return d.table }
 
 // UserKey is the item key of the user's account, for a caller that reads it
 // together with other items (BatchGetItem) and hands it to EntryFromItem.
-func (d *Dynamo) UserKey(key Key) (map[string]types.AttributeValue, error) {
-	key, err := key.normalize()
+func (d *Dynamo) UserKey(key userkey.Key) (map[string]types.AttributeValue, error) {
+	key, err := key.Normalize()
 	if err != nil {
 		return nil, err
 	}

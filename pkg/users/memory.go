@@ -3,6 +3,7 @@ package users
 import (
 	"context"
 	"fmt"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"maps"
 	"slices"
 	"sort"
@@ -39,8 +40,8 @@ func clone(u User) User {
 	return u
 }
 
-func (m *Memory) Get(_ context.Context, key Key) (User, error) {
-	key, err := key.normalize()
+func (m *Memory) Get(_ context.Context, key userkey.Key) (User, error) {
+	key, err := key.Normalize()
 	if err != nil {
 		return User{}, err
 	}
@@ -53,8 +54,8 @@ func (m *Memory) Get(_ context.Context, key Key) (User, error) {
 	return clone(u), nil
 }
 
-func (m *Memory) Lookup(ctx context.Context, key Key, now time.Time) (Entry, error) {
-	key, err := key.normalize()
+func (m *Memory) Lookup(ctx context.Context, key userkey.Key, now time.Time) (Entry, error) {
+	key, err := key.Normalize()
 	if err != nil {
 		return Entry{}, err
 	}
@@ -83,8 +84,8 @@ func (m *Memory) Create(_ context.Context, u User, now time.Time) (User, error) 
 }
 
 // change applies fn under the version check all updates share.
-func (m *Memory) change(key Key, expected int64, fn func(*User), mine func(User) bool) (User, error) {
-	key, err := key.normalize()
+func (m *Memory) change(key userkey.Key, expected int64, fn func(*User), mine func(User) bool) (User, error) {
+	key, err := key.Normalize()
 	if err != nil {
 		return User{}, err
 	}
@@ -106,14 +107,14 @@ func (m *Memory) change(key Key, expected int64, fn func(*User), mine func(User)
 	return clone(u), nil
 }
 
-func (m *Memory) UpdatePassword(_ context.Context, key Key, expected int64, h Hash, now time.Time) (User, error) {
+func (m *Memory) UpdatePassword(_ context.Context, key userkey.Key, expected int64, h Hash, now time.Time) (User, error) {
 	return m.change(key, expected, func(u *User) {
 		u.Hash, u.HashStale = h, false
 		u.UpdatedAt, u.PasswordChangedAt = utc(now), utc(now)
 	}, samePassword(h, now))
 }
 
-func (m *Memory) UpdateProfile(_ context.Context, key Key, expected int64, p Profile, now time.Time) (User, error) {
+func (m *Memory) UpdateProfile(_ context.Context, key userkey.Key, expected int64, p Profile, now time.Time) (User, error) {
 	return m.change(key, expected, func(u *User) {
 		u.Email, u.Attributes, u.Enabled = p.Email, maps.Clone(p.Attributes), p.Enabled
 		if len(u.Attributes) == 0 {
@@ -123,8 +124,8 @@ func (m *Memory) UpdateProfile(_ context.Context, key Key, expected int64, p Pro
 	}, sameProfile(p, now))
 }
 
-func (m *Memory) MarkSynced(_ context.Context, key Key, version int64) (bool, error) {
-	key, err := key.normalize()
+func (m *Memory) MarkSynced(_ context.Context, key userkey.Key, version int64) (bool, error) {
+	key, err := key.Normalize()
 	if err != nil {
 		return false, err
 	}
@@ -144,8 +145,8 @@ func (m *Memory) MarkSynced(_ context.Context, key Key, version int64) (bool, er
 	return true, nil
 }
 
-func (m *Memory) SetKeycloakID(_ context.Context, key Key, id string) error {
-	key, err := key.normalize()
+func (m *Memory) SetKeycloakID(_ context.Context, key userkey.Key, id string) error {
+	key, err := key.Normalize()
 	if err != nil {
 		return err
 	}
@@ -160,8 +161,8 @@ func (m *Memory) SetKeycloakID(_ context.Context, key Key, id string) error {
 	return nil
 }
 
-func (m *Memory) ApplyVerdict(_ context.Context, key Key, expected int64, v Verdict) (User, error) {
-	key, err := key.normalize()
+func (m *Memory) ApplyVerdict(_ context.Context, key userkey.Key, expected int64, v Verdict) (User, error) {
+	key, err := key.Normalize()
 	if err != nil {
 		return User{}, err
 	}
@@ -184,8 +185,8 @@ func (m *Memory) ApplyVerdict(_ context.Context, key Key, expected int64, v Verd
 	return clone(u), nil
 }
 
-func (m *Memory) Delete(_ context.Context, key Key) error {
-	key, err := key.normalize()
+func (m *Memory) Delete(_ context.Context, key userkey.Key) error {
+	key, err := key.Normalize()
 	if err != nil {
 		return err
 	}
@@ -198,7 +199,7 @@ func (m *Memory) Delete(_ context.Context, key Key) error {
 	return nil
 }
 
-func (m *Memory) lockoutLocked(key Key, now time.Time) Lockout {
+func (m *Memory) lockoutLocked(key userkey.Key, now time.Time) Lockout {
 	return m.live(m.lockouts, key.String(), now).Lockout
 }
 
@@ -211,8 +212,8 @@ func (m *Memory) live(items map[string]memLockout, k string, now time.Time) memL
 	return l
 }
 
-func (m *Memory) Reserve(_ context.Context, key Key, maxFailures int, now time.Time) (Attempt, error) {
-	key, err := key.normalize()
+func (m *Memory) Reserve(_ context.Context, key userkey.Key, maxFailures int, now time.Time) (Attempt, error) {
+	key, err := key.Normalize()
 	if err != nil {
 		return Attempt{}, err
 	}
@@ -229,8 +230,8 @@ func (m *Memory) Reserve(_ context.Context, key Key, maxFailures int, now time.T
 	return Attempt{Admitted: true, N: l.FailedAttempts}, nil
 }
 
-func (m *Memory) FailAttempt(_ context.Context, key Key, a Attempt, lockedUntil, now time.Time) error {
-	key, err := key.normalize()
+func (m *Memory) FailAttempt(_ context.Context, key userkey.Key, a Attempt, lockedUntil, now time.Time) error {
+	key, err := key.Normalize()
 	if err != nil {
 		return err
 	}
@@ -247,8 +248,8 @@ func (m *Memory) FailAttempt(_ context.Context, key Key, a Attempt, lockedUntil,
 	return nil
 }
 
-func (m *Memory) Release(_ context.Context, key Key, now time.Time) (bool, error) {
-	key, err := key.normalize()
+func (m *Memory) Release(_ context.Context, key userkey.Key, now time.Time) (bool, error) {
+	key, err := key.Normalize()
 	if err != nil {
 		return false, err
 	}
@@ -285,8 +286,8 @@ func (m *Memory) RecordSourceFailure(_ context.Context, source string, l Lockout
 	return nil
 }
 
-func (m *Memory) Lockout(_ context.Context, key Key, now time.Time) (Lockout, error) {
-	key, err := key.normalize()
+func (m *Memory) Lockout(_ context.Context, key userkey.Key, now time.Time) (Lockout, error) {
+	key, err := key.Normalize()
 	if err != nil {
 		return Lockout{}, err
 	}
@@ -313,7 +314,7 @@ func (m *Memory) List(_ context.Context, pkg string, f Filter, limit int, cursor
 }
 
 func (m *Memory) list(pkg string, limit int, cursor string, keep func(User) bool) ([]User, string, error) {
-	if err := checkPackage(pkg); err != nil {
+	if err := userkey.CheckPackage(pkg); err != nil {
 		return nil, "", err
 	}
 	after, err := decodeCursor(cursor)

@@ -8,10 +8,7 @@
 // and sits in a sparse index that reconciliation queries, so a change whose
 // sync job was lost is found again without scanning the table.
 //
-// Usernames are case-normalised (trimmed, lower-cased) because Keycloak
-// lower-cases usernames itself: "Alice" and "alice" are one Keycloak user, so
-// they must be one local user too, or a login could check the wrong hash.
-// Package names are used as-is and must not contain '#', the key separator.
+// Users are keyed by userkey.Key: a package and a case-normalised username.
 //
 // Failed-login counters live in a separate lockout item under the same
 // partition key, whether or not the user exists. Counting unknown usernames
@@ -31,6 +28,9 @@ import (
 	"reflect"
 	"strings"
 	"time"
+
+	"github.com/kcguard/kcguard/pkg/credential"
+	"github.com/kcguard/kcguard/pkg/userkey"
 )
 
 // Sentinel errors; stores wrap them, so test with errors.Is.
@@ -38,53 +38,11 @@ var (
 	ErrNotFound        = errors.New("users: not found")
 	ErrAlreadyExists   = errors.New("users: already exists")
 	ErrVersionConflict = errors.New("users: version conflict")
-	ErrInvalidKey      = errors.New("users: invalid key")
 )
 
 // DefaultFailureWindow is how long a failure counter lives after the last
 // failure (Keycloak's brute-force failureResetTime default is 12 hours).
 const DefaultFailureWindow = 12 * time.Hour
-
-// Key identifies a user: a package (tenant) and a normalised username.
-type Key struct {
-	Package  string
-	Username string
-}
-
-// NewKey normalises username and checks both parts.
-func NewKey(pkg, username string) (Key, error) {
-	return Key{Package: pkg, Username: username}.normalize()
-}
-
-// NormalizeUsername applies the case rule every store and caller shares.
-func NormalizeUsername(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
-
-// String is the storage key "package#username". The package cannot contain
-// '#', so the first '#' always separates the two parts.
-func (k Key) String() string { return k.Package + "#" + k.Username }
-
-// MaxNameLength bounds package names and usernames: Keycloak keeps
-// usernames in a 255-character column, and it keeps keys far below
-// DynamoDB's 2048-byte partition key limit whatever a client sends.
-const MaxNameLength = 255
-
-func (k Key) normalize() (Key, error) {
-	k.Username = NormalizeUsername(k.Username)
-	if err := checkPackage(k.Package); err != nil {
-		return k, err
-	}
-	if k.Username == "" || len(k.Username) > MaxNameLength {
-		return k, fmt.Errorf("%w: username %.64q", ErrInvalidKey, k.Username)
-	}
-	return k, nil
-}
-
-func checkPackage(pkg string) error {
-	if pkg == "" || strings.Contains(pkg, "#") || len(pkg) > MaxNameLength {
-		return fmt.Errorf("%w: package %.64q", ErrInvalidKey, pkg)
-	}
-	return nil
-}
 
 // Hash is a Keycloak-compatible password hash kept as the two JSON strings
 // Keycloak's credential API takes, so the sync can import it without ever
@@ -93,6 +51,17 @@ type Hash struct {
 	Algorithm      string // "argon2", "pbkdf2-sha512", ...
 	SecretData     string
 	CredentialData string
+}
+
+// NewHash is the stored form of a credential hash.
+func NewHash(h credential.Hash) Hash {
+	return Hash{Algorithm: string(h.Algorithm), SecretData: h.SecretData(), CredentialData: h.CredentialData()}
+}
+
+// Verifier reads the stored hash back into one kcguard can verify a
+// password against and import into Keycloak.
+func (h Hash) Verifier() (credential.Hash, error) {
+	return credential.ParseHash(h.SecretData, h.CredentialData)
 }
 
 // User is one local account.
@@ -136,7 +105,7 @@ type User struct {
 }
 
 // Key returns the user's key.
-func (u User) Key() Key { return Key{Package: u.Package, Username: u.Username} }
+func (u User) Key() userkey.Key { return userkey.Key{Package: u.Package, Username: u.Username} }
 
 // KeycloakMustDecide reports whether Keycloak refused this user last time
 // it was asked (disabled, password reset, required actions): then the
@@ -212,7 +181,7 @@ func (v Verdict) apply(u User) User {
 	return u
 }
 
-func (v Verdict) check(key Key) error {
+func (v Verdict) check(key userkey.Key) error {
 	if v.Hash != nil && v.ConfirmedAt.IsZero() {
 		return fmt.Errorf("users: verdict for %s: a learnt hash needs ConfirmedAt", key)
 	}
@@ -305,10 +274,10 @@ const DefaultPageSize = 100
 // between stores.
 type Store interface {
 	// Get returns the user or ErrNotFound.
-	Get(ctx context.Context, key Key) (User, error)
+	Get(ctx context.Context, key userkey.Key) (User, error)
 	// Lookup reads the user and the key's lockout state together (one round
 	// trip). A missing user is not an error: Found is false.
-	Lookup(ctx context.Context, key Key, now time.Time) (Entry, error)
+	Lookup(ctx context.Context, key userkey.Key, now time.Time) (Entry, error)
 	// Create stores a new user (ErrAlreadyExists if the key is taken).
 	// Version 0 becomes 1; zero CreatedAt/UpdatedAt become now.
 	//
@@ -319,43 +288,43 @@ type Store interface {
 	// UpdatePassword replaces the hash if the stored Version is still
 	// expectedVersion (else ErrVersionConflict) and raises Version. A new
 	// hash is no longer the stale one: HashStale is cleared.
-	UpdatePassword(ctx context.Context, key Key, expectedVersion int64, h Hash, now time.Time) (User, error)
+	UpdatePassword(ctx context.Context, key userkey.Key, expectedVersion int64, h Hash, now time.Time) (User, error)
 	// UpdateProfile replaces the profile under the same version check.
-	UpdateProfile(ctx context.Context, key Key, expectedVersion int64, p Profile, now time.Time) (User, error)
+	UpdateProfile(ctx context.Context, key userkey.Key, expectedVersion int64, p Profile, now time.Time) (User, error)
 	// MarkSynced records that Keycloak has version. It only ever raises
 	// KeycloakSyncedVersion: an older or duplicate sync returns false, nil.
 	// A version newer than the user's is ErrVersionConflict.
-	MarkSynced(ctx context.Context, key Key, version int64) (bool, error)
+	MarkSynced(ctx context.Context, key userkey.Key, version int64) (bool, error)
 	// SetKeycloakID records Keycloak's id; it is bookkeeping, not a change,
 	// so Version stays.
-	SetKeycloakID(ctx context.Context, key Key, id string) error
+	SetKeycloakID(ctx context.Context, key userkey.Key, id string) error
 	// ApplyVerdict records Keycloak's decision about the user if the stored
 	// Version is still expectedVersion (AnyVersion: unconditionally), else
 	// ErrVersionConflict; ErrNotFound if the user is gone. Version and
 	// KeycloakSyncedVersion stay, so nothing is queued for Keycloak. A
 	// verdict with a Hash also fails with ErrVersionConflict on a user with
 	// an unsynced change: kcguard's pending change wins over a learnt hash.
-	ApplyVerdict(ctx context.Context, key Key, expectedVersion int64, v Verdict) (User, error)
+	ApplyVerdict(ctx context.Context, key userkey.Key, expectedVersion int64, v Verdict) (User, error)
 	// Delete removes the user (ErrNotFound if absent). Its lockout state stays.
-	Delete(ctx context.Context, key Key) error
+	Delete(ctx context.Context, key userkey.Key) error
 
 	// Lockout returns the key's lockout state; counters older than the
 	// failure window read as zero.
-	Lockout(ctx context.Context, key Key, now time.Time) (Lockout, error)
+	Lockout(ctx context.Context, key userkey.Key, now time.Time) (Lockout, error)
 	// Reserve counts one attempt for key before its password is checked, in
 	// one atomic write, and admits it only while the key is not locked and
 	// fewer than its gate (maxFailures at first) attempts are counted, or
 	// the last admitted attempt is older than LostReservation (its outcome
 	// was never written). A refusal counts nothing.
-	Reserve(ctx context.Context, key Key, maxFailures int, now time.Time) (Attempt, error)
+	Reserve(ctx context.Context, key userkey.Key, maxFailures int, now time.Time) (Attempt, error)
 	// FailAttempt records that the reserved attempt a failed its check. A
 	// non-zero lockedUntil locks the key (never shortening a longer lock)
 	// and lets one more attempt through once it has run out.
-	FailAttempt(ctx context.Context, key Key, a Attempt, lockedUntil, now time.Time) error
+	FailAttempt(ctx context.Context, key userkey.Key, a Attempt, lockedUntil, now time.Time) error
 	// Release clears the key's count after a check that passed, unless the
 	// key is locked at now: a success racing a lock never lifts it. It
 	// reports whether it cleared.
-	Release(ctx context.Context, key Key, now time.Time) (bool, error)
+	Release(ctx context.Context, key userkey.Key, now time.Time) (bool, error)
 
 	// SourceFailures returns the failure state of a request source (an
 	// opaque id, e.g. a keyed hash of the client IP); counters older than
@@ -414,7 +383,7 @@ func buildOptions(opts []Option) options {
 
 // prepareNew fills the defaults of a user being created.
 func prepareNew(u User, now time.Time) (User, error) {
-	k, err := u.Key().normalize()
+	k, err := u.Key().Normalize()
 	if err != nil {
 		return u, err
 	}
@@ -445,8 +414,8 @@ func prepareNew(u User, now time.Time) (User, error) {
 
 // checkSource refuses an empty or oversize source id.
 func checkSource(source string) error {
-	if source == "" || len(source) > MaxNameLength {
-		return fmt.Errorf("%w: source %.16q", ErrInvalidKey, source)
+	if source == "" || len(source) > userkey.MaxNameLength {
+		return fmt.Errorf("%w: source %.16q", userkey.ErrInvalid, source)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kcguard/kcguard/internal/testenv"
 	"github.com/kcguard/kcguard/pkg/ddbcount"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 	"github.com/kcguard/kcguard/pkg/users/userstest"
 )
@@ -55,7 +56,7 @@ func TestDynamoRoundTrips(t *testing.T) {
 	calls := ddbcount.New()
 	s := users.NewDynamo(dynamodb.NewFromConfig(cfg, calls.Option()), table)
 	ctx := context.Background()
-	k, _ := users.NewKey("rt", "alice")
+	k, _ := userkey.New("rt", "alice")
 	now := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 
 	cases := []struct {
@@ -101,7 +102,7 @@ func TestDynamoLockoutTx(t *testing.T) {
 	db := dynamodb.NewFromConfig(cfg)
 	s := users.NewDynamo(db, table, users.WithFailureWindow(time.Hour))
 	ctx := context.Background()
-	k, _ := users.NewKey("p", "Mallory")
+	k, _ := userkey.New("p", "Mallory")
 	t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 	tx := func(item types.TransactWriteItem) error {
 		_, err := db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{item}})

@@ -26,7 +26,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/cleanup"
 	"github.com/kcguard/kcguard/pkg/provision"
 	"github.com/kcguard/kcguard/pkg/pull"
-	"github.com/kcguard/kcguard/pkg/users"
+	"github.com/kcguard/kcguard/pkg/userkey"
 )
 
 // stack is one test's kcguard on the local stack (its own tables, queue,
@@ -432,7 +432,7 @@ func TestPullUnderRIE(t *testing.T) {
 	if r := run(); r.Disabled != 1 {
 		t.Errorf("after the disable: %+v, want one user disabled", r)
 	}
-	got, err := s.RT.Users.Get(context.Background(), users.Key{Package: realm, Username: u.Name})
+	got, err := s.RT.Users.Get(context.Background(), userkey.Key{Package: realm, Username: u.Name})
 	if err != nil || got.Enabled {
 		t.Errorf("local user after the pull: %+v %v, want disabled", got, err)
 	}

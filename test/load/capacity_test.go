@@ -27,7 +27,6 @@ import (
 	"github.com/kcguard/kcguard/internal/benchstat"
 	"github.com/kcguard/kcguard/internal/stacktest"
 	"github.com/kcguard/kcguard/internal/testenv"
-	"github.com/kcguard/kcguard/pkg/auth"
 	"github.com/kcguard/kcguard/pkg/config"
 	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/users"
@@ -159,7 +158,7 @@ func seedUsers(tb testing.TB, e *stacktest.Env, n int) ([]string, string) {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			_, err := e.RT.Users.Create(context.Background(), users.User{Package: "homechoice", Username: names[i],
-				Enabled: true, Hash: auth.StoredHash(h)}, time.Now())
+				Enabled: true, Hash: users.NewHash(h)}, time.Now())
 			errs <- err
 		}()
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/loginrecord"
 	"github.com/kcguard/kcguard/pkg/sessions"
 	"github.com/kcguard/kcguard/pkg/tokencache"
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -29,12 +30,12 @@ type Recorder interface {
 	LoginSucceeded(ctx context.Context, s loginrecord.Success) (string, sessions.Record, error)
 	LoginFailed(ctx context.Context, f loginrecord.Failure) error
 	Audit(ctx context.Context, e audit.Event) error
-	ReserveFirst(ctx context.Context, key users.Key, source string, now time.Time) (loginrecord.FirstAttempt, error)
+	ReserveFirst(ctx context.Context, key userkey.Key, source string, now time.Time) (loginrecord.FirstAttempt, error)
 }
 
 // Reader is auth.LoginReader, which a login record may offer (Dynamo does).
 type Reader interface {
-	ReadLogin(ctx context.Context, key users.Key, source string, now time.Time) (loginrecord.Read, error)
+	ReadLogin(ctx context.Context, key userkey.Key, source string, now time.Time) (loginrecord.Read, error)
 }
 
 // Backend is a login record over empty stores, and the stores, to look.
@@ -97,7 +98,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 var (
 	t0   = time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 	ctx  = context.Background()
-	user = users.Key{Package: "homechoice", Username: "record.user"}
+	user = userkey.Key{Package: "homechoice", Username: "record.user"}
 	// source is a request source's id (a keyed hash of its address).
 	source = "5f1c0ffee5f1c0ffee5f1c0ffee5f1c0"
 )
@@ -469,7 +470,7 @@ func testReserveFirst(t *testing.T, b Backend) {
 	}
 	first(t0.Add(2*time.Second), loginrecord.FirstNotFirst, 1)
 	// Without a source the key alone decides.
-	other := users.Key{Package: user.Package, Username: "record.other"}
+	other := userkey.Key{Package: user.Package, Username: "record.other"}
 	if got, err := b.Recorder.ReserveFirst(ctx, other, "", t0); err != nil || got != loginrecord.FirstReserved {
 		t.Fatalf("ReserveFirst without a source: %v %v", got, err)
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
@@ -95,9 +96,9 @@ func mustCreate(t *testing.T, s users.Store, u users.User) users.User {
 	return got
 }
 
-func key(t *testing.T, pkg, name string) users.Key {
+func key(t *testing.T, pkg, name string) userkey.Key {
 	t.Helper()
-	k, err := users.NewKey(pkg, name)
+	k, err := userkey.New(pkg, name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,18 +148,18 @@ func testCreateGet(t *testing.T, s users.Store, pkg string) {
 	if _, err := s.Get(ctx, key(t, pkg, "nobody")); !errors.Is(err, users.ErrNotFound) {
 		t.Errorf("get missing: %v, want ErrNotFound", err)
 	}
-	if _, err := s.Get(ctx, users.Key{Package: pkg, Username: "  "}); !errors.Is(err, users.ErrInvalidKey) {
+	if _, err := s.Get(ctx, userkey.Key{Package: pkg, Username: "  "}); !errors.Is(err, userkey.ErrInvalid) {
 		t.Errorf("blank username: %v, want ErrInvalidKey", err)
 	}
-	if _, err := s.Create(ctx, newUser("a#b", "x"), t0); !errors.Is(err, users.ErrInvalidKey) {
+	if _, err := s.Create(ctx, newUser("a#b", "x"), t0); !errors.Is(err, userkey.ErrInvalid) {
 		t.Errorf("package with #: %v, want ErrInvalidKey", err)
 	}
 	// An oversize username is refused before it reaches the table (where
 	// it would be a validation error, i.e. a 500 instead of a 401).
-	if _, err := s.Lookup(ctx, users.Key{Package: pkg, Username: strings.Repeat("x", 3000)}, t0); !errors.Is(err, users.ErrInvalidKey) {
+	if _, err := s.Lookup(ctx, userkey.Key{Package: pkg, Username: strings.Repeat("x", 3000)}, t0); !errors.Is(err, userkey.ErrInvalid) {
 		t.Errorf("oversize username: %v, want ErrInvalidKey", err)
 	}
-	if _, _, err := s.List(ctx, "", users.Filter{}, 10, ""); !errors.Is(err, users.ErrInvalidKey) {
+	if _, _, err := s.List(ctx, "", users.Filter{}, 10, ""); !errors.Is(err, userkey.ErrInvalid) {
 		t.Errorf("list without package: %v, want ErrInvalidKey", err)
 	}
 	// A migrated user arrives already in Keycloak: version 3, synced 3.
@@ -184,7 +185,7 @@ func testUsernameNormalised(t *testing.T, s users.Store, pkg string) {
 	if _, err := s.Create(ctx, newUser(pkg, "BOB.SMITH"), t0); !errors.Is(err, users.ErrAlreadyExists) {
 		t.Errorf("case variant create: %v, want ErrAlreadyExists", err)
 	}
-	got, err := s.Get(ctx, users.Key{Package: pkg, Username: "BoB.sMiTh"})
+	got, err := s.Get(ctx, userkey.Key{Package: pkg, Username: "BoB.sMiTh"})
 	if err != nil || got.Username != "bob.smith" {
 		t.Errorf("get by case variant: %+v, %v", got, err)
 	}
@@ -597,7 +598,7 @@ func testLearntHash(t *testing.T, s users.Store, pkg string) {
 		t.Errorf("the pending change was overwritten: %+v", read.Hash)
 	}
 }
-func reserve(t *testing.T, s users.Store, k users.Key, maxFailures int, now time.Time) users.Attempt {
+func reserve(t *testing.T, s users.Store, k userkey.Key, maxFailures int, now time.Time) users.Attempt {
 	t.Helper()
 	a, err := s.Reserve(context.Background(), k, maxFailures, now)
 	if err != nil {
@@ -732,7 +733,7 @@ func testSourceFailures(t *testing.T, s users.Store, pkg string) {
 	if l, _ := s.SourceFailures(ctx, src, until.Add(users.DefaultSourceWindow+time.Second)); l != (users.Lockout{}) {
 		t.Fatalf("source counter outlived its window: %+v", l)
 	}
-	if _, err := s.SourceFailures(ctx, "", t0); !errors.Is(err, users.ErrInvalidKey) {
+	if _, err := s.SourceFailures(ctx, "", t0); !errors.Is(err, userkey.ErrInvalid) {
 		t.Fatalf("empty source: %v", err)
 	}
 }
@@ -759,7 +760,7 @@ func testReserveConcurrent(t *testing.T, s users.Store, pkg string) {
 
 // ReserveInParallel fires n reservations at once and returns the sorted
 // attempt numbers of those admitted.
-func ReserveInParallel(t *testing.T, s users.Store, k users.Key, n, maxFailures int) []int {
+func ReserveInParallel(t *testing.T, s users.Store, k userkey.Key, n, maxFailures int) []int {
 	t.Helper()
 	var (
 		wg       sync.WaitGroup
