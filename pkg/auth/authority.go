@@ -14,6 +14,7 @@ import (
 
 	"github.com/kcguard/kcguard/pkg/audit"
 	"github.com/kcguard/kcguard/pkg/keycloak"
+	"github.com/kcguard/kcguard/pkg/loginrecord"
 	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
@@ -41,7 +42,7 @@ func (s *Service) keycloakDecides(entry users.Entry) bool {
 //
 // fail records the attempt as a failed password check (the lockout's
 // bookkeeping, owned by Login).
-func (s *Service) loginThroughKeycloak(ctx context.Context, in LoginInput, key userkey.Key, read LoginRead,
+func (s *Service) loginThroughKeycloak(ctx context.Context, in LoginInput, key userkey.Key, read loginrecord.Read,
 	event audit.Event, fail func() error, now time.Time) (LoginResult, error) {
 	entry := read.Entry
 	g := s.grant(ctx, key, in.Password)
@@ -255,7 +256,7 @@ func (s *Service) record(ctx context.Context, entry users.Entry, v users.Verdict
 	s.log.InfoContext(ctx, what, attrs...)
 }
 
-// confirmation is what a login through Keycloak adds to the ledger write:
+// confirmation is what a login through Keycloak adds to the login-record write:
 // a fresh KeycloakConfirmedAt at most every users.ConfirmEvery, and the
 // Keycloak id when still unknown. Nil when there is nothing to record.
 func confirmation(u users.User, tier tierResult, now time.Time) *users.Verdict {

@@ -69,7 +69,7 @@ func TestDisabledInKeycloakIsRefusedOnlineAndOffline(t *testing.T) {
 	if adminCalls(h) != 0 {
 		t.Fatalf("Keycloak named the reason; %d admin calls", adminCalls(h))
 	}
-	if a := h.ledger.audits[len(h.ledger.audits)-1]; a.Outcome != audit.OutcomeAccountDisabled {
+	if a := h.recorder.audits[len(h.recorder.audits)-1]; a.Outcome != audit.OutcomeAccountDisabled {
 		t.Fatalf("audit outcome %s", a.Outcome)
 	}
 	h.breaker.open = true
@@ -109,7 +109,7 @@ func TestAdminResetInKeycloakMakesTheHashStale(t *testing.T) {
 	if got := adminCalls(h); got != 3 {
 		t.Fatalf("one group of admin calls (user, brute force, credential date) expected, got %d", got)
 	}
-	if len(h.ledger.failures) != 0 {
+	if len(h.recorder.failures) != 0 {
 		t.Fatal("a password the local store accepted must not count as a failed attempt")
 	}
 	h.breaker.open = true
@@ -246,8 +246,8 @@ func TestLearnOnLogin(t *testing.T) {
 		if _, err := h.login("kconly", "wrong-password-1"); !errors.Is(err, ErrInvalidCredentials) {
 			t.Fatalf("%v", err)
 		}
-		if len(h.ledger.failures) != 1 {
-			t.Fatalf("failures %d", len(h.ledger.failures))
+		if len(h.recorder.failures) != 1 {
+			t.Fatalf("failures %d", len(h.recorder.failures))
 		}
 		if _, err := h.users.Get(context.Background(), userkey.Key{Package: pkg, Username: "kconly"}); !errors.Is(err, users.ErrNotFound) {
 			t.Fatalf("nothing learnt from a refusal: %v", err)
@@ -324,7 +324,7 @@ func TestOfflineWindow(t *testing.T) {
 }
 
 // The normal path adds no Keycloak admin call and no store write: the
-// confirmation stamp rides on the ledger write, at most every ConfirmEvery.
+// confirmation stamp rides on the login-record write, at most every ConfirmEvery.
 func TestNormalLoginConfirmsCoarselyAndCheaply(t *testing.T) {
 	h := newHarness(t)
 	h.kcUser(t, "alice", "alice-password-1")
@@ -332,7 +332,7 @@ func TestNormalLoginConfirmsCoarselyAndCheaply(t *testing.T) {
 		if _, err := h.login("alice", "alice-password-1"); err != nil {
 			t.Fatal(err)
 		}
-		s := h.ledger.successes[len(h.ledger.successes)-1]
+		s := h.recorder.successes[len(h.recorder.successes)-1]
 		if got := s.Verdict != nil && !s.Verdict.ConfirmedAt.IsZero(); got != want {
 			t.Fatalf("login %d: confirmation written = %v, want %v", i, got, want)
 		}
@@ -392,7 +392,7 @@ func TestRefusalOfTheConfirmedPasswordIsNotAReset(t *testing.T) {
 	if u := h.user(t, "alice"); u.HashStale || !u.Enabled {
 		t.Fatalf("a parallel login's refusal was recorded as Keycloak's verdict: %+v", u)
 	}
-	if len(h.ledger.failures) != 0 {
+	if len(h.recorder.failures) != 0 {
 		t.Fatal("the right password must not count as a failed attempt")
 	}
 	if res, err := h.login("alice", "alice-password-1"); err != nil || res.Mode != ModeKeycloak {

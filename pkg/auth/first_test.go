@@ -7,30 +7,23 @@ import (
 	"time"
 
 	"github.com/kcguard/kcguard/pkg/keycloak/keycloaktest"
+	"github.com/kcguard/kcguard/pkg/loginrecord"
 	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
-// firstReads is a LoginReader that also reserves first attempts, over the
-// memory store (the DynamoDB ledger does it in one transaction).
+// firstReads is a LoginReader that also reserves first attempts: the
+// memory login record's ReserveFirst beside the plain reads (the DynamoDB
+// login record does both in one round trip each).
 type firstReads struct {
 	storeReads
-	mem   *users.Memory
+	loginrecord.Stores
 	calls int
 }
 
-func (f *firstReads) ReserveFirst(ctx context.Context, key userkey.Key, source string, now time.Time) (FirstAttempt, error) {
+func (f *firstReads) ReserveFirst(ctx context.Context, key userkey.Key, source string, now time.Time) (loginrecord.FirstAttempt, error) {
 	f.calls++
-	if src, _ := f.mem.SourceFailures(ctx, source, now); source != "" && src.Locked(now) {
-		return FirstSourceLocked, nil
-	}
-	if l, _ := f.mem.Lockout(ctx, key, now); l.FailedAttempts > 0 || l.Locked(now) {
-		return FirstNotFirst, nil
-	}
-	if _, err := f.mem.Reserve(ctx, key, 5, now); err != nil {
-		return FirstNotTried, err
-	}
-	return FirstReserved, nil
+	return f.Stores.ReserveFirst(ctx, key, source, now)
 }
 
 // countedReserve counts the usual reservations.
@@ -50,7 +43,7 @@ func TestFirstAttemptIsReservedAlongsideTheRead(t *testing.T) {
 	h := newHarness(t, func(d *Deps, s *Settings) {
 		s.ParallelKeycloak = true
 		reserve = &countedReserve{Users: d.Users}
-		reads = &firstReads{storeReads: storeReads{users: d.Users, tokens: d.Tokens}, mem: d.Users.(*users.Memory)}
+		reads = &firstReads{storeReads: storeReads{users: d.Users, tokens: d.Tokens}, Stores: d.Recorder.(*memRecorder).Stores}
 		d.Users, d.Reads = reserve, reads
 	})
 	h.addUser(t, "alice", "alice-password-1", "alice-password-1")
@@ -82,7 +75,7 @@ func TestFirstAttemptIsReservedAlongsideTheRead(t *testing.T) {
 func TestThrottledSourceReservesNothingAlongsideTheRead(t *testing.T) {
 	var reads *firstReads
 	h := newHarness(t, func(d *Deps, s *Settings) {
-		reads = &firstReads{storeReads: storeReads{users: d.Users, tokens: d.Tokens}, mem: d.Users.(*users.Memory)}
+		reads = &firstReads{storeReads: storeReads{users: d.Users, tokens: d.Tokens}, Stores: d.Recorder.(*memRecorder).Stores}
 		d.Reads = reads
 	})
 	h.addUser(t, "alice", "alice-password-1", "alice-password-1")

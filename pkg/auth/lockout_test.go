@@ -220,7 +220,7 @@ func TestAuditKeepsUnknownUsernamesAsKeyedHashes(t *testing.T) {
 	h.login("alice", "wrong-password")
 	h.login(typed, "again")
 	var names []string
-	for _, e := range h.ledger.audits {
+	for _, e := range h.recorder.audits {
 		if strings.Contains(strings.ToLower(e.Username), strings.ToLower(typed)) {
 			t.Fatalf("the typed username is in the audit trail: %+v", e)
 		}

@@ -7,6 +7,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/audit"
 	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/keycloak"
+	"github.com/kcguard/kcguard/pkg/loginrecord"
 	"github.com/kcguard/kcguard/pkg/sessions"
 	"github.com/kcguard/kcguard/pkg/syncjob"
 	"github.com/kcguard/kcguard/pkg/userkey"
@@ -44,53 +45,23 @@ type KeycloakAccounts interface {
 
 // LoginReader reads what a login needs before the password check, and the
 // cached Keycloak token it may fall back on after, in one round trip where
-// the store allows (the DynamoDB ledger batches them). Optional: without
+// the store allows (the DynamoDB login record batches them). Optional: without
 // one the service reads through Users and TokenCache.
 type LoginReader interface {
 	// ReadLogin reads the user (Entry.Lockout is not filled: the
 	// reservation is the lockout's only authority) and, when source is not
 	// empty, the source's failure state.
-	ReadLogin(ctx context.Context, key userkey.Key, source string, now time.Time) (LoginRead, error)
+	ReadLogin(ctx context.Context, key userkey.Key, source string, now time.Time) (loginrecord.Read, error)
 }
 
 // FirstReserver reserves a key's first attempt on record and checks the
 // request source's throttle in one atomic step, so a login can run it
 // alongside ReadLogin: one round trip less before the password check for
 // every user without failures on record. Optional: the LoginReader may
-// offer it (the DynamoDB ledger does); without it every attempt is
+// offer it (the DynamoDB login record does); without it every attempt is
 // reserved after the read (Users.Reserve).
 type FirstReserver interface {
-	ReserveFirst(ctx context.Context, key userkey.Key, source string, now time.Time) (FirstAttempt, error)
-}
-
-// FirstAttempt is what ReserveFirst did.
-type FirstAttempt int
-
-const (
-	// FirstNotTried: nothing is known; the usual reservation decides.
-	FirstNotTried FirstAttempt = iota
-	// FirstReserved: the attempt is reserved as the key's only one on
-	// record (users.Attempt N = 1).
-	FirstReserved
-	// FirstNotFirst: the key has attempts on record and nothing was
-	// reserved; the usual reservation counts past them.
-	FirstNotFirst
-	// FirstSourceLocked: the source is throttled; nothing was reserved.
-	FirstSourceLocked
-)
-
-// LoginRead is what ReadLogin found.
-type LoginRead struct {
-	Entry  users.Entry
-	Source users.Lockout
-	// CachedToken returns the cached Keycloak token within its grace
-	// period; it was read with the user and is decrypted only when called.
-	CachedToken func(ctx context.Context) (keycloak.Token, bool, error)
-	// NextSessionSeq is the Seq the login's session takes (one more than
-	// the sessions the user was given when read; see sessions.Record.Seq).
-	// Zero when the reader does not read session state: the ledger then
-	// asks the session store.
-	NextSessionSeq int64
+	ReserveFirst(ctx context.Context, key userkey.Key, source string, now time.Time) (loginrecord.FirstAttempt, error)
 }
 
 // PasswordHasher makes and checks local hashes (*credential.Hasher; tests
@@ -139,64 +110,24 @@ type SessionRevoker interface {
 	RevokeAllForUser(ctx context.Context, pkg, username string, now time.Time) (int, error)
 }
 
-// Ledger stores what an authentication attempt changed. Its DynamoDB
+// Recorder stores what an authentication attempt changed. Its DynamoDB
 // implementation writes each outcome in ONE round trip (a transaction); the
 // session cap's count rides in it (ReadLogin reads the user's session
 // count), so every login path stays within three DynamoDB calls.
-type Ledger interface {
+type Recorder interface {
 	// LoginSucceeded creates the session (returning its token, which exists
 	// nowhere else) and stores the audit event, caches a fresh Keycloak
 	// token, and releases the attempt's reservation (never lifting a lock).
-	// It stores nothing and returns ErrLoginSuperseded when the user moved
-	// past Success.UserVersion or the user's sessions were revoked at or
-	// after the session's CreatedAt.
-	LoginSucceeded(ctx context.Context, s Success) (token string, session sessions.Record, err error)
+	// It stores nothing and returns loginrecord.ErrSuperseded when the user
+	// moved past Success.UserVersion or the user's sessions were revoked at
+	// or after the session's CreatedAt.
+	LoginSucceeded(ctx context.Context, s loginrecord.Success) (token string, session sessions.Record, err error)
 	// LoginFailed records a failed check (the attempt was counted when it
 	// was reserved): the lock the policy derived from the attempt's
 	// number, the source's failure, and the audit event.
-	LoginFailed(ctx context.Context, f Failure) error
+	LoginFailed(ctx context.Context, f loginrecord.Failure) error
 	// Audit stores an audit event on its own.
 	Audit(ctx context.Context, e audit.Event) error
-}
-
-// Success is everything a successful login writes.
-type Success struct {
-	// Session is the session to create; the ledger makes its token and id.
-	Session sessions.Record
-	Event   audit.Event
-	// Token, when set, is a fresh Keycloak token to cache until GraceUntil.
-	Token      *keycloak.Token
-	GraceUntil time.Time
-	// ResetLockout releases the login's reservation: it clears the key's
-	// count unless a parallel failure has locked the key meanwhile (the
-	// lock stands and the session is still written).
-	ResetLockout bool
-	// Verdict, when set, records what Keycloak has just confirmed about the
-	// user (KeycloakConfirmedAt, enabled again, hash no longer stale) in the
-	// same write; it never carries a hash.
-	Verdict *users.Verdict
-	// Now is when the login happened (the release's "locked?" test).
-	Now time.Time
-	// UserVersion, when positive, is the user version the password was
-	// checked against: the session is stored only if the user is still at
-	// it (else ErrLoginSuperseded), so a login that raced a password change
-	// leaves no session.
-	UserVersion int64
-}
-
-// Failure is everything a failed password check writes.
-type Failure struct {
-	Key userkey.Key
-	// Attempt is the failed check's reservation; LockedUntil the lock its
-	// failure sets (zero below the threshold).
-	Attempt     users.Attempt
-	LockedUntil time.Time
-	// Source, when not empty, is the request source's id and SourceLockout
-	// its new state (count + 1 from the read before the check, and the
-	// source lock derived from it).
-	Source        string
-	SourceLockout users.Lockout
-	Event         audit.Event
 }
 
 // storeReads is the LoginReader over the plain ports: one call each.
@@ -205,18 +136,18 @@ type storeReads struct {
 	tokens TokenCache
 }
 
-func (r storeReads) ReadLogin(ctx context.Context, key userkey.Key, source string, now time.Time) (LoginRead, error) {
+func (r storeReads) ReadLogin(ctx context.Context, key userkey.Key, source string, now time.Time) (loginrecord.Read, error) {
 	e, err := r.users.Lookup(ctx, key, now)
 	if err != nil {
-		return LoginRead{}, err
+		return loginrecord.Read{}, err
 	}
 	e.Lockout = users.Lockout{} // the reservation decides, not this read
-	read := LoginRead{Entry: e, CachedToken: func(ctx context.Context) (keycloak.Token, bool, error) {
+	read := loginrecord.Read{Entry: e, CachedToken: func(ctx context.Context) (keycloak.Token, bool, error) {
 		return r.tokens.Get(ctx, key, now)
 	}}
 	if source != "" {
 		if read.Source, err = r.users.SourceFailures(ctx, source, now); err != nil {
-			return LoginRead{}, err
+			return loginrecord.Read{}, err
 		}
 	}
 	return read, nil

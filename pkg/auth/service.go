@@ -10,6 +10,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/audit"
 	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/keycloak"
+	"github.com/kcguard/kcguard/pkg/loginrecord"
 	"github.com/kcguard/kcguard/pkg/sessions"
 	"github.com/kcguard/kcguard/pkg/syncjob"
 	"github.com/kcguard/kcguard/pkg/tokencache"
@@ -167,7 +168,7 @@ type Service struct {
 	accounts KeycloakAccounts
 	breaker  Breaker
 	tokens   TokenCache
-	ledger   Ledger
+	recorder Recorder
 	sessions SessionRevoker
 	sync     Sync
 	reads    LoginReader
@@ -190,7 +191,7 @@ type Deps struct {
 	Accounts KeycloakAccounts
 	Breaker  Breaker
 	Tokens   TokenCache
-	Ledger   Ledger
+	Recorder Recorder
 	Sessions SessionRevoker
 	Sync     Sync
 	// Reads, when set, reads a login's user, source counter and cached
@@ -210,7 +211,7 @@ func New(d Deps, s Settings) (*Service, error) {
 	var missing []string
 	for name, ok := range map[string]bool{
 		"Users": d.Users != nil, "Hasher": d.Hasher != nil, "Breaker": d.Breaker != nil || d.Keycloak == nil,
-		"Tokens": d.Tokens != nil, "Ledger": d.Ledger != nil, "Sessions": d.Sessions != nil, "Sync": d.Sync != nil,
+		"Tokens": d.Tokens != nil, "Recorder": d.Recorder != nil, "Sessions": d.Sessions != nil, "Sync": d.Sync != nil,
 	} {
 		if !ok {
 			missing = append(missing, name)
@@ -221,7 +222,7 @@ func New(d Deps, s Settings) (*Service, error) {
 	}
 	svc := &Service{
 		users: d.Users, hasher: d.Hasher, policy: d.Policy, keycloak: d.Keycloak, breaker: d.Breaker,
-		tokens: d.Tokens, ledger: d.Ledger, sessions: d.Sessions, sync: d.Sync, reads: d.Reads,
+		tokens: d.Tokens, recorder: d.Recorder, sessions: d.Sessions, sync: d.Sync, reads: d.Reads,
 		names: audit.NewPseudonyms(d.UsernameKey), costs: &checkCosts{},
 		packages: map[string]bool{}, s: s.withDefaults(), log: d.Log, accounts: d.Accounts,
 	}
@@ -271,9 +272,9 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 	event := audit.Event{Package: key.Package, Username: s.auditName(key, entry), Action: audit.ActionLogin,
 		SourceIP: in.SourceIP, UserAgent: in.UserAgent, RequestID: in.RequestID, At: now}
 	a := users.Attempt{Admitted: true, N: 1}
-	if first != FirstReserved {
+	if first != loginrecord.FirstReserved {
 		src := read.Source
-		if first == FirstSourceLocked && !src.Locked(now) {
+		if first == loginrecord.FirstSourceLocked && !src.Locked(now) {
 			// The read ran alongside the check and missed the lock; the
 			// Retry-After comes from a fresh read.
 			if src, err = s.users.SourceFailures(ctx, source, now); err != nil {
@@ -342,7 +343,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 }
 
 // succeed writes a successful login (session, audit record, cached token,
-// Keycloak's verdict and the attempt's release, in one ledger write) and
+// Keycloak's verdict and the attempt's release, in one login-record write) and
 // answers.
 //
 // userVersion (when positive) is the user version the password was checked
@@ -350,7 +351,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 func (s *Service) succeed(ctx context.Context, in LoginInput, key userkey.Key, event audit.Event, tier tierResult,
 	verdict *users.Verdict, userVersion, nextSessionSeq int64, now time.Time) (LoginResult, error) {
 	event.AuthMode, event.Outcome = string(tier.mode), audit.OutcomeSuccess
-	success := Success{Event: event, ResetLockout: true, Now: now, Verdict: verdict, Session: sessions.Record{
+	success := loginrecord.Success{Event: event, ResetLockout: true, Now: now, Verdict: verdict, Session: sessions.Record{
 		Package: key.Package, Username: key.Username, AuthMode: sessions.AuthMode(tier.mode),
 		CreatedAt: now, IdleExpiresAt: now.Add(s.s.SessionIdle), ExpiresAt: now.Add(s.s.SessionLifetime),
 		SourceIP: in.SourceIP, UserAgent: in.UserAgent,
@@ -363,8 +364,8 @@ func (s *Service) succeed(ctx context.Context, in LoginInput, key userkey.Key, e
 		success.Token, success.GraceUntil = tier.token, now.Add(s.s.GracePeriod)
 	}
 	success.UserVersion = userVersion
-	token, sess, err := s.ledger.LoginSucceeded(ctx, success)
-	if errors.Is(err, ErrLoginSuperseded) {
+	token, sess, err := s.recorder.LoginSucceeded(ctx, success)
+	if errors.Is(err, loginrecord.ErrSuperseded) {
 		s.log.InfoContext(ctx, "login superseded by a concurrent account change", "package", key.Package, "err", err)
 		return LoginResult{}, ErrLoginSuperseded
 	}
@@ -414,13 +415,13 @@ func (s *Service) auditName(key userkey.Key, entry users.Entry) string {
 // trip of its own. The source's throttle is checked atomically with that
 // reservation, so a throttled source still counts nothing against the
 // users it names.
-func (s *Service) readLogin(ctx context.Context, key userkey.Key, source string, now time.Time) (LoginRead, FirstAttempt, error) {
+func (s *Service) readLogin(ctx context.Context, key userkey.Key, source string, now time.Time) (loginrecord.Read, loginrecord.FirstAttempt, error) {
 	if s.first == nil {
 		read, err := s.reads.ReadLogin(ctx, key, source, now)
-		return read, FirstNotTried, err
+		return read, loginrecord.FirstNotTried, err
 	}
 	var (
-		first    FirstAttempt
+		first    loginrecord.FirstAttempt
 		firstErr error
 		done     = make(chan struct{})
 	)
@@ -432,9 +433,9 @@ func (s *Service) readLogin(ctx context.Context, key userkey.Key, source string,
 	<-done
 	if firstErr != nil {
 		s.log.WarnContext(ctx, "first attempt not reserved; reserving the usual way", "package", key.Package, "err", firstErr)
-		first = FirstNotTried
+		first = loginrecord.FirstNotTried
 	}
-	if err != nil && first == FirstReserved {
+	if err != nil && first == loginrecord.FirstReserved {
 		s.release(ctx, key, now)
 	}
 	return read, first, err
@@ -532,7 +533,7 @@ func (s *Service) refuseLocked(ctx context.Context, until time.Time, event audit
 // transaction. The attempt itself was counted when it was reserved.
 func (s *Service) countFailure(ctx context.Context, key userkey.Key, a users.Attempt, source string, src users.Lockout, event audit.Event, now time.Time) error {
 	event.Outcome = audit.OutcomeInvalidCredentials
-	f := Failure{Key: key, Attempt: a, LockedUntil: s.s.lockedUntil(a.N, now), Event: event}
+	f := loginrecord.Failure{Key: key, Attempt: a, LockedUntil: s.s.lockedUntil(a.N, now), Event: event}
 	if source != "" {
 		n := src.FailedAttempts + 1
 		f.Source = source
@@ -540,7 +541,7 @@ func (s *Service) countFailure(ctx context.Context, key userkey.Key, a users.Att
 	}
 	wctx, cancel := outcomeContext(ctx)
 	defer cancel()
-	if err := s.ledger.LoginFailed(wctx, f); err != nil {
+	if err := s.recorder.LoginFailed(wctx, f); err != nil {
 		s.log.ErrorContext(ctx, "failed login not recorded", "package", key.Package, "username", event.Username, "err", err)
 	}
 	return ErrInvalidCredentials
@@ -736,7 +737,7 @@ func (s *Service) ChangePassword(ctx context.Context, in PasswordChangeInput) (P
 // endLocalSessions ends every session and the cached Keycloak token of a
 // user whose password just changed. The revocation time is read after the
 // new hash is stored: a login that read the old hash began before it, so
-// its session is refused or dead (the ledger's checks close the rest).
+// its session is refused or dead (the login record's checks close the rest).
 func (s *Service) endLocalSessions(ctx context.Context, key userkey.Key) {
 	if n, err := s.sessions.RevokeAllForUser(ctx, key.Package, key.Username, s.s.Now()); err != nil {
 		s.log.ErrorContext(ctx, "sessions not revoked after password change", "package", key.Package, "username", key.Username, "err", err)
@@ -750,7 +751,7 @@ func (s *Service) endLocalSessions(ctx context.Context, key userkey.Key) {
 }
 
 func (s *Service) auditAlone(ctx context.Context, e audit.Event) {
-	if err := s.ledger.Audit(ctx, e); err != nil {
+	if err := s.recorder.Audit(ctx, e); err != nil {
 		s.log.ErrorContext(ctx, "audit record lost", "action", e.Action, "outcome", e.Outcome, "err", err)
 	}
 }

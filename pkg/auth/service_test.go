@@ -13,8 +13,10 @@ import (
 	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/keycloak/keycloaktest"
+	"github.com/kcguard/kcguard/pkg/loginrecord"
 	"github.com/kcguard/kcguard/pkg/sessions"
 	"github.com/kcguard/kcguard/pkg/syncjob"
+	"github.com/kcguard/kcguard/pkg/tokencache"
 	"github.com/kcguard/kcguard/pkg/userkey"
 	"github.com/kcguard/kcguard/pkg/users"
 )
@@ -69,65 +71,44 @@ func (f *fakeSessions) RevokeAllForUser(context.Context, string, string, time.Ti
 	return 2, nil
 }
 
-// memLedger applies outcomes to the in-memory user store and remembers them.
-type memLedger struct {
+// memRecorder is the memory login record (loginrecord.Stores over the
+// harness's user store and in-memory sessions, token cache and trail; the
+// loginrecordtest suite holds it to the DynamoDB login record) remembering
+// what the service handed it.
+type memRecorder struct {
+	loginrecord.Stores
 	mu        sync.Mutex
-	users     *users.Memory
-	sessions  *sessions.Memory
-	successes []Success
-	failures  []Failure
+	successes []loginrecord.Success
+	failures  []loginrecord.Failure
 	audits    []audit.Event
 }
 
-func (l *memLedger) LoginSucceeded(ctx context.Context, s Success) (string, sessions.Record, error) {
+func newMemRecorder(u *users.Memory) *memRecorder {
+	return &memRecorder{Stores: loginrecord.Stores{Users: u, Sessions: sessions.NewMemory(),
+		Tokens: tokencache.NewMemory(), Trail: audit.NewMemory()}}
+}
+
+func (l *memRecorder) LoginSucceeded(ctx context.Context, s loginrecord.Success) (string, sessions.Record, error) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	l.successes = append(l.successes, s)
 	l.audits = append(l.audits, s.Event)
-	if s.ResetLockout {
-		if _, err := l.users.Release(ctx, userkey.Key{Package: s.Event.Package, Username: s.Event.Username}, s.Now); err != nil {
-			return "", sessions.Record{}, err
-		}
-	}
-	if s.Verdict != nil {
-		if _, err := l.users.ApplyVerdict(ctx, userkey.Key{Package: s.Event.Package, Username: s.Event.Username}, users.AnyVersion, *s.Verdict); err != nil {
-			return "", sessions.Record{}, err
-		}
-	}
-	if s.UserVersion > 0 {
-		if u, err := l.users.Get(ctx, userkey.Key{Package: s.Event.Package, Username: s.Event.Username}); err != nil || u.Version != s.UserVersion {
-			return "", sessions.Record{}, ErrLoginSuperseded
-		}
-	}
-	tok, rec, err := l.sessions.Create(ctx, s.Session)
-	if errors.Is(err, sessions.ErrSuperseded) {
-		return "", sessions.Record{}, ErrLoginSuperseded
-	}
-	return tok, rec, err
+	l.mu.Unlock()
+	return l.Stores.LoginSucceeded(ctx, s)
 }
 
-func (l *memLedger) LoginFailed(ctx context.Context, f Failure) error {
-	if err := ctx.Err(); err != nil { // as the DynamoDB client would
-		return err
-	}
+func (l *memRecorder) LoginFailed(ctx context.Context, f loginrecord.Failure) error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	l.failures = append(l.failures, f)
 	l.audits = append(l.audits, f.Event)
-	if err := l.users.FailAttempt(ctx, f.Key, f.Attempt, f.LockedUntil, f.Event.At); err != nil {
-		return err
-	}
-	if f.Source != "" {
-		return l.users.RecordSourceFailure(ctx, f.Source, f.SourceLockout, f.Event.At)
-	}
-	return nil
+	l.mu.Unlock()
+	return l.Stores.LoginFailed(ctx, f)
 }
 
-func (l *memLedger) Audit(_ context.Context, e audit.Event) error {
+func (l *memRecorder) Audit(ctx context.Context, e audit.Event) error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	l.audits = append(l.audits, e)
-	return nil
+	l.mu.Unlock()
+	return l.Stores.Audit(ctx, e)
 }
 
 type brokenUsers struct{ Users }
@@ -148,7 +129,7 @@ type harness struct {
 	tokens   *fakeTokens
 	sync     *fakeSync
 	sessions *fakeSessions
-	ledger   *memLedger
+	recorder *memRecorder
 	hasher   *credential.Hasher
 	now      time.Time
 }
@@ -163,13 +144,13 @@ func newHarness(t *testing.T, mutate ...func(*Deps, *Settings)) *harness {
 		tokens: &fakeTokens{byKey: map[userkey.Key]keycloak.Token{}}, sync: &fakeSync{result: syncjob.Applied},
 		sessions: &fakeSessions{}, now: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC),
 	}
-	h.ledger = &memLedger{users: h.users, sessions: sessions.NewMemory()}
+	h.recorder = newMemRecorder(h.users)
 	var err error
 	if h.hasher, err = credential.NewHasher(testParams); err != nil {
 		t.Fatal(err)
 	}
 	d := Deps{Users: h.users, Hasher: h.hasher, Policy: credential.Policy{}, Keycloak: h.kc, Breaker: h.breaker,
-		Tokens: h.tokens, Ledger: h.ledger, Sessions: h.sessions, Sync: h.sync, Packages: []string{pkg}}
+		Tokens: h.tokens, Recorder: h.recorder, Sessions: h.sessions, Sync: h.sync, Packages: []string{pkg}}
 	s := Settings{AllowOfflineMode: true, RevokeOtherSessions: true, Now: func() time.Time { return h.now }}
 	for _, m := range mutate {
 		m(&d, &s)
@@ -215,7 +196,7 @@ func TestLoginModes(t *testing.T) {
 		wantMode   Mode
 		wantStatus KeycloakStatus
 		wantToken  bool // a Keycloak token in the answer
-		wantCached bool // a fresh token handed to the ledger for caching
+		wantCached bool // a fresh token handed to the login record for caching
 		kcCalls    int
 	}{
 		{"keycloak healthy", func(*harness) {}, ModeKeycloak, KeycloakAvailable, true, true, 1},
@@ -250,14 +231,14 @@ func TestLoginModes(t *testing.T) {
 			if got := h.kc.Calls(keycloaktest.PasswordGrant); got != tc.kcCalls {
 				t.Fatalf("keycloak password grants = %d, want %d", got, tc.kcCalls)
 			}
-			s := h.ledger.successes[0]
+			s := h.recorder.successes[0]
 			if (s.Token != nil) != tc.wantCached {
 				t.Fatalf("token cached = %v, want %v", s.Token != nil, tc.wantCached)
 			}
 			if tc.wantCached && !s.GraceUntil.Equal(h.now.Add(24*time.Hour)) {
 				t.Fatalf("grace until %s", s.GraceUntil)
 			}
-			rec, err := h.ledger.sessions.GetByToken(context.Background(), res.SessionToken, h.now)
+			rec, err := h.recorder.Sessions.GetByToken(context.Background(), res.SessionToken, h.now)
 			if err != nil || rec.Username != "alice" || rec.AuthMode != sessions.AuthMode(tc.wantMode) {
 				t.Fatalf("session for the returned token: %+v %v", rec, err)
 			}
@@ -451,7 +432,7 @@ func TestAuditRecordsEveryAttempt(t *testing.T) {
 	h.login("alice", "alice-password-1")
 	h.login("alice", "nope")
 	var got []string
-	for _, e := range h.ledger.audits {
+	for _, e := range h.recorder.audits {
 		got = append(got, string(e.Action)+":"+e.AuthMode+":"+string(e.Outcome))
 	}
 	if strings.Join(got, ",") != "login:keycloak:success,login::invalid_credentials" {

@@ -28,7 +28,7 @@ func BenchmarkFailedCheck(b *testing.B) {
 			}
 			pb, _ := credential.NewHasher(credential.Params{Algorithm: credential.PBKDF2SHA512})
 			store := users.NewMemory()
-			ledger := &memLedger{users: store}
+			recorder := newMemRecorder(store)
 			now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 			for name, h := range map[string]*credential.Hasher{"argon2-user": hasher, "pbkdf2-user": pb} {
 				hash, _ := h.Hash("the-right-password")
@@ -41,7 +41,7 @@ func BenchmarkFailedCheck(b *testing.B) {
 			if !padded {
 				s.Sleep = func(context.Context, time.Duration) {}
 			}
-			svc, err := New(Deps{Users: store, Hasher: hasher, Tokens: &fakeTokens{}, Ledger: ledger,
+			svc, err := New(Deps{Users: store, Hasher: hasher, Tokens: &fakeTokens{}, Recorder: recorder,
 				Sessions: &fakeSessions{}, Sync: &fakeSync{}, Packages: []string{pkg}}, s)
 			if err != nil {
 				b.Fatal(err)

@@ -26,7 +26,7 @@ import (
 // methods — session with its guards, cached token, audit and the
 // reservation's release on success; lock and audit on failure. Here the
 // session's place among the user's sessions is reserved by its own
-// UpdateItem (sessions.Dynamo.Reserve); pkg/ledger saves that one by
+// UpdateItem (sessions.Dynamo.Reserve); pkg/loginrecord saves that one by
 // reading the count with the user (ReadLogin) and admitting the session
 // inside the transaction (AdmitTx).
 func TestLoginBudget(t *testing.T) {

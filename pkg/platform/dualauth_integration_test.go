@@ -192,7 +192,7 @@ func TestDynamoDBRoundTripsPerLogin(t *testing.T) {
 	e := stacktest.New(t, fastBreaker)
 	u, v := e.NewUser(t, "homechoice"), e.NewUser(t, "homechoice")
 	// The session cap's count rides on the login's one read and one
-	// transaction (ledger.ReadLogin, sessions.Dynamo.AdmitTx).
+	// transaction (loginrecord.Dynamo.ReadLogin, sessions.Dynamo.AdmitTx).
 	budget := func(string) int { return 3 }
 	measure := func(name string, f func()) {
 		t.Helper()

@@ -23,7 +23,7 @@ import (
 	"github.com/kcguard/kcguard/pkg/credential"
 	"github.com/kcguard/kcguard/pkg/journal"
 	"github.com/kcguard/kcguard/pkg/keycloak"
-	"github.com/kcguard/kcguard/pkg/ledger"
+	"github.com/kcguard/kcguard/pkg/loginrecord"
 	"github.com/kcguard/kcguard/pkg/sessions"
 	"github.com/kcguard/kcguard/pkg/syncjob"
 	"github.com/kcguard/kcguard/pkg/tokencache"
@@ -175,11 +175,11 @@ func (rt *Runtime) WarmLogin() <-chan struct{} {
 // with the given hasher (Build uses the configured one; tests count checks).
 func (rt *Runtime) NewAuth(hasher auth.PasswordHasher) (*auth.Service, error) {
 	cfg := rt.Config
-	led := ledger.NewDynamo(rt.DynamoDB, rt.Users, rt.Sessions, rt.Tokens, rt.Audit)
+	record := loginrecord.NewDynamo(rt.DynamoDB, rt.Users, rt.Sessions, rt.Tokens, rt.Audit)
 	return auth.New(auth.Deps{
 		Users: rt.Users, Hasher: hasher, Policy: PasswordPolicy(cfg),
 		Keycloak: rt.Keycloak, Breaker: rt.Breaker, Tokens: CachedTokens{Store: rt.Tokens},
-		Ledger: led, Reads: led, UsernameKey: []byte(cfg.Audit.UsernameHMACKey),
+		Recorder: record, Reads: record, UsernameKey: []byte(cfg.Audit.UsernameHMACKey),
 		Sessions: rt.Sessions, Sync: rt.Dispatcher, Packages: cfg.PackageNames(), Log: rt.Log,
 	}, AuthSettings(cfg))
 }
@@ -285,7 +285,7 @@ func (c CachedTokens) Get(ctx context.Context, key userkey.Key, now time.Time) (
 	default:
 		return keycloak.Token{}, false, err
 	}
-	return ledger.KeycloakToken(rec, now), true, nil
+	return loginrecord.KeycloakToken(rec, now), true, nil
 }
 
 // Forget implements auth.TokenCache.

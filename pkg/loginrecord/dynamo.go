@@ -1,10 +1,4 @@
-// Package ledger writes the outcome of an authentication attempt to the
-// local tables. The DynamoDB ledger puts everything one outcome changes
-// (session, audit record, cached token, lockout counter) into a single
-// TransactWriteItems call: one round trip, and all or nothing, so a login
-// never leaves a session without its audit record or a reset counter
-// without the session it was reset for.
-package ledger
+package loginrecord
 
 import (
 	"context"
@@ -19,7 +13,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/kcguard/kcguard/pkg/audit"
-	"github.com/kcguard/kcguard/pkg/auth"
 	"github.com/kcguard/kcguard/pkg/keycloak"
 	"github.com/kcguard/kcguard/pkg/sessions"
 	"github.com/kcguard/kcguard/pkg/tokencache"
@@ -27,14 +20,18 @@ import (
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
-// TransactWriter is the part of the DynamoDB client the ledger uses.
+// TransactWriter is the part of the DynamoDB client the login record uses.
 type TransactWriter interface {
 	TransactWriteItems(context.Context, *dynamodb.TransactWriteItemsInput, ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error)
 	BatchGetItem(context.Context, *dynamodb.BatchGetItemInput, ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error)
 }
 
-// Dynamo is the DynamoDB ledger. The stores build the items (they own their
-// table layouts); the ledger only bundles them.
+// Dynamo is the DynamoDB login record. It puts everything one outcome
+// changes (session, audit record, cached token, lockout counter) into a
+// single TransactWriteItems call: one round trip, and all or nothing, so a
+// login never leaves a session without its audit record or a reset
+// counter without the session it was reset for. The stores build the
+// items (they own their table layouts); Dynamo only bundles them.
 type Dynamo struct {
 	db       TransactWriter
 	users    *users.Dynamo
@@ -43,32 +40,27 @@ type Dynamo struct {
 	audit    *audit.Dynamo
 }
 
-var (
-	_ auth.Ledger        = (*Dynamo)(nil)
-	_ auth.LoginReader   = (*Dynamo)(nil)
-	_ auth.FirstReserver = (*Dynamo)(nil)
-)
-
 // NewDynamo bundles the stores' writes into transactions on db.
 func NewDynamo(db TransactWriter, u *users.Dynamo, s *sessions.Dynamo, t *tokencache.Dynamo, a *audit.Dynamo) *Dynamo {
 	return &Dynamo{db: db, users: u, sessions: s, tokens: t, audit: a}
 }
 
-// LoginSucceeded implements auth.Ledger.
+// LoginSucceeded stores the session, the audit event, the fresh
+// Keycloak token, the verdict and the attempt's release together.
 //
 // It costs the one transaction when the login's read brought the user's
 // session count (ReadLogin), else one UpdateItem more (Reserve). The
 // transaction checks that the user's sessions were not revoked since the
 // login began and that the user is still at the version the password was
 // checked against.
-func (l *Dynamo) LoginSucceeded(ctx context.Context, s auth.Success) (string, sessions.Record, error) {
+func (l *Dynamo) LoginSucceeded(ctx context.Context, s Success) (string, sessions.Record, error) {
 	// ReadLogin read the user's session count (Session.Seq is the next):
 	// the transaction counts the session. Without that read, Reserve asks.
 	reserved, admit := s.Session, l.sessions.AdmitTx
 	if reserved.Seq == 0 {
 		var err error
 		if reserved, err = l.sessions.Reserve(ctx, s.Session); errors.Is(err, sessions.ErrSuperseded) {
-			return "", sessions.Record{}, fmt.Errorf("%w: %v", auth.ErrLoginSuperseded, err)
+			return "", sessions.Record{}, fmt.Errorf("%w: %v", ErrSuperseded, err)
 		} else if err != nil {
 			return "", sessions.Record{}, err
 		}
@@ -128,7 +120,7 @@ func (l *Dynamo) LoginSucceeded(ctx context.Context, s auth.Success) (string, se
 	}
 	if err != nil {
 		if failed := sessions.CancelReasons(err); failed != nil && (failed[1] || userChecked && failed[2]) {
-			return "", sessions.Record{}, fmt.Errorf("%w: %v", auth.ErrLoginSuperseded, err)
+			return "", sessions.Record{}, fmt.Errorf("%w: %v", ErrSuperseded, err)
 		}
 		return "", sessions.Record{}, fmt.Errorf("record login: %w", err)
 	}
@@ -181,12 +173,12 @@ func refusedOnly(err error, i int) bool {
 	return true
 }
 
-// ReserveFirst implements auth.FirstReserver: the key's first-attempt
+// ReserveFirst reserves the key's first-attempt
 // reservation and the source's throttle check in one TransactWriteItems.
-func (l *Dynamo) ReserveFirst(ctx context.Context, key userkey.Key, source string, now time.Time) (auth.FirstAttempt, error) {
+func (l *Dynamo) ReserveFirst(ctx context.Context, key userkey.Key, source string, now time.Time) (FirstAttempt, error) {
 	first, err := l.users.FirstAttemptTx(key, now)
 	if err != nil {
-		return auth.FirstNotTried, err
+		return FirstNotTried, err
 	}
 	items := []types.TransactWriteItem{first}
 	if source != "" {
@@ -198,18 +190,18 @@ func (l *Dynamo) ReserveFirst(ctx context.Context, key userkey.Key, source strin
 	err = l.write(ctx, randomToken(), items)
 	switch {
 	case err == nil:
-		return auth.FirstReserved, nil
+		return FirstReserved, nil
 	case source != "" && refusedAt(err, 1):
-		return auth.FirstSourceLocked, nil
+		return FirstSourceLocked, nil
 	case refusedOnly(err, 0):
-		return auth.FirstNotFirst, nil
+		return FirstNotFirst, nil
 	case conflicted(err):
 		// Another transaction held the source's item (logins from one
 		// address at once): the usual reservation decides, one round
 		// trip later, as before this transaction existed.
-		return auth.FirstNotTried, nil
+		return FirstNotTried, nil
 	}
-	return auth.FirstNotTried, fmt.Errorf("reserve first attempt %s: %w", key, err)
+	return FirstNotTried, fmt.Errorf("reserve first attempt %s: %w", key, err)
 }
 
 func randomToken() string {
@@ -218,8 +210,9 @@ func randomToken() string {
 	return hex.EncodeToString(b)
 }
 
-// LoginFailed implements auth.Ledger.
-func (l *Dynamo) LoginFailed(ctx context.Context, f auth.Failure) error {
+// LoginFailed stores the failed attempt, the source's failure and the
+// audit event together.
+func (l *Dynamo) LoginFailed(ctx context.Context, f Failure) error {
 	a, err := l.audit.RecordTx(f.Event)
 	if err != nil {
 		return err
@@ -236,19 +229,19 @@ func (l *Dynamo) LoginFailed(ctx context.Context, f auth.Failure) error {
 	return nil
 }
 
-// ReadLogin implements auth.LoginReader: the user item, the source's
+// ReadLogin implements Reader: the user item, the source's
 // counter and the cached token in one BatchGetItem (strongly consistent).
 // The token is read for every login, used only when Keycloak cannot
 // answer, and decrypted only then: the price of keeping every login path
 // within three DynamoDB round trips with the reservation added.
-func (l *Dynamo) ReadLogin(ctx context.Context, key userkey.Key, source string, now time.Time) (auth.LoginRead, error) {
+func (l *Dynamo) ReadLogin(ctx context.Context, key userkey.Key, source string, now time.Time) (Read, error) {
 	userKey, err := l.users.UserKey(key)
 	if err != nil {
-		return auth.LoginRead{}, err
+		return Read{}, err
 	}
 	tokenKey, err := l.tokens.ItemKey(key.Package, key.Username)
 	if err != nil {
-		return auth.LoginRead{}, err
+		return Read{}, err
 	}
 	usersTable, tokensTable := l.users.TableName(), l.tokens.TableName()
 	keys := []map[string]types.AttributeValue{userKey}
@@ -257,40 +250,40 @@ func (l *Dynamo) ReadLogin(ctx context.Context, key userkey.Key, source string, 
 	}
 	req := map[string]types.KeysAndAttributes{usersTable: {Keys: keys, ConsistentRead: aws.Bool(true)}}
 	if tokensTable == usersTable {
-		return auth.LoginRead{}, fmt.Errorf("read login: the token cache needs its own table")
+		return Read{}, fmt.Errorf("read login: the token cache needs its own table")
 	}
 	req[tokensTable] = types.KeysAndAttributes{Keys: []map[string]types.AttributeValue{tokenKey}, ConsistentRead: aws.Bool(true)}
 	// The user's session state rides along: the login's session takes the
 	// next Seq without a round trip of its own (sessions.Dynamo.AdmitTx).
 	sessionsTable := l.sessions.TableName()
 	if sessionsTable == usersTable || sessionsTable == tokensTable {
-		return auth.LoginRead{}, fmt.Errorf("read login: the sessions need their own table")
+		return Read{}, fmt.Errorf("read login: the sessions need their own table")
 	}
 	req[sessionsTable] = types.KeysAndAttributes{Keys: []map[string]types.AttributeValue{l.sessions.StateKey(key.Package, key.Username)}, ConsistentRead: aws.Bool(true)}
 	found := map[string][]map[string]types.AttributeValue{}
 	for attempt := 0; len(req) > 0; attempt++ {
 		if attempt == 3 {
-			return auth.LoginRead{}, fmt.Errorf("read login %s: keys left unprocessed", key)
+			return Read{}, fmt.Errorf("read login %s: keys left unprocessed", key)
 		}
 		out, err := l.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: req})
 		if err != nil {
-			return auth.LoginRead{}, fmt.Errorf("read login %s: %w", key, err)
+			return Read{}, fmt.Errorf("read login %s: %w", key, err)
 		}
 		for t, items := range out.Responses {
 			found[t] = append(found[t], items...)
 		}
 		req = out.UnprocessedKeys
 	}
-	var read auth.LoginRead
+	var read Read
 	for _, item := range found[usersTable] {
 		switch {
 		case sameKey(item, userKey):
 			if read.Entry, err = users.EntryFromItem(item); err != nil {
-				return auth.LoginRead{}, err
+				return Read{}, err
 			}
 		case source != "" && sameKey(item, l.users.SourceKey(source)):
 			if read.Source, err = users.DecodeSource(item, now); err != nil {
-				return auth.LoginRead{}, err
+				return Read{}, err
 			}
 		}
 	}
@@ -300,7 +293,7 @@ func (l *Dynamo) ReadLogin(ctx context.Context, key userkey.Key, source string, 
 	}
 	seq, err := sessions.SeqFromItem(stateItem)
 	if err != nil {
-		return auth.LoginRead{}, err
+		return Read{}, err
 	}
 	read.NextSessionSeq = seq + 1
 	var tokenItem map[string]types.AttributeValue
@@ -331,7 +324,7 @@ func sameKey(item, key map[string]types.AttributeValue) bool {
 	return true
 }
 
-// Audit implements auth.Ledger.
+// Audit stores an audit event on its own.
 func (l *Dynamo) Audit(ctx context.Context, e audit.Event) error { return l.audit.Record(ctx, e) }
 
 // write sends one transaction. With an idempotency token an SDK retry of a
@@ -348,7 +341,7 @@ func (l *Dynamo) write(ctx context.Context, idempotency string, items []types.Tr
 
 func keyOf(e audit.Event) userkey.Key { return userkey.Key{Package: e.Package, Username: e.Username} }
 
-func tokenRecord(s auth.Success) tokencache.Record {
+func tokenRecord(s Success) tokencache.Record {
 	t := s.Token
 	return tokencache.Record{
 		Package: s.Event.Package, Username: s.Event.Username,

@@ -1,20 +1,15 @@
-package ledger_test
+package loginrecord_test
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-
-	"github.com/kcguard/kcguard/internal/testenv"
-	"github.com/kcguard/kcguard/pkg/audit"
 	"github.com/kcguard/kcguard/pkg/auth"
 	"github.com/kcguard/kcguard/pkg/credential"
-	"github.com/kcguard/kcguard/pkg/ledger"
+	"github.com/kcguard/kcguard/pkg/loginrecord"
 	"github.com/kcguard/kcguard/pkg/platform"
 	"github.com/kcguard/kcguard/pkg/sessions"
 	"github.com/kcguard/kcguard/pkg/syncjob"
@@ -22,58 +17,46 @@ import (
 	"github.com/kcguard/kcguard/pkg/users"
 )
 
-// backend is one set of stores with its ledger.
+// backend is one set of stores with its login record.
 type backend struct {
 	users    users.Store
 	sessions sessions.Store
-	ledger   auth.Ledger
+	recorder auth.Recorder
 }
 
 func memoryBackend(*testing.T) backend {
-	u, s := users.NewMemory(), sessions.NewMemory()
-	return backend{users: u, sessions: s,
-		ledger: ledger.Stores{Users: u, Sessions: s, Tokens: tokencache.NewMemory(), Trail: audit.NewMemory()}}
+	m := memoryRecorder()
+	return backend{users: m.Users, sessions: m.Sessions, recorder: m.Recorder.(auth.Recorder)}
 }
 
 func dynamoBackend(t *testing.T) backend {
-	cfg := testenv.AWS(t)
-	db := dynamodb.NewFromConfig(cfg)
-	master := make([]byte, 32)
-	_, _ = rand.Read(master)
-	cipher, err := tokencache.NewLocalCipher(master)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := users.NewDynamo(db, testenv.Table(t, cfg, users.Table("users")))
-	s := sessions.NewDynamo(db, testenv.Table(t, cfg, sessions.Table("sessions")))
-	tok := tokencache.NewDynamo(db, testenv.Table(t, cfg, tokencache.Table("tokens")), cipher)
-	a := audit.NewDynamo(db, testenv.Table(t, cfg, audit.Table("audit")))
-	return backend{users: u, sessions: s, ledger: ledger.NewDynamo(db, u, s, tok, a)}
+	s := dynamoStores(t)
+	return backend{users: s.users, sessions: s.sessions, recorder: s.recorder(s.db)}
 }
 
-// gate holds the first login at the ledger: before it stores the session,
+// gate holds the first login at the login record: before it stores the session,
 // or just after, until released.
 type gate struct {
-	auth.Ledger
+	auth.Recorder
 	after   bool
 	held    atomic.Bool
 	reached chan struct{}
 	release chan struct{}
 }
 
-func (g *gate) LoginSucceeded(ctx context.Context, s auth.Success) (string, sessions.Record, error) {
+func (g *gate) LoginSucceeded(ctx context.Context, s loginrecord.Success) (string, sessions.Record, error) {
 	if g.held.Swap(true) {
-		return g.Ledger.LoginSucceeded(ctx, s)
+		return g.Recorder.LoginSucceeded(ctx, s)
 	}
 	if g.after {
-		tok, rec, err := g.Ledger.LoginSucceeded(ctx, s)
+		tok, rec, err := g.Recorder.LoginSucceeded(ctx, s)
 		close(g.reached)
 		<-g.release
 		return tok, rec, err
 	}
 	close(g.reached)
 	<-g.release
-	return g.Ledger.LoginSucceeded(ctx, s)
+	return g.Recorder.LoginSucceeded(ctx, s)
 }
 
 type noSync struct{}
@@ -82,7 +65,7 @@ func (noSync) Dispatch(context.Context, syncjob.Job) syncjob.Result { return syn
 func (noSync) Enqueue(context.Context, syncjob.Job) error           { return nil }
 
 // TestSlowLoginRacingPasswordChange: a login whose password check passed
-// is held at the ledger while the password changes; whichever side of its
+// is held at the login record while the password changes; whichever side of its
 // session write the change lands, no session of the old password lives.
 // Memory and DynamoDB (moto) alike.
 func TestSlowLoginRacingPasswordChange(t *testing.T) {
@@ -116,9 +99,9 @@ func raceLoginAndChange(t *testing.T, b backend, after, revoke bool) {
 	if _, err := b.users.Create(ctx, users.User{Package: "homechoice", Username: "racer", Enabled: true, Hash: users.NewHash(h)}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	g := &gate{Ledger: b.ledger, after: after, reached: make(chan struct{}), release: make(chan struct{})}
+	g := &gate{Recorder: b.recorder, after: after, reached: make(chan struct{}), release: make(chan struct{})}
 	svc, err := auth.New(auth.Deps{Users: b.users, Hasher: hasher, Tokens: platform.CachedTokens{Store: tokencache.NewMemory()},
-		Ledger: g, Sessions: b.sessions, Sync: noSync{}, Packages: []string{"homechoice"}},
+		Recorder: g, Sessions: b.sessions, Sync: noSync{}, Packages: []string{"homechoice"}},
 		auth.Settings{AllowOfflineMode: true, RevokeOtherSessions: revoke})
 	if err != nil {
 		t.Fatal(err)
@@ -173,7 +156,7 @@ func raceLoginAndChange(t *testing.T, b backend, after, revoke bool) {
 }
 
 // TestCapThroughLogins: 12 logins of one user keep the newest 10 sessions
-// (sessions.DefaultMaxPerUser), with the DynamoDB ledger reading the
+// (sessions.DefaultMaxPerUser), with the DynamoDB login record reading the
 // session count in the login's one read (ReadLogin) or asking the store.
 func TestCapThroughLogins(t *testing.T) {
 	for _, c := range []struct {
@@ -197,9 +180,9 @@ func TestCapThroughLogins(t *testing.T) {
 				t.Fatal(err)
 			}
 			deps := auth.Deps{Users: b.users, Hasher: hasher, Tokens: platform.CachedTokens{Store: tokencache.NewMemory()},
-				Ledger: b.ledger, Sessions: b.sessions, Sync: noSync{}, Packages: []string{"homechoice"}}
+				Recorder: b.recorder, Sessions: b.sessions, Sync: noSync{}, Packages: []string{"homechoice"}}
 			if c.reader {
-				deps.Reads = b.ledger.(auth.LoginReader)
+				deps.Reads = b.recorder.(auth.LoginReader)
 			}
 			svc, err := auth.New(deps, auth.Settings{AllowOfflineMode: true})
 			if err != nil {
