@@ -9,10 +9,13 @@ takes no lock, so, unlike DynamoDB:
   change answered 200 was rolled back this way), and copying whole tables
   makes every transaction slower as the tables grow.
 
-This launcher runs moto's own server with one lock around each DynamoDB
-request (Python runs one thread at a time anyway, so nothing is lost) and
-makes a cancelled transaction undo only the items it names. Arguments are
-moto_server's. local/stack.sh and internal/testenv start moto through it.
+This launcher runs moto's own server with a lock per table: a DynamoDB
+request holds the locks of every table it names (in name order, so two
+requests never wait on each other in a circle), and a cancelled transaction
+undoes only the items it names. Requests on different tables still run side
+by side, so one test's long scan does not hold up another test's tables.
+Arguments are moto_server's. local/stack.sh and internal/testenv start moto
+through it.
 """
 
 import copy
@@ -25,21 +28,60 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoHandler
 
-_lock = threading.RLock()
+_catalog = threading.RLock()  # requests that add, drop or list tables
+_table_locks = {}
+_table_locks_guard = threading.Lock()
+_CATALOG_ACTIONS = {"CreateTable", "DeleteTable", "ListTables", "UpdateTable"}
 _call_action = DynamoHandler.call_action
 
 
+def _tables_named(params):
+    names = set()
+    if not isinstance(params, dict):
+        return names
+    if isinstance(params.get("TableName"), str):
+        names.add(params["TableName"])
+    names.update(params.get("RequestItems") or {})
+    for entry in params.get("TransactItems") or []:
+        for op in entry.values():
+            if isinstance(op, dict) and isinstance(op.get("TableName"), str):
+                names.add(op["TableName"])
+    return names
+
+
+def _locks_for(self):
+    locks = []
+    try:
+        if self._get_action() in _CATALOG_ACTIONS:
+            locks.append(_catalog)
+    except Exception:
+        locks.append(_catalog)
+    names = _tables_named(getattr(self, "params", None))
+    if not names and not locks:
+        locks.append(_catalog)
+    with _table_locks_guard:
+        for name in sorted(names):
+            locks.append(_table_locks.setdefault(name, threading.RLock()))
+    return locks
+
+
 def _serialised_call_action(self):
-    with _lock:
+    locks = _locks_for(self)
+    for lock in locks:
+        lock.acquire()
+    try:
         return _call_action(self)
+    finally:
+        for lock in reversed(locks):
+            lock.release()
 
 
 DynamoHandler.call_action = _serialised_call_action
 
 
-class _Copy:
+class _Copy(threading.local):
     """moto's `copy` module, except that a table is not copied while a
-    transaction begins: the transaction saves its own items instead."""
+    transaction of this thread begins: it saves its own items instead."""
 
     in_transaction = False
 
@@ -68,32 +110,32 @@ def _item_key(table, op):
 
 
 def _atomic_transact_write_items(self, transact_items):
-    with _lock:
-        saved = []  # (table name, key, item before the transaction or None)
-        for entry in transact_items:
-            for op in entry.values():
-                name = op.get("TableName") if isinstance(op, dict) else None
-                if name not in self.tables:
-                    continue
-                try:
-                    key = _item_key(self.tables[name], op)
-                    before = self.get_item(name, key)
-                except Exception:
-                    continue  # moto's own validation answers for it
-                saved.append((name, key, copy.deepcopy(before)))
-        _copy.in_transaction = True
-        try:
-            return _transact_write_items(self, transact_items)
-        except BaseException:
-            for name, key, before in reversed(saved):
-                if before is None:
-                    if self.get_item(name, key) is not None:
-                        self.delete_item(name, key)
-                else:
-                    self.put_item(name, before.to_json()["Attributes"])
-            raise
-        finally:
-            _copy.in_transaction = False
+    # The request holds the locks of every table the transaction names.
+    saved = []  # (table name, key, item before the transaction or None)
+    for entry in transact_items:
+        for op in entry.values():
+            name = op.get("TableName") if isinstance(op, dict) else None
+            if name not in self.tables:
+                continue
+            try:
+                key = _item_key(self.tables[name], op)
+                before = self.get_item(name, key)
+            except Exception:
+                continue  # moto's own validation answers for it
+            saved.append((name, key, copy.deepcopy(before)))
+    _copy.in_transaction = True
+    try:
+        return _transact_write_items(self, transact_items)
+    except BaseException:
+        for name, key, before in reversed(saved):
+            if before is None:
+                if self.get_item(name, key) is not None:
+                    self.delete_item(name, key)
+            else:
+                self.put_item(name, before.to_json()["Attributes"])
+        raise
+    finally:
+        _copy.in_transaction = False
 
 
 DynamoDBBackend.transact_write_items = _atomic_transact_write_items
