@@ -7,13 +7,23 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kcguard/kcguard/internal/testenv"
 )
 
 // TestUsersAddSetPasswordAndSeed runs the user commands as an operator
-// would, on the local stack's users table (names unique to the run).
+// would, on a moto of its own that `config fix` provisions.
 func TestUsersAddSetPasswordAndSeed(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs the local stack")
+	}
+	// Tables of its own: the stack's may not exist (CI starts the services
+	// without provisioning them).
+	kcURL, _ := testenv.Keycloak(t)
+	t.Setenv("KCGUARD_KEYCLOAK_URL", kcURL)
+	emptyAWS(t)
+	if out, err := run(t, "config", "fix"); err != nil {
+		t.Fatalf("fix: %v\n%s", err, out)
 	}
 	name := fmt.Sprintf("cli13-%d", time.Now().UnixNano())
 	if out, err := runIn(t, "short\n", "users", "add", name, "--package", "homechoice"); err == nil {
