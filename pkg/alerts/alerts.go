@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -61,6 +62,7 @@ type Publisher struct {
 	once   sync.Once
 	outbox chan outgoing
 	wg     sync.WaitGroup
+	raised atomic.Uint64
 }
 
 type outgoing struct {
@@ -150,6 +152,7 @@ func (p *Publisher) Notify(ctx context.Context, ev breaker.Event) {
 		go p.send()
 	})
 	p.wg.Add(1)
+	p.raised.Add(1)
 	select {
 	case p.outbox <- outgoing{ctx: context.WithoutCancel(ctx), in: in, a: a, gen: ev.Generation}:
 	default:
@@ -157,6 +160,10 @@ func (p *Publisher) Notify(ctx context.Context, ev breaker.Event) {
 		p.log().ErrorContext(ctx, "breaker alert not published: too many alerts waiting", "event", a.Kind, "generation", ev.Generation)
 	}
 }
+
+// Raised counts the alerts handed to Notify so far: a Lambda invocation
+// compares it before and after to know whether it raised one.
+func (p *Publisher) Raised() uint64 { return p.raised.Load() }
 
 // AlertID is the idempotency key of a transition's alert: copies of one
 // alert share it, and no two transitions have the same.

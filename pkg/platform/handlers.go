@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/kcguard/kcguard/pkg/alerts"
 	"github.com/kcguard/kcguard/pkg/breaker"
 	"github.com/kcguard/kcguard/pkg/config"
 	"github.com/kcguard/kcguard/pkg/httpapi"
@@ -131,7 +132,31 @@ func Start[In, Out any, H Handler[In, Out]](name string, wire func(*Runtime) H) 
 		fmt.Fprintf(os.Stderr, "kcguard %s: start-up failed: %v\n", name, err)
 		os.Exit(1)
 	}
-	lambda.StartHandlerFunc((func(context.Context, In) (Out, error))(wire(rt)))
+	lambda.StartHandlerFunc(flushingAlerts(rt.Alerts, (func(context.Context, In) (Out, error))(wire(rt))))
+}
+
+// AlertFlush bounds how long an invocation that raised a breaker alert
+// holds its answer for the alert's publish.
+const AlertFlush = 2 * time.Second
+
+// flushingAlerts wraps a Lambda handler: Lambda freezes the instance once
+// the handler returns, and the alert publisher works in the background, so
+// an alert raised by this invocation (this instance won a breaker
+// transition) is given up to AlertFlush to reach SNS before the answer
+// goes. Transitions are rare; other invocations never wait, not even while
+// an earlier alert is still being retried.
+func flushingAlerts[In, Out any](pub *alerts.Publisher, h func(context.Context, In) (Out, error)) func(context.Context, In) (Out, error) {
+	if pub == nil {
+		return h
+	}
+	return func(ctx context.Context, in In) (Out, error) {
+		before := pub.Raised()
+		out, err := h(ctx, in)
+		if pub.Raised() != before {
+			pub.WaitFor(AlertFlush)
+		}
+		return out, err
+	}
 }
 
 // Handler is a function Lambda can call: an event in, an answer or an
