@@ -7,12 +7,15 @@ takes no lock, so, unlike DynamoDB:
 - a cancelled transaction puts back a copy of every table it touched, taken
   when it began: writes other clients made meanwhile vanish (a password
   change answered 200 was rolled back this way), and copying whole tables
-  makes every transaction slower as the tables grow.
+  makes every transaction slower as the tables grow;
+- a transaction sent again with the same ClientRequestToken (an SDK retry
+  whose first answer was lost) is applied again.
 
 This launcher runs moto's own server with a lock per table: a DynamoDB
 request holds the locks of every table it names (in name order, so two
 requests never wait on each other in a circle), and a cancelled transaction
-undoes only the items it names. Requests on different tables still run side
+undoes only the items it names, and a transaction's ClientRequestToken is
+honoured as DynamoDB honours it. Requests on different tables still run side
 by side, so one test's long scan does not hold up another test's tables.
 Arguments are moto_server's. local/stack.sh and internal/testenv start moto
 through it.
@@ -21,6 +24,7 @@ through it.
 import copy
 import sys
 import threading
+import time
 
 import moto.dynamodb.models as ddb_models
 from moto import server
@@ -65,12 +69,39 @@ def _locks_for(self):
     return locks
 
 
+_IDEMPOTENCY_WINDOW = 600  # seconds DynamoDB remembers a ClientRequestToken
+_answered = {}  # token -> (time, answer) of a transaction that succeeded
+
+
+def _idempotent(self):
+    """DynamoDB answers a TransactWriteItems whose ClientRequestToken it
+    has seen succeed in the last ten minutes with that success, without
+    applying it again; moto applies it again. An SDK retry of a transaction
+    whose answer was lost then failed the conditions its first attempt had
+    met (or, applied twice, counted twice)."""
+    token = None
+    if self._get_action() == "TransactWriteItems":
+        token = (getattr(self, "params", None) or {}).get("ClientRequestToken")
+    if not token:
+        return _call_action(self)
+    now = time.monotonic()
+    for old in [t for t, (at, _) in _answered.items() if now - at > _IDEMPOTENCY_WINDOW]:
+        del _answered[old]
+    if token in _answered:
+        status, headers, body = _answered[token][1]
+        return status, dict(headers), body
+    status, headers, body = _call_action(self)
+    if status == 200:
+        _answered[token] = (now, (status, dict(headers), body))
+    return status, headers, body
+
+
 def _serialised_call_action(self):
     locks = _locks_for(self)
     for lock in locks:
         lock.acquire()
     try:
-        return _call_action(self)
+        return _idempotent(self)
     finally:
         for lock in reversed(locks):
             lock.release()

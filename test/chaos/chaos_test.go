@@ -76,7 +76,7 @@ func TestChaos(t *testing.T) {
 	out := outDir(t, p.Name)
 	t.Logf("chaos run %q: %d users, %s of load; fleet logs and report in %s", p.Name, p.Users, p.Duration(), out)
 
-	moto := testenv.NewProxy(t, motoGate(t, motoAddr))
+	moto := testenv.NewProxy(t, motoAddr)
 	inbox := newAlertInbox(t, env.RT.AWS, strings.TrimPrefix(cfg.KMSKeyID, "alias/"))
 	created := env.NewUsers(t, p.Users, "chaos", func(i int) string {
 		return []string{testenv.Homechoice.Name, testenv.Janee.Name}[i%2]

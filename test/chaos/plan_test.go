@@ -71,10 +71,7 @@ func planOf() plan {
 	p := plan{Name: "short", Users: 40, Think: 2 * time.Second, Flap: time.Second}
 	baseline, scale := 3.0, 1.0
 	if os.Getenv("KCGUARD_CHAOS") == "full" {
-		// 200 users at ten requests a second in all: moto copies a whole
-		// table for every TransactWriteItems, so its cost grows with the
-		// sessions and audit records the run writes (at 8 s it collapsed
-		// after a minute, every call past its budget).
+		// 200 users at ten requests a second in all (RELIABILITY.md, finding 11).
 		p = plan{Name: "full", Users: 200, Think: 20 * time.Second, Flap: time.Second}
 		baseline, scale = 15, 4.0
 	}
