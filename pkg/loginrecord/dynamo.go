@@ -245,8 +245,10 @@ func (l *Dynamo) ReadLogin(ctx context.Context, key userkey.Key, source string, 
 	}
 	usersTable, tokensTable := l.users.TableName(), l.tokens.TableName()
 	keys := []map[string]types.AttributeValue{userKey}
+	var sourceKey map[string]types.AttributeValue
 	if source != "" {
-		keys = append(keys, l.users.SourceKey(source))
+		sourceKey = l.users.SourceKey(source)
+		keys = append(keys, sourceKey)
 	}
 	req := map[string]types.KeysAndAttributes{usersTable: {Keys: keys, ConsistentRead: aws.Bool(true)}}
 	if tokensTable == usersTable {
@@ -281,7 +283,7 @@ func (l *Dynamo) ReadLogin(ctx context.Context, key userkey.Key, source string, 
 			if read.Entry, err = users.EntryFromItem(item); err != nil {
 				return Read{}, err
 			}
-		case source != "" && sameKey(item, l.users.SourceKey(source)):
+		case sourceKey != nil && sameKey(item, sourceKey):
 			if read.Source, err = users.DecodeSource(item, now); err != nil {
 				return Read{}, err
 			}

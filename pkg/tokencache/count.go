@@ -20,12 +20,9 @@ func (d *Dynamo) CountCached(ctx context.Context, now time.Time) (int, error) {
 	n := 0
 	end := now.Add(d.opts.grace + time.Hour)
 	for _, b := range ddbitem.HourBuckets(end, d.opts.grace+time.Hour) {
-		c, err := d.count(ctx, &dynamodb.QueryInput{
-			TableName: &d.table, IndexName: aws.String(IndexByGrace), Select: types.SelectCount,
-			KeyConditionExpression:    aws.String("grace_bucket = :b AND #t > :now"),
-			ExpressionAttributeNames:  map[string]string{"#t": TTLAttribute},
-			ExpressionAttributeValues: map[string]types.AttributeValue{":b": ddbitem.S(b), ":now": ddbitem.N(now.Unix())},
-		})
+		in := d.graceQuery(b, now)
+		in.Select = types.SelectCount
+		c, err := d.count(ctx, in)
 		if err != nil {
 			return n, err
 		}
@@ -50,6 +47,17 @@ func (d *Dynamo) CountExpiring(ctx context.Context, before time.Time) (int, erro
 		n += c
 	}
 	return n, nil
+}
+
+// graceQuery asks the by_grace index for hour bucket b's entries still
+// within their grace period at now.
+func (d *Dynamo) graceQuery(b string, now time.Time) *dynamodb.QueryInput {
+	return &dynamodb.QueryInput{
+		TableName: &d.table, IndexName: aws.String(IndexByGrace),
+		KeyConditionExpression:    aws.String("grace_bucket = :b AND #t > :now"),
+		ExpressionAttributeNames:  map[string]string{"#t": TTLAttribute},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":b": ddbitem.S(b), ":now": ddbitem.N(now.Unix())},
+	}
 }
 
 func (d *Dynamo) count(ctx context.Context, in *dynamodb.QueryInput) (int, error) {
@@ -82,12 +90,7 @@ func (d *Dynamo) ListCached(ctx context.Context, now time.Time, limit int) ([]Ca
 	out := []Cached{}
 	end := now.Add(d.opts.grace + time.Hour)
 	for _, b := range ddbitem.HourBuckets(end, d.opts.grace+time.Hour) {
-		in := &dynamodb.QueryInput{
-			TableName: &d.table, IndexName: aws.String(IndexByGrace),
-			KeyConditionExpression:    aws.String("grace_bucket = :b AND #t > :now"),
-			ExpressionAttributeNames:  map[string]string{"#t": TTLAttribute},
-			ExpressionAttributeValues: map[string]types.AttributeValue{":b": ddbitem.S(b), ":now": ddbitem.N(now.Unix())},
-		}
+		in := d.graceQuery(b, now)
 		for {
 			page, err := d.db.Query(ctx, in)
 			if err != nil {
