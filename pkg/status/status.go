@@ -411,9 +411,9 @@ func (r *Reader) readTokens(ctx context.Context, s *Snapshot, now time.Time, fai
 	}
 }
 
-// MaxSince bounds how far back a report reads (the audit trail's default
-// retention).
-const MaxSince = 90 * 24 * time.Hour
+// MaxSince bounds how far back a report reads: the audit trail's default
+// retention.
+const MaxSince = audit.DefaultRetention
 
 // ParseSince reads a report's --since / ?since=: a duration ("24h", "90m",
 // "7d") back from now, or an RFC 3339 time; "" is 24h.

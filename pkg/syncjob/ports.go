@@ -86,12 +86,6 @@ type Journal interface {
 	Record(ctx context.Context, e journal.Entry) error
 }
 
-// JournalReader is what the sync status reads from the journal.
-type JournalReader interface {
-	Count(ctx context.Context, status journal.Status) (int, error)
-	ListByStatus(ctx context.Context, status journal.Status, limit int, cursor string) ([]journal.Entry, string, error)
-}
-
 // Cursors keeps, per package, where the last reconciliation pass stopped,
 // so a bounded pass continues there instead of starting again from the
 // first username: users it could not settle (still unsynced next time) can

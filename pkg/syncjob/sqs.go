@@ -229,16 +229,15 @@ func (q *SQSQueue) RedriveTo(ctx context.Context, to *SQSQueue) (int, error) {
 	}
 	moved := 0
 	for {
-		out, err := q.client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &url, MaxNumberOfMessages: 10,
-			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll}})
-		if err != nil || len(out.Messages) == 0 {
+		msgs, err := q.Receive(ctx, 0)
+		if err != nil || len(msgs) == 0 {
 			return moved, err
 		}
-		for _, m := range out.Messages {
-			if err := to.send(ctx, aws.ToString(m.Body), m.Attributes["MessageGroupId"], "redrive-"+aws.ToString(m.MessageId), nil); err != nil {
+		for _, m := range msgs {
+			if err := to.send(ctx, m.Body, m.Attributes["MessageGroupId"], "redrive-"+m.MessageId, nil); err != nil {
 				return moved, err
 			}
-			if _, err := q.client.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: &url, ReceiptHandle: m.ReceiptHandle}); err != nil {
+			if _, err := q.client.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: &url, ReceiptHandle: aws.String(m.ReceiptHandle)}); err != nil {
 				return moved, err
 			}
 			moved++
