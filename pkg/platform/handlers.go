@@ -210,8 +210,9 @@ func (rt *Runtime) nextProbe(ctx context.Context) time.Time {
 // Its Run pauses while the breaker is open, probes Keycloak when a probe is
 // due, and is woken when this process closes the breaker.
 func (rt *Runtime) Poller(waitSeconds int32) *syncjob.Poller {
-	p := &syncjob.Poller{Queue: rt.Queue, Worker: rt.Worker(), WaitSeconds: LongPoll(waitSeconds, rt.Config.AWS.AttemptTimeout),
-		ReceiveOptions: []func(*sqs.Options){ReceiveOptions(LongPoll(waitSeconds, rt.Config.AWS.AttemptTimeout))},
+	wait := LongPoll(waitSeconds, rt.Config.AWS.AttemptTimeout)
+	p := &syncjob.Poller{Queue: rt.Queue, Worker: rt.Worker(), WaitSeconds: wait,
+		ReceiveOptions: []func(*sqs.Options){ReceiveOptions(wait)},
 		Breaker:        rt.Breaker, Ping: rt.Keycloak.Ping, Log: rt.Log}
 	rt.poller = p
 	return p
