@@ -39,7 +39,13 @@ func (rt *Runtime) AuthHandlers() *httpapi.AuthHandlers {
 func (rt *Runtime) SessionHandlers() *httpapi.SessionHandlers {
 	return &httpapi.SessionHandlers{Store: rt.Sessions, Keycloak: rt.Dispatcher,
 		Reports: rt.SessionReporter(), Packages: rt.Config.PackageNames(),
-		AdminKey: rt.Config.API.AdminKey, AdminPrincipals: rt.Config.API.AdminPrincipals, Log: rt.Log}
+		Guard: rt.AdminGuard(), Log: rt.Log}
+}
+
+// AdminGuard admits operators: api.admin_principals in AWS, api.admin_key
+// locally.
+func (rt *Runtime) AdminGuard() httpapi.AdminGuard {
+	return httpapi.AdminGuard{Key: rt.Config.API.AdminKey, Principals: rt.Config.API.AdminPrincipals}
 }
 
 // Authorizer is the API Gateway Lambda authorizer for downstream APIs. It

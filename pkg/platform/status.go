@@ -50,7 +50,7 @@ func (rt *Runtime) StatusReader() *status.Reader {
 func (rt *Runtime) StatusHandlers() *httpapi.StatusHandlers {
 	return &httpapi.StatusHandlers{Reader: rt.StatusReader(), Pages: dashboard.Pages{},
 		Reports: rt.Reporter(), ReportKinds: report.Kinds,
-		Packages: rt.Config.PackageNames(), Guard: httpapi.AdminGuard{Key: rt.Config.API.AdminKey, Principals: rt.Config.API.AdminPrincipals}, Log: rt.Log}
+		Packages: rt.Config.PackageNames(), Guard: rt.AdminGuard(), Log: rt.Log}
 }
 
 // Reporter renders the HTML reports (GET /reports/{kind}, `kcguard report`).
