@@ -40,14 +40,11 @@ type SessionHandlers struct {
 	// Reports serves GET /admin/metrics; Packages are the packages it knows.
 	Reports  SessionReports
 	Packages []string
-	// AdminKey guards /admin routes locally (X-Admin-Key header). In AWS the
-	// routes use IAM authorisation and API Gateway passes the caller's IAM
-	// ARN, which is accepted instead when AdminPrincipals lists it: IAM
-	// only proves the caller may invoke the API, not that it is an admin.
-	AdminKey        string
-	AdminPrincipals []string
-	Now             func() time.Time
-	Log             *slog.Logger
+	// Guard admits operators to the /admin routes (AdminGuard.Check: a
+	// listed IAM caller in AWS, the admin key locally).
+	Guard AdminGuard
+	Now   func() time.Time
+	Log   *slog.Logger
 }
 
 type sessionView struct {
@@ -188,7 +185,7 @@ func (h *SessionHandlers) logoutUser(ctx context.Context, pkg, username string) 
 // admin checks the admin guard: a listed IAM caller (AWS) or the admin key
 // (local). Every refusal is the same 403 forbidden.
 func (h *SessionHandlers) admin(req Request) *Error {
-	return AdminGuard{Key: h.AdminKey, Principals: h.AdminPrincipals}.Check(req)
+	return h.Guard.Check(req)
 }
 
 // AdminPrincipal reports whether the IAM caller arn is one of principals:

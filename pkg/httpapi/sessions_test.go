@@ -32,7 +32,7 @@ type sessionFixture struct {
 func newSessionFixture(t *testing.T) *sessionFixture {
 	f := &sessionFixture{store: sessions.NewMemory(sessions.WithIdleTimeout(30 * time.Minute)), logout: &fakeLogout{},
 		now: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
-	f.h = &SessionHandlers{Store: f.store, Keycloak: f.logout, AdminKey: "admin-key", Now: func() time.Time { return f.now }}
+	f.h = &SessionHandlers{Store: f.store, Keycloak: f.logout, Guard: AdminGuard{Key: "admin-key"}, Now: func() time.Time { return f.now }}
 	return f
 }
 
@@ -134,7 +134,7 @@ func TestAdminGuard(t *testing.T) {
 	if resp.StatusCode != 403 || !strings.Contains(resp.Body, `"code":"forbidden"`) {
 		t.Fatalf("IAM caller not in api.admin_principals: %d %s", resp.StatusCode, resp.Body)
 	}
-	f.h.AdminPrincipals = []string{"arn:aws:iam::123456789012:role/ops"}
+	f.h.Guard.Principals = []string{"arn:aws:iam::123456789012:role/ops"}
 	resp, _ = call(t, f.h.AdminDelete, "", iam, func(r *Request) { r.PathParameters = map[string]string{"id": rec.ID} })
 	if resp.StatusCode != 200 {
 		t.Fatalf("listed IAM caller: %d %s", resp.StatusCode, resp.Body)

@@ -39,7 +39,13 @@ func (rt *Runtime) AuthHandlers() *httpapi.AuthHandlers {
 func (rt *Runtime) SessionHandlers() *httpapi.SessionHandlers {
 	return &httpapi.SessionHandlers{Store: rt.Sessions, Keycloak: rt.Dispatcher,
 		Reports: rt.SessionReporter(), Packages: rt.Config.PackageNames(),
-		AdminKey: rt.Config.API.AdminKey, AdminPrincipals: rt.Config.API.AdminPrincipals, Log: rt.Log}
+		Guard: rt.AdminGuard(), Log: rt.Log}
+}
+
+// AdminGuard admits operators: api.admin_principals in AWS, api.admin_key
+// locally.
+func (rt *Runtime) AdminGuard() httpapi.AdminGuard {
+	return httpapi.AdminGuard{Key: rt.Config.API.AdminKey, Principals: rt.Config.API.AdminPrincipals}
 }
 
 // Authorizer is the API Gateway Lambda authorizer for downstream APIs. It
@@ -210,8 +216,9 @@ func (rt *Runtime) nextProbe(ctx context.Context) time.Time {
 // Its Run pauses while the breaker is open, probes Keycloak when a probe is
 // due, and is woken when this process closes the breaker.
 func (rt *Runtime) Poller(waitSeconds int32) *syncjob.Poller {
-	p := &syncjob.Poller{Queue: rt.Queue, Worker: rt.Worker(), WaitSeconds: LongPoll(waitSeconds, rt.Config.AWS.AttemptTimeout),
-		ReceiveOptions: []func(*sqs.Options){ReceiveOptions(LongPoll(waitSeconds, rt.Config.AWS.AttemptTimeout))},
+	wait := LongPoll(waitSeconds, rt.Config.AWS.AttemptTimeout)
+	p := &syncjob.Poller{Queue: rt.Queue, Worker: rt.Worker(), WaitSeconds: wait,
+		ReceiveOptions: []func(*sqs.Options){ReceiveOptions(wait)},
 		Breaker:        rt.Breaker, Ping: rt.Keycloak.Ping, Log: rt.Log}
 	rt.poller = p
 	return p

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 
+	"github.com/kcguard/kcguard/pkg/auth"
 	"github.com/kcguard/kcguard/pkg/httpapi"
 	"github.com/kcguard/kcguard/pkg/metrics"
 )
@@ -22,13 +23,13 @@ func LoginOutcome(resp httpapi.Response) string {
 	}
 	_ = json.Unmarshal([]byte(resp.Body), &body)
 	switch {
-	case resp.StatusCode == 200 && body.AuthMode == "keycloak":
+	case resp.StatusCode == 200 && body.AuthMode == string(auth.ModeKeycloak):
 		return metrics.LoginsKeycloak
-	case resp.StatusCode == 200 && body.AuthMode == "cached":
+	case resp.StatusCode == 200 && body.AuthMode == string(auth.ModeCached):
 		return metrics.LoginsCached
-	case resp.StatusCode == 200 && body.AuthMode == "local":
+	case resp.StatusCode == 200 && body.AuthMode == string(auth.ModeLocal):
 		return metrics.LoginsLocal
-	case body.Error != nil && (body.Error.Code == httpapi.CodeLocked || body.Error.Code == "too_many_requests"):
+	case body.Error != nil && (body.Error.Code == httpapi.CodeLocked || body.Error.Code == httpapi.CodeTooManyRequests):
 		return metrics.LoginsLockedOut
 	case body.Error != nil && body.Error.Code == httpapi.CodeInvalidCredentials:
 		return metrics.LoginFailures

@@ -50,7 +50,7 @@ func (rt *Runtime) StatusReader() *status.Reader {
 func (rt *Runtime) StatusHandlers() *httpapi.StatusHandlers {
 	return &httpapi.StatusHandlers{Reader: rt.StatusReader(), Pages: dashboard.Pages{},
 		Reports: rt.Reporter(), ReportKinds: report.Kinds,
-		Packages: rt.Config.PackageNames(), Guard: httpapi.AdminGuard{Key: rt.Config.API.AdminKey, Principals: rt.Config.API.AdminPrincipals}, Log: rt.Log}
+		Packages: rt.Config.PackageNames(), Guard: rt.AdminGuard(), Log: rt.Log}
 }
 
 // Reporter renders the HTML reports (GET /reports/{kind}, `kcguard report`).
@@ -82,8 +82,8 @@ func (rt *Runtime) RecordRun(ctx context.Context, job string, started time.Time,
 // RecordCleanup notes a cleanup run, and its reconciliation step as the
 // last reconcile run.
 func (rt *Runtime) RecordCleanup(ctx context.Context, started time.Time, r cleanup.Result, runErr error) {
-	rt.RecordRun(ctx, status.JobCleanup, started, fmt.Sprintf("refreshed %d tokens, deleted %d tokens and %d sessions, queued %d of %d unsynced users",
-		r.Refresh.Refreshed, r.Tokens.Deleted, r.Sessions.Deleted, r.Reconcile.Queued, r.Reconcile.Found), runErr)
+	rt.RecordRun(ctx, status.JobCleanup, started, fmt.Sprintf("refreshed %d tokens, deleted %d tokens and %d sessions, %s",
+		r.Refresh.Refreshed, r.Tokens.Deleted, r.Sessions.Deleted, ReconcileSummary(r.Reconcile)), runErr)
 	var recErr error
 	if slices.Contains(r.Errors, "reconcile") {
 		recErr = errors.New("the reconciliation step failed (see the cleanup log)")
@@ -125,9 +125,10 @@ func (rt *Runtime) DailySummary(ctx context.Context, publisher alerts.SNSAPI, no
 		return 0, err
 	}
 	var errs []error
+	reporter := rt.Reporter()
 	for _, pkg := range rt.Config.PackageNames() {
 		var b strings.Builder
-		if err := rt.Reporter().WriteText(ctx, &b, pkg, now.Add(-24*time.Hour), now); err != nil {
+		if err := reporter.WriteText(ctx, &b, pkg, now.Add(-24*time.Hour), now); err != nil {
 			errs = append(errs, err)
 			continue
 		}
