@@ -13,7 +13,6 @@ import (
 	"github.com/kcguard/kcguard/internal/testenv"
 	"github.com/kcguard/kcguard/pkg/auth"
 	"github.com/kcguard/kcguard/pkg/config"
-	"github.com/kcguard/kcguard/pkg/platform"
 	"github.com/kcguard/kcguard/pkg/status"
 	"github.com/kcguard/kcguard/pkg/syncjob"
 	"github.com/kcguard/kcguard/pkg/users"
@@ -66,16 +65,9 @@ func NewKnown(t *testing.T) *Known {
 			t.Fatalf("%s never locked", ghost.Name)
 		}
 	}
-	hasher, err := platform.Hasher(env.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
 	q := env.RT.JournaledQueue
 	for i := 0; i < 3; i++ {
-		h, err := hasher.Hash(testenv.Unique("Pw-waiting"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		h := env.Hash(t, testenv.Unique("Pw-waiting"))
 		u, err := env.RT.Users.Create(ctx, users.User{Package: "homechoice", Username: testenv.Unique("operators-waiting"),
 			Enabled: true, Hash: users.NewHash(h)}, time.Now())
 		if err != nil {

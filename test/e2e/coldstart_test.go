@@ -257,10 +257,7 @@ func coldFunctions(tb testing.TB, root string) []string {
 
 func BenchmarkColdStart(b *testing.B) {
 	s := newStack(b)
-	starts := 5
-	if v, err := strconv.Atoi(os.Getenv("KCGUARD_BENCH_COLD_STARTS")); err == nil && v > 0 {
-		starts = v
-	}
+	starts := benchstat.Int(b, "KCGUARD_BENCH_COLD_STARTS", 5)
 	var tbl strings.Builder
 	fmt.Fprintf(&tbl, "\n%-12s %10s %12s %12s %10s %10s %8s\n", "function", "size MB", "init p50 ms", "init max ms", "first ms", "warm ms", "first/warm")
 	for b.Loop() {
