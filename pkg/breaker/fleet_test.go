@@ -197,7 +197,7 @@ func runFleet(t *testing.T, store breaker.Store) FleetResult {
 	}
 	st, _ := fleet[0].Status(ctx)
 	if st.State != breaker.StateOpen || st.Reopens != 1 {
-		t.Fatalf("after failed probe: %+v", st)
+		t.Fatalf("after failed probe: %+v; events %v", st, ev.transitions())
 	}
 
 	// Keycloak back; the next probe closes it for everyone.
